@@ -1,0 +1,138 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/bulkhead-router/bulkhead/internal/logging"
+)
+
+// config is every setting of the router, parsed and validated once.
+type config struct {
+	Kubeconfig     string
+	Address        string
+	HealthAddress  string
+	AdminAddress   string
+	StateDir       string
+	ControllerName string
+	PublishAddress []string
+	RoutesFile     string
+	LogLevel       slog.Level
+	LogFormat      string
+	ShutdownGrace  time.Duration
+}
+
+// errHelp is returned for -help, which is not a failure.
+var errHelp = flag.ErrHelp
+
+// parseConfig parses args (without the program name). Errors are one line,
+// meant to be printed as they are. On -help the usage is written to out.
+func parseConfig(args []string, out io.Writer) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("bulkhead", flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors are reported by the caller, in one line
+	fs.StringVar(&c.Kubeconfig, "kubeconfig", "", "path of a kubeconfig; empty: in-cluster configuration, then $KUBECONFIG")
+	fs.StringVar(&c.Address, "address", ":8080", "HOST:PORT of the proxy listener (traffic)")
+	fs.StringVar(&c.HealthAddress, "health-address", ":8081", "HOST:PORT serving GET /healthz (liveness) and GET /readyz (readiness)")
+	fs.StringVar(&c.AdminAddress, "admin-address", "127.0.0.1:9911", "HOST:PORT of the operator endpoint (metrics, routes, profiler); keep it off public interfaces")
+	fs.StringVar(&c.StateDir, "state-dir", "/var/lib/bulkhead", "directory for local state (the last-known-good route table)")
+	fs.StringVar(&c.ControllerName, "controller-name", "bulkhead.io/ingress-controller", "spec.controller of the IngressClasses this router implements")
+	publish := fs.String("publish-address", "", "comma-separated IPs and/or hostnames written into the status of served Ingresses (for example the ALB's DNS name)")
+	fs.StringVar(&c.RoutesFile, "routes-file", "", "serve the static routes of this eskip file (for trying the router without Kubernetes)")
+	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
+	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", 30*time.Second, "on SIGTERM, how long in-flight requests may take to finish")
+
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printUsage(fs, out)
+			return c, errHelp
+		}
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q (flags take the form -name value)", fs.Arg(0))
+	}
+	var err error
+	if c.LogLevel, err = logging.ParseLevel(*level); err != nil {
+		return c, fmt.Errorf("-log-level: %w", err)
+	}
+	if c.PublishAddress, err = parsePublishAddresses(*publish); err != nil {
+		return c, fmt.Errorf("-publish-address: %w", err)
+	}
+	return c, c.validate()
+}
+
+func (c config) validate() error {
+	addrs := map[string]string{"-address": c.Address, "-health-address": c.HealthAddress, "-admin-address": c.AdminAddress}
+	for _, name := range []string{"-address", "-health-address", "-admin-address"} {
+		if err := validateListenAddress(addrs[name]); err != nil {
+			return fmt.Errorf("%s %q: %w", name, addrs[name], err)
+		}
+	}
+	if c.AdminAddress == c.Address || c.HealthAddress == c.Address || c.AdminAddress == c.HealthAddress {
+		return errors.New("-address, -health-address and -admin-address must be different")
+	}
+	if msgs := validation.IsDomainPrefixedPath(nil, c.ControllerName); len(msgs) > 0 {
+		return fmt.Errorf("-controller-name %q: %s", c.ControllerName, msgs[0].Detail)
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return fmt.Errorf("-log-format %q: want text or json", c.LogFormat)
+	}
+	if c.StateDir == "" {
+		return errors.New("-state-dir must not be empty")
+	}
+	if c.ShutdownGrace < 0 {
+		return fmt.Errorf("-shutdown-grace %s: must not be negative", c.ShutdownGrace)
+	}
+	return nil
+}
+
+func validateListenAddress(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return errors.New("want HOST:PORT, for example :8080 or 127.0.0.1:9911")
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("port %q is not a number from 0 to 65535", port)
+	}
+	if host != "" && net.ParseIP(host) == nil && len(validation.IsDNS1123Subdomain(strings.ToLower(host))) > 0 {
+		return fmt.Errorf("host %q is neither an IP address nor a host name", host)
+	}
+	return nil
+}
+
+// parsePublishAddresses splits a comma-separated list of IPs and DNS names.
+func parsePublishAddresses(s string) ([]string, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	var out []string
+	for _, a := range strings.Split(s, ",") {
+		a = strings.TrimSpace(a)
+		if a == "" {
+			return nil, errors.New("empty entry in the list")
+		}
+		if net.ParseIP(a) == nil && len(validation.IsDNS1123Subdomain(a)) > 0 {
+			return nil, fmt.Errorf("%q is neither an IP address nor a DNS name", a)
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+func printUsage(fs *flag.FlagSet, out io.Writer) {
+	fmt.Fprintf(out, "Usage: bulkhead [flags]\n\nbulkhead is a resilient Kubernetes ingress edge router. Flags (with defaults):\n\n")
+	fs.SetOutput(out)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
+}

@@ -1,0 +1,182 @@
+// Command bulkhead is the resilient Kubernetes ingress edge router: it
+// serves HTTP on -address through skipper's routing and proxy, answers load
+// balancer health checks on -health-address and operators on -admin-address.
+// Run with -help for every flag.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/zalando/skipper/eskipfile"
+	skrouting "github.com/zalando/skipper/routing"
+
+	"github.com/bulkhead-router/bulkhead/admin"
+	"github.com/bulkhead-router/bulkhead/health"
+	"github.com/bulkhead-router/bulkhead/internal/logging"
+	"github.com/bulkhead-router/bulkhead/proxy"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run is main with its inputs explicit, so tests can drive it.
+func run(args []string, stdout, stderr io.Writer) int {
+	cfg, err := parseConfig(args, stdout)
+	if errors.Is(err, errHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "bulkhead: %v (see -help)\n", err)
+		return 2
+	}
+	log, err := logging.New(stderr, cfg.LogLevel, cfg.LogFormat)
+	if err != nil {
+		fmt.Fprintf(stderr, "bulkhead: %v\n", err)
+		return 2
+	}
+
+	// The first SIGTERM or SIGINT starts a graceful shutdown; a second one
+	// ends the process at once, for an operator who does not want to wait.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	signals := make(chan os.Signal, 2)
+	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		sig := <-signals
+		log.Info("signal received: shutting down gracefully; send it again to stop at once", "signal", sig.String())
+		cancel()
+		sig = <-signals
+		log.Warn("second signal received: stopping now", "signal", sig.String())
+		os.Exit(1)
+	}()
+
+	if err := serve(ctx, cfg, log); err != nil {
+		log.Error("bulkhead stopped", logging.KeyError, err)
+		return 1
+	}
+	log.Info("bulkhead stopped")
+	return 0
+}
+
+// serve runs the router until ctx ends, then shuts down gracefully.
+func serve(ctx context.Context, cfg config, log *slog.Logger) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		buildInfo(),
+	)
+	ready := health.New(reg, map[string]string{health.ConditionRoutes: "no route table loaded yet"})
+
+	sources, err := routeSources(cfg)
+	if err != nil {
+		return err
+	}
+	px := proxy.New(proxy.Options{DataClients: sources, Log: log})
+	defer px.Close()
+
+	// Bind every listener before serving any, so a port conflict is one
+	// clear error at start rather than a half-running router.
+	var listeners [3]net.Listener
+	for i, l := range []struct{ flag, addr string }{
+		{"-address", cfg.Address}, {"-health-address", cfg.HealthAddress}, {"-admin-address", cfg.AdminAddress},
+	} {
+		if listeners[i], err = net.Listen("tcp", l.addr); err != nil {
+			for _, open := range listeners[:i] {
+				open.Close()
+			}
+			return fmt.Errorf("%s: %w", l.flag, err)
+		}
+	}
+	errorLog := slog.NewLogLogger(log.Handler(), slog.LevelDebug) // client-side noise (bad requests, resets) is not ours to shout about
+	servers := []*http.Server{
+		{
+			Handler:           px,
+			ReadHeaderTimeout: 10 * time.Second, // slow clients cannot hold connections open by trickling headers
+			IdleTimeout:       75 * time.Second, // longer than the ALB's default 60 s idle timeout, so the ALB closes first
+			MaxHeaderBytes:    64 << 10,
+			ErrorLog:          errorLog,
+		},
+		{Handler: health.Handler(ready), ReadHeaderTimeout: 5 * time.Second, ErrorLog: errorLog},
+		{Handler: admin.Handler(admin.Options{Gatherer: reg, Routes: px.RoutesHandler()}), ReadHeaderTimeout: 5 * time.Second, ErrorLog: errorLog},
+	}
+	serveErr := make(chan error, len(servers))
+	for i, s := range servers {
+		go func() {
+			if err := s.Serve(listeners[i]); !errors.Is(err, http.ErrServerClosed) {
+				serveErr <- err
+			}
+		}()
+	}
+	log.Info("bulkhead listening", "address", listeners[0].Addr().String(),
+		"health_address", listeners[1].Addr().String(), "admin_address", listeners[2].Addr().String())
+
+	go func() {
+		select {
+		case <-px.FirstLoad():
+			ready.Set(health.ConditionRoutes, true, "")
+			log.Info("route table loaded; ready")
+		case <-ctx.Done():
+		}
+	}()
+
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		return err
+	}
+
+	ready.Set(health.ConditionDraining, false, "shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
+	defer cancel()
+	// Shutdown closes idle keep-alive connections, waits for in-flight
+	// requests and makes Go's server answer them with Connection: close.
+	if err := servers[0].Shutdown(shutdownCtx); err != nil {
+		log.Warn("in-flight requests did not finish in time", "shutdown_grace", cfg.ShutdownGrace, logging.KeyError, err)
+	}
+	for _, s := range servers[1:] {
+		s.Close()
+	}
+	return nil
+}
+
+// routeSources returns the data clients that feed the route table.
+func routeSources(cfg config) ([]skrouting.DataClient, error) {
+	if cfg.RoutesFile == "" {
+		return nil, errors.New("no route source: give -routes-file (the Kubernetes route source is not built yet)")
+	}
+	file, err := eskipfile.Open(cfg.RoutesFile)
+	if err != nil {
+		return nil, fmt.Errorf("-routes-file: %w", err)
+	}
+	return []skrouting.DataClient{file}, nil
+}
+
+// buildInfo is the conventional constant-1 gauge carrying the version.
+func buildInfo() prometheus.Collector {
+	version := "unknown"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		version = bi.Main.Version
+	}
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "bulkhead_build_info",
+		Help:        "Always 1; the labels say which build is running.",
+		ConstLabels: prometheus.Labels{"version": version},
+	})
+	g.Set(1)
+	return g
+}

@@ -1,0 +1,40 @@
+package controlplane
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// ForTest starts a control plane for one test and stops it when the test
+// ends. On failure the tails of the etcd and kube-apiserver logs are added
+// to the test output, which is usually what explains an integration failure.
+//
+// A control plane that cannot be built or started fails the test; it is
+// never skipped, because the tests that need it prove the product works.
+func ForTest(t testing.TB) *ControlPlane {
+	t.Helper()
+	cp, err := Start(context.Background(), Options{Progress: testWriter{t}})
+	if err != nil {
+		t.Fatalf("starting the control plane: %v", err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, name := range []string{"etcd.log", "kube-apiserver.log"} {
+				t.Logf("--- tail of %s:\n%s", name, tail(filepath.Join(cp.Dir(), "logs", name), 15))
+			}
+		}
+		cp.Stop()
+	})
+	return cp
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	if os.Getenv("BULKHEAD_TEST_VERBOSE") != "" {
+		w.t.Logf("%s", p)
+	}
+	return len(p), nil
+}

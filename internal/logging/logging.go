@@ -1,0 +1,152 @@
+package logging
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/go-logr/logr"
+	"github.com/sirupsen/logrus"
+	"k8s.io/klog/v2"
+)
+
+// Fixed attribute keys, so that every log line about one object can be found
+// with one query.
+const (
+	KeyNamespace = "namespace"
+	KeyName      = "name"
+	KeyKind      = "kind"
+	KeyRoute     = "route"
+	KeyEndpoint  = "endpoint"
+	KeyError     = "err"
+	KeyComponent = "component"
+)
+
+// ParseLevel reads a -log-level value.
+func ParseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("unknown log level %q (want debug, info, warn or error)", s)
+	}
+	return l, nil
+}
+
+// New returns a logger writing to w in the given format ("text" or "json")
+// and routes logrus (skipper) and klog (client-go) into it.
+func New(w io.Writer, level slog.Level, format string) (*slog.Logger, error) {
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler
+	switch format {
+	case "text":
+		h = slog.NewTextHandler(w, opts)
+	case "json":
+		h = slog.NewJSONHandler(w, opts)
+	default:
+		return nil, fmt.Errorf("unknown log format %q (want text or json)", format)
+	}
+	logger := slog.New(h)
+	routeLogrus(logger.With(KeyComponent, "skipper"))
+	routeKlog(logger.With(KeyComponent, "client-go"))
+	return logger, nil
+}
+
+// routeLogrus sends the global logrus logger, which skipper uses, to l.
+func routeLogrus(l *slog.Logger) {
+	logrus.SetOutput(io.Discard)
+	logrus.SetLevel(logrus.DebugLevel) // filtering is slog's job
+	logrus.StandardLogger().ReplaceHooks(logrus.LevelHooks{})
+	logrus.AddHook(logrusHook{l})
+}
+
+type logrusHook struct{ l *slog.Logger }
+
+func (logrusHook) Levels() []logrus.Level { return logrus.AllLevels }
+
+func (h logrusHook) Fire(e *logrus.Entry) error {
+	level := slog.LevelDebug
+	switch {
+	case e.Level <= logrus.ErrorLevel:
+		level = slog.LevelError
+	case e.Level == logrus.WarnLevel:
+		level = slog.LevelWarn
+	}
+	if !h.l.Enabled(context.Background(), level) {
+		return nil
+	}
+	attrs := make([]any, 0, 2*len(e.Data))
+	for k, v := range e.Data {
+		attrs = append(attrs, k, v)
+	}
+	h.l.Log(context.Background(), level, strings.TrimSpace(e.Message), attrs...)
+	return nil
+}
+
+// routeKlog sends klog, which client-go uses, to l. klog's info lines (V(0))
+// become debug: client-go logs reflector restarts there, which an outage
+// makes frequent and which bulkhead reports itself with more context.
+func routeKlog(l *slog.Logger) {
+	klog.SetLogger(logr.New(klogSink{l: l}))
+}
+
+// klogSink is a logr.LogSink over slog that demotes klog's info level.
+type klogSink struct {
+	l     *slog.Logger
+	name  string
+	attrs []any
+}
+
+func (s klogSink) Init(logr.RuntimeInfo) {}
+
+func (s klogSink) Enabled(v int) bool {
+	return s.l.Enabled(context.Background(), slog.LevelDebug-slog.Level(v))
+}
+
+func (s klogSink) Info(v int, msg string, kv ...any) {
+	s.l.Log(context.Background(), slog.LevelDebug-slog.Level(v), msg, append(s.attrs, kv...)...)
+}
+
+func (s klogSink) Error(err error, msg string, kv ...any) {
+	s.l.Log(context.Background(), slog.LevelError, msg, append(append(s.attrs, KeyError, err), kv...)...)
+}
+
+func (s klogSink) WithValues(kv ...any) logr.LogSink {
+	s.attrs = append(append([]any(nil), s.attrs...), kv...)
+	return s
+}
+
+func (s klogSink) WithName(name string) logr.LogSink {
+	if s.name != "" {
+		name = s.name + "." + name
+	}
+	s.name = name
+	s.l = s.l.With("logger", name)
+	return s
+}
+
+// Skipper adapts l to skipper's logging.Logger interface, for the places
+// (routing.Options.Log) that take one instead of using logrus. Info is
+// demoted to debug for the same reason as above.
+type Skipper struct{ L *slog.Logger }
+
+func (s Skipper) Error(a ...any)            { s.L.Error(fmt.Sprint(a...)) }
+func (s Skipper) Errorf(f string, a ...any) { s.L.Error(fmt.Sprintf(f, a...)) }
+func (s Skipper) Warn(a ...any)             { s.L.Warn(fmt.Sprint(a...)) }
+func (s Skipper) Warnf(f string, a ...any)  { s.L.Warn(fmt.Sprintf(f, a...)) }
+func (s Skipper) Info(a ...any)             { s.debug(fmt.Sprint, a...) }
+func (s Skipper) Infof(f string, a ...any)  { s.debugf(f, a...) }
+func (s Skipper) Debug(a ...any)            { s.debug(fmt.Sprint, a...) }
+func (s Skipper) Debugf(f string, a ...any) { s.debugf(f, a...) }
+
+func (s Skipper) debug(format func(...any) string, a ...any) {
+	if s.L.Enabled(context.Background(), slog.LevelDebug) {
+		s.L.Debug(format(a...))
+	}
+}
+
+func (s Skipper) debugf(f string, a ...any) {
+	if s.L.Enabled(context.Background(), slog.LevelDebug) {
+		s.L.Debug(fmt.Sprintf(f, a...))
+	}
+}

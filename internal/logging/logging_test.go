@@ -1,0 +1,72 @@
+package logging
+
+import (
+	"bytes"
+	"encoding/json"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/sirupsen/logrus"
+	"k8s.io/klog/v2"
+)
+
+// decode returns the JSON log records written to buf.
+func decode(t *testing.T, buf *bytes.Buffer) []map[string]any {
+	t.Helper()
+	var records []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		if line == "" {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("not a JSON log line: %q", line)
+		}
+		records = append(records, m)
+	}
+	return records
+}
+
+func TestLibraryLogsAreRoutedAndDemoted(t *testing.T) {
+	var buf bytes.Buffer
+	if _, err := New(&buf, slog.LevelInfo, "json"); err != nil {
+		t.Fatal(err)
+	}
+	logrus.Info("skipper route update")     // demoted: hidden at info
+	logrus.WithField("id", "r1").Warn("skipper warning")
+	klog.Info("reflector chatter")          // demoted: hidden at info
+	klog.ErrorS(nil, "client-go failure", "resource", "ingresses")
+	klog.Flush()
+
+	records := decode(t, &buf)
+	if len(records) != 2 {
+		t.Fatalf("want the warning and the error only, got %d records: %s", len(records), buf.String())
+	}
+	if records[0]["msg"] != "skipper warning" || records[0]["level"] != "WARN" || records[0]["component"] != "skipper" || records[0]["id"] != "r1" {
+		t.Errorf("logrus warning not routed with its fields: %v", records[0])
+	}
+	if records[1]["msg"] != "client-go failure" || records[1]["level"] != "ERROR" || records[1]["component"] != "client-go" || records[1]["resource"] != "ingresses" {
+		t.Errorf("klog error not routed with its fields: %v", records[1])
+	}
+}
+
+func TestDebugLevelShowsLibraryInfo(t *testing.T) {
+	var buf bytes.Buffer
+	if _, err := New(&buf, slog.LevelDebug, "text"); err != nil {
+		t.Fatal(err)
+	}
+	logrus.Info("skipper route update")
+	if !strings.Contains(buf.String(), "skipper route update") || !strings.Contains(buf.String(), "level=DEBUG") {
+		t.Fatalf("skipper info not shown as debug: %q", buf.String())
+	}
+}
+
+func TestBadSettings(t *testing.T) {
+	if _, err := ParseLevel("loud"); err == nil {
+		t.Error("ParseLevel accepted an unknown level")
+	}
+	if _, err := New(&bytes.Buffer{}, slog.LevelInfo, "xml"); err == nil {
+		t.Error("New accepted an unknown format")
+	}
+}

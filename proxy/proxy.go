@@ -1,0 +1,97 @@
+package proxy
+
+import (
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/zalando/skipper/filters/builtin"
+	"github.com/zalando/skipper/loadbalancer"
+	"github.com/zalando/skipper/metrics"
+	skproxy "github.com/zalando/skipper/proxy"
+	skrouting "github.com/zalando/skipper/routing"
+
+	"github.com/bulkhead-router/bulkhead/internal/logging"
+)
+
+// Options configure New.
+type Options struct {
+	// DataClients are the route sources. skipper keeps its current table
+	// when a client returns an error and replaces it on success, so a client
+	// must return an error, never an empty table, until it really knows.
+	DataClients []skrouting.DataClient
+	// Predicates are custom predicate specifications the routes use.
+	Predicates []skrouting.PredicateSpec
+	// PreProcessors run over the whole route table before it is processed.
+	PreProcessors []skrouting.PreProcessor
+	// PollInterval is how often skipper asks the data clients for updates.
+	// Zero: 100 ms. A data client whose LoadUpdate waits for a change makes
+	// this a bound on idle polling rather than on latency.
+	PollInterval time.Duration
+	// Log receives skipper's routing log.
+	Log *slog.Logger
+}
+
+// Proxy is the serving path: route lookup and forwarding to endpoints.
+type Proxy struct {
+	routing *skrouting.Routing
+	proxy   *skproxy.Proxy
+	log     *slog.Logger
+}
+
+// New starts the routing table's update loop and builds the proxy. Until
+// the first table is loaded every request gets 404: callers gate traffic on
+// readiness (FirstLoad).
+func New(o Options) *Proxy {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.PollInterval == 0 {
+		o.PollInterval = 100 * time.Millisecond
+	}
+	endpoints := skrouting.NewEndpointRegistry(skrouting.RegistryOptions{})
+	rt := skrouting.New(skrouting.Options{
+		FilterRegistry:  builtin.MakeRegistry(),
+		DataClients:     o.DataClients,
+		Predicates:      o.Predicates,
+		PreProcessors:   o.PreProcessors,
+		PollTimeout:     o.PollInterval,
+		Log:             logging.Skipper{L: o.Log.With(logging.KeyComponent, "skipper-routing")},
+		SuppressLogs:    true, // one summary line per update, not one per route
+		SignalFirstLoad: true,
+		PostProcessors: []skrouting.PostProcessor{
+			loadbalancer.NewAlgorithmProvider(), // turns <roundRobin, ...> backends into live balancers
+			endpoints,
+		},
+	})
+	px := skproxy.WithParams(skproxy.Params{
+		Routing: rt,
+		// The pod sees the client's Host header, as it would behind any
+		// Kubernetes ingress; hop-by-hop headers are not forwarded.
+		Flags:             skproxy.PreserveHost | skproxy.HopHeadersRemoval,
+		Metrics:           metrics.Void,
+		AccessLogDisabled: true,
+		DefaultHTTPStatus: http.StatusNotFound,
+		EndpointRegistry:  endpoints,
+	})
+	return &Proxy{routing: rt, proxy: px, log: o.Log}
+}
+
+// ServeHTTP forwards r along the matching route.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p.proxy.ServeHTTP(w, r)
+}
+
+// FirstLoad is closed once the first route table is live.
+func (p *Proxy) FirstLoad() <-chan struct{} { return p.routing.FirstLoad() }
+
+// RoutesHandler renders the live table as skipper sees it (eskip text, or
+// JSON with Accept: application/json); for the admin endpoint.
+func (p *Proxy) RoutesHandler() http.Handler { return p.routing }
+
+// Close stops the update loop and releases idle backend connections.
+func (p *Proxy) Close() error {
+	err := p.proxy.Close()
+	p.routing.Close()
+	return err
+}
