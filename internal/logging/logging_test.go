@@ -33,9 +33,9 @@ func TestLibraryLogsAreRoutedAndDemoted(t *testing.T) {
 	if _, err := New(&buf, slog.LevelInfo, "json"); err != nil {
 		t.Fatal(err)
 	}
-	logrus.Info("skipper route update")     // demoted: hidden at info
+	logrus.Info("skipper route update") // demoted: hidden at info
 	logrus.WithField("id", "r1").Warn("skipper warning")
-	klog.Info("reflector chatter")          // demoted: hidden at info
+	klog.Info("reflector chatter") // demoted: hidden at info
 	klog.ErrorS(nil, "client-go failure", "resource", "ingresses")
 	klog.Flush()
 
