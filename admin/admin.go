@@ -1,28 +1,36 @@
 package admin
 
 import (
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/pprof"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/zalando/skipper/eskip"
+
+	"github.com/bulkhead-router/bulkhead/routing"
 )
+
+// TableSource gives the current route table and whether one exists yet.
+type TableSource func() (routing.Table, bool)
 
 // Options are the things the admin endpoint shows.
 type Options struct {
 	// Gatherer is the registry whose metrics /metrics exposes.
 	Gatherer prometheus.Gatherer
-	// Routes renders the live route table at /routes.
-	Routes http.Handler
+	// Table is the route table /routes and /problems show.
+	Table TableSource
 }
 
 // Handler returns the admin endpoint's routes.
 func Handler(o Options) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{EnableOpenMetrics: true}))
-	if o.Routes != nil {
-		mux.Handle("GET /routes", o.Routes)
-	}
+	mux.HandleFunc("GET /routes", func(w http.ResponseWriter, r *http.Request) { serveRoutes(w, r, o.Table) })
+	mux.HandleFunc("GET /problems", func(w http.ResponseWriter, r *http.Request) { serveProblems(w, r, o.Table) })
 	// The profiler is for finding hot-path costs under load; it is safe here
 	// because the admin listener is loopback-only unless an operator says so.
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
@@ -32,7 +40,105 @@ func Handler(o Options) http.Handler {
 	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.Write([]byte("bulkhead admin\n/metrics  Prometheus metrics\n/routes   live route table (eskip; JSON with Accept: application/json)\n/debug/pprof/  profiler\n"))
+		fmt.Fprint(w, "bulkhead admin\n"+
+			"/routes         live route table: eskip, each route with its Ingress (JSON with Accept: application/json)\n"+
+			"/problems       objects skipped or answering 503, with reasons (JSON with Accept: application/json)\n"+
+			"/metrics        Prometheus metrics\n"+
+			"/debug/pprof/   Go profiler\n")
 	})
 	return mux
+}
+
+func wantsJSON(r *http.Request) bool {
+	return strings.Contains(r.Header.Get("Accept"), "application/json")
+}
+
+func currentTable(w http.ResponseWriter, source TableSource) (routing.Table, bool) {
+	if source == nil {
+		http.Error(w, "no route source\n", http.StatusServiceUnavailable)
+		return routing.Table{}, false
+	}
+	t, ok := source()
+	if !ok {
+		http.Error(w, "no route table yet: the route source has not synced\n", http.StatusServiceUnavailable)
+	}
+	return t, ok
+}
+
+// routeView is one route in the JSON listing: its origin and its eskip text.
+type routeView struct {
+	ID string `json:"id"`
+	routing.Route
+	Eskip string `json:"eskip"`
+}
+
+func serveRoutes(w http.ResponseWriter, r *http.Request, source TableSource) {
+	t, ok := currentTable(w, source)
+	if !ok {
+		return
+	}
+	if wantsJSON(r) {
+		views := make([]routeView, len(t.Routes))
+		for i, rt := range t.Routes {
+			views[i] = routeView{ID: rt.Eskip.Id, Route: rt, Eskip: rt.Eskip.String()}
+		}
+		writeJSON(w, views)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	var b strings.Builder
+	for _, rt := range t.Routes {
+		fmt.Fprintf(&b, "// %s\n", origin(rt))
+		b.WriteString(eskip.Print(eskip.PrettyPrintInfo{Pretty: true}, rt.Eskip))
+		b.WriteString("\n\n")
+	}
+	fmt.Fprint(w, b.String())
+}
+
+// origin is the one-line answer to "where does this route come from?".
+func origin(rt routing.Route) string {
+	host := rt.Host
+	if host == "" {
+		host = "*"
+	}
+	what := fmt.Sprintf("host %s path %s (%s)", host, rt.Path, rt.PathType)
+	if rt.DefaultBackend {
+		what = "defaultBackend"
+	}
+	via := ""
+	if rt.VirtualHost != rt.Host && !rt.DefaultBackend {
+		via = " copied into virtual host " + rt.VirtualHost
+	}
+	return fmt.Sprintf("ingress %s: %s%s -> service %s port %s, %d endpoints",
+		rt.Ingress, what, via, rt.Service, rt.Port, len(rt.Endpoints))
+}
+
+func serveProblems(w http.ResponseWriter, r *http.Request, source TableSource) {
+	t, ok := currentTable(w, source)
+	if !ok {
+		return
+	}
+	if wantsJSON(r) {
+		problems := t.Problems
+		if problems == nil {
+			problems = []routing.Problem{}
+		}
+		writeJSON(w, problems)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if len(t.Problems) == 0 {
+		fmt.Fprintln(w, "no problems")
+		return
+	}
+	for _, p := range t.Problems {
+		fmt.Fprintf(w, "%s %s/%s: %s: %s\n", p.Kind, p.Namespace, p.Name, p.Reason, p.Message)
+	}
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
 }

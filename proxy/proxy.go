@@ -24,12 +24,18 @@ type Options struct {
 	Predicates []skrouting.PredicateSpec
 	// PreProcessors run over the whole route table before it is processed.
 	PreProcessors []skrouting.PreProcessor
+	// PostProcessors run over every processed table just before it goes
+	// live, after skipper's own load-balancer post-processors.
+	PostProcessors []skrouting.PostProcessor
 	// PollInterval is how often skipper asks the data clients for updates.
 	// Zero: 100 ms. A data client whose LoadUpdate waits for a change makes
 	// this a bound on idle polling rather than on latency.
 	PollInterval time.Duration
 	// Log receives skipper's routing log.
 	Log *slog.Logger
+	// ExpectedErrors are fragments of data-client errors that are normal
+	// (not synced yet) and logged at debug instead of error.
+	ExpectedErrors []string
 }
 
 // Proxy is the serving path: route lookup and forwarding to endpoints.
@@ -56,13 +62,13 @@ func New(o Options) *Proxy {
 		Predicates:      o.Predicates,
 		PreProcessors:   o.PreProcessors,
 		PollTimeout:     o.PollInterval,
-		Log:             logging.Skipper{L: o.Log.With(logging.KeyComponent, "skipper-routing")},
+		Log:             logging.Skipper{L: o.Log.With(logging.KeyComponent, "skipper-routing"), Expected: o.ExpectedErrors},
 		SuppressLogs:    true, // one summary line per update, not one per route
 		SignalFirstLoad: true,
-		PostProcessors: []skrouting.PostProcessor{
+		PostProcessors: append([]skrouting.PostProcessor{
 			loadbalancer.NewAlgorithmProvider(), // turns <roundRobin, ...> backends into live balancers
 			endpoints,
-		},
+		}, o.PostProcessors...),
 	})
 	px := skproxy.WithParams(skproxy.Params{
 		Routing: rt,
@@ -79,15 +85,12 @@ func New(o Options) *Proxy {
 
 // ServeHTTP forwards r along the matching route.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	setForwardedHeaders(r)
 	p.proxy.ServeHTTP(w, r)
 }
 
 // FirstLoad is closed once the first route table is live.
 func (p *Proxy) FirstLoad() <-chan struct{} { return p.routing.FirstLoad() }
-
-// RoutesHandler renders the live table as skipper sees it (eskip text, or
-// JSON with Accept: application/json); for the admin endpoint.
-func (p *Proxy) RoutesHandler() http.Handler { return p.routing }
 
 // Close stops the update loop and releases idle backend connections.
 func (p *Proxy) Close() error {

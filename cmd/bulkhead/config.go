@@ -25,7 +25,8 @@ type config struct {
 	StateDir       string
 	ControllerName string
 	PublishAddress []string
-	RoutesFile     string
+	ElectionNS     string
+	ElectionID     string
 	LogLevel       slog.Level
 	LogFormat      string
 	ShutdownGrace  time.Duration
@@ -47,7 +48,8 @@ func parseConfig(args []string, out io.Writer) (config, error) {
 	fs.StringVar(&c.StateDir, "state-dir", "/var/lib/bulkhead", "directory for local state (the last-known-good route table)")
 	fs.StringVar(&c.ControllerName, "controller-name", "bulkhead.io/ingress-controller", "spec.controller of the IngressClasses this router implements")
 	publish := fs.String("publish-address", "", "comma-separated IPs and/or hostnames written into the status of served Ingresses (for example the ALB's DNS name)")
-	fs.StringVar(&c.RoutesFile, "routes-file", "", "serve the static routes of this eskip file (for trying the router without Kubernetes)")
+	fs.StringVar(&c.ElectionNS, "election-namespace", "", "namespace of the Lease that elects the one replica writing Ingress status; empty: $POD_NAMESPACE, else the pod's own namespace, else default")
+	fs.StringVar(&c.ElectionID, "election-id", "bulkhead-ingress-status", "name of that Lease")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", 30*time.Second, "on SIGTERM, how long in-flight requests may take to finish")

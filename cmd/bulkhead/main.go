@@ -14,19 +14,24 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/zalando/skipper/eskipfile"
 	skrouting "github.com/zalando/skipper/routing"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/bulkhead-router/bulkhead/admin"
+	"github.com/bulkhead-router/bulkhead/dataclient"
 	"github.com/bulkhead-router/bulkhead/health"
 	"github.com/bulkhead-router/bulkhead/internal/logging"
 	"github.com/bulkhead-router/bulkhead/proxy"
+	"github.com/bulkhead-router/bulkhead/routing"
 )
 
 func main() {
@@ -82,12 +87,38 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	)
 	ready := health.New(reg, map[string]string{health.ConditionRoutes: "no route table loaded yet"})
 
-	sources, err := routeSources(cfg)
+	restConfig, err := kubeConfig(cfg.Kubeconfig)
 	if err != nil {
 		return err
 	}
-	px := proxy.New(proxy.Options{DataClients: sources, Log: log})
-	defer px.Close()
+	kube, err := kubernetes.NewForConfig(restConfig)
+	if err != nil {
+		return fmt.Errorf("kubernetes client: %w", err)
+	}
+	routes := dataclient.New(dataclient.Options{
+		Client:     kube,
+		Translate:  routing.Options{ControllerName: cfg.ControllerName},
+		Log:        log.With(logging.KeyComponent, "dataclient"),
+		Registerer: reg,
+	})
+	hosts := routing.NewHostMatcher()
+	px := proxy.New(proxy.Options{
+		DataClients:    []skrouting.DataClient{routes},
+		Predicates:     []skrouting.PredicateSpec{hosts, routes.SentinelPredicate()},
+		PreProcessors:  []skrouting.PreProcessor{hosts},
+		PostProcessors: []skrouting.PostProcessor{routes.PostProcessor()},
+		Log:            log,
+		ExpectedErrors: []string{dataclient.NotSyncedMessage},
+	})
+	defer func() {
+		routes.Close() // first: releases skipper's waiting LoadUpdate
+		px.Close()
+	}()
+	go func() {
+		if err := routes.Run(ctx); err != nil {
+			log.Error("kubernetes route source stopped", logging.KeyError, err)
+		}
+	}()
 
 	// Bind every listener before serving any, so a port conflict is one
 	// clear error at start rather than a half-running router.
@@ -112,7 +143,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 			ErrorLog:          errorLog,
 		},
 		{Handler: health.Handler(ready), ReadHeaderTimeout: 5 * time.Second, ErrorLog: errorLog},
-		{Handler: admin.Handler(admin.Options{Gatherer: reg, Routes: px.RoutesHandler()}), ReadHeaderTimeout: 5 * time.Second, ErrorLog: errorLog},
+		{Handler: admin.Handler(admin.Options{Gatherer: reg, Table: routes.Table}), ReadHeaderTimeout: 5 * time.Second, ErrorLog: errorLog},
 	}
 	serveErr := make(chan error, len(servers))
 	for i, s := range servers {
@@ -154,16 +185,29 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	return nil
 }
 
-// routeSources returns the data clients that feed the route table.
-func routeSources(cfg config) ([]skrouting.DataClient, error) {
-	if cfg.RoutesFile == "" {
-		return nil, errors.New("no route source: give -routes-file (the Kubernetes route source is not built yet)")
+// kubeConfig finds the cluster: -kubeconfig, else the in-cluster service
+// account, else $KUBECONFIG.
+func kubeConfig(path string) (*rest.Config, error) {
+	var cfg *rest.Config
+	var err error
+	switch {
+	case path != "":
+		cfg, err = clientcmd.BuildConfigFromFlags("", path)
+	default:
+		cfg, err = rest.InClusterConfig()
+		if errors.Is(err, rest.ErrNotInCluster) && os.Getenv(clientcmd.RecommendedConfigPathEnvVar) != "" {
+			rules := &clientcmd.ClientConfigLoadingRules{Precedence: filepath.SplitList(os.Getenv(clientcmd.RecommendedConfigPathEnvVar))}
+			cfg, err = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, nil).ClientConfig()
+		} else if errors.Is(err, rest.ErrNotInCluster) {
+			return nil, errors.New("no Kubernetes configuration: not running in a cluster, and neither -kubeconfig nor $KUBECONFIG is set")
+		}
 	}
-	file, err := eskipfile.Open(cfg.RoutesFile)
 	if err != nil {
-		return nil, fmt.Errorf("-routes-file: %w", err)
+		return nil, fmt.Errorf("kubernetes configuration: %w", err)
 	}
-	return []skrouting.DataClient{file}, nil
+	cfg.UserAgent = "bulkhead"
+	cfg.QPS, cfg.Burst = 50, 100
+	return cfg, nil
 }
 
 // buildInfo is the conventional constant-1 gauge carrying the version.

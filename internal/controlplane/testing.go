@@ -13,8 +13,12 @@ import (
 //
 // A control plane that cannot be built or started fails the test; it is
 // never skipped, because the tests that need it prove the product works.
+// Only -short (make unit) leaves them out, on purpose.
 func ForTest(t testing.TB) *ControlPlane {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("needs a real control plane; not run with -short (make unit)")
+	}
 	cp, err := Start(context.Background(), Options{Progress: testWriter{t}})
 	if err != nil {
 		t.Fatalf("starting the control plane: %v", err)

@@ -128,10 +128,26 @@ func (s klogSink) WithName(name string) logr.LogSink {
 // Skipper adapts l to skipper's logging.Logger interface, for the places
 // (routing.Options.Log) that take one instead of using logrus. Info is
 // demoted to debug for the same reason as above.
-type Skipper struct{ L *slog.Logger }
+type Skipper struct {
+	L *slog.Logger
+	// Expected lists message fragments that skipper reports as errors but
+	// that are normal for bulkhead (the route source declining to answer
+	// before it has synced); they are logged at debug.
+	Expected []string
+}
 
-func (s Skipper) Error(a ...any)            { s.L.Error(fmt.Sprint(a...)) }
-func (s Skipper) Errorf(f string, a ...any) { s.L.Error(fmt.Sprintf(f, a...)) }
+func (s Skipper) Error(a ...any)            { s.error(fmt.Sprint(a...)) }
+func (s Skipper) Errorf(f string, a ...any) { s.error(fmt.Sprintf(f, a...)) }
+
+func (s Skipper) error(msg string) {
+	for _, e := range s.Expected {
+		if strings.Contains(msg, e) {
+			s.L.Debug(msg)
+			return
+		}
+	}
+	s.L.Error(msg)
+}
 func (s Skipper) Warn(a ...any)             { s.L.Warn(fmt.Sprint(a...)) }
 func (s Skipper) Warnf(f string, a ...any)  { s.L.Warn(fmt.Sprintf(f, a...)) }
 func (s Skipper) Info(a ...any)             { s.debug(fmt.Sprint, a...) }

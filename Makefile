@@ -1,0 +1,48 @@
+# bulkhead: the two commands in the README are `make demo` and `make test`.
+# Everything they need is installed or built here (Go module proxy, apt).
+
+export GOTOOLCHAIN := local
+GO ?= go
+# The tests start real kube-apiservers and network namespaces; give slow CI
+# machines room, but not forever.
+TEST_TIMEOUT ?= 20m
+
+.PHONY: all build demo test unit vet deps controlplane cluster-up cluster-down clean
+
+all: build
+
+## build: the static router binary at bin/bulkhead
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/bulkhead ./cmd/bulkhead
+
+## deps: system packages (iproute2, curl) if missing
+deps:
+	@hack/install-deps.sh
+
+## controlplane: build etcd, kube-apiserver and kubectl once (cached)
+controlplane:
+	@$(GO) run ./hack/devcluster build
+
+## demo: local control plane, example pods and Ingresses, the router; Ctrl-C stops all
+demo: deps controlplane build
+	@$(GO) run ./hack/demo
+
+## test: every test, unit and integration, against a real control plane
+test: deps controlplane vet
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+## unit: the tests that need neither root nor a control plane
+unit:
+	$(GO) test -count=1 -short ./...
+
+vet:
+	$(GO) vet ./...
+
+## cluster-up / cluster-down: a local API server for kubectl, in the background
+cluster-up: controlplane
+	@$(GO) run ./hack/devcluster up
+cluster-down:
+	@$(GO) run ./hack/devcluster down
+
+clean:
+	rm -rf bin

@@ -1,0 +1,200 @@
+package dataclient
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/bulkhead-router/bulkhead/routing"
+)
+
+// IndexByService indexes EndpointSlices by "namespace/service".
+const IndexByService = "service"
+
+// maxPendingChanges caps the change times kept for the latency histogram
+// during a burst (a mass update of thousands of objects); past it, later
+// changes in the same burst are not sampled.
+const maxPendingChanges = 4096
+
+// watcher owns the informers. Its handlers only record and signal.
+type watcher struct {
+	factory        informers.SharedInformerFactory
+	ingressClasses cache.SharedIndexInformer
+	ingresses      cache.SharedIndexInformer
+	services       cache.SharedIndexInformer
+	slices         cache.SharedIndexInformer
+	metrics        *metrics
+
+	changed chan struct{} // size 1: a pending rebuild request
+
+	mu      sync.Mutex
+	changes []time.Time
+}
+
+func newWatcher(client kubernetes.Interface, m *metrics) *watcher {
+	f := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(lean))
+	w := &watcher{
+		factory:        f,
+		ingressClasses: f.Networking().V1().IngressClasses().Informer(),
+		ingresses:      f.Networking().V1().Ingresses().Informer(),
+		services:       f.Core().V1().Services().Informer(),
+		slices:         f.Discovery().V1().EndpointSlices().Informer(),
+		metrics:        m,
+		changed:        make(chan struct{}, 1),
+	}
+	w.slices.AddIndexers(cache.Indexers{IndexByService: sliceServiceKey})
+	for kind, inf := range map[string]cache.SharedIndexInformer{
+		"IngressClass": w.ingressClasses, "Ingress": w.ingresses, "Service": w.services, "EndpointSlice": w.slices,
+	} {
+		inf.AddEventHandler(w.handler(kind))
+	}
+	return w
+}
+
+func (w *watcher) start(ctx context.Context) { w.factory.Start(ctx.Done()) }
+
+func (w *watcher) waitForSync(ctx context.Context) bool {
+	return cache.WaitForCacheSync(ctx.Done(),
+		w.ingressClasses.HasSynced, w.ingresses.HasSynced, w.services.HasSynced, w.slices.HasSynced)
+}
+
+// handler records the change time and signals; it never blocks and never
+// builds anything, so a slow rebuild cannot back up the watch.
+func (w *watcher) handler(kind string) cache.ResourceEventHandler {
+	return cache.ResourceEventHandlerDetailedFuncs{
+		AddFunc: func(obj any, initialList bool) {
+			w.metrics.events.WithLabelValues(kind, "add").Inc()
+			if initialList {
+				w.signal(time.Time{}) // the first build after sync covers these
+				return
+			}
+			w.signal(changeTime(obj))
+		},
+		UpdateFunc: func(oldObj, newObj any) {
+			if resourceVersion(oldObj) == resourceVersion(newObj) {
+				return // a relist or resync delivered the same object: nothing changed
+			}
+			w.metrics.events.WithLabelValues(kind, "update").Inc()
+			w.signal(changeTime(newObj))
+		},
+		DeleteFunc: func(obj any) {
+			// A tombstone (DeletedFinalStateUnknown) means the watch missed
+			// the delete; either way the object is gone from the cache, and
+			// the rebuild reads the cache, so both are handled alike.
+			w.metrics.events.WithLabelValues(kind, "delete").Inc()
+			w.signal(time.Now())
+		},
+	}
+}
+
+func (w *watcher) signal(at time.Time) {
+	if !at.IsZero() {
+		w.mu.Lock()
+		if len(w.changes) < maxPendingChanges {
+			w.changes = append(w.changes, at)
+		}
+		w.mu.Unlock()
+	}
+	select {
+	case w.changed <- struct{}{}:
+	default: // a rebuild is already pending; it will see this change too
+	}
+}
+
+// takeChanges returns and forgets the change times recorded so far.
+func (w *watcher) takeChanges() []time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	c := w.changes
+	w.changes = nil
+	return c
+}
+
+// snapshot lists the caches. The objects are shared with the informers and
+// must not be modified; routing.Translate only reads them.
+func (w *watcher) snapshot() *routing.Snapshot {
+	s := &routing.Snapshot{}
+	for _, o := range w.ingressClasses.GetStore().List() {
+		s.IngressClasses = append(s.IngressClasses, o.(*networkingv1.IngressClass))
+	}
+	for _, o := range w.ingresses.GetStore().List() {
+		s.Ingresses = append(s.Ingresses, o.(*networkingv1.Ingress))
+	}
+	for _, o := range w.services.GetStore().List() {
+		s.Services = append(s.Services, o.(*corev1.Service))
+	}
+	for _, o := range w.slices.GetStore().List() {
+		s.EndpointSlices = append(s.EndpointSlices, o.(*discoveryv1.EndpointSlice))
+	}
+	return s
+}
+
+// slicesForService returns the cached EndpointSlices of one Service.
+func (w *watcher) slicesForService(namespace, service string) []*discoveryv1.EndpointSlice {
+	objs, _ := w.slices.GetIndexer().ByIndex(IndexByService, namespace+"/"+service)
+	out := make([]*discoveryv1.EndpointSlice, 0, len(objs))
+	for _, o := range objs {
+		out = append(out, o.(*discoveryv1.EndpointSlice))
+	}
+	return out
+}
+
+func sliceServiceKey(obj any) ([]string, error) {
+	s, ok := obj.(*discoveryv1.EndpointSlice)
+	if !ok {
+		return nil, nil
+	}
+	svc := s.Labels[discoveryv1.LabelServiceName]
+	if svc == "" {
+		return nil, nil
+	}
+	return []string{s.Namespace + "/" + svc}, nil
+}
+
+// lean strips what bulkhead never reads before an object enters the cache:
+// managedFields and the last-applied annotation are often larger than the
+// object itself, and at 10,000 Ingresses that is most of the memory.
+func lean(obj any) (any, error) {
+	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		return tomb, nil
+	}
+	if m, err := meta.Accessor(obj); err == nil {
+		m.SetManagedFields(nil)
+		if a := m.GetAnnotations(); a != nil {
+			if _, ok := a[corev1.LastAppliedConfigAnnotation]; ok {
+				delete(a, corev1.LastAppliedConfigAnnotation)
+			}
+		}
+	}
+	return obj, nil
+}
+
+func resourceVersion(obj any) string {
+	if m, err := meta.Accessor(obj); err == nil {
+		return m.GetResourceVersion()
+	}
+	return ""
+}
+
+// changeTime is when the change behind obj happened, as well as we can
+// tell: the EndpointSlice controller stamps the time of the Pod or Service
+// change that triggered it; for everything else, now (the watch delivered
+// it moments ago).
+func changeTime(obj any) time.Time {
+	if s, ok := obj.(*discoveryv1.EndpointSlice); ok {
+		if v := s.Annotations[corev1.EndpointsLastChangeTriggerTime]; v != "" {
+			if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+				return t
+			}
+		}
+	}
+	return time.Now()
+}

@@ -1,0 +1,221 @@
+package ingressstatus
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	"k8s.io/client-go/util/retry"
+
+	"github.com/bulkhead-router/bulkhead/internal/logging"
+)
+
+// Metric names.
+const (
+	MetricLeader       = "bulkhead_status_leader"
+	MetricStatusWrites = "bulkhead_status_writes_total"
+)
+
+// Options configure New.
+type Options struct {
+	Client kubernetes.Interface
+	// Addresses are the IPs and host names to publish; the writer does
+	// nothing (and takes no lease) when it is empty.
+	Addresses []string
+	// LeaseNamespace and LeaseName name the election Lease.
+	LeaseNamespace, LeaseName string
+	// Identity is this replica's name in the election (the pod name).
+	Identity string
+	// Ingresses lists the cached Ingresses (the data client's informer).
+	Ingresses func() []*networkingv1.Ingress
+	Log       *slog.Logger
+	// Registerer takes the metrics; nil: not registered.
+	Registerer prometheus.Registerer
+	// LeaseDuration, RenewDeadline, RetryPeriod tune the election; zero:
+	// 15 s, 10 s, 2 s (client-go's usual values).
+	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+}
+
+// Writer reconciles Ingress status while it leads.
+type Writer struct {
+	o       Options
+	log     *slog.Logger
+	desired []networkingv1.IngressLoadBalancerIngress
+	served  chan map[types.NamespacedName]bool // size 1: the latest set replaces an unread one
+	leader  prometheus.Gauge
+	writes  *prometheus.CounterVec
+}
+
+// New returns a Writer; Run starts it.
+func New(o Options) *Writer {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.LeaseDuration == 0 {
+		o.LeaseDuration, o.RenewDeadline, o.RetryPeriod = 15*time.Second, 10*time.Second, 2*time.Second
+	}
+	w := &Writer{
+		o:       o,
+		log:     o.Log,
+		desired: loadBalancerIngress(o.Addresses),
+		served:  make(chan map[types.NamespacedName]bool, 1),
+		leader:  prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricLeader, Help: "1 while this replica holds the Ingress status lease and writes status."}),
+		writes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricStatusWrites,
+			Help: "Ingress status writes by result (set, removed, error)."}, []string{"result"}),
+	}
+	if o.Registerer != nil {
+		o.Registerer.MustRegister(w.leader, w.writes)
+	}
+	return w
+}
+
+func loadBalancerIngress(addresses []string) []networkingv1.IngressLoadBalancerIngress {
+	var out []networkingv1.IngressLoadBalancerIngress
+	for _, a := range addresses {
+		if net.ParseIP(a) != nil {
+			out = append(out, networkingv1.IngressLoadBalancerIngress{IP: a})
+		} else {
+			out = append(out, networkingv1.IngressLoadBalancerIngress{Hostname: a})
+		}
+	}
+	return out
+}
+
+// SetServed hands the writer the Ingresses the current table serves. It
+// never blocks: an unread older set is replaced.
+func (w *Writer) SetServed(served []types.NamespacedName) {
+	set := make(map[types.NamespacedName]bool, len(served))
+	for _, s := range served {
+		set[s] = true
+	}
+	for {
+		select {
+		case w.served <- set:
+			return
+		default:
+			select {
+			case <-w.served: // drop the stale set
+			default:
+			}
+		}
+	}
+}
+
+// Run takes part in the election until ctx ends, reconciling while leader.
+func (w *Writer) Run(ctx context.Context) error {
+	if len(w.desired) == 0 {
+		return nil
+	}
+	lock, err := resourcelock.New(resourcelock.LeasesResourceLock, w.o.LeaseNamespace, w.o.LeaseName,
+		nil, w.o.Client.CoordinationV1(), resourcelock.ResourceLockConfig{Identity: w.o.Identity})
+	if err != nil {
+		return fmt.Errorf("status lease: %w", err)
+	}
+	for ctx.Err() == nil {
+		leaderelection.RunOrDie(ctx, leaderelection.LeaderElectionConfig{
+			Lock:            lock,
+			LeaseDuration:   w.o.LeaseDuration,
+			RenewDeadline:   w.o.RenewDeadline,
+			RetryPeriod:     w.o.RetryPeriod,
+			ReleaseOnCancel: true,
+			Name:            w.o.LeaseName,
+			Callbacks: leaderelection.LeaderCallbacks{
+				OnStartedLeading: func(ctx context.Context) {
+					w.leader.Set(1)
+					w.log.Info("leading Ingress status updates", "lease", w.o.LeaseNamespace+"/"+w.o.LeaseName)
+					w.lead(ctx)
+				},
+				OnStoppedLeading: func() {
+					w.leader.Set(0)
+					w.log.Info("no longer leading Ingress status updates")
+				},
+			},
+		})
+		// RunOrDie returns when leadership is lost (for example while the
+		// API server is unreachable); stand for election again.
+	}
+	return nil
+}
+
+// lead reconciles on every new served set until leadership ends.
+func (w *Writer) lead(ctx context.Context) {
+	var served map[types.NamespacedName]bool
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case served = <-w.served:
+		}
+		w.reconcile(ctx, served)
+	}
+}
+
+func (w *Writer) reconcile(ctx context.Context, served map[types.NamespacedName]bool) {
+	for _, ing := range w.o.Ingresses() {
+		key := types.NamespacedName{Namespace: ing.Namespace, Name: ing.Name}
+		current := ing.Status.LoadBalancer.Ingress
+		var want []networkingv1.IngressLoadBalancerIngress
+		switch {
+		case served[key]:
+			want = w.desired
+		case sameStatus(current, w.desired):
+			want = nil // ours, no longer served: remove
+		default:
+			continue // not ours to touch
+		}
+		if sameStatus(current, want) {
+			continue
+		}
+		result := "set"
+		if want == nil {
+			result = "removed"
+		}
+		if err := w.write(ctx, key, want); err != nil {
+			w.writes.WithLabelValues("error").Inc()
+			w.log.Warn("writing Ingress status failed", logging.KeyNamespace, key.Namespace, logging.KeyName, key.Name, logging.KeyError, err)
+			continue
+		}
+		w.writes.WithLabelValues(result).Inc()
+		w.log.Debug("Ingress status "+result, logging.KeyNamespace, key.Namespace, logging.KeyName, key.Name)
+	}
+}
+
+// write sets the status from a fresh read, so a concurrent change to the
+// object is never overwritten with a stale copy from the cache.
+func (w *Writer) write(ctx context.Context, key types.NamespacedName, want []networkingv1.IngressLoadBalancerIngress) error {
+	client := w.o.Client.NetworkingV1().Ingresses(key.Namespace)
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		ing, err := client.Get(ctx, key.Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if sameStatus(ing.Status.LoadBalancer.Ingress, want) {
+			return nil
+		}
+		ing = ing.DeepCopy()
+		ing.Status.LoadBalancer.Ingress = want
+		_, err = client.UpdateStatus(ctx, ing, metav1.UpdateOptions{})
+		return err
+	})
+}
+
+// sameStatus compares load balancer entries, treating nil and empty alike.
+func sameStatus(a, b []networkingv1.IngressLoadBalancerIngress) bool {
+	return equality.Semantic.DeepEqual(a, b)
+}
