@@ -69,7 +69,7 @@ func fatal(err error) {
 	os.Exit(1)
 }
 
-func pidFile(dir string) string  { return filepath.Join(dir, "devcluster.pid") }
+func pidFile(dir string) string   { return filepath.Join(dir, "devcluster.pid") }
 func readyFile(dir string) string { return filepath.Join(dir, "ready") }
 func logFile(dir string) string   { return filepath.Join(dir, "devcluster.log") }
 
