@@ -373,3 +373,13 @@ func freePorts(n int) ([]int, error) {
 	}
 	return ports, nil
 }
+
+// APIServerPID is the kube-apiserver's process id, 0 when it is not running.
+func (cp *ControlPlane) APIServerPID() int {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	if cp.apiserver == nil || cp.apiserver.exited() {
+		return 0
+	}
+	return cp.apiserver.pid()
+}

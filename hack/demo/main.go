@@ -1,0 +1,202 @@
+// Command demo shows bulkhead working: it starts a local control plane
+// (etcd, kube-apiserver), example pods in network namespaces with their
+// Services and EndpointSlices, applies example Ingresses with kubectl, runs
+// the router and prints what to try. Ctrl-C stops everything.
+//
+// Run it with `make demo` from the repository root, as root (the pods live
+// in network namespaces).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/bulkhead-router/bulkhead/internal/controlplane"
+	"github.com/bulkhead-router/bulkhead/internal/testpods"
+)
+
+const (
+	proxyAddr  = "127.0.0.1:8080"
+	healthAddr = "127.0.0.1:8081"
+	adminAddr  = "127.0.0.1:9911"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintf(os.Stderr, "demo: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	for _, addr := range []string{proxyAddr, healthAddr, adminAddr} {
+		if err := portFree(addr); err != nil {
+			return err
+		}
+	}
+	if err := testpods.CheckPreconditions(testpods.Options{}); err != nil {
+		return err
+	}
+	work, err := os.MkdirTemp("", "bulkhead-demo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+
+	step("starting the control plane (etcd, kube-apiserver)")
+	cp, err := controlplane.Start(ctx, controlplane.Options{Dir: filepath.Join(work, "controlplane"), Progress: os.Stdout})
+	if err != nil {
+		return err
+	}
+	defer cp.Stop()
+	kubectl := func(args ...string) error {
+		cmd := exec.CommandContext(ctx, cp.Binaries().Kubectl, append([]string{"--kubeconfig", cp.Kubeconfig()}, args...)...)
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		return cmd.Run()
+	}
+
+	step("starting example pods in network namespaces")
+	podLog := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	pods, err := testpods.New(ctx, cp.Client(), testpods.Options{Logger: podLog})
+	if err != nil {
+		return err
+	}
+	defer pods.Close()
+	for _, p := range []struct{ service, name string }{{"web", "web-0"}, {"web", "web-1"}, {"api", "api-0"}, {"api", "api-1"}} {
+		pod, err := pods.StartPod(ctx, testpods.PodSpec{Namespace: "demo", Service: p.service, Name: p.name})
+		if err != nil {
+			return err
+		}
+		fmt.Printf("  pod demo/%s (service %s) at %s\n", pod.Name, pod.Service, pod.Addr)
+	}
+
+	step("applying the example IngressClass and Ingresses (hack/demo/examples.yaml)")
+	if err := kubectl("apply", "-f", "hack/demo/examples.yaml"); err != nil {
+		return fmt.Errorf("kubectl apply: %w", err)
+	}
+
+	step("starting bulkhead (bin/bulkhead); its log follows")
+	router := exec.Command("bin/bulkhead",
+		"-kubeconfig", cp.Kubeconfig(),
+		"-address", proxyAddr, "-health-address", healthAddr, "-admin-address", adminAddr,
+		"-state-dir", filepath.Join(work, "state"),
+		"-publish-address", "127.0.0.1",
+		"-election-namespace", "default",
+	)
+	router.Stdout, router.Stderr = os.Stderr, os.Stderr
+	router.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := router.Start(); err != nil {
+		return fmt.Errorf("starting bin/bulkhead (run make build first): %w", err)
+	}
+	routerDone := make(chan error, 1)
+	go func() { routerDone <- router.Wait() }()
+	defer func() {
+		router.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-routerDone:
+		case <-time.After(40 * time.Second):
+			router.Process.Kill()
+		}
+	}()
+	if err := waitReady(ctx, routerDone); err != nil {
+		return err
+	}
+	printTryThis(cp)
+
+	restart := make(chan os.Signal, 1)
+	signal.Notify(restart, syscall.SIGUSR1)
+	for {
+		select {
+		case <-ctx.Done():
+			step("stopping: bulkhead, pods, control plane")
+			return nil
+		case err := <-routerDone:
+			return fmt.Errorf("bulkhead exited: %v", err)
+		case <-restart:
+			step("restarting kube-apiserver")
+			if err := cp.RestartAPIServer(ctx); err != nil {
+				fmt.Fprintf(os.Stderr, "restart failed: %v\n", err)
+				continue
+			}
+			fmt.Printf("  kube-apiserver is back (pid %d)\n", cp.APIServerPID())
+		}
+	}
+}
+
+func step(s string) { fmt.Printf("\n==> %s\n", s) }
+
+func portFree(addr string) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("%s is in use (another demo or bulkhead running?): %w", addr, err)
+	}
+	return l.Close()
+}
+
+func waitReady(ctx context.Context, routerDone <-chan error) error {
+	deadline := time.After(60 * time.Second)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		resp, err := http.Get("http://" + healthAddr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-routerDone:
+			return fmt.Errorf("bulkhead exited before it was ready: %v", err)
+		case <-deadline:
+			return errors.New("bulkhead not ready after 60 s")
+		case <-tick.C:
+		}
+	}
+}
+
+func printTryThis(cp *controlplane.ControlPlane) {
+	fmt.Printf(`
+==> bulkhead is ready. Try, in another terminal:
+
+  # routes from the Ingresses (each answer is JSON naming the pod that served it)
+  curl -s -H 'Host: shop.example' http://%[1]s/
+  curl -s -H 'Host: shop.example' http://%[1]s/api/orders        # Prefix /api -> service api
+  curl -s -H 'Host: shop.example' http://%[1]s/api/health        # Exact beats Prefix -> service web
+  curl -s -H 'Host: eu.shop.example' http://%[1]s/               # wildcard host -> service api
+  curl -s -H 'Host: anything.else' http://%[1]s/                 # defaultBackend (Ingress demo/fallback)
+  curl -si -H 'Host: broken.example' http://%[1]s/               # 503: its Service does not exist
+
+  # the operator's view
+  curl -s http://%[2]s/routes          # live table, each route with its Ingress
+  curl -s http://%[2]s/problems        # what is skipped or answering 503, and why
+  curl -s http://%[2]s/metrics | grep ^bulkhead_
+  curl -s http://%[3]s/readyz          # the ALB health check
+
+  # kubectl against the local API server
+  export KUBECONFIG=%[4]s
+  %[5]s get ingress -A                 # ADDRESS is written by bulkhead (-publish-address)
+  %[5]s -n demo delete ingress broken  # routes follow within milliseconds
+
+  # the API server dies; traffic and readiness do not notice
+  while sleep 0.2; do curl -s -o /dev/null -w '%%{http_code} ' -H 'Host: shop.example' http://%[1]s/; done
+  kill -9 %[6]d                    # kube-apiserver
+  kill -USR1 %[7]d                 # this demo restarts kube-apiserver
+
+Ctrl-C here stops everything.
+`, proxyAddr, adminAddr, healthAddr, cp.Kubeconfig(), cp.Binaries().Kubectl, cp.APIServerPID(), os.Getpid())
+}

@@ -1,0 +1,304 @@
+package routing
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// backend is a resolved Ingress backend: where to send requests, or why
+// there is nowhere to send them.
+type backend struct {
+	service, port string // as written in the Ingress
+	endpoints     []Endpoint
+	urls          []string // of endpoints, for LB routes
+	// reason is empty when endpoints is usable; otherwise the route answers
+	// 503 with unavailable as its body and the Ingress gets a problem.
+	reason      Reason
+	unavailable string
+}
+
+func (b *backend) usable() bool { return b.reason == "" }
+
+func unusable(service, port string, reason Reason, format string, args ...any) *backend {
+	return &backend{service: service, port: port, reason: reason, unavailable: fmt.Sprintf(format, args...)}
+}
+
+// backendIndex answers backend questions from the Services and
+// EndpointSlices of the snapshot, remembering answers, since many paths
+// tend to share a backend.
+type backendIndex struct {
+	services map[types.NamespacedName]*corev1.Service
+	slices   map[types.NamespacedName][]*discoveryv1.EndpointSlice // by namespace and service name
+	resolved map[serviceBackendKey]*backend
+}
+
+// serviceBackendKey names a Service port the way the Ingress does: by
+// number, or (number 0) by name.
+type serviceBackendKey struct {
+	namespace, service string
+	portNumber         int32
+	portName           string
+}
+
+// port is the port as written, for messages and Route.Port.
+func (k serviceBackendKey) port() string {
+	if k.portNumber != 0 {
+		return strconv.Itoa(int(k.portNumber))
+	}
+	return k.portName
+}
+
+func newBackendIndex(services []*corev1.Service, endpointSlices []*discoveryv1.EndpointSlice, problems *[]Problem) *backendIndex {
+	ix := &backendIndex{
+		services: indexServices(services, problems),
+		slices:   map[types.NamespacedName][]*discoveryv1.EndpointSlice{},
+		resolved: map[serviceBackendKey]*backend{},
+	}
+	for _, s := range endpointSlices {
+		if s == nil {
+			continue
+		}
+		name := s.Labels[discoveryv1.LabelServiceName]
+		if name == "" {
+			continue
+		}
+		key := objectKey(s.Namespace, name)
+		ix.slices[key] = append(ix.slices[key], s)
+	}
+	return ix
+}
+
+// indexServices drops Services that share a namespace/name, with a problem:
+// which one would win would depend on the input order.
+func indexServices(services []*corev1.Service, problems *[]Problem) map[types.NamespacedName]*corev1.Service {
+	byKey := map[types.NamespacedName]*corev1.Service{}
+	count := map[types.NamespacedName]int{}
+	for _, svc := range services {
+		if svc == nil {
+			continue
+		}
+		key := objectKey(svc.Namespace, svc.Name)
+		count[key]++
+		byKey[key] = svc
+	}
+	for key, n := range count {
+		if n > 1 {
+			delete(byKey, key)
+			*problems = append(*problems, duplicateProblem("Service", key, n))
+		}
+	}
+	return byKey
+}
+
+// resolve turns the backend of an Ingress in namespace into endpoints.
+func (ix *backendIndex) resolve(namespace string, b *networkingv1.IngressBackend) *backend {
+	switch {
+	case b.Resource != nil:
+		return unusable("", "", UnsupportedBackend,
+			"resource backend %s %q is not supported", resourceKind(b.Resource), b.Resource.Name)
+	case b.Service == nil:
+		return unusable("", "", InvalidBackend, "backend names no service")
+	}
+	key := serviceBackendKey{namespace: namespace, service: b.Service.Name, portNumber: b.Service.Port.Number}
+	if key.portNumber == 0 {
+		key.portName = b.Service.Port.Name
+	}
+	if r, ok := ix.resolved[key]; ok {
+		return r
+	}
+	r := ix.resolveService(key)
+	ix.resolved[key] = r
+	return r
+}
+
+func resourceKind(ref *corev1.TypedLocalObjectReference) string {
+	if ref.APIGroup != nil && *ref.APIGroup != "" {
+		return ref.Kind + "." + *ref.APIGroup
+	}
+	return ref.Kind
+}
+
+func (ix *backendIndex) resolveService(key serviceBackendKey) *backend {
+	svcRef := key.namespace + "/" + key.service
+	port := key.port()
+	svc, ok := ix.services[objectKey(key.namespace, key.service)]
+	if !ok {
+		return unusable(key.service, port, ServiceNotFound, "service %s not found", svcRef)
+	}
+	if svc.Spec.Type == corev1.ServiceTypeExternalName {
+		return unusable(key.service, port, ExternalNameService,
+			"service %s is of type ExternalName, which is not supported", svcRef)
+	}
+	if key.portNumber == 0 && key.portName == "" {
+		return unusable(key.service, port, ServicePortNotFound, "backend of service %s names no port", svcRef)
+	}
+	svcPort, ok := findServicePort(svc, key)
+	if !ok {
+		return unusable(key.service, port, ServicePortNotFound, "service %s has no TCP port %q", svcRef, port)
+	}
+	endpoints := chooseEndpoints(ix.slices[objectKey(key.namespace, key.service)], svcPort)
+	if len(endpoints) == 0 {
+		return unusable(key.service, port, NoEndpoints,
+			"no ready endpoints for service %s port %s", svcRef, port)
+	}
+	urls := make([]string, len(endpoints))
+	for i, ep := range endpoints {
+		urls[i] = "http://" + ep.Address
+	}
+	return &backend{service: key.service, port: port, endpoints: endpoints, urls: urls}
+}
+
+func findServicePort(svc *corev1.Service, key serviceBackendKey) (corev1.ServicePort, bool) {
+	for _, p := range svc.Spec.Ports {
+		if protocolOrTCP(p.Protocol) != corev1.ProtocolTCP {
+			continue // HTTP cannot go to a UDP or SCTP port
+		}
+		if key.portNumber != 0 && p.Port == key.portNumber || key.portNumber == 0 && p.Name == key.portName {
+			return p, true
+		}
+	}
+	return corev1.ServicePort{}, false
+}
+
+// candidate is one endpoint address with its conditions read the
+// Kubernetes way: ready nil means ready, serving nil means as ready,
+// terminating nil means not terminating.
+type candidate struct {
+	addr                        netip.AddrPort
+	ready, serving, terminating bool
+}
+
+// rank orders copies of one address seen in several slices (which happens
+// while a slice is being replaced): the most usable copy wins, and equal
+// ranks have equal conditions, so the slice order does not matter.
+func (c candidate) rank() int {
+	r := 0
+	if c.ready {
+		r += 4
+	}
+	if c.serving {
+		r += 2
+	}
+	if !c.terminating {
+		r++
+	}
+	return r
+}
+
+// chooseEndpoints applies the Kubernetes rule: the ready endpoints; when none
+// is ready, those serving and terminating (a pod shutting down gracefully is
+// better than a 503).
+func chooseEndpoints(endpointSlices []*discoveryv1.EndpointSlice, port corev1.ServicePort) []Endpoint {
+	all := map[netip.AddrPort]candidate{}
+	for _, s := range endpointSlices {
+		for _, c := range sliceCandidates(s, port) {
+			if old, seen := all[c.addr]; !seen || c.rank() > old.rank() {
+				all[c.addr] = c
+			}
+		}
+	}
+	chosen := filterCandidates(all, func(c candidate) bool { return c.ready })
+	if len(chosen) == 0 {
+		chosen = filterCandidates(all, func(c candidate) bool { return c.serving && c.terminating })
+	}
+	return chosen
+}
+
+func filterCandidates(all map[netip.AddrPort]candidate, keep func(candidate) bool) []Endpoint {
+	var kept []candidate
+	for _, c := range all {
+		if keep(c) {
+			kept = append(kept, c)
+		}
+	}
+	slices.SortFunc(kept, func(a, b candidate) int { return a.addr.Compare(b.addr) })
+	out := make([]Endpoint, len(kept))
+	for i, c := range kept {
+		out[i] = Endpoint{Address: c.addr.String(), Ready: c.ready, Serving: c.serving, Terminating: c.terminating}
+	}
+	return out
+}
+
+// sliceCandidates reads the endpoints of one slice for a Service port. The
+// slice port with the Service port's name (and protocol) gives the target
+// port number; that is how named targetPorts resolve, per pod.
+func sliceCandidates(s *discoveryv1.EndpointSlice, port corev1.ServicePort) []candidate {
+	if s.AddressType != discoveryv1.AddressTypeIPv4 && s.AddressType != discoveryv1.AddressTypeIPv6 {
+		return nil // FQDN slices, or garbage
+	}
+	target, ok := slicePort(s, port)
+	if !ok {
+		return nil
+	}
+	var out []candidate
+	for _, ep := range s.Endpoints {
+		ip, ok := endpointIP(ep, s.AddressType)
+		if !ok {
+			continue
+		}
+		ready := ep.Conditions.Ready == nil || *ep.Conditions.Ready
+		serving := ready
+		if ep.Conditions.Serving != nil {
+			serving = *ep.Conditions.Serving
+		}
+		terminating := ep.Conditions.Terminating != nil && *ep.Conditions.Terminating
+		out = append(out, candidate{
+			addr:  netip.AddrPortFrom(ip, target),
+			ready: ready, serving: serving, terminating: terminating,
+		})
+	}
+	return out
+}
+
+func slicePort(s *discoveryv1.EndpointSlice, port corev1.ServicePort) (uint16, bool) {
+	for _, p := range s.Ports {
+		if p.Port == nil || *p.Port < 1 || *p.Port > 65535 {
+			continue
+		}
+		if deref(p.Name) == port.Name && protocolOrTCP(deref(p.Protocol)) == protocolOrTCP(port.Protocol) {
+			return uint16(*p.Port), true
+		}
+	}
+	return 0, false
+}
+
+// endpointIP reads the first address of an endpoint, the one Kubernetes
+// says consumers may use; the others are fungible copies. Addresses that do
+// not parse, do not fit the slice's family, or carry an IPv6 zone are
+// skipped: they would not make a valid, unambiguous URL.
+func endpointIP(ep discoveryv1.Endpoint, family discoveryv1.AddressType) (netip.Addr, bool) {
+	if len(ep.Addresses) == 0 {
+		return netip.Addr{}, false
+	}
+	ip, err := netip.ParseAddr(ep.Addresses[0])
+	if err != nil || ip.Zone() != "" {
+		return netip.Addr{}, false
+	}
+	wantIPv4 := family == discoveryv1.AddressTypeIPv4
+	if ip.Is4() != wantIPv4 {
+		return netip.Addr{}, false
+	}
+	return ip, true
+}
+
+func protocolOrTCP(p corev1.Protocol) corev1.Protocol {
+	if p == "" {
+		return corev1.ProtocolTCP
+	}
+	return p
+}
+
+func deref[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
+	}
+	return *p
+}

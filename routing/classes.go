@@ -1,0 +1,100 @@
+package routing
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+const (
+	// legacyClassAnnotation predates spec.ingressClassName; we read it only
+	// when ingressClassName is unset.
+	legacyClassAnnotation = "kubernetes.io/ingress.class"
+	// defaultClassAnnotation marks the IngressClass that Ingresses without
+	// any class belong to.
+	defaultClassAnnotation = "ingressclass.kubernetes.io/is-default-class"
+)
+
+// classSelector decides which Ingresses are ours.
+type classSelector struct {
+	ours       map[string]bool // IngressClass names whose controller is ours
+	hasDefault bool            // one of ours is marked as the default class
+}
+
+// newClassSelector reads the IngressClasses. Set semantics keep it
+// order-independent: a name is ours if any object of that name is ours.
+func newClassSelector(classes []*networkingv1.IngressClass, controller string) classSelector {
+	sel := classSelector{ours: map[string]bool{}}
+	for _, c := range classes {
+		if c == nil || c.Spec.Controller != controller {
+			continue
+		}
+		sel.ours[c.Name] = true
+		if c.Annotations[defaultClassAnnotation] == "true" {
+			sel.hasDefault = true
+		}
+	}
+	return sel
+}
+
+// serves reports whether ing belongs to one of our classes: by
+// spec.ingressClassName, else by the legacy annotation, else by our class
+// being the default one.
+func (sel classSelector) serves(ing *networkingv1.Ingress) bool {
+	if name := ing.Spec.IngressClassName; name != nil && *name != "" {
+		return sel.ours[*name]
+	}
+	if name := ing.Annotations[legacyClassAnnotation]; name != "" {
+		return sel.ours[name]
+	}
+	return sel.hasDefault
+}
+
+// servedIngresses returns our Ingresses in precedence order: oldest first,
+// then by namespace/name. That order decides every conflict. Ingresses that
+// share a namespace/name are all dropped with a problem, because no order
+// between them would be independent of the input order.
+func servedIngresses(all []*networkingv1.Ingress, sel classSelector, problems *[]Problem) []*networkingv1.Ingress {
+	count := map[types.NamespacedName]int{}
+	var served []*networkingv1.Ingress
+	for _, ing := range all {
+		if ing == nil || !sel.serves(ing) {
+			continue
+		}
+		count[objectKey(ing.Namespace, ing.Name)]++
+		served = append(served, ing)
+	}
+	served = slices.DeleteFunc(served, func(ing *networkingv1.Ingress) bool {
+		return count[objectKey(ing.Namespace, ing.Name)] > 1
+	})
+	for key, n := range count {
+		if n > 1 {
+			*problems = append(*problems, duplicateProblem("Ingress", key, n))
+		}
+	}
+	slices.SortFunc(served, compareIngressPrecedence)
+	return served
+}
+
+func compareIngressPrecedence(a, b *networkingv1.Ingress) int {
+	return cmp.Or(
+		a.CreationTimestamp.Time.Compare(b.CreationTimestamp.Time),
+		cmp.Compare(a.Namespace, b.Namespace),
+		cmp.Compare(a.Name, b.Name),
+	)
+}
+
+func objectKey(namespace, name string) types.NamespacedName {
+	return types.NamespacedName{Namespace: namespace, Name: name}
+}
+
+func duplicateProblem(kind string, key types.NamespacedName, n int) Problem {
+	return Problem{
+		Kind: kind, Namespace: key.Namespace, Name: key.Name,
+		Reason:  DuplicateObject,
+		Message: fmt.Sprintf("%s appears %d times in the snapshot; all copies are ignored", kind, n),
+	}
+}

@@ -1,0 +1,219 @@
+package routing
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/zalando/skipper/eskip"
+	"github.com/zalando/skipper/predicates"
+)
+
+const (
+	// exactPathWeight lifts an Exact route above a Prefix route of the same
+	// vhost registered at the same node of skipper's path tree ("/foo" is a
+	// node of both Path("/foo") and PathSubtree("/foo")): skipper tries the
+	// routes of a node by descending weight.
+	exactPathWeight = 1
+
+	lbAlgorithm = "roundRobin"
+)
+
+// newRoute builds the emitted route for a rule placed into a vhost.
+func newRoute(p placement) Route {
+	r := p.rule
+	route := Route{
+		Ingress: r.ingress, Host: r.host, Path: r.path, PathType: r.pathType,
+		VirtualHost: p.vhost,
+		Service:     r.backend.service, Port: r.backend.port, Endpoints: r.backend.endpoints,
+	}
+	def := &eskip.Route{
+		Id:        placementID(p),
+		Namespace: r.ingress.Namespace,
+		Name:      r.ingress.Name,
+	}
+	setPredicates(def, r, p.vhost)
+	setBackend(def, r.backend)
+	route.Eskip = def
+	return route
+}
+
+// newDefaultRoute builds the default backend route: no predicates at all,
+// so it is a root leaf of skipper's matcher, tried only when no route with
+// a path matches.
+func newDefaultRoute(r *rule) Route {
+	route := Route{
+		Ingress: r.ingress, DefaultBackend: true,
+		Service: r.backend.service, Port: r.backend.port, Endpoints: r.backend.endpoints,
+	}
+	def := &eskip.Route{
+		Id:        defaultBackendID(r),
+		Namespace: r.ingress.Namespace,
+		Name:      r.ingress.Name,
+	}
+	setBackend(def, r.backend)
+	route.Eskip = def
+	return route
+}
+
+// setPredicates selects the vhost and the path. An Exact path goes into the
+// Path field, where eskip's parser puts Path(), so that the route prints
+// and parses back the same; the path comes first either way.
+func setPredicates(def *eskip.Route, r *rule, vhost string) {
+	virtualHost := &eskip.Predicate{Name: VirtualHostName, Args: []any{vhost}}
+	if r.match.kind == exactMatch {
+		def.Path = r.match.path
+		def.Predicates = []*eskip.Predicate{
+			virtualHost,
+			{Name: predicates.WeightName, Args: []any{exactPathWeight}},
+		}
+		return
+	}
+	def.Predicates = []*eskip.Predicate{
+		{Name: predicates.PathSubtreeName, Args: []any{r.match.path}},
+		virtualHost,
+	}
+}
+
+// setBackend points def at the endpoints, or, when there are none, makes it
+// answer 503 with the reason: a known path without backends is an outage
+// to see, not a 404.
+func setBackend(def *eskip.Route, b *backend) {
+	if !b.usable() {
+		def.Filters = []*eskip.Filter{
+			{Name: "status", Args: []any{503}},
+			{Name: "inlineContent", Args: []any{b.unavailable + "\n"}},
+		}
+		def.BackendType = eskip.ShuntBackend
+		def.Shunt = true
+		return
+	}
+	def.BackendType = eskip.LBBackend
+	def.LBAlgorithm = lbAlgorithm
+	// One backing array per route: routes do not share mutable endpoints.
+	endpoints := make([]eskip.LBEndpoint, len(b.urls))
+	def.LBEndpoints = make([]*eskip.LBEndpoint, len(b.urls))
+	for i, u := range b.urls {
+		endpoints[i].Address = u
+		def.LBEndpoints[i] = &endpoints[i]
+	}
+}
+
+// placementID names a route after its origin: readable parts, then a hash of
+// the raw values, since sanitising may map different values to the same
+// text ("/a-b" and "/a_b").
+func placementID(p placement) string {
+	r := p.rule
+	var b strings.Builder
+	b.Grow(len(r.ingress.Namespace) + len(r.ingress.Name) + len(r.vhost) + len(r.match.path) + len(p.vhost) + 64)
+	b.WriteString("ing")
+	writeIDPart(&b, r.ingress.Namespace, "")
+	writeIDPart(&b, r.ingress.Name, "")
+	writeIDPart(&b, hostIDText(r.vhost), "anyhost")
+	writeIDPart(&b, r.match.path, "root")
+	writeIDPart(&b, pathTypeIDText(r.match.kind, r.pathType), "")
+	if p.vhost != r.vhost {
+		writeIDPart(&b, "for", "")
+		writeIDPart(&b, hostIDText(p.vhost), "anyhost")
+	}
+	writeIDPart(&b, idHash(r.ingress.Namespace, r.ingress.Name, r.host, r.path, r.pathType, p.vhost), "")
+	return b.String()
+}
+
+func defaultBackendID(r *rule) string {
+	var b strings.Builder
+	b.WriteString("ing")
+	writeIDPart(&b, r.ingress.Namespace, "")
+	writeIDPart(&b, r.ingress.Name, "")
+	writeIDPart(&b, "defaultbackend", "")
+	writeIDPart(&b, idHash(r.ingress.Namespace, r.ingress.Name, "defaultBackend"), "")
+	return b.String()
+}
+
+func hostIDText(vhost string) string {
+	if rest, ok := strings.CutPrefix(vhost, wildcardPrefix); ok {
+		return "wildcard." + rest
+	}
+	return vhost
+}
+
+func pathTypeIDText(kind pathKind, pathType string) string {
+	switch {
+	case kind == exactMatch:
+		return "exact"
+	case pathType == "Prefix":
+		return "prefix"
+	default:
+		return "implspecific"
+	}
+}
+
+// writeIDPart appends "__" and s with every run of characters outside
+// [a-zA-Z0-9] turned into one "_", trimmed; empty turns into placeholder.
+func writeIDPart(b *strings.Builder, s, placeholder string) {
+	b.WriteString("__")
+	start := b.Len()
+	pendingSep := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if isLowerAlnum(toLowerASCII(c)) {
+			if pendingSep && b.Len() > start {
+				b.WriteByte('_')
+			}
+			pendingSep = false
+			b.WriteByte(c)
+		} else {
+			pendingSep = true
+		}
+	}
+	if b.Len() == start {
+		b.WriteString(placeholder)
+	}
+}
+
+// idHash is FNV-1a (32 bit) over the parts, each ended by a 0 byte so that
+// ("ab", "c") and ("a", "bc") differ.
+func idHash(parts ...string) string {
+	const (
+		offset32 = 2166136261
+		prime32  = 16777619
+	)
+	h := uint32(offset32)
+	for _, p := range parts {
+		for i := 0; i < len(p); i++ {
+			h ^= uint32(p[i])
+			h *= prime32
+		}
+		h *= prime32 // the 0 separator: h ^= 0 is a no-op
+	}
+	return fmt.Sprintf("%08x", h)
+}
+
+// sortRoutes sorts by ID and makes IDs unique in the (astronomically
+// unlikely) case two origins share readable text and hash: later ones in
+// origin order get "_2", "_3", ... so the result stays deterministic.
+func sortRoutes(routes []Route) {
+	slices.SortFunc(routes, func(a, b Route) int {
+		return cmp.Or(cmp.Compare(a.Eskip.Id, b.Eskip.Id), compareOrigin(a, b))
+	})
+	for i := 1; i < len(routes); i++ {
+		base := routes[i-1].Eskip.Id
+		for n := 2; i < len(routes) && routes[i].Eskip.Id == base; n, i = n+1, i+1 {
+			routes[i].Eskip.Id = base + "_" + strconv.Itoa(n)
+		}
+	}
+	slices.SortFunc(routes, func(a, b Route) int { return cmp.Compare(a.Eskip.Id, b.Eskip.Id) })
+}
+
+func compareOrigin(a, b Route) int {
+	return cmp.Or(
+		cmp.Compare(a.Ingress.Namespace, b.Ingress.Namespace),
+		cmp.Compare(a.Ingress.Name, b.Ingress.Name),
+		cmp.Compare(a.Host, b.Host),
+		cmp.Compare(a.Path, b.Path),
+		cmp.Compare(a.PathType, b.PathType),
+		cmp.Compare(a.VirtualHost, b.VirtualHost),
+	)
+}

@@ -1,0 +1,152 @@
+package routing
+
+import (
+	"cmp"
+	"slices"
+
+	"github.com/zalando/skipper/eskip"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// DefaultControllerName is the IngressClass spec.controller served when
+// Options.ControllerName is empty.
+const DefaultControllerName = "bulkhead.io/ingress-controller"
+
+// Snapshot is every input of a translation: plain objects, YAML/JSON-serialisable
+// (json tags), so a bug report is reproducible offline. Translate only reads it.
+type Snapshot struct {
+	IngressClasses []*networkingv1.IngressClass `json:"ingressClasses,omitempty"`
+	Ingresses      []*networkingv1.Ingress      `json:"ingresses,omitempty"`
+	Services       []*corev1.Service            `json:"services,omitempty"`
+	EndpointSlices []*discoveryv1.EndpointSlice `json:"endpointSlices,omitempty"`
+}
+
+// Options tune a translation.
+type Options struct {
+	// ControllerName is the IngressClass spec.controller we implement;
+	// empty means DefaultControllerName.
+	ControllerName string `json:"controllerName,omitempty"`
+}
+
+func (o Options) withDefaults() Options {
+	if o.ControllerName == "" {
+		o.ControllerName = DefaultControllerName
+	}
+	return o
+}
+
+// Reason classifies a Problem. The values are stable: they are used as
+// metric labels and shown on the admin endpoint.
+type Reason string
+
+const (
+	// ServiceNotFound: a backend names a Service that does not exist.
+	ServiceNotFound Reason = "ServiceNotFound"
+	// ServicePortNotFound: the Service has no port with the number or name
+	// the backend asks for.
+	ServicePortNotFound Reason = "ServicePortNotFound"
+	// NoEndpoints: the Service port has no ready (nor serving-and-terminating)
+	// endpoint; the route answers 503 until one appears.
+	NoEndpoints Reason = "NoEndpoints"
+	// ExternalNameService: the backend Service is of type ExternalName, which
+	// is not supported.
+	ExternalNameService Reason = "ExternalNameService"
+	// UnsupportedBackend: the backend is a resource backend.
+	UnsupportedBackend Reason = "UnsupportedBackend"
+	// InvalidBackend: the backend names neither a Service nor a resource.
+	InvalidBackend Reason = "InvalidBackend"
+	// InvalidPath: a rule path cannot be routed (not absolute, not clean,
+	// contains ':' or '*', or has an unknown pathType); the path is skipped.
+	InvalidPath Reason = "InvalidPath"
+	// InvalidHost: a rule host is not a DNS name nor a "*." wildcard of one;
+	// the whole rule is skipped.
+	InvalidHost Reason = "InvalidHost"
+	// Conflict: another Ingress (or an earlier rule of the same one) already
+	// routes the same host, path and path type; this rule is skipped.
+	Conflict Reason = "Conflict"
+	// DuplicateDefaultBackend: an older Ingress already provides
+	// spec.defaultBackend; this one is ignored.
+	DuplicateDefaultBackend Reason = "DuplicateDefaultBackend"
+	// DuplicateObject: the snapshot holds more than one object with this
+	// namespace and name; all of them are ignored, since none can be
+	// preferred in an order-independent way.
+	DuplicateObject Reason = "DuplicateObject"
+)
+
+// Problem is one object that could not be (fully) translated, and why.
+// Everything else is still translated.
+type Problem struct {
+	Kind      string `json:"kind"`
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	Reason    Reason `json:"reason"`
+	Message   string `json:"message"`
+}
+
+func compareProblems(a, b Problem) int {
+	return cmp.Or(
+		cmp.Compare(a.Kind, b.Kind),
+		cmp.Compare(a.Namespace, b.Namespace),
+		cmp.Compare(a.Name, b.Name),
+		cmp.Compare(a.Reason, b.Reason),
+		cmp.Compare(a.Message, b.Message),
+	)
+}
+
+// sortedProblems sorts and removes repeats: a backend referenced by many
+// paths of one Ingress is one problem, not many.
+func sortedProblems(ps []Problem) []Problem {
+	slices.SortFunc(ps, compareProblems)
+	return slices.Compact(ps)
+}
+
+// Endpoint is one chosen backend address with the conditions it was chosen on.
+type Endpoint struct {
+	// Address is ip:port; IPv6 addresses are bracketed.
+	Address     string `json:"address"`
+	Ready       bool   `json:"ready"`
+	Serving     bool   `json:"serving"`
+	Terminating bool   `json:"terminating"`
+}
+
+// Route is one emitted route and where it came from.
+type Route struct {
+	Eskip *eskip.Route `json:"-"`
+	// Ingress is the Ingress whose rule (or defaultBackend) produced it.
+	Ingress types.NamespacedName `json:"ingress"`
+	// Host, Path and PathType are as written in the Ingress: "" host means
+	// any host; the default backend has Path "". A nil pathType is reported
+	// as ImplementationSpecific.
+	Host     string `json:"host"`
+	Path     string `json:"path"`
+	PathType string `json:"pathType"`
+	// VirtualHost is the vhost this route serves: the rule's own host, or the
+	// more specific host it was copied into (see doc.go). "" for host-less
+	// routes and for the default backend.
+	VirtualHost    string `json:"virtualHost"`
+	DefaultBackend bool   `json:"defaultBackend,omitempty"`
+	// Service and Port name the backend as written (port number or name).
+	Service string `json:"service"`
+	Port    string `json:"port"`
+	// Endpoints are the chosen endpoints, sorted; empty when the route
+	// answers 503. Routes with the same backend share this slice: read only.
+	Endpoints []Endpoint `json:"endpoints"`
+}
+
+// Table is the result of a translation.
+type Table struct {
+	Routes   []Route   // sorted by Eskip.Id
+	Problems []Problem // sorted, without repeats
+}
+
+// EskipRoutes returns the skipper route definitions of the table, in order.
+func (t Table) EskipRoutes() []*eskip.Route {
+	out := make([]*eskip.Route, len(t.Routes))
+	for i := range t.Routes {
+		out[i] = t.Routes[i].Eskip
+	}
+	return out
+}

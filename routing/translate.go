@@ -1,0 +1,29 @@
+package routing
+
+// Translate turns a snapshot into a route table. It is pure: the result
+// depends only on its arguments (not on their order), it does not modify
+// them, and it neither panics nor stops on bad objects: each becomes a
+// Problem and the rest is translated.
+func Translate(s *Snapshot, o Options) Table {
+	if s == nil {
+		s = &Snapshot{}
+	}
+	o = o.withDefaults()
+	var problems []Problem
+
+	classes := newClassSelector(s.IngressClasses, o.ControllerName)
+	ingresses := servedIngresses(s.Ingresses, classes, &problems)
+	backends := newBackendIndex(s.Services, s.EndpointSlices, &problems)
+	rules, defaultBackend := collectRules(ingresses, backends, &problems)
+
+	placements := placeRules(rules)
+	routes := make([]Route, 0, len(placements)+1)
+	for _, p := range placements {
+		routes = append(routes, newRoute(p))
+	}
+	if defaultBackend != nil {
+		routes = append(routes, newDefaultRoute(defaultBackend))
+	}
+	sortRoutes(routes)
+	return Table{Routes: routes, Problems: sortedProblems(problems)}
+}
