@@ -110,6 +110,12 @@ func (c *Client) Run(ctx context.Context) error {
 	}
 	c.metrics.synced.Set(1)
 	c.log.Info("kubernetes caches synced", "after", time.Since(start).Round(time.Millisecond))
+	// The first build reads the synced caches, so the signals of the initial
+	// listing are covered by it: drop them rather than build twice.
+	select {
+	case <-c.watch.changed:
+	default:
+	}
 	c.rebuild()
 	for {
 		select {

@@ -2,6 +2,8 @@ package dataclient
 
 import (
 	"context"
+	"fmt"
+	"maps"
 	"sync"
 	"time"
 
@@ -34,6 +36,9 @@ type watcher struct {
 	metrics        *metrics
 
 	changed chan struct{} // size 1: a pending rebuild request
+	// handlersSynced report when our handlers have seen each informer's
+	// initial listing (an informer can be synced before its handlers are).
+	handlersSynced []cache.InformerSynced
 
 	mu      sync.Mutex
 	changes []time.Time
@@ -54,7 +59,11 @@ func newWatcher(client kubernetes.Interface, m *metrics) *watcher {
 	for kind, inf := range map[string]cache.SharedIndexInformer{
 		"IngressClass": w.ingressClasses, "Ingress": w.ingresses, "Service": w.services, "EndpointSlice": w.slices,
 	} {
-		inf.AddEventHandler(w.handler(kind))
+		reg, err := inf.AddEventHandler(w.handler(kind))
+		if err != nil {
+			panic(fmt.Sprintf("adding %s handler before start: %v", kind, err)) // cannot fail on an informer not yet started
+		}
+		w.handlersSynced = append(w.handlersSynced, reg.HasSynced)
 	}
 	return w
 }
@@ -62,8 +71,7 @@ func newWatcher(client kubernetes.Interface, m *metrics) *watcher {
 func (w *watcher) start(ctx context.Context) { w.factory.Start(ctx.Done()) }
 
 func (w *watcher) waitForSync(ctx context.Context) bool {
-	return cache.WaitForCacheSync(ctx.Done(),
-		w.ingressClasses.HasSynced, w.ingresses.HasSynced, w.services.HasSynced, w.slices.HasSynced)
+	return cache.WaitForCacheSync(ctx.Done(), w.handlersSynced...)
 }
 
 // handler records the change time and signals; it never blocks and never
@@ -79,8 +87,15 @@ func (w *watcher) handler(kind string) cache.ResourceEventHandler {
 			w.signal(changeTime(obj))
 		},
 		UpdateFunc: func(oldObj, newObj any) {
-			if resourceVersion(oldObj) == resourceVersion(newObj) {
+			if rv := resourceVersion(newObj); rv != "" && rv == resourceVersion(oldObj) {
 				return // a relist or resync delivered the same object: nothing changed
+			}
+			if statusOnly(oldObj, newObj) {
+				// Our own status writes come back as updates; they change
+				// no route, and at 10,000 Ingresses they would otherwise
+				// cost a rebuild storm after every election.
+				w.metrics.events.WithLabelValues(kind, "status").Inc()
+				return
 			}
 			w.metrics.events.WithLabelValues(kind, "update").Inc()
 			w.signal(changeTime(newObj))
@@ -175,6 +190,15 @@ func lean(obj any) (any, error) {
 		}
 	}
 	return obj, nil
+}
+
+// statusOnly reports whether an Ingress update changed nothing translation
+// reads: the spec (tracked by metadata.generation), labels and annotations.
+func statusOnly(oldObj, newObj any) bool {
+	o, ok1 := oldObj.(*networkingv1.Ingress)
+	n, ok2 := newObj.(*networkingv1.Ingress)
+	return ok1 && ok2 && o.Generation != 0 && o.Generation == n.Generation &&
+		maps.Equal(o.Annotations, n.Annotations) && maps.Equal(o.Labels, n.Labels)
 }
 
 func resourceVersion(obj any) string {

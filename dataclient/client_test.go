@@ -1,0 +1,269 @@
+package dataclient
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/zalando/skipper/eskip"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes/fake"
+)
+
+func ingressClass() *networkingv1.IngressClass {
+	return &networkingv1.IngressClass{ObjectMeta: metav1.ObjectMeta{Name: "bulkhead"},
+		Spec: networkingv1.IngressClassSpec{Controller: "bulkhead.io/ingress-controller"}}
+}
+
+func service(name string) *corev1.Service {
+	return &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name},
+		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080)}}}}
+}
+
+func slice(service string, ips ...string) *discoveryv1.EndpointSlice {
+	port, name := int32(8080), "http"
+	s := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Namespace: "ns", Name: service + "-1", Labels: map[string]string{discoveryv1.LabelServiceName: service}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: &name, Port: &port}},
+	}
+	for _, ip := range ips {
+		s.Endpoints = append(s.Endpoints, discoveryv1.Endpoint{Addresses: []string{ip}})
+	}
+	return s
+}
+
+func ingress(name, host, svc string) *networkingv1.Ingress {
+	class, pt := "bulkhead", networkingv1.PathTypePrefix
+	return &networkingv1.Ingress{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, Generation: 1},
+		Spec: networkingv1.IngressSpec{IngressClassName: &class, Rules: []networkingv1.IngressRule{{
+			Host: host,
+			IngressRuleValue: networkingv1.IngressRuleValue{HTTP: &networkingv1.HTTPIngressRuleValue{Paths: []networkingv1.HTTPIngressPath{{
+				Path: "/", PathType: &pt,
+				Backend: networkingv1.IngressBackend{Service: &networkingv1.IngressServiceBackend{Name: svc, Port: networkingv1.ServiceBackendPort{Number: 80}}},
+			}}}},
+		}}},
+	}
+}
+
+// started runs a Client on a fake clientset holding objs.
+func started(t *testing.T, objs ...any) (*Client, *fake.Clientset, *prometheus.Registry) {
+	t.Helper()
+	var runtimeObjs []any = objs
+	cs := fake.NewClientset()
+	for _, o := range runtimeObjs {
+		var err error
+		ctx := context.Background()
+		switch o := o.(type) {
+		case *networkingv1.IngressClass:
+			_, err = cs.NetworkingV1().IngressClasses().Create(ctx, o, metav1.CreateOptions{})
+		case *networkingv1.Ingress:
+			_, err = cs.NetworkingV1().Ingresses(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
+		case *corev1.Service:
+			_, err = cs.CoreV1().Services(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
+		case *discoveryv1.EndpointSlice:
+			_, err = cs.DiscoveryV1().EndpointSlices(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	reg := prometheus.NewRegistry()
+	c := New(Options{Client: cs, Registerer: reg, HoldOff: time.Millisecond, MaxDelay: 5 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { c.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); c.Close(); <-done })
+	return c, cs, reg
+}
+
+// awaitLoadAll polls LoadAll until it stops returning the not-synced error.
+func awaitLoadAll(t *testing.T, c *Client) []*eskip.Route {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		routes, err := c.LoadAll()
+		if err == nil {
+			return routes
+		}
+		if !errors.Is(err, errNotSynced) {
+			t.Fatalf("LoadAll: %v", err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("never synced")
+		}
+		time.Sleep(time.Millisecond) // the informers sync in their own goroutines
+	}
+}
+
+func ids(routes []*eskip.Route) []string {
+	var out []string
+	for _, r := range routes {
+		if r.Id != sentinelID {
+			out = append(out, r.Id)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func TestLoadAllErrsUntilSynced(t *testing.T) {
+	c := New(Options{Client: fake.NewClientset()})
+	if routes, err := c.LoadAll(); err == nil || routes != nil {
+		t.Fatalf("before Run: LoadAll = %v, %v; want the not-synced error and no routes", routes, err)
+	}
+}
+
+func TestEmptyClusterGivesEmptyTableNotError(t *testing.T) {
+	c, _, _ := started(t)
+	routes := awaitLoadAll(t, c)
+	if len(ids(routes)) != 0 {
+		t.Fatalf("routes in an empty cluster: %v", ids(routes))
+	}
+}
+
+func TestLoadUpdateReturnsOnlyChanges(t *testing.T) {
+	c, cs, reg := started(t, ingressClass(), service("a"), slice("a", "10.0.0.1"), service("b"), slice("b", "10.0.0.2"),
+		ingress("a", "a.example", "a"), ingress("b", "b.example", "b"))
+	all := awaitLoadAll(t, c)
+	if got := ids(all); len(got) != 2 {
+		t.Fatalf("initial routes: %v", got)
+	}
+	var routeB string
+	for _, id := range ids(all) {
+		if strings.Contains(id, "__b__") {
+			routeB = id
+		}
+	}
+
+	// An endpoint change of service a changes route a only.
+	if _, err := cs.DiscoveryV1().EndpointSlices("ns").Update(context.Background(), slice("a", "10.0.0.1", "10.0.0.3"), metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	changed, deleted := awaitUpdate(t, c)
+	if got := ids(changed); len(got) != 1 || strings.Contains(got[0], "__b__") || len(deleted) != 0 {
+		t.Fatalf("after an endpoint change of a: changed %v deleted %v", got, deleted)
+	}
+	if !strings.Contains(changed[0].String(), "10.0.0.3") {
+		t.Fatalf("changed route lacks the new endpoint: %s", changed[0])
+	}
+
+	// Deleting Ingress b deletes its route and changes nothing else.
+	if err := cs.NetworkingV1().Ingresses("ns").Delete(context.Background(), "b", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	changed, deleted = awaitUpdate(t, c)
+	if len(ids(changed)) != 0 || !slices.Equal(deleted, []string{routeB}) {
+		t.Fatalf("after deleting b: changed %v deleted %v", ids(changed), deleted)
+	}
+	if v := testutil.ToFloat64(c.metrics.routes); v != 1 {
+		t.Errorf("%s = %v", MetricRoutes, v)
+	}
+	if n, _ := testutil.GatherAndCount(reg, MetricRebuildDuration); n != 1 {
+		t.Errorf("rebuild histogram not exported")
+	}
+}
+
+// awaitUpdate calls LoadUpdate until it returns something (each call waits
+// up to about a second for a new table).
+func awaitUpdate(t *testing.T, c *Client) ([]*eskip.Route, []string) {
+	t.Helper()
+	for range 10 {
+		changed, deleted, err := c.LoadUpdate()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ids(changed)) > 0 || len(deleted) > 0 {
+			return changed, deleted
+		}
+	}
+	t.Fatal("no update arrived")
+	return nil, nil
+}
+
+func TestLoadUpdateWaitsForAChangeAndCloseReleasesIt(t *testing.T) {
+	c, _, _ := started(t, ingressClass())
+	awaitLoadAll(t, c)
+	returned := make(chan struct{})
+	go func() {
+		changed, deleted, err := c.LoadUpdate()
+		if err != nil || len(ids(changed)) != 0 || len(deleted) != 0 {
+			t.Errorf("LoadUpdate with nothing new = %v %v %v", ids(changed), deleted, err)
+		}
+		close(returned)
+	}()
+	c.Close()
+	select {
+	case <-returned:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not release a waiting LoadUpdate")
+	}
+}
+
+func TestStatusOnlyUpdateDoesNotRebuild(t *testing.T) {
+	c, cs, _ := started(t, ingressClass(), service("a"), slice("a", "10.0.0.1"), ingress("a", "a.example", "a"))
+	awaitLoadAll(t, c)
+	before := testutil.ToFloat64(c.metrics.events.WithLabelValues("Ingress", "status"))
+	ing, _ := cs.NetworkingV1().Ingresses("ns").Get(context.Background(), "a", metav1.GetOptions{})
+	ing.Status.LoadBalancer.Ingress = []networkingv1.IngressLoadBalancerIngress{{IP: "192.0.2.1"}}
+	if _, err := cs.NetworkingV1().Ingresses("ns").UpdateStatus(context.Background(), ing, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for testutil.ToFloat64(c.metrics.events.WithLabelValues("Ingress", "status")) == before {
+		if time.Now().After(deadline) {
+			t.Fatal("the status update never arrived")
+		}
+		time.Sleep(time.Millisecond) // informer delivery is asynchronous
+	}
+	if changed, deleted, _ := c.LoadUpdate(); len(changed) != 0 || len(deleted) != 0 {
+		t.Fatalf("a status-only update produced a new table: %v %v", ids(changed), deleted)
+	}
+}
+
+func TestManagedFieldsAndLastAppliedAreStripped(t *testing.T) {
+	ing := ingress("a", "a.example", "a")
+	ing.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}
+	ing.Annotations = map[string]string{corev1.LastAppliedConfigAnnotation: "{...}", "keep": "me"}
+	c, _, _ := started(t, ing)
+	awaitLoadAll(t, c)
+	got := c.Ingresses()
+	if len(got) != 1 || got[0].ManagedFields != nil || got[0].Annotations[corev1.LastAppliedConfigAnnotation] != "" || got[0].Annotations["keep"] != "me" {
+		t.Fatalf("cached Ingress not lean: %+v", got)
+	}
+}
+
+func TestSentinelReportsInstalledVersion(t *testing.T) {
+	c := New(Options{})
+	c.inFlight[3] = []time.Time{time.Now().Add(-50 * time.Millisecond)}
+	c.inFlight[5] = []time.Time{time.Now()}
+	p, err := c.SentinelPredicate().Create([]any{float64(4)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Match(nil) {
+		t.Fatal("the sentinel predicate matched a request")
+	}
+	_ = p
+	// Version 4 is live: changes delivered with 3 are observed, 5 is not yet.
+	c.tableLive(4)
+	if _, ok := c.inFlight[3]; ok {
+		t.Error("changes of an installed version still in flight")
+	}
+	if _, ok := c.inFlight[5]; !ok {
+		t.Error("changes of a newer version observed too early")
+	}
+	if n := testutil.CollectAndCount(c.metrics.convergence); n != 1 {
+		t.Errorf("convergence histogram: %d series", n)
+	}
+}
