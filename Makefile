@@ -7,7 +7,7 @@ GO ?= go
 # machines room, but not forever.
 TEST_TIMEOUT ?= 20m
 
-.PHONY: all build demo test unit vet deps controlplane cluster-up cluster-down clean
+.PHONY: all build demo test unit vet deps controlplane cluster-up cluster-down clean bench-routes
 
 all: build
 
@@ -34,6 +34,10 @@ test: deps controlplane vet
 ## unit: the tests that need neither root nor a control plane
 unit:
 	$(GO) test -count=1 -short ./...
+
+## bench-routes: route source at 1k and 10k Ingresses against a real API server
+bench-routes: deps controlplane
+	$(GO) test -run '^$$' -bench 'BenchmarkRoutes' -benchtime 50x -timeout 60m ./e2e/
 
 vet:
 	$(GO) vet ./...

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -107,7 +106,7 @@ func (e *env) deleteIngress(namespace, name string) {
 	}
 }
 
-func ensureNamespace(t *testing.T, client kubernetes.Interface, name string) {
+func ensureNamespace(t testing.TB, client kubernetes.Interface, name string) {
 	t.Helper()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
 	if _, err := client.CoreV1().Namespaces().Create(context.Background(), ns, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
@@ -200,8 +199,6 @@ func (e *env) expectStatus(host, path string, status int) answer {
 	})
 	return last
 }
-
-var errNoAnswer = errors.New("no answer")
 
 func prefix() *networkingv1.PathType {
 	t := networkingv1.PathTypePrefix

@@ -144,6 +144,16 @@ func (r *Router) Restart() {
 	})
 }
 
+// Pid is the running process's id (0 if none).
+func (r *Router) Pid() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cmd == nil {
+		return 0
+	}
+	return r.cmd.Process.Pid
+}
+
 // Signal sends sig to the process.
 func (r *Router) Signal(sig syscall.Signal) {
 	r.mu.Lock()

@@ -1,0 +1,275 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/bulkhead-router/bulkhead/internal/controlplane"
+	"github.com/bulkhead-router/bulkhead/internal/testrouter"
+)
+
+// BenchmarkRoutes1k and BenchmarkRoutes10k measure the route source at
+// scale against a real kube-apiserver (run with `make bench-routes`):
+//
+//   - startup: process start to /readyz 200 with N Ingresses, each with its
+//     own host, a Service and an EndpointSlice of 3 endpoints;
+//   - the router's resident memory at that size;
+//   - write-to-live latency measured from outside: each iteration creates an
+//     Ingress for a new host whose Service has no endpoints and times the
+//     API write until the proxy answers 503 for that host instead of 404;
+//   - an endpoint-only change (one EndpointSlice rewritten) from the
+//     router's own convergence histogram, and the mean rebuild time.
+//
+// The endpoints are TEST-NET addresses (192.0.2.0/24, 198.51.100.0/24,
+// 203.0.113.0/24) and no request is ever sent to them.
+func BenchmarkRoutes1k(b *testing.B)  { benchmarkRoutes(b, 1000) }
+func BenchmarkRoutes10k(b *testing.B) { benchmarkRoutes(b, 10000) }
+
+func benchmarkRoutes(b *testing.B, n int) {
+	cp := controlplane.ForTest(b)
+	client := cp.Client()
+	ctx := context.Background()
+	ensureNamespace(b, client, "scale")
+	must(b)(client.NetworkingV1().IngressClasses().Create(ctx, &networkingv1.IngressClass{
+		ObjectMeta: metav1.ObjectMeta{Name: "bulkhead"}, Spec: networkingv1.IngressClassSpec{Controller: controllerName}}, metav1.CreateOptions{}))
+	must(b)(client.CoreV1().Services("scale").Create(ctx, scaleService("empty"), metav1.CreateOptions{}))
+
+	start := time.Now()
+	parallel(b, n, func(i int) error {
+		name := fmt.Sprintf("app-%05d", i)
+		if _, err := client.CoreV1().Services("scale").Create(ctx, scaleService(name), metav1.CreateOptions{}); err != nil {
+			return err
+		}
+		if _, err := client.DiscoveryV1().EndpointSlices("scale").Create(ctx, scaleSlice(name, i, 0), metav1.CreateOptions{}); err != nil {
+			return err
+		}
+		_, err := client.NetworkingV1().Ingresses("scale").Create(ctx, scaleIngress(name, name+".example", name), metav1.CreateOptions{})
+		return err
+	})
+	b.Logf("created %d Ingresses, Services and EndpointSlices in %s", n, time.Since(start).Round(time.Millisecond))
+
+	launched := time.Now()
+	router := testrouter.Start(b, testrouter.Options{Kubeconfig: cp.Kubeconfig(), Args: []string{"-log-level", "info"}})
+	router.WaitReady(5 * time.Minute)
+	ready := time.Since(launched)
+	routes, _ := router.Metric("bulkhead_routes")
+	if int(routes) < n {
+		b.Fatalf("ready with %v routes, want at least %d", routes, n)
+	}
+	rebuildSum, _ := router.Metric("bulkhead_rebuild_duration_seconds_sum")
+	rebuildCount, _ := router.Metric("bulkhead_rebuild_duration_seconds_count")
+
+	// Write-to-live, from outside.
+	probe := &http.Client{Transport: &http.Transport{Proxy: nil}}
+	var latencies []time.Duration
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		host := fmt.Sprintf("probe-%d.example", i)
+		t0 := time.Now()
+		must(b)(client.NetworkingV1().Ingresses("scale").Create(ctx, scaleIngress(fmt.Sprintf("probe-%d", i), host, "empty"), metav1.CreateOptions{}))
+		for statusOf(b, probe, router.ProxyURL, host) != http.StatusServiceUnavailable {
+			if time.Since(t0) > 30*time.Second {
+				b.Fatalf("probe %s never went live", host)
+			}
+		}
+		latencies = append(latencies, time.Since(t0))
+	}
+	b.StopTimer()
+
+	// Endpoint-only changes, from the router's convergence histogram.
+	before := histogram(b, router, "bulkhead_convergence_latency_seconds")
+	for i := range 20 {
+		s, err := client.DiscoveryV1().EndpointSlices("scale").Get(ctx, fmt.Sprintf("app-%05d", i), metav1.GetOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		fresh := scaleSlice(s.Labels[discoveryv1.LabelServiceName], i, 1)
+		fresh.ResourceVersion = s.ResourceVersion
+		must(b)(client.DiscoveryV1().EndpointSlices("scale").Update(ctx, fresh, metav1.UpdateOptions{}))
+		router.WaitFor(30*time.Second, "endpoint change observed", func() bool {
+			return histogram(b, router, "bulkhead_convergence_latency_seconds").count > before.count+float64(i)
+		})
+	}
+	after := histogram(b, router, "bulkhead_convergence_latency_seconds")
+
+	slices.Sort(latencies)
+	b.ReportMetric(ready.Seconds(), "s-to-ready")
+	b.ReportMetric(float64(rssBytes(b, router.Pid()))/(1<<20), "MiB-rss")
+	if rebuildCount > 0 {
+		b.ReportMetric(rebuildSum/rebuildCount*1000, "ms/rebuild")
+	}
+	b.ReportMetric(float64(pct(latencies, 50).Microseconds())/1000, "ms-write-to-live-p50")
+	b.ReportMetric(float64(pct(latencies, 99).Microseconds())/1000, "ms-write-to-live-p99")
+	b.ReportMetric(after.sub(before).quantileUpperBound(0.99)*1000, "ms-endpoint-change-p99-bucket")
+}
+
+func scaleService(name string) *corev1.Service {
+	return &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "scale", Name: name},
+		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromString("http")}}}}
+}
+
+// scaleSlice has 3 TEST-NET endpoints; generation varies the addresses.
+func scaleSlice(service string, i, generation int) *discoveryv1.EndpointSlice {
+	port, name, ready := int32(8080), "http", true
+	s := &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "scale", Name: service,
+			Labels:      map[string]string{discoveryv1.LabelServiceName: service},
+			Annotations: map[string]string{corev1.EndpointsLastChangeTriggerTime: time.Now().Format(time.RFC3339Nano)}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: &name, Port: &port}},
+	}
+	for j, net := range []string{"192.0.2", "198.51.100", "203.0.113"} {
+		s.Endpoints = append(s.Endpoints, discoveryv1.Endpoint{
+			Addresses:  []string{fmt.Sprintf("%s.%d", net, (i+j+generation)%250+1)},
+			Conditions: discoveryv1.EndpointConditions{Ready: &ready},
+		})
+	}
+	return s
+}
+
+func scaleIngress(name, host, service string) *networkingv1.Ingress {
+	return ingress("scale", name, "bulkhead", rule(host, path("/", prefix(), service)))
+}
+
+// must returns a function that fails b on a non-nil error, for calls
+// returning (object, error).
+func must(b testing.TB) func(any, error) {
+	return func(_ any, err error) {
+		b.Helper()
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// parallel runs f(0..n-1) on 8 workers and fails on the first error.
+func parallel(b testing.TB, n int, f func(i int) error) {
+	b.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	next := make(chan int)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				if err := f(i); err != nil {
+					select {
+					case errs <- err:
+					default:
+					}
+				}
+			}
+		}()
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		b.Fatal(err)
+	default:
+	}
+}
+
+func statusOf(b testing.TB, c *http.Client, base, host string) int {
+	req, _ := http.NewRequest(http.MethodGet, base+"/", nil)
+	req.Host = host
+	resp, err := c.Do(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func pct(d []time.Duration, p int) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	return d[min(len(d)-1, len(d)*p/100)]
+}
+
+func rssBytes(b testing.TB, pid int) int64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.Fields(rest)[0], 10, 64)
+			return kb * 1024
+		}
+	}
+	return 0
+}
+
+// hist is a Prometheus histogram read from the admin endpoint.
+type hist struct {
+	bounds []float64
+	counts []float64 // cumulative, per bound
+	count  float64
+}
+
+func histogram(b testing.TB, r *testrouter.Router, name string) hist {
+	_, body := r.Admin("/metrics")
+	var h hist
+	for _, line := range strings.Split(body, "\n") {
+		if rest, ok := strings.CutPrefix(line, name+`_bucket{le="`); ok {
+			le, val, _ := strings.Cut(rest, `"} `)
+			bound, err := strconv.ParseFloat(le, 64)
+			if le == "+Inf" {
+				bound, err = 1e9, nil
+			}
+			v, err2 := strconv.ParseFloat(strings.Fields(val)[0], 64)
+			if err == nil && err2 == nil {
+				h.bounds, h.counts = append(h.bounds, bound), append(h.counts, v)
+			}
+		}
+		if rest, ok := strings.CutPrefix(line, name+"_count "); ok {
+			h.count, _ = strconv.ParseFloat(strings.Fields(rest)[0], 64)
+		}
+	}
+	return h
+}
+
+func (h hist) sub(o hist) hist {
+	d := hist{bounds: h.bounds, count: h.count - o.count}
+	for i := range h.counts {
+		var prev float64
+		if i < len(o.counts) {
+			prev = o.counts[i]
+		}
+		d.counts = append(d.counts, h.counts[i]-prev)
+	}
+	return d
+}
+
+// quantileUpperBound is the smallest bucket bound holding quantile q.
+func (h hist) quantileUpperBound(q float64) float64 {
+	for i, c := range h.counts {
+		if h.count > 0 && c/h.count >= q {
+			return h.bounds[i]
+		}
+	}
+	return -1
+}
