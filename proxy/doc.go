@@ -3,11 +3,15 @@
 // balancer post-processors, and skipper's proxy, behind one http.Handler.
 //
 // It knows nothing of Kubernetes: route sources arrive as skipper
-// DataClients, and any custom predicates and pre-processors they need (the
-// VirtualHost predicate of package routing) are passed in. Keeping this seam
-// small is what lets the upstream resilience layer and the route source
-// evolve independently.
+// DataClients, and what their routes need is passed in as hooks: custom
+// predicates, filters and pre- and post-processors for skipper's routing,
+// and a PrepareRequest function called on every request before the route
+// lookup (package routing's PrepareRequest, which puts the host into the
+// path, and its bulkheadRestorePath filter, which takes it out again).
+// Keeping this seam small is what lets the upstream resilience layer and
+// the route source evolve independently.
 //
 // The handler logs nothing per request and does no work of its own on the
-// hot path beyond what skipper does.
+// hot path beyond the forwarded headers, the PrepareRequest hook and what
+// skipper does.
 package proxy

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/zalando/skipper/filters"
 	"github.com/zalando/skipper/filters/builtin"
 	"github.com/zalando/skipper/loadbalancer"
 	"github.com/zalando/skipper/metrics"
@@ -22,6 +23,17 @@ type Options struct {
 	DataClients []skrouting.DataClient
 	// Predicates are custom predicate specifications the routes use.
 	Predicates []skrouting.PredicateSpec
+	// Filters are custom filter specifications the routes use, registered
+	// in addition to skipper's builtin filters (builtin.MakeRegistry); one
+	// with the name of a builtin filter replaces it. Skipper rejects routes
+	// that use a filter it does not know.
+	Filters []filters.Spec
+	// PrepareRequest, when set, is called on every request before skipper
+	// looks up its route (after the X-Forwarded-* headers are set): the
+	// route source's hook to put the request into the form its routes
+	// match. Whatever it changes, the routes must undo in a filter if the
+	// backend is not to see it. It must not block.
+	PrepareRequest func(*http.Request)
 	// PreProcessors run over the whole route table before it is processed.
 	PreProcessors []skrouting.PreProcessor
 	// PostProcessors run over every processed table just before it goes
@@ -42,6 +54,7 @@ type Options struct {
 type Proxy struct {
 	routing *skrouting.Routing
 	proxy   *skproxy.Proxy
+	prepare func(*http.Request)
 	log     *slog.Logger
 }
 
@@ -55,9 +68,13 @@ func New(o Options) *Proxy {
 	if o.PollInterval == 0 {
 		o.PollInterval = 100 * time.Millisecond
 	}
+	registry := builtin.MakeRegistry()
+	for _, f := range o.Filters {
+		registry.Register(f)
+	}
 	endpoints := skrouting.NewEndpointRegistry(skrouting.RegistryOptions{})
 	rt := skrouting.New(skrouting.Options{
-		FilterRegistry:  builtin.MakeRegistry(),
+		FilterRegistry:  registry,
 		DataClients:     o.DataClients,
 		Predicates:      o.Predicates,
 		PreProcessors:   o.PreProcessors,
@@ -80,12 +97,15 @@ func New(o Options) *Proxy {
 		DefaultHTTPStatus: http.StatusNotFound,
 		EndpointRegistry:  endpoints,
 	})
-	return &Proxy{routing: rt, proxy: px, log: o.Log}
+	return &Proxy{routing: rt, proxy: px, prepare: o.PrepareRequest, log: o.Log}
 }
 
 // ServeHTTP forwards r along the matching route.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	setForwardedHeaders(r)
+	if p.prepare != nil {
+		p.prepare(r)
+	}
 	p.proxy.ServeHTTP(w, r)
 }
 

@@ -2,6 +2,8 @@ package routing
 
 import (
 	"fmt"
+	"net/http"
+	"net/url"
 	"testing"
 
 	networkingv1 "k8s.io/api/networking/v1"
@@ -51,5 +53,65 @@ func benchSnapshot(n int) *Snapshot {
 		}}
 		s.Ingresses = append(s.Ingresses, ing)
 	}
+	return s
+}
+
+// BenchmarkLookup is the per-request routing cost as the proxy pays it:
+// PrepareRequest and skipper's lookup, in a table of n exact hosts, each
+// with Prefix "/", plus a few host-less rules. It must not grow with n:
+// the host is found by the path tree, not by trying routes one by one.
+//
+//   - exact, exact-root: a request for one of the hosts (the root path is
+//     where, before host dispatch, every host's route met in one leaf);
+//   - hostless: a host with no rules of its own, falling through to a
+//     host-less rule;
+//   - miss: a host with no rules and a path nobody serves (404).
+func BenchmarkLookup(b *testing.B) {
+	for _, n := range []int{100, 10_000} {
+		r := newRouter(b, Translate(lookupBenchSnapshot(n), Options{}))
+		for _, bc := range []struct{ name, host, path, want string }{
+			{"exact", fmt.Sprintf("app-%05d.example.com", n/2), "/api/v1/items", fmt.Sprintf("app-%05d.example.com", n/2)},
+			{"exact-root", fmt.Sprintf("app-%05d.example.com", n/2), "/", fmt.Sprintf("app-%05d.example.com", n/2)},
+			{"hostless", "other.example.org", "/static/app.js", ""},
+			{"miss", "other.example.org", "/nothing", "404"},
+		} {
+			b.Run(fmt.Sprintf("hosts=%d/%s", n, bc.name), func(b *testing.B) {
+				req := &http.Request{Method: http.MethodGet, Host: bc.host, URL: &url.URL{}, Header: http.Header{}}
+				req.URL.Path = bc.path
+				got := "404"
+				if chosen := r.route(req); chosen != nil {
+					got = r.byID[chosen.Id].Host
+				}
+				if got != bc.want {
+					b.Fatalf("%s%s went to host %q, want %q", bc.host, bc.path, got, bc.want)
+				}
+				b.ReportAllocs()
+				for b.Loop() {
+					req.URL.Path = bc.path
+					PrepareRequest(req)
+					r.routing.Route(req)
+				}
+			})
+		}
+	}
+}
+
+// lookupBenchSnapshot is benchSnapshot plus one Ingress of host-less rules.
+func lookupBenchSnapshot(n int) *Snapshot {
+	s := benchSnapshot(n)
+	ing := &networkingv1.Ingress{}
+	ing.Namespace, ing.Name = "default", "hostless"
+	ing.Spec.Rules = []networkingv1.IngressRule{{IngressRuleValue: networkingv1.IngressRuleValue{HTTP: &networkingv1.HTTPIngressRuleValue{}}}}
+	for _, p := range []struct {
+		path string
+		typ  networkingv1.PathType
+	}{{"/healthz", networkingv1.PathTypeExact}, {"/static", networkingv1.PathTypePrefix}, {"/.well-known/acme", networkingv1.PathTypePrefix}} {
+		ing.Spec.Rules[0].HTTP.Paths = append(ing.Spec.Rules[0].HTTP.Paths, networkingv1.HTTPIngressPath{
+			Path: p.path, PathType: ptr(p.typ), Backend: echoBackend(),
+		})
+	}
+	s.Ingresses = append(s.Ingresses, ing)
+	s.Services = append(s.Services, service("default", "echo", servicePort("http", 80)))
+	s.EndpointSlices = append(s.EndpointSlices, endpointSlice("default", "echo", "echo-1", 8080, "10.0.0.1"))
 	return s
 }

@@ -57,7 +57,11 @@ func (sel classSelector) serves(ing *networkingv1.Ingress) bool {
 // then by namespace/name. That order decides every conflict. Ingresses that
 // share a namespace/name are all dropped with a problem, because no order
 // between them would be independent of the input order.
-func servedIngresses(all []*networkingv1.Ingress, sel classSelector, problems *[]Problem) []*networkingv1.Ingress {
+//
+// It also returns the names of all Ingresses selected by class, sorted and
+// each once, the dropped duplicates included: they are ours, only broken
+// (see Table.Served).
+func servedIngresses(all []*networkingv1.Ingress, sel classSelector, problems *[]Problem) ([]*networkingv1.Ingress, []types.NamespacedName) {
 	count := map[types.NamespacedName]int{}
 	var served []*networkingv1.Ingress
 	for _, ing := range all {
@@ -67,6 +71,11 @@ func servedIngresses(all []*networkingv1.Ingress, sel classSelector, problems *[
 		count[objectKey(ing.Namespace, ing.Name)]++
 		served = append(served, ing)
 	}
+	names := make([]types.NamespacedName, 0, len(count))
+	for key := range count {
+		names = append(names, key)
+	}
+	slices.SortFunc(names, compareNames)
 	served = slices.DeleteFunc(served, func(ing *networkingv1.Ingress) bool {
 		return count[objectKey(ing.Namespace, ing.Name)] > 1
 	})
@@ -76,7 +85,11 @@ func servedIngresses(all []*networkingv1.Ingress, sel classSelector, problems *[
 		}
 	}
 	slices.SortFunc(served, compareIngressPrecedence)
-	return served
+	return served, names
+}
+
+func compareNames(a, b types.NamespacedName) int {
+	return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
 }
 
 func compareIngressPrecedence(a, b *networkingv1.Ingress) int {

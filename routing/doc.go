@@ -1,18 +1,24 @@
 /*
 Package routing translates a snapshot of Kubernetes objects (IngressClasses,
-Ingresses, Services, EndpointSlices) into a skipper route table, and provides
-the one custom predicate those routes use (VirtualHost, see HostMatcher).
+Ingresses, Services, EndpointSlices) into a skipper route table, and
+provides the two request-time pieces those routes rely on: PrepareRequest,
+which puts the request's host in front of its path before skipper's route
+lookup, and the bulkheadRestorePath filter (NewRestorePathSpec), which
+takes it out again.
 
 # Place in the data flow
 
 The data client builds a Snapshot from its informer caches and calls
-Translate; skipper's routing loads the resulting Table. This package is
-pure: Translate uses no clients, globals, clock or logging, does not modify
-its input, gives byte-identical output for the same objects in any order,
-and never panics; a bad object becomes a Problem and everything else is
-still translated. It imports nothing of bulkhead; it imports skipper (eskip,
-routing, predicates) and the Kubernetes API types only. Skipper's routing
-package is imported as skrouting.
+Translate; skipper's routing loads the resulting Table, with
+NewRestorePathSpec() in its filter registry. The proxy handler calls
+PrepareRequest on every request before skipper's lookup. Translate is pure:
+it uses no clients, globals, clock or logging, does not modify its input,
+gives byte-identical output for the same objects in any order, and never
+panics; a bad object becomes a Problem and everything else is still
+translated. This package imports nothing of bulkhead; it imports skipper
+(eskip, filters, predicates), httppath (skipper's path cleaning) and the
+Kubernetes API types only; skipper's routing and proxy packages (routing
+imported as skrouting) only in tests.
 
 # Which Ingresses are served
 
@@ -22,6 +28,8 @@ unset, when the legacy annotation kubernetes.io/ingress.class names such a
 class; else, when neither is set, when one of our classes is annotated
 ingressclass.kubernetes.io/is-default-class: "true". Other Ingresses are
 ignored silently. TLS sections are ignored (TLS ends at the load balancer).
+Table.Served lists every Ingress selected this way, whether or not it
+produced routes (for the status writer).
 
 # Paths
 
@@ -38,15 +46,22 @@ ignored silently. TLS sections are ignored (TLS ends at the load balancer).
   - The longest matching path wins; on the same path Exact beats Prefix.
   - A path that is not absolute, contains ':' or '*' (skipper's path tree
     reads those as wildcards and refuses them inside a segment), or is not
-    clean ("//", "." or ".." segments; skipper cleans request paths, so such
-    a rule could never match as written) is an InvalidPath problem; that
-    path is skipped.
+    clean ("//", "." or ".." segments; request paths are cleaned before
+    matching, so such a rule could never match as written) is an
+    InvalidPath problem; that path is skipped.
+  - Request paths are matched cleaned (httppath.Clean, as skipper does:
+    "/a/../b" is "/b"), but the pod receives the path as sent.
 
 # Hosts and precedence
 
 Hosts are case-insensitive; the port and a trailing dot of the Host header
 are ignored. "*.foo.com" matches exactly one more label: "bar.foo.com", not
-"baz.bar.foo.com" nor "foo.com". A rule without host matches every host.
+"baz.bar.foo.com" nor "foo.com". A rule without host matches every host,
+including none and hosts that are not DNS names (IP literals, odd
+characters). A request host is a DNS name when its labels are 1 to 63
+letters, digits, '-' or '_' (253 characters in all); '_' is refused in rule
+hosts, as Kubernetes does, but a wildcard or host-less rule serves such a
+request host.
 
 A request goes to the best rule that matches it, where host class comes
 first (exact host, then wildcard, then host-less) and path second. So when
@@ -57,21 +72,48 @@ goes to A although B's path is longer, and "bar.com/api/x" to B; with
 A = "foo.com" Prefix "/a" and B = host-less Prefix "/b", "foo.com/b" goes
 to B.
 
-On skipper's matcher (the longest path first, then backtracking to shorter
-ones) this is built as follows. Every rule route carries
-VirtualHost("<vhost>"), and each request belongs to exactly one vhost: its
-host if that has routes, else the covering "*." wildcard if that has
-routes, else "" (see HostMatcher). Each vhost then holds its own rules plus
-copies of the less specific rules its requests may fall through to (an
-exact vhost: its wildcard's and the host-less ones; a wildcard vhost: the
-host-less ones), except where a more specific rule of that vhost already
-matches every request the copy would (the copy's path lies under, or on, a
-Prefix path of the vhost, or both are the same Exact path): there host
-precedence says the copy must lose, and a longer path would make it win.
-Within one vhost the longest path then gives the right answer. Exact routes
-carry Weight(1), so that on a path where an Exact and a Prefix route of the
-same vhost meet, the Exact one is tried first. Skipper's IgnoreTrailingSlash
-option must stay off.
+This is built on skipper's path tree alone, with no predicate per host.
+A host is split at its first dot into its first label and the rest, its
+parent, and becomes the two path segments "/<parent>/<label>" (hostkey.go):
+"bar.foo.com" is "/foo.com/bar"; a single-label host has the parent "~"
+("localhost" is "/~/localhost"); a request host that is not a DNS name is
+"/~/~". DNS names contain neither '/' nor '~', so no two hosts share a key.
+Each rule is emitted once, with its path behind the key of its host:
+
+  - exact host "foo.com": "/com/foo" + path. Prefix "/api" is
+    PathSubtree("/com/foo/api"), Prefix "/" is PathSubtree("/com/foo"),
+    Exact "/x" is Path("/com/foo/x");
+  - wildcard "*.foo.com": "/foo.com/:label" + path; the wildcard segment
+    matches exactly one label, which is the "exactly one more label" rule;
+  - host-less: "/:parent/:label" + path.
+
+PrepareRequest gives the request the same form: the path, cleaned first (so
+".." cannot climb out of it into the key), behind the key of its Host. A
+request for "bar.foo.com/api/x" is looked up as "/foo.com/bar/api/x".
+Skipper's tree (pathmux) tries a node's static children before its
+wildcard child, a leaf's routes until one matches, and backtracks when
+none does; and a subtree's catch-all only after everything more specific.
+So the lookup tries the static "foo.com" then "bar", that is, the rules of
+the exact host bar.foo.com, longest path first; when none matches, the
+":label" child of "foo.com", the rules of "*.foo.com", longest first; then
+the root's ":parent/:label" children, the host-less rules; and last the
+default backend. That is host class first, path second, with fall-through,
+and a host-less path can never beat a more specific host's rule by being
+longer: it lies in another branch of the tree. The cost of a lookup
+depends on the length of the request path and on the rules of the hosts
+it falls through, not on the number of hosts.
+
+Exact routes carry Weight(1), so that on a node where an Exact and a
+Prefix route of the same host meet ("/x" is a node of both Path("/x") and
+PathSubtree("/x")), the Exact one is tried first. Skipper's
+IgnoreTrailingSlash option must stay off.
+
+The bulkheadRestorePath filter, first on every route, puts back the
+original path (kept in r.Pattern) and removes the key from RawPath, so
+that later filters and the pod see the request as the client sent it. Any
+other route loaded into the same skipper table sees the prefixed paths
+too, and must be written for them (or never match, like the data client's
+table-version sentinel).
 
 # Default backend, 404 and 503
 
@@ -114,9 +156,9 @@ problem: keeping one would make the output depend on the input order.
 
 # Names and order
 
-Route IDs are built from namespace, name, host, path and path type (and
-the vhost a copy serves), sanitised to skipper's identifier syntax and
-followed by an FNV-1a hash of the raw values. Routes are sorted by ID,
+Route IDs are built from namespace, name, host, path and path type,
+sanitised to skipper's identifier syntax and followed by an FNV-1a hash of
+the raw values. Routes are sorted by ID,
 problems by kind, namespace, name, reason and message.
 */
 package routing

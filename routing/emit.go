@@ -13,7 +13,7 @@ import (
 
 const (
 	// exactPathWeight lifts an Exact route above a Prefix route of the same
-	// vhost registered at the same node of skipper's path tree ("/foo" is a
+	// host registered at the same node of skipper's path tree ("/foo" is a
 	// node of both Path("/foo") and PathSubtree("/foo")): skipper tries the
 	// routes of a node by descending weight.
 	exactPathWeight = 1
@@ -21,20 +21,19 @@ const (
 	lbAlgorithm = "roundRobin"
 )
 
-// newRoute builds the emitted route for a rule placed into a vhost.
-func newRoute(p placement) Route {
-	r := p.rule
+// newRoute builds the emitted route of a rule.
+func newRoute(r *rule) Route {
 	route := Route{
 		Ingress: r.ingress, Host: r.host, Path: r.path, PathType: r.pathType,
-		VirtualHost: p.vhost,
+		VirtualHost: r.vhost,
 		Service:     r.backend.service, Port: r.backend.port, Endpoints: r.backend.endpoints,
 	}
 	def := &eskip.Route{
-		Id:        placementID(p),
+		Id:        ruleID(r),
 		Namespace: r.ingress.Namespace,
 		Name:      r.ingress.Name,
 	}
-	setPredicates(def, r, p.vhost)
+	setPredicates(def, r)
 	setBackend(def, r.backend)
 	route.Eskip = def
 	return route
@@ -58,31 +57,34 @@ func newDefaultRoute(r *rule) Route {
 	return route
 }
 
-// setPredicates selects the vhost and the path. An Exact path goes into the
-// Path field, where eskip's parser puts Path(), so that the route prints
-// and parses back the same; the path comes first either way.
-func setPredicates(def *eskip.Route, r *rule, vhost string) {
-	virtualHost := &eskip.Predicate{Name: VirtualHostName, Args: []any{vhost}}
+// setPredicates matches the host key of the rule's vhost followed by the
+// rule path (see hostkey.go): Path for Exact, PathSubtree for Prefix. An
+// Exact path goes into the Path field, where eskip's parser puts Path(), so
+// that the route prints and parses back the same.
+func setPredicates(def *eskip.Route, r *rule) {
+	key := ruleHostKey(r.vhost)
 	if r.match.kind == exactMatch {
-		def.Path = r.match.path
-		def.Predicates = []*eskip.Predicate{
-			virtualHost,
-			{Name: predicates.WeightName, Args: []any{exactPathWeight}},
-		}
+		def.Path = key + r.match.path
+		def.Predicates = []*eskip.Predicate{{Name: predicates.WeightName, Args: []any{exactPathWeight}}}
 		return
 	}
-	def.Predicates = []*eskip.Predicate{
-		{Name: predicates.PathSubtreeName, Args: []any{r.match.path}},
-		virtualHost,
+	subtree := key
+	if r.match.path != "/" {
+		subtree += r.match.path
 	}
+	def.Predicates = []*eskip.Predicate{{Name: predicates.PathSubtreeName, Args: []any{subtree}}}
 }
 
 // setBackend points def at the endpoints, or, when there are none, makes it
 // answer 503 with the reason: a known path without backends is an outage
-// to see, not a 404.
+// to see, not a 404. Either way bulkheadRestorePath comes first: the pod
+// (and any later filter) must see the request path as the client sent it.
+// The 503 routes would not need it, but one rule for all routes is easier
+// to check, and it keeps the path right for anything logging it later.
 func setBackend(def *eskip.Route, b *backend) {
 	if !b.usable() {
 		def.Filters = []*eskip.Filter{
+			{Name: RestorePathName},
 			{Name: "status", Args: []any{503}},
 			{Name: "inlineContent", Args: []any{b.unavailable + "\n"}},
 		}
@@ -90,6 +92,7 @@ func setBackend(def *eskip.Route, b *backend) {
 		def.Shunt = true
 		return
 	}
+	def.Filters = []*eskip.Filter{{Name: RestorePathName}}
 	def.BackendType = eskip.LBBackend
 	def.LBAlgorithm = lbAlgorithm
 	// One backing array per route: routes do not share mutable endpoints.
@@ -101,24 +104,20 @@ func setBackend(def *eskip.Route, b *backend) {
 	}
 }
 
-// placementID names a route after its origin: readable parts, then a hash of
+// ruleID names a route after its origin: readable parts, then a hash of
 // the raw values, since sanitising may map different values to the same
-// text ("/a-b" and "/a_b").
-func placementID(p placement) string {
-	r := p.rule
+// text ("/a-b" and "/a_b"). The hash also covers the vhost, which the host
+// implies; it stays in so that route IDs stay the same across versions.
+func ruleID(r *rule) string {
 	var b strings.Builder
-	b.Grow(len(r.ingress.Namespace) + len(r.ingress.Name) + len(r.vhost) + len(r.match.path) + len(p.vhost) + 64)
+	b.Grow(len(r.ingress.Namespace) + len(r.ingress.Name) + len(r.vhost) + len(r.match.path) + 64)
 	b.WriteString("ing")
 	writeIDPart(&b, r.ingress.Namespace, "")
 	writeIDPart(&b, r.ingress.Name, "")
 	writeIDPart(&b, hostIDText(r.vhost), "anyhost")
 	writeIDPart(&b, r.match.path, "root")
 	writeIDPart(&b, pathTypeIDText(r.match.kind, r.pathType), "")
-	if p.vhost != r.vhost {
-		writeIDPart(&b, "for", "")
-		writeIDPart(&b, hostIDText(p.vhost), "anyhost")
-	}
-	writeIDPart(&b, idHash(r.ingress.Namespace, r.ingress.Name, r.host, r.path, r.pathType, p.vhost), "")
+	writeIDPart(&b, idHash(r.ingress.Namespace, r.ingress.Name, r.host, r.path, r.pathType, r.vhost), "")
 	return b.String()
 }
 

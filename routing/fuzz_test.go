@@ -75,8 +75,9 @@ var validRouteID = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
 
 // checkTable translates and asserts what must hold for any input: unique,
 // valid, sorted IDs; the table prints as eskip that parses back to the same
-// routes; every path is accepted by skipper's path tree and every vhost by
-// HostMatcher; the output is deterministic.
+// routes; every path is accepted by skipper's path tree and starts with the
+// key of the route's host; every route restores the request path first; the
+// output is deterministic.
 func checkTable(t *testing.T, s *Snapshot, o Options) {
 	t.Helper()
 	table := Translate(s, o)
@@ -86,13 +87,19 @@ func checkTable(t *testing.T, s *Snapshot, o Options) {
 		if !validRouteID.MatchString(r.Eskip.Id) {
 			t.Fatalf("invalid route ID %q", r.Eskip.Id)
 		}
-		checkPredicates(t, r.Eskip)
+		checkPredicates(t, r)
+		if f := r.Eskip.Filters; len(f) == 0 || f[0].Name != RestorePathName || len(f[0].Args) != 0 {
+			t.Fatalf("%s: the first filter is not %s()", r.Eskip.Id, RestorePathName)
+		}
 	}
 	if !slices.IsSorted(ids) || len(slices.Compact(slices.Clone(ids))) != len(ids) {
 		t.Fatalf("route IDs not sorted and unique: %q", ids)
 	}
 	if !slices.IsSortedFunc(table.Problems, compareProblems) {
 		t.Fatal("problems not sorted")
+	}
+	if !slices.IsSortedFunc(table.Served, compareNames) || len(slices.Compact(slices.Clone(table.Served))) != len(table.Served) {
+		t.Fatalf("served ingresses not sorted and unique: %v", table.Served)
 	}
 
 	printed := eskip.Print(eskip.PrettyPrintInfo{}, table.EskipRoutes()...)
@@ -113,21 +120,44 @@ func checkTable(t *testing.T, s *Snapshot, o Options) {
 	}
 }
 
-func checkPredicates(t *testing.T, r *eskip.Route) {
+// checkPredicates checks the one path predicate of a route: skipper's tree
+// accepts it, and it is the key of the route's vhost followed by its path.
+// The default backend has none.
+func checkPredicates(t *testing.T, r Route) {
 	t.Helper()
-	if r.Path != "" {
-		checkTreePath(t, r.Id, r.Path, false)
+	e := r.Eskip
+	var path string
+	subtree := false
+	if e.Path != "" {
+		path = e.Path
+		checkTreePath(t, e.Id, path, false)
 	}
-	hm := NewHostMatcher()
-	for _, p := range r.Predicates {
+	for _, p := range e.Predicates {
 		switch p.Name {
-		case VirtualHostName:
-			if _, err := hm.Create(p.Args); err != nil {
-				t.Fatalf("%s: %v", r.Id, err)
-			}
 		case "PathSubtree":
-			checkTreePath(t, r.Id, p.Args[0].(string), true)
+			if path != "" {
+				t.Fatalf("%s: more than one path predicate", e.Id)
+			}
+			path, subtree = p.Args[0].(string), true
+			checkTreePath(t, e.Id, path, true)
+		case "Weight":
+		default:
+			t.Fatalf("%s: unexpected predicate %s", e.Id, p.Name)
 		}
+	}
+	if r.DefaultBackend {
+		if path != "" {
+			t.Fatalf("%s: the default backend has a path", e.Id)
+		}
+		return
+	}
+	key := ruleHostKey(r.VirtualHost)
+	rest, ok := strings.CutPrefix(path, key)
+	if !ok || rest != "" && rest[0] != '/' || !subtree && rest == "" {
+		t.Fatalf("%s: path %q does not start with the key %q of its host %q", e.Id, path, key, r.Host)
+	}
+	if strings.Count(key, "/") != 2 || strings.Contains(rest, ":") {
+		t.Fatalf("%s: path %q: the key %q must be exactly two segments, and the rule path has no wildcard", e.Id, path, key)
 	}
 }
 

@@ -77,59 +77,6 @@ func isLowerAlnum(c byte) bool {
 	return 'a' <= c && c <= 'z' || '0' <= c && c <= '9'
 }
 
-// requestHostName strips what does not take part in host matching from a
-// Host header: the port and one trailing dot. It does not change case, so
-// that it never allocates; compare with equalFoldASCII or lower afterwards.
-func requestHostName(host string) string {
-	host = trimPort(host)
-	return strings.TrimSuffix(host, ".")
-}
-
-// trimPort removes ":port" from host. An IPv6 literal keeps its brackets; a
-// bare IPv6 address (several colons, no brackets) is left alone.
-func trimPort(host string) string {
-	colon := strings.LastIndexByte(host, ':')
-	if colon < 0 {
-		return host
-	}
-	if host[0] == '[' {
-		if end := strings.IndexByte(host, ']'); end > 0 {
-			return host[:end+1]
-		}
-		return host
-	}
-	if strings.IndexByte(host[:colon], ':') >= 0 {
-		return host
-	}
-	return host[:colon]
-}
-
-// parentDomain returns the domain a "*." wildcard must name to cover host:
-// everything after the first label. ok is false when host has no first label
-// or nothing after it, as a wildcard matches exactly one non-empty label.
-func parentDomain(host string) (parent string, ok bool) {
-	dot := strings.IndexByte(host, '.')
-	if dot <= 0 || dot == len(host)-1 {
-		return "", false
-	}
-	return host[dot+1:], true
-}
-
-// equalFoldASCII reports whether s equals lower, a lowercase string, when
-// ASCII case is ignored. Unlike strings.EqualFold it does no Unicode folding,
-// which host names do not have (and the Kelvin sign must not match "k").
-func equalFoldASCII(s, lower string) bool {
-	if len(s) != len(lower) {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if toLowerASCII(s[i]) != lower[i] {
-			return false
-		}
-	}
-	return true
-}
-
 func toLowerASCII(c byte) byte {
 	if 'A' <= c && c <= 'Z' {
 		return c + ('a' - 'A')

@@ -1,6 +1,7 @@
 package routing
 
 import (
+	"cmp"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -10,28 +11,34 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/zalando/skipper/filters"
 	"github.com/zalando/skipper/filters/builtin"
 	skrouting "github.com/zalando/skipper/routing"
 	"github.com/zalando/skipper/routing/testdataclient"
 )
 
 // router is a real skipper routing table loaded with a translated table,
-// with HostMatcher registered the way bulkhead registers it.
+// with the filter registry bulkhead uses.
 type router struct {
 	routing *skrouting.Routing
 	byID    map[string]Route
 }
 
+// filterRegistry is skipper's builtin filters plus bulkheadRestorePath, as
+// bulkhead's proxy registers them.
+func filterRegistry() filters.Registry {
+	reg := builtin.MakeRegistry()
+	reg.Register(NewRestorePathSpec())
+	return reg
+}
+
 func newRouter(t testing.TB, table Table) *router {
 	t.Helper()
-	hm := NewHostMatcher()
 	dc := testdataclient.New(table.EskipRoutes())
 	log := &recordingLog{}
 	rt := skrouting.New(skrouting.Options{
-		FilterRegistry:  builtin.MakeRegistry(),
+		FilterRegistry:  filterRegistry(),
 		DataClients:     []skrouting.DataClient{dc},
-		Predicates:      []skrouting.PredicateSpec{hm},
-		PreProcessors:   []skrouting.PreProcessor{hm},
 		SignalFirstLoad: true,
 		Log:             log,
 	})
@@ -70,11 +77,17 @@ func routeCount(t testing.TB, rt *skrouting.Routing, invalid bool) int {
 	return n
 }
 
-// lookup returns the route skipper chooses for host and path, or nil.
+// lookup returns the route skipper chooses for host and path, or nil, the
+// way the proxy asks: PrepareRequest, then skipper's lookup. It also checks
+// that RestoreRequest gives the path back.
 func (r *router) lookup(t testing.TB, host, path string) *Route {
 	t.Helper()
 	req := &http.Request{Method: http.MethodGet, Host: host, URL: &url.URL{Path: path}, Header: http.Header{}}
-	chosen, _ := r.routing.Route(req)
+	chosen := r.route(req)
+	RestoreRequest(req)
+	if want := cmp.Or(path, "/"); req.URL.Path != want || req.Pattern != "" {
+		t.Fatalf("%s%s: restored path %q (pattern %q), want %q", host, path, req.URL.Path, req.Pattern, want)
+	}
 	if chosen == nil {
 		return nil
 	}
@@ -83,6 +96,13 @@ func (r *router) lookup(t testing.TB, host, path string) *Route {
 		t.Fatalf("skipper chose %q, which is not in the table", chosen.Id)
 	}
 	return &route
+}
+
+// route prepares req and looks it up.
+func (r *router) route(req *http.Request) *skrouting.Route {
+	PrepareRequest(req)
+	chosen, _ := r.routing.Route(req)
+	return chosen
 }
 
 // describe names a route by its origin: "<ns>/<ingress> <host><path> <pathType>",
@@ -170,6 +190,7 @@ func TestMatcherHosts(t *testing.T) {
 		dotted   = "default/hosts dotted.example.com./ Prefix"
 		wild     = "default/hosts *.wild.example.com/ Prefix"
 		hostless = "default/hosts /hostless Prefix"
+		local    = "default/hosts LocalHost/ Prefix"
 	)
 	checkRequests(t, "hosts.yaml", []request{
 		// Case, port and trailing dot do not matter.
@@ -188,11 +209,27 @@ func TestMatcherHosts(t *testing.T) {
 		{"wild.example.com", "/", "404"},
 		{"wild.example.com", "/hostless", hostless},
 		{".wild.example.com", "/", "404"},
+		{"a.wild.example.com..", "/", "404"},
+		// '_' is not allowed in rule hosts, but a request host with one is
+		// still a name a wildcard covers.
+		{"under_score.wild.example.com", "/", wild},
+		// A "*" label in a request is not a DNS name: host-less only.
+		{"*.wild.example.com", "/", "404"},
+		{"*.wild.example.com", "/hostless", hostless},
+		// Single-label hosts.
+		{"localhost", "/", local},
+		{"LOCALHOST:8080", "/x", local},
+		{"localhost.", "/", local},
+		{"otherhost", "/", "404"},
+		{"otherhost", "/hostless", hostless},
 		// Host-less rules match every host, including none and IPs.
 		{"elsewhere.org", "/hostless/x", hostless},
 		{"", "/hostless", hostless},
 		{"10.1.2.3:80", "/hostless", hostless},
 		{"[fd00::1]:80", "/hostless", hostless},
+		{"fd00::1", "/hostless", hostless},
+		{"[fd00::1]", "/", "404"},
+		{"~", "/hostless", hostless},
 		{"elsewhere.org", "/", "404"},
 		// Invalid hosts are skipped, valid rules of the same Ingress kept.
 		{"valid.example.com", "/", "default/invalid-hosts valid.example.com/ Prefix"},
@@ -288,7 +325,7 @@ func TestMatcherUnavailableBackendsAnswer503(t *testing.T) {
 			continue
 		}
 		e := route.Eskip
-		if !e.Shunt || len(e.Filters) != 2 || e.Filters[0].Name != "status" || e.Filters[0].Args[0] != 503 || len(route.Endpoints) != 0 {
+		if !e.Shunt || len(e.Filters) != 3 || e.Filters[1].Name != "status" || e.Filters[1].Args[0] != 503 || len(route.Endpoints) != 0 {
 			t.Errorf("%s: route %s does not answer 503", path, e.Id)
 		}
 	}
@@ -298,7 +335,7 @@ func TestMatcherUnavailableBackendsAnswer503(t *testing.T) {
 }
 
 // Requests are matched concurrently in production; under -race this shows
-// the predicates share no mutable state.
+// that PrepareRequest and the lookup share no mutable state.
 func TestMatcherConcurrentRequests(t *testing.T) {
 	s, o := loadFixture(t, filepath.Join("testdata", "precedence.yaml"))
 	r := newRouter(t, Translate(s, o))
@@ -317,7 +354,7 @@ func TestMatcherConcurrentRequests(t *testing.T) {
 			for _, h := range hosts {
 				for _, p := range paths {
 					req := &http.Request{Method: http.MethodGet, Host: h, URL: &url.URL{Path: p}, Header: http.Header{}}
-					chosen, _ := r.routing.Route(req)
+					chosen := r.route(req)
 					got := "404"
 					if chosen != nil {
 						route := r.byID[chosen.Id]

@@ -3,16 +3,19 @@ package routing
 import (
 	"fmt"
 	"math/rand/v2"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/dimfeld/httppath"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// TestMatcherAgreesWithSpecOracle checks the vhost expansion against a
-// direct reading of the semantics: among all rules matching a request, the
+// TestMatcherAgreesWithSpecOracle checks host dispatch in skipper's path
+// tree (PrepareRequest and the emitted routes) against a direct reading of
+// the semantics: among all rules matching a request, the
 // one with the most specific host class wins, then the longest path, then
 // Exact over Prefix; no rule: the default backend, else 404. Random rule
 // sets over a small universe of hosts and paths make the overlaps that
@@ -20,11 +23,19 @@ import (
 // Exact vs Prefix on one path, conflicts) frequent; skipper's real matcher
 // must answer every request as the oracle does.
 func TestMatcherAgreesWithSpecOracle(t *testing.T) {
-	ruleHosts := []string{"a.com", "b.a.com", "*.a.com", "*.com", "c.b.a.com", "*.b.a.com", "B.A.com", ""}
-	rulePaths := []string{"/", "", "/x", "/x/", "/x/y", "/x/y/", "/xy", "/x/y/z", "/y"}
+	ruleHosts := []string{"a.com", "b.a.com", "*.a.com", "*.com", "c.b.a.com", "*.b.a.com", "B.A.com", "", "com", "Localhost", "a", "ab.com"}
+	rulePaths := []string{"/", "", "/x", "/x/", "/x/y", "/x/y/", "/xy", "/x/y/z", "/y", "/com", "/com/a", "/a.com/b"}
 	pathTypes := []networkingv1.PathType{networkingv1.PathTypeExact, networkingv1.PathTypePrefix, networkingv1.PathTypeImplementationSpecific}
-	reqHosts := []string{"a.com", "A.COM:80", "a.com.", "b.a.com", "z.a.com", "c.b.a.com", "d.b.a.com", "x.c.b.a.com", "com", "q.com", "other.org", ""}
-	reqPaths := []string{"/", "/x", "/x/", "/x/y", "/x/y/", "/xy", "/x/y/z", "/x/y/z/", "/x/yz", "/y", "/y/x", "/z"}
+	reqHosts := []string{
+		"a.com", "A.COM:80", "a.com.", "b.a.com", "z.a.com", "c.b.a.com", "d.b.a.com", "x.c.b.a.com", "com", "q.com", "other.org", "",
+		"localhost", "LOCALHOST.:8080", "a", "ab.com", "a_b.a.com", "*.a.com", "a.com..", "[fd00::1]:80", "fd00::1", "10.0.0.1", "~",
+	}
+	reqPaths := []string{
+		"/", "", "/x", "/x/", "/x/y", "/x/y/", "/xy", "/x/y/z", "/x/y/z/", "/x/yz", "/y", "/y/x", "/z",
+		// Unclean paths are cleaned before matching; ".." must not climb
+		// into the host key.
+		"//x", "/x/./y", "/z/../x/y", "/..", "/../x", "/../../com/a/x", "/x/../../a.com/b/x", "/./com/b/x/..",
+	}
 
 	rng := rand.New(rand.NewPCG(7, 11))
 	rounds := 200
@@ -99,9 +110,10 @@ func echoBackend() networkingv1.IngressBackend {
 }
 
 // oracle answers a request straight from the rules, in their precedence
-// order, without vhosts or path trees.
+// order, without host keys or path trees.
 func oracle(rules []oracleRule, hasDefault bool, host, path string) string {
-	h := strings.TrimSuffix(strings.ToLower(trimPort(host)), ".")
+	h := oracleHost(host)
+	path = httppath.Clean(path) // as skipper cleans request paths
 	seen := map[string]bool{}
 	best, bestRank := -1, [3]int{}
 	for i, r := range rules {
@@ -139,14 +151,44 @@ func oracle(rules []oracleRule, hasDefault bool, host, path string) string {
 	}
 }
 
+var oracleDNSName = regexp.MustCompile(`^[a-z0-9_-]{1,63}(\.[a-z0-9_-]{1,63})*$`)
+
+// oracleHost reads a Host header as doc.go says: without port and one
+// trailing dot, lowercase, a DNS name (letters, digits, '-' and '_' in
+// labels of 1 to 63, 253 in all) or nothing ("", which only host-less
+// rules match).
+func oracleHost(host string) string {
+	if strings.HasPrefix(host, "[") || strings.Count(host, ":") > 1 {
+		return "" // IPv6
+	}
+	host, _, _ = strings.Cut(host, ":")
+	host = strings.TrimSuffix(asciiLower(host), ".")
+	if len(host) > 253 || !oracleDNSName.MatchString(host) {
+		return ""
+	}
+	return host
+}
+
+func asciiLower(s string) string {
+	return strings.Map(func(r rune) rune {
+		if 'A' <= r && r <= 'Z' {
+			return r + 'a' - 'A'
+		}
+		return r
+	}, s)
+}
+
 // hostClass is 2 for the same host, 1 for the wildcard of its parent, 0 for
-// a host-less rule, -1 for a rule that does not apply to host.
+// a host-less rule, -1 for a rule that does not apply to host ("" when the
+// request host is not a DNS name).
 func hostClass(ruleHost, host string) int {
 	switch {
-	case ruleHost == host:
-		return 2
 	case ruleHost == "":
 		return 0
+	case host == "":
+		return -1
+	case ruleHost == host:
+		return 2
 	}
 	if dot := strings.IndexByte(host, '.'); dot > 0 && ruleHost == "*."+host[dot+1:] {
 		return 1

@@ -123,9 +123,10 @@ type Route struct {
 	Host     string `json:"host"`
 	Path     string `json:"path"`
 	PathType string `json:"pathType"`
-	// VirtualHost is the vhost this route serves: the rule's own host, or the
-	// more specific host it was copied into (see doc.go). "" for host-less
-	// routes and for the default backend.
+	// VirtualHost is the rule's host normalised (lowercase, no trailing
+	// dot): "foo.com", "*.foo.com", or "" for host-less routes and the
+	// default backend. Each rule is emitted once, for its own host: it
+	// always corresponds to Host.
 	VirtualHost    string `json:"virtualHost"`
 	DefaultBackend bool   `json:"defaultBackend,omitempty"`
 	// Service and Port name the backend as written (port number or name).
@@ -140,6 +141,11 @@ type Route struct {
 type Table struct {
 	Routes   []Route   // sorted by Eskip.Id
 	Problems []Problem // sorted, without repeats
+	// Served names every Ingress this controller serves, that is, selected
+	// by class (see doc.go), whether or not it produced routes: also those
+	// whose rules are all invalid or lost conflicts, and those dropped as
+	// DuplicateObject. Sorted by namespace, then name; each once.
+	Served []types.NamespacedName
 }
 
 // EskipRoutes returns the skipper route definitions of the table, in order.

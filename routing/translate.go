@@ -12,18 +12,17 @@ func Translate(s *Snapshot, o Options) Table {
 	var problems []Problem
 
 	classes := newClassSelector(s.IngressClasses, o.ControllerName)
-	ingresses := servedIngresses(s.Ingresses, classes, &problems)
+	ingresses, served := servedIngresses(s.Ingresses, classes, &problems)
 	backends := newBackendIndex(s.Services, s.EndpointSlices, &problems)
 	rules, defaultBackend := collectRules(ingresses, backends, &problems)
 
-	placements := placeRules(rules)
-	routes := make([]Route, 0, len(placements)+1)
-	for _, p := range placements {
-		routes = append(routes, newRoute(p))
+	routes := make([]Route, 0, len(rules)+1)
+	for _, r := range rules {
+		routes = append(routes, newRoute(r))
 	}
 	if defaultBackend != nil {
 		routes = append(routes, newDefaultRoute(defaultBackend))
 	}
 	sortRoutes(routes)
-	return Table{Routes: routes, Problems: sortedProblems(problems)}
+	return Table{Routes: routes, Problems: sortedProblems(problems), Served: served}
 }

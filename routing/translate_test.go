@@ -1,6 +1,8 @@
 package routing
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -116,37 +118,6 @@ func TestRoutablePathsAreCleanForSkipper(t *testing.T) {
 	}
 }
 
-func TestPathSetCovers(t *testing.T) {
-	prefix := func(p string) pathMatch { return pathMatch{kind: prefixMatch, path: p} }
-	exact := func(p string) pathMatch { return pathMatch{kind: exactMatch, path: p} }
-	for _, tc := range []struct {
-		set     []pathMatch
-		m       pathMatch
-		covered bool
-	}{
-		{[]pathMatch{prefix("/")}, exact("/anything/"), true},
-		{[]pathMatch{prefix("/a")}, prefix("/a"), true},
-		{[]pathMatch{prefix("/a")}, prefix("/a/b"), true},
-		{[]pathMatch{prefix("/a")}, exact("/a/"), true},
-		{[]pathMatch{prefix("/a")}, exact("/a"), true},
-		{[]pathMatch{prefix("/a")}, prefix("/ab"), false},
-		{[]pathMatch{prefix("/a/b")}, prefix("/a"), false},
-		{[]pathMatch{exact("/a")}, exact("/a"), true},
-		{[]pathMatch{exact("/a")}, prefix("/a"), false},
-		{[]pathMatch{exact("/a")}, exact("/a/"), false},
-		{[]pathMatch{exact("/a/")}, prefix("/a"), false},
-		{nil, exact("/"), false},
-	} {
-		s := newPathSet()
-		for _, m := range tc.set {
-			s.add(m)
-		}
-		if got := s.covers(tc.m); got != tc.covered {
-			t.Errorf("%v covers %v: got %v, want %v", tc.set, tc.m, got, tc.covered)
-		}
-	}
-}
-
 // Should two routes ever get the same ID, they get distinct ones, in an
 // order that does not depend on the input order.
 func TestSortRoutesMakesIDsUnique(t *testing.T) {
@@ -177,13 +148,58 @@ func TestRouteIDsAreReadable(t *testing.T) {
 	}
 	for _, want := range []string{
 		"ing__default__a__foo_com__root__prefix__",
-		"ing__default__b__anyhost__api_v1__prefix__for__bar_com__",
-		"ing__default__w__wildcard_wild_com__e__exact__for__x_wild_com__",
+		"ing__default__b__anyhost__api_v1__prefix__",
+		"ing__default__w__wildcard_wild_com__e__exact__",
 	} {
 		if !slices.ContainsFunc(ids, func(id string) bool {
 			return strings.HasPrefix(id, want) && len(id) == len(want)+8
 		}) {
 			t.Errorf("no route ID %s<hash>", want)
 		}
+	}
+}
+
+// Table.Served lists every Ingress selected by class, routes or not,
+// sorted, each once, in any input order.
+func TestTableServed(t *testing.T) {
+	other := &networkingv1.IngressClass{Spec: networkingv1.IngressClassSpec{Controller: "example.com/other"}}
+	other.Name = "other"
+	ing := func(namespace, name string, class *string, rules ...networkingv1.IngressRule) *networkingv1.Ingress {
+		i := &networkingv1.Ingress{Spec: networkingv1.IngressSpec{IngressClassName: class, Rules: rules}}
+		i.Namespace, i.Name = namespace, name
+		return i
+	}
+	ours, theirs := ptr("bulkhead"), ptr("other")
+	withPath := networkingv1.IngressRule{Host: "foo.com", IngressRuleValue: networkingv1.IngressRuleValue{HTTP: &networkingv1.HTTPIngressRuleValue{
+		Paths: []networkingv1.HTTPIngressPath{{Path: "/", PathType: ptr(networkingv1.PathTypePrefix), Backend: echoBackend()}},
+	}}}
+	badHost := withPath
+	badHost.Host = "bad_host.com"
+	legacyOther := ing("a", "legacy-other", nil, withPath)
+	legacyOther.Annotations = map[string]string{legacyClassAnnotation: "other"}
+	s := &Snapshot{
+		IngressClasses: []*networkingv1.IngressClass{ingressClass("bulkhead", true), other},
+		Ingresses: []*networkingv1.Ingress{
+			ing("b", "routes", ours, withPath),
+			ing("a", "no-rules", ours),
+			ing("a", "invalid", ours, badHost),
+			ing("a", "conflict-loser", ours, withPath),
+			ing("c", "other", theirs, withPath),
+			ing("a", "dup", ours, withPath),
+			ing("a", "dup", ours),
+			ing("d", "unclassed", nil),
+			legacyOther,
+		},
+	}
+	want := "[a/conflict-loser a/dup a/invalid a/no-rules b/routes d/unclassed]"
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range 10 {
+		table := Translate(shuffledSnapshot(s, rng), Options{})
+		if got := fmt.Sprint(table.Served); got != want {
+			t.Fatalf("served %s, want %s", got, want)
+		}
+	}
+	if got := Translate(&Snapshot{}, Options{}).Served; len(got) != 0 {
+		t.Fatalf("served %v from an empty snapshot", got)
 	}
 }

@@ -16,12 +16,15 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/zalando/skipper/filters"
 	skrouting "github.com/zalando/skipper/routing"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -29,6 +32,7 @@ import (
 	"github.com/bulkhead-router/bulkhead/admin"
 	"github.com/bulkhead-router/bulkhead/dataclient"
 	"github.com/bulkhead-router/bulkhead/health"
+	"github.com/bulkhead-router/bulkhead/ingressstatus"
 	"github.com/bulkhead-router/bulkhead/internal/logging"
 	"github.com/bulkhead-router/bulkhead/proxy"
 	"github.com/bulkhead-router/bulkhead/routing"
@@ -95,17 +99,29 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("kubernetes client: %w", err)
 	}
-	routes := dataclient.New(dataclient.Options{
+	var routes *dataclient.Client
+	status := ingressstatus.New(ingressstatus.Options{
+		Client:         kube,
+		Addresses:      cfg.PublishAddress,
+		LeaseNamespace: electionNamespace(cfg.ElectionNS),
+		LeaseName:      cfg.ElectionID,
+		Identity:       electionIdentity(),
+		Ingresses:      func() []*networkingv1.Ingress { return routes.Ingresses() },
+		Log:            log.With(logging.KeyComponent, "ingressstatus"),
+		Registerer:     reg,
+	})
+	routes = dataclient.New(dataclient.Options{
 		Client:     kube,
 		Translate:  routing.Options{ControllerName: cfg.ControllerName},
 		Log:        log.With(logging.KeyComponent, "dataclient"),
 		Registerer: reg,
+		OnTable:    func(t routing.Table) { status.SetServed(t.Served) },
 	})
-	hosts := routing.NewHostMatcher()
 	px := proxy.New(proxy.Options{
 		DataClients:    []skrouting.DataClient{routes},
-		Predicates:     []skrouting.PredicateSpec{hosts, routes.SentinelPredicate()},
-		PreProcessors:  []skrouting.PreProcessor{hosts},
+		PrepareRequest: routing.PrepareRequest,
+		Filters:        []filters.Spec{routing.NewRestorePathSpec()},
+		Predicates:     []skrouting.PredicateSpec{routes.SentinelPredicate()},
 		PostProcessors: []skrouting.PostProcessor{routes.PostProcessor()},
 		Log:            log,
 		ExpectedErrors: []string{dataclient.NotSyncedMessage},
@@ -117,6 +133,11 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	go func() {
 		if err := routes.Run(ctx); err != nil {
 			log.Error("kubernetes route source stopped", logging.KeyError, err)
+		}
+	}()
+	go func() {
+		if err := status.Run(ctx); err != nil {
+			log.Error("Ingress status writer stopped", logging.KeyError, err)
 		}
 	}()
 
@@ -208,6 +229,31 @@ func kubeConfig(path string) (*rest.Config, error) {
 	cfg.UserAgent = "bulkhead"
 	cfg.QPS, cfg.Burst = 50, 100
 	return cfg, nil
+}
+
+// electionNamespace is where the status Lease lives: the flag, else the
+// pod's namespace (downward API or the service account's), else default.
+func electionNamespace(flag string) string {
+	if flag != "" {
+		return flag
+	}
+	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
+		return ns
+	}
+	if data, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace"); err == nil && len(data) > 0 {
+		return strings.TrimSpace(string(data))
+	}
+	return "default"
+}
+
+// electionIdentity names this replica in the election: the pod name when the
+// downward API gives it, else the host name with the process id.
+func electionIdentity() string {
+	if name := os.Getenv("POD_NAME"); name != "" {
+		return name
+	}
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s_%d", host, os.Getpid())
 }
 
 // buildInfo is the conventional constant-1 gauge carrying the version.

@@ -1,0 +1,139 @@
+package routing
+
+import "strings"
+
+// The host key: how a host becomes the first two segments of the path that
+// skipper's path tree matches (see doc.go, "Hosts and precedence"). This
+// file is the contract between the routes Translate emits and the requests
+// PrepareRequest rewrites; both sides use only the functions below.
+//
+// A DNS name splits at its first dot into its first label and the rest, the
+// parent: "bar.foo.com" is ("foo.com", "bar"), and its key is
+// "/foo.com/bar". A single-label name has the parent "~": "localhost" is
+// "/~/localhost". A request host that is not a DNS name has the key "/~/~".
+// DNS names never contain '~' or '/', so these keys cannot collide with
+// each other nor with another host's.
+
+const (
+	// noParent is the parent segment of single-label hosts and, with
+	// noLabel, the key of request hosts that are not DNS names.
+	noParent = "~"
+	noLabel  = "~"
+
+	// The wildcard segments of rule keys: "*.foo.com" is
+	// "/foo.com/:label" (any one label under foo.com), a host-less rule is
+	// "/:parent/:label" (any host). Skipper hands their values to filters
+	// as route parameters "parent" and "label"; no filter of ours uses
+	// them.
+	labelParam  = ":label"
+	parentParam = ":parent"
+)
+
+// ruleHostKey returns the tree prefix of a rule's vhost (see ruleVHost): a
+// static "/<parent>/<label>" for an exact host, "/<parent>/:label" for a
+// wildcard, "/:parent/:label" for a host-less rule. The rule path is
+// appended to it.
+func ruleHostKey(vhost string) string {
+	if vhost == anyHostVHostKey {
+		return "/" + parentParam + "/" + labelParam
+	}
+	if parent, ok := strings.CutPrefix(vhost, wildcardPrefix); ok {
+		return "/" + parent + "/" + labelParam
+	}
+	parent, label := splitHost(vhost)
+	return "/" + parent + "/" + label
+}
+
+// splitHost splits a valid DNS name at its first dot.
+func splitHost(host string) (parent, label string) {
+	dot := strings.IndexByte(host, '.')
+	if dot < 0 {
+		return noParent, host
+	}
+	return host[dot+1:], host[:dot]
+}
+
+// requestHostParts finds the parent and label of a request's Host header.
+// They are returned as substrings of host, in its original case; upper
+// reports whether they contain an ASCII capital, to be lowered when the key
+// is written. It never allocates.
+//
+// The port is dropped (an IPv6 literal, bracketed or not, is not a DNS
+// name anyway), then one trailing dot. What is left must be a DNS name:
+// 1 to 253 characters, labels of 1 to 63 letters, digits, '-' or '_' ('_'
+// is not valid in rule hosts, but occurs in real host names, and a
+// wildcard or host-less rule may serve it). Anything else (empty, IPv6,
+// other characters, empty labels) gets ("~", "~"), which only host-less
+// rules match.
+func requestHostParts(host string) (parent, label string, upper bool) {
+	if host == "" || host[0] == '[' {
+		return noParent, noLabel, false
+	}
+	if colon := strings.LastIndexByte(host, ':'); colon >= 0 {
+		if strings.IndexByte(host[:colon], ':') >= 0 {
+			return noParent, noLabel, false // a bare IPv6 address
+		}
+		host = host[:colon]
+	}
+	host = strings.TrimSuffix(host, ".")
+	if host == "" || len(host) > maxDNSNameLen {
+		return noParent, noLabel, false
+	}
+	firstDot, labelStart := -1, 0
+	for i := 0; i <= len(host); i++ {
+		if i == len(host) || host[i] == '.' {
+			if n := i - labelStart; n == 0 || n > maxDNSLabelLen {
+				return noParent, noLabel, false
+			}
+			if firstDot < 0 && i < len(host) {
+				firstDot = i
+			}
+			labelStart = i + 1
+			continue
+		}
+		switch c := host[i]; {
+		case 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '-', c == '_':
+		case 'A' <= c && c <= 'Z':
+			upper = true
+		default:
+			return noParent, noLabel, false
+		}
+	}
+	if firstDot < 0 {
+		return noParent, host, upper
+	}
+	return host[firstDot+1:], host[:firstDot], upper
+}
+
+// writeLowerASCII writes s lowercased; lower says whether s has capitals.
+func writeLowerASCII(b *strings.Builder, s string, lower bool) {
+	if !lower {
+		b.WriteString(s)
+		return
+	}
+	for i := 0; i < len(s); i++ {
+		b.WriteByte(toLowerASCII(s[i]))
+	}
+}
+
+// needsClean reports whether httppath.Clean would change p, a path that
+// starts with '/': whether it has an empty, "." or ".." segment other than
+// a final empty one (a trailing slash, which Clean keeps).
+func needsClean(p string) bool {
+	for i := 0; i < len(p); i++ {
+		if p[i] != '/' {
+			continue
+		}
+		switch rest := p[i+1:]; {
+		case rest == "":
+		case rest[0] == '/':
+			return true
+		case rest[0] != '.':
+		case len(rest) == 1 || rest[1] == '/':
+			return true
+		case rest[1] == '.' && (len(rest) == 2 || rest[2] == '/'):
+			return true
+		}
+	}
+	return false
+}
