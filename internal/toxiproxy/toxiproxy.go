@@ -86,7 +86,9 @@ func (s *Server) NewProxy(t testing.TB, name, upstream string) *Proxy {
 
 // Cut disables the proxy: it closes every connection (clients see resets
 // or EOF) and refuses new ones, like a network that is down hard.
-func (p *Proxy) Cut() error { return p.s.call(http.MethodPost, "/proxies/"+p.Name, map[string]any{"enabled": false}) }
+func (p *Proxy) Cut() error {
+	return p.s.call(http.MethodPost, "/proxies/"+p.Name, map[string]any{"enabled": false})
+}
 
 // Restore re-enables a cut proxy.
 func (p *Proxy) Restore() error {
