@@ -221,19 +221,35 @@ var errNotSynced = errors.New(NotSyncedMessage)
 // first table, so the caller can treat that expected error quietly.
 const NotSyncedMessage = "kubernetes route source has not synced yet"
 
-// LoadAll returns the whole current table.
+// LoadAll returns the whole current table. Before there is one it waits
+// (about a second at most) for the first, then fails with errNotSynced:
+// skipper retries a failed LoadAll on every poll tick, and the tick is
+// short so that updates go live fast, so failing at once would spin.
 func (c *Client) LoadAll() ([]*eskip.Route, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.current == nil {
-		return nil, errNotSynced
+	timeout := time.NewTimer(loadUpdateWait)
+	defer timeout.Stop()
+	for {
+		c.mu.Lock()
+		if c.current != nil {
+			c.deliverLocked(c.current)
+			routes := c.current.routes
+			c.mu.Unlock()
+			return routes, nil
+		}
+		wait := c.newTable
+		c.mu.Unlock()
+		select {
+		case <-wait:
+		case <-timeout.C:
+			return nil, errNotSynced
+		case <-c.closed:
+			return nil, errNotSynced
+		}
 	}
-	c.deliverLocked(c.current)
-	return c.current.routes, nil
 }
 
-// loadUpdateWait bounds how long LoadUpdate waits for a change, so skipper's
-// poll loop still turns over (and can notice its own shutdown).
+// loadUpdateWait bounds how long LoadAll and LoadUpdate wait for a table,
+// so skipper's poll loop still turns over (and can notice its shutdown).
 const loadUpdateWait = time.Second
 
 // LoadUpdate waits for a newer table than skipper has (at most about a
