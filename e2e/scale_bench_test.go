@@ -1,8 +1,8 @@
 package e2e
 
 import (
-	"cmp"
 	"bufio"
+	"cmp"
 	"context"
 	"fmt"
 	"net/http"
