@@ -3,6 +3,7 @@ module github.com/bulkhead-router/bulkhead
 go 1.26.8
 
 require (
+	github.com/cenkalti/backoff/v4 v4.3.0
 	github.com/dimfeld/httppath v0.0.0-20170720192232-ee938bf73598
 	github.com/go-logr/logr v1.4.4
 	github.com/prometheus/client_golang v1.24.1

@@ -9,10 +9,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/zalando/skipper/eskip"
 	skrouting "github.com/zalando/skipper/routing"
 	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/bulkhead-router/bulkhead/internal/logging"
@@ -21,10 +23,21 @@ import (
 
 // Options configure New.
 type Options struct {
-	// Client reads the cluster.
+	// Connector reaches the API server. Either it or Client is required.
+	Connector Connector
+	// Client is a fixed client (tests with a fake clientset): informers are
+	// never restarted on new connections.
 	Client kubernetes.Interface
 	// Translate are the translation options (the controller name).
 	Translate routing.Options
+	// Store keeps the last applied table on local disk. Nil: none.
+	Store TableStore
+	// SyncTimeout is how long a start waits for the API server before
+	// serving the stored table; an API server that does not answer at all
+	// is given up on at once. Zero: 5 s.
+	SyncTimeout time.Duration
+	// Guard holds back updates that remove too much at once.
+	Guard GuardOptions
 	// Log receives problems (each logged once, when it appears) and
 	// lifecycle lines. Nil: discarded.
 	Log *slog.Logger
@@ -36,11 +49,24 @@ type Options struct {
 	// MaxDelay bounds the hold-off under a continuous stream of changes.
 	// Zero: 100 ms.
 	MaxDelay time.Duration
-	// OnTable, if set, is called from the rebuild goroutine with every new
-	// table (the status writer and the admin view follow it). It must not
-	// block for long.
+	// OnTable, if set, is called from the rebuild goroutine with every
+	// applied table (the status writer follows it). It must not block long.
 	OnTable func(routing.Table)
 }
+
+// TableStore is where the last applied table is kept across restarts.
+type TableStore interface {
+	// Load returns the stored table and when it was saved.
+	Load() (routing.Table, time.Time, error)
+	// Offer hands over a newly applied table; it must not block.
+	Offer(routing.Table)
+}
+
+// Where the applied table came from.
+const (
+	SourceAPIServer = "apiserver"
+	SourceSnapshot  = "snapshot"
+)
 
 // Client is the Kubernetes route source. Create it with New, start it with
 // Run, and give it to skipper as a DataClient.
@@ -48,14 +74,22 @@ type Client struct {
 	o       Options
 	log     *slog.Logger
 	metrics *metrics
-	watch   *watcher
+	conn    Connector
+	changed chan struct{} // size 1: a rebuild is wanted
+	lost    chan struct{} // size 1: the watch reported an error
+	confirm chan struct{} // size 1: an operator confirmed a held update
 
 	mu          sync.Mutex
-	current     *published    // nil until the first table after sync
+	watch       *watcher // nil until Run
+	stopWatch   context.CancelFunc
+	watchGen    chan struct{} // closed and replaced when another watcher is installed
+	current     *published    // the applied table; nil until there is one
 	newTable    chan struct{} // closed and replaced when current changes
 	delivered   *published    // what skipper has been given
 	undelivered []time.Time   // change times in tables not yet given to skipper
 	inFlight    map[uint64][]time.Time
+	hold        *hold // non-nil while an update is held back
+	api         connState
 	closed      chan struct{}
 	closeOnce   sync.Once
 	lastProbs   []routing.Problem
@@ -66,15 +100,33 @@ var (
 	_ skrouting.NamedDataClient = (*Client)(nil)
 )
 
-// published is one table as handed to skipper; immutable once made.
+// published is one applied table; immutable once made.
 type published struct {
-	version uint64
-	table   routing.Table
-	routes  []*eskip.Route          // the table's routes plus the version sentinel
-	byID    map[string]*eskip.Route // the same, by ID
+	version   uint64
+	source    string
+	appliedAt time.Time
+	savedAt   time.Time // for a snapshot: when it was written
+	table     routing.Table
+	routes    []*eskip.Route          // the table's routes plus the version sentinel
+	byID      map[string]*eskip.Route // the same, by ID
 }
 
-// New prepares the informers. Nothing runs until Run.
+// hold is an update held back by the deletion guard.
+type hold struct {
+	since     time.Time
+	candidate *published
+	removal   removal
+}
+
+// connState is what the client knows of its API server.
+type connState struct {
+	connected bool
+	since     time.Time // of the current state
+	lastSync  time.Time
+	lastError string
+}
+
+// New prepares the client. Nothing runs until Run.
 func New(o Options) *Client {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
@@ -85,49 +137,301 @@ func New(o Options) *Client {
 	if o.MaxDelay == 0 {
 		o.MaxDelay = 100 * time.Millisecond
 	}
+	if o.SyncTimeout == 0 {
+		o.SyncTimeout = 5 * time.Second
+	}
+	o.Guard = o.Guard.withDefaults()
+	conn := o.Connector
+	if conn == nil {
+		conn = staticConnector{client: o.Client}
+	}
 	c := &Client{
 		o:        o,
 		log:      o.Log,
-		metrics:  newMetrics(o.Registerer),
+		conn:     conn,
+		changed:  make(chan struct{}, 1),
+		lost:     make(chan struct{}, 1),
+		confirm:  make(chan struct{}, 1),
 		newTable: make(chan struct{}),
 		inFlight: map[uint64][]time.Time{},
 		closed:   make(chan struct{}),
+		api:      connState{since: time.Now()},
+		watchGen: make(chan struct{}),
 	}
-	c.watch = newWatcher(o.Client, c.metrics)
+	c.metrics = newMetrics(o.Registerer, c)
 	return c
 }
 
 // Name identifies this client in skipper's logs and metrics.
 func (c *Client) Name() string { return "kubernetes" }
 
-// Run watches the cluster and rebuilds the table on changes until ctx ends.
-// It returns an error only if the caches never sync before ctx ends.
+// Run watches the cluster and keeps the table until ctx ends.
+//
+// At start it waits for the informers to sync. If the API server does not
+// answer, or does not sync within SyncTimeout, it serves the stored table
+// (if there is one) and keeps trying. A lost connection never touches the
+// table; when the API server is back after an outage, the informers are
+// restarted on fresh connections rather than left to client-go's reflector
+// backoff, which grows to 30 s.
 func (c *Client) Run(ctx context.Context) error {
-	c.watch.start(ctx)
-	start := time.Now()
-	if !c.watch.waitForSync(ctx) {
-		return fmt.Errorf("kubernetes caches did not sync: %w", ctx.Err())
+	go c.supervise(ctx)
+	if err := c.startWatcher(ctx); err != nil {
+		return err
 	}
-	c.metrics.synced.Set(1)
-	c.log.Info("kubernetes caches synced", "after", time.Since(start).Round(time.Millisecond))
-	// The first build reads the synced caches, so the signals of the initial
-	// listing are covered by it: drop them rather than build twice.
-	select {
-	case <-c.watch.changed:
-	default:
+	if !c.initialSync(ctx) {
+		return nil
 	}
-	c.rebuild()
 	for {
+		var holdExpiry <-chan time.Time
+		var holdTimer *time.Timer
+		if h := c.currentHold(); h != nil {
+			holdTimer = time.NewTimer(time.Until(h.since.Add(c.o.Guard.HoldPeriod)))
+			holdExpiry = holdTimer.C
+		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-c.watch.changed:
+		case <-c.changed:
+			if !c.holdOff(ctx) {
+				return nil
+			}
+			c.rebuild()
+		case <-holdExpiry:
+			c.releaseHold("the same state was observed for " + c.o.Guard.HoldPeriod.String())
+		case <-c.confirm:
+			c.releaseHold("confirmed by an operator")
 		}
-		if !c.holdOff(ctx) {
-			return nil
+		if holdTimer != nil {
+			holdTimer.Stop()
 		}
-		c.rebuild()
 	}
+}
+
+// initialSync waits for the first sync, serving the stored table meanwhile
+// when the API server is out of reach. It returns false if ctx ended.
+func (c *Client) initialSync(ctx context.Context) bool {
+	probeCtx, cancel := context.WithTimeout(ctx, c.o.SyncTimeout)
+	defer cancel()
+	if err := c.conn.Probe(probeCtx); err != nil {
+		if ctx.Err() != nil {
+			return false
+		}
+		c.log.Warn("API server unreachable at start; serving the stored table until it answers", logging.KeyError, err)
+		c.setConnected(false, err.Error())
+		c.useSnapshot()
+		c.noteLost(err)
+	} else if !c.currentWatcher().waitForSync(probeCtx) {
+		if ctx.Err() != nil {
+			return false
+		}
+		c.log.Warn("API server did not sync in time; serving the stored table until it does", "sync_timeout", c.o.SyncTimeout)
+		c.setConnected(false, "not synced within the sync timeout")
+		c.useSnapshot()
+		c.noteLost(errors.New("not synced within the sync timeout"))
+	} else {
+		c.synced()
+		return true
+	}
+	// Wait for a sync of the current watcher, or of one the supervisor
+	// installs instead.
+	for {
+		c.mu.Lock()
+		w, swapped := c.watch, c.watchGen
+		c.mu.Unlock()
+		wctx, stop := context.WithCancel(ctx)
+		go func() {
+			select {
+			case <-swapped:
+				stop()
+			case <-wctx.Done():
+			}
+		}()
+		ok := w.waitForSync(wctx)
+		stop()
+		if ctx.Err() != nil {
+			return false
+		}
+		if ok && w == c.currentWatcher() {
+			c.synced()
+			return true
+		}
+	}
+}
+
+// synced is the first sync: the first table from the API server.
+func (c *Client) synced() {
+	c.metrics.synced.Set(1)
+	c.setConnected(true, "")
+	c.log.Info("kubernetes caches synced")
+	// The first build reads the synced caches, so the signals of the
+	// initial listing are covered by it: drop them rather than build twice.
+	select {
+	case <-c.changed:
+	default:
+	}
+	c.rebuild()
+}
+
+func (c *Client) currentWatcher() *watcher {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.watch
+}
+
+// startWatcher starts informers on a fresh client and installs them.
+func (c *Client) startWatcher(ctx context.Context) error {
+	w, stop, err := c.newStartedWatcher(ctx)
+	if err != nil {
+		return err
+	}
+	c.install(w, stop)
+	return nil
+}
+
+func (c *Client) newStartedWatcher(ctx context.Context) (*watcher, context.CancelFunc, error) {
+	client, err := c.conn.NewClient()
+	if err != nil {
+		return nil, nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	w := newWatcher(client, c.metrics, c.changed, c.noteLost)
+	wctx, stop := context.WithCancel(ctx)
+	w.start(wctx)
+	return w, stop, nil
+}
+
+// install makes w the current watcher and stops the previous one.
+func (c *Client) install(w *watcher, stop context.CancelFunc) {
+	c.mu.Lock()
+	old := c.stopWatch
+	c.watch, c.stopWatch = w, stop
+	close(c.watchGen)
+	c.watchGen = make(chan struct{})
+	c.mu.Unlock()
+	if old != nil {
+		old()
+	}
+}
+
+// reconnectSyncTimeout bounds the relist of restarted informers.
+const reconnectSyncTimeout = time.Minute
+
+// supervise restarts the informers on fresh connections when the API
+// server is back after an outage. Probes back off (jittered, capped at 2 s)
+// while it is away, so its return is noticed within about 2 s; client-go's
+// own reflector backoff would wait up to 30 s.
+func (c *Client) supervise(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.lost:
+		}
+		failures, ok := c.probeUntilUp(ctx)
+		if !ok {
+			return
+		}
+		if failures == 0 && c.isConnected() {
+			continue // the watch failed but the server answers: client-go retries at once
+		}
+		w, stop, err := c.newStartedWatcher(ctx)
+		if err == nil {
+			sctx, cancel := context.WithTimeout(ctx, reconnectSyncTimeout)
+			if !w.waitForSync(sctx) {
+				err = errors.New("restarted informers did not sync within " + reconnectSyncTimeout.String())
+			}
+			cancel()
+		}
+		if err != nil {
+			if stop != nil {
+				stop()
+			}
+			c.log.Warn("reconnecting to the API server failed; retrying", logging.KeyError, err)
+			c.noteLost(err)
+			continue
+		}
+		c.install(w, stop)
+		outage := c.setConnected(true, "")
+		c.metrics.reconnects.Inc()
+		c.log.Info("reconnected to the API server; informers restarted", "outage", outage.Round(time.Millisecond))
+		c.signal() // rebuild from the fresh caches
+	}
+}
+
+// probeUntilUp probes with backoff until the API server answers, and
+// returns how many probes failed; false if ctx ended.
+func (c *Client) probeUntilUp(ctx context.Context) (int, bool) {
+	b := backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(200*time.Millisecond),
+		backoff.WithMultiplier(1.6),
+		backoff.WithRandomizationFactor(0.3),
+		backoff.WithMaxInterval(2*time.Second),
+		backoff.WithMaxElapsedTime(0), // never give up
+	)
+	failures := 0
+	for {
+		err := c.conn.Probe(ctx)
+		if err == nil {
+			return failures, true
+		}
+		if ctx.Err() != nil {
+			return failures, false
+		}
+		failures++
+		if failures == 1 {
+			c.setConnected(false, err.Error())
+		}
+		select {
+		case <-ctx.Done():
+			return failures, false
+		case <-time.After(b.NextBackOff()):
+		}
+	}
+}
+
+// noteLost hears a failed list or watch and wakes the supervisor. An
+// expired resource version is client-go's normal relist, not an outage.
+func (c *Client) noteLost(err error) {
+	if apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
+		return
+	}
+	select {
+	case c.lost <- struct{}{}:
+	default:
+	}
+}
+
+// setConnected records the API server's state, logs transitions, and
+// returns how long the previous state lasted.
+func (c *Client) setConnected(connected bool, why string) time.Duration {
+	now := time.Now()
+	c.mu.Lock()
+	prev := c.api
+	if connected {
+		c.api.lastSync = now
+		c.api.lastError = ""
+	} else {
+		c.api.lastError = why
+	}
+	if prev.connected != connected {
+		c.api.connected, c.api.since = connected, now
+	}
+	c.mu.Unlock()
+	if connected {
+		c.metrics.connected.Set(1)
+		c.metrics.lastSync.Set(float64(now.UnixNano()) / 1e9)
+	} else {
+		c.metrics.connected.Set(0)
+		if prev.connected {
+			c.log.Warn("lost the API server; the current table keeps serving", logging.KeyError, why)
+		}
+	}
+	return now.Sub(prev.since)
+}
+
+func (c *Client) isConnected() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.api.connected
 }
 
 // holdOff waits until no change has arrived for HoldOff, or MaxDelay has
@@ -142,7 +446,7 @@ func (c *Client) holdOff(ctx context.Context) bool {
 			return false
 		case <-timer.C:
 			return true
-		case <-c.watch.changed:
+		case <-c.changed:
 			left := time.Until(deadline)
 			if left <= 0 {
 				return true
@@ -152,35 +456,153 @@ func (c *Client) holdOff(ctx context.Context) bool {
 	}
 }
 
-// rebuild translates the current caches and publishes the result.
+// rebuild translates the current caches and applies the result, unless the
+// deletion guard holds it back.
 func (c *Client) rebuild() {
 	start := time.Now()
-	changes := c.watch.takeChanges()
-	table := routing.Translate(c.watch.snapshot(), c.o.Translate)
+	w := c.currentWatcher()
+	if !w.hasSynced() {
+		return // a restarted watcher still listing: keep what we have
+	}
+	changes := w.takeChanges()
+	table := routing.Translate(w.snapshot(), c.o.Translate)
 	c.metrics.rebuild.Observe(time.Since(start).Seconds())
-	c.metrics.routes.Set(float64(len(table.Routes)))
-	c.metrics.lastUpdate.Set(float64(time.Now().UnixNano()) / 1e9)
 	c.logProblems(table.Problems)
+	c.offer(table, SourceAPIServer, time.Time{}, changes)
+	c.log.Debug("route table rebuilt", "routes", len(table.Routes), "problems", len(table.Problems), "duration", time.Since(start))
+}
 
+// offer applies a table, or holds it when it would remove too much at once.
+func (c *Client) offer(table routing.Table, source string, savedAt time.Time, changes []time.Time) {
+	c.mu.Lock()
+	c.undelivered = append(c.undelivered, changes...)
+	cur, h := c.current, c.hold
+	c.mu.Unlock()
+	if cur != nil {
+		r := measureRemoval(cur.table, table)
+		if c.o.Guard.massRemoval(r) {
+			c.holdBack(table, source, r, h)
+			return
+		}
+	}
+	if h != nil {
+		c.log.Info("deletion guard released: the update no longer removes too much", "removal", measureRemoval(cur.table, table).String())
+		c.setHold(nil)
+	}
+	c.apply(table, source, savedAt)
+}
+
+// holdBack starts a hold, or continues it while the same state is seen.
+func (c *Client) holdBack(table routing.Table, source string, r removal, h *hold) {
+	candidate := newPublished(0, source, time.Time{}, table)
+	if h != nil {
+		if changed, deleted := diff(h.candidate, candidate); len(changed) == 0 && len(deleted) == 0 {
+			return // the same state again: the clock keeps running
+		}
+		c.log.Warn("deletion guard: the held update changed; holding the new one from now", "removal", r.String())
+	} else {
+		c.log.Warn("deletion guard: holding an update that removes too much at once; the current table keeps serving",
+			"removal", r.String(), "hold_period", c.o.Guard.HoldPeriod,
+			"confirm", "POST /guard/confirm on the admin endpoint")
+		c.metrics.holds.Inc()
+	}
+	c.setHold(&hold{since: time.Now(), candidate: candidate, removal: r})
+	c.signal() // re-arm the run loop's hold timer
+}
+
+func (c *Client) releaseHold(why string) {
+	c.mu.Lock()
+	h := c.hold
+	c.mu.Unlock()
+	if h == nil {
+		return
+	}
+	c.log.Warn("deletion guard: applying the held update", "why", why, "removal", h.removal.String())
+	c.setHold(nil)
+	c.apply(h.candidate.table, h.candidate.source, time.Time{})
+}
+
+func (c *Client) setHold(h *hold) {
+	c.mu.Lock()
+	c.hold = h
+	c.mu.Unlock()
+	if h != nil {
+		c.metrics.holding.Set(1)
+	} else {
+		c.metrics.holding.Set(0)
+	}
+}
+
+func (c *Client) currentHold() *hold {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.hold
+}
+
+// ConfirmHold applies a held update now. It reports whether one was held.
+func (c *Client) ConfirmHold() bool {
+	if c.currentHold() == nil {
+		return false
+	}
+	select {
+	case c.confirm <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// apply makes table the current one.
+func (c *Client) apply(table routing.Table, source string, savedAt time.Time) {
 	c.mu.Lock()
 	version := uint64(1)
 	if c.current != nil {
 		version = c.current.version + 1
 	}
-	c.current = newPublished(version, table)
-	c.undelivered = append(c.undelivered, changes...)
+	c.current = newPublished(version, source, savedAt, table)
 	close(c.newTable)
 	c.newTable = make(chan struct{})
 	c.mu.Unlock()
 
-	c.log.Debug("route table rebuilt", "version", version, "routes", len(table.Routes),
-		"problems", len(table.Problems), "duration", time.Since(start))
+	c.metrics.routes.Set(float64(len(table.Routes)))
+	c.metrics.lastUpdate.Set(float64(time.Now().UnixNano()) / 1e9)
+	c.metrics.setSource(source)
+	if source == SourceAPIServer && c.o.Store != nil {
+		c.o.Store.Offer(table)
+	}
 	if c.o.OnTable != nil {
 		c.o.OnTable(table)
 	}
 }
 
-func newPublished(version uint64, table routing.Table) *published {
+// useSnapshot applies the stored table, if there is one and nothing better.
+func (c *Client) useSnapshot() {
+	if c.o.Store == nil {
+		c.log.Warn("no state directory configured: nothing to serve until the API server answers")
+		return
+	}
+	table, savedAt, err := c.o.Store.Load()
+	if err != nil {
+		c.log.Warn("no usable stored table: not ready until the API server answers", logging.KeyError, err)
+		return
+	}
+	c.mu.Lock()
+	have := c.current != nil
+	c.mu.Unlock()
+	if have {
+		return
+	}
+	c.log.Info("serving the stored table", "routes", len(table.Routes), "saved_at", savedAt.UTC().Format(time.RFC3339), "age", time.Since(savedAt).Round(time.Second))
+	c.apply(table, SourceSnapshot, savedAt)
+}
+
+func (c *Client) signal() {
+	select {
+	case c.changed <- struct{}{}:
+	default:
+	}
+}
+
+func newPublished(version uint64, source string, savedAt time.Time, table routing.Table) *published {
 	routes := make([]*eskip.Route, 0, len(table.Routes)+1)
 	for i := range table.Routes {
 		routes = append(routes, table.Routes[i].Eskip)
@@ -190,7 +612,7 @@ func newPublished(version uint64, table routing.Table) *published {
 	for _, r := range routes {
 		byID[r.Id] = r
 	}
-	return &published{version: version, table: table, routes: routes, byID: byID}
+	return &published{version: version, source: source, appliedAt: time.Now(), savedAt: savedAt, table: table, routes: routes, byID: byID}
 }
 
 // logProblems logs problems that appeared and those that went away, once
@@ -340,7 +762,11 @@ func (c *Client) tableLive(version uint64) {
 // Ingresses lists the cached Ingresses (all classes). They are shared with
 // the informer and must not be modified.
 func (c *Client) Ingresses() []*networkingv1.Ingress {
-	objs := c.watch.ingresses.GetStore().List()
+	w := c.currentWatcher()
+	if w == nil {
+		return nil
+	}
+	objs := w.ingresses.GetStore().List()
 	out := make([]*networkingv1.Ingress, 0, len(objs))
 	for _, o := range objs {
 		out = append(out, o.(*networkingv1.Ingress))

@@ -1,6 +1,8 @@
 package dataclient
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/bulkhead-router/bulkhead/routing"
@@ -15,6 +17,13 @@ const (
 	MetricConvergenceLatency = "bulkhead_convergence_latency_seconds"
 	MetricKubeEvents         = "bulkhead_kube_events_total"
 	MetricSynced             = "bulkhead_kube_synced"
+	MetricConnected          = "bulkhead_apiserver_connected"
+	MetricLastSync           = "bulkhead_apiserver_last_sync_timestamp_seconds"
+	MetricReconnects         = "bulkhead_apiserver_reconnects_total"
+	MetricTableSource        = "bulkhead_table_source"
+	MetricSnapshotAge        = "bulkhead_table_snapshot_age_seconds"
+	MetricGuardHolding       = "bulkhead_deletion_guard_holding"
+	MetricGuardHolds         = "bulkhead_deletion_guard_holds_total"
 )
 
 type metrics struct {
@@ -25,9 +34,15 @@ type metrics struct {
 	convergence prometheus.Histogram
 	events      *prometheus.CounterVec
 	synced      prometheus.Gauge
+	connected   prometheus.Gauge
+	lastSync    prometheus.Gauge
+	reconnects  prometheus.Counter
+	source      *prometheus.GaugeVec
+	holding     prometheus.Gauge
+	holds       prometheus.Counter
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+func newMetrics(reg prometheus.Registerer, c *Client) *metrics {
 	m := &metrics{
 		routes: prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricRoutes, Help: "Routes in the current table built from Kubernetes."}),
 		problems: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: MetricProblems,
@@ -42,11 +57,40 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricKubeEvents,
 			Help: "Watch events received, by kind and event (add, update, delete)."}, []string{"kind", "event"}),
 		synced: prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricSynced, Help: "1 once the informer caches have synced for the first time."}),
+		connected: prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricConnected,
+			Help: "1 while the API server is reachable and the informers are synced; 0 during an outage (the table keeps serving)."}),
+		lastSync: prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricLastSync, Help: "Unix time of the last successful (re)sync with the API server."}),
+		reconnects: prometheus.NewCounter(prometheus.CounterOpts{Name: MetricReconnects,
+			Help: "Times the informers were restarted on fresh connections after an API server outage."}),
+		source: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: MetricTableSource,
+			Help: "1 for where the serving table came from: apiserver, or snapshot (the stored last-known-good table)."}, []string{"source"}),
+		holding: prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricGuardHolding,
+			Help: "1 while the deletion guard holds back an update that would remove too many routes or endpoints at once."}),
+		holds: prometheus.NewCounter(prometheus.CounterOpts{Name: MetricGuardHolds, Help: "Updates the deletion guard has held back."}),
 	}
+	snapshotAge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: MetricSnapshotAge,
+		Help: "Age of the stored table being served; 0 when the table comes from the API server."}, func() float64 {
+		st := c.Status()
+		if st.Table.Source != SourceSnapshot {
+			return 0
+		}
+		return time.Since(st.Table.SavedAt).Seconds()
+	})
 	if reg != nil {
-		reg.MustRegister(m.routes, m.problems, m.rebuild, m.lastUpdate, m.convergence, m.events, m.synced)
+		reg.MustRegister(m.routes, m.problems, m.rebuild, m.lastUpdate, m.convergence, m.events, m.synced,
+			m.connected, m.lastSync, m.reconnects, m.source, m.holding, m.holds, snapshotAge)
 	}
 	return m
+}
+
+func (m *metrics) setSource(source string) {
+	for _, s := range []string{SourceAPIServer, SourceSnapshot} {
+		if s == source {
+			m.source.WithLabelValues(s).Set(1)
+		} else {
+			m.source.WithLabelValues(s).Set(0)
+		}
+	}
 }
 
 // setProblems replaces the per-reason gauge values, zeroing reasons that

@@ -35,7 +35,10 @@ type watcher struct {
 	slices         cache.SharedIndexInformer
 	metrics        *metrics
 
-	changed chan struct{} // size 1: a pending rebuild request
+	changed chan<- struct{} // size 1, owned by the Client: a pending rebuild request
+	// onWatchError hears every failed list or watch (connection lost,
+	// server gone, server erring); the client decides what it means.
+	onWatchError func(error)
 	// handlersSynced report when our handlers have seen each informer's
 	// initial listing (an informer can be synced before its handlers are).
 	handlersSynced []cache.InformerSynced
@@ -44,7 +47,7 @@ type watcher struct {
 	changes []time.Time
 }
 
-func newWatcher(client kubernetes.Interface, m *metrics) *watcher {
+func newWatcher(client kubernetes.Interface, m *metrics, changed chan<- struct{}, onWatchError func(error)) *watcher {
 	f := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(lean))
 	w := &watcher{
 		factory:        f,
@@ -53,12 +56,16 @@ func newWatcher(client kubernetes.Interface, m *metrics) *watcher {
 		services:       f.Core().V1().Services().Informer(),
 		slices:         f.Discovery().V1().EndpointSlices().Informer(),
 		metrics:        m,
-		changed:        make(chan struct{}, 1),
+		changed:        changed,
+		onWatchError:   onWatchError,
 	}
 	w.slices.AddIndexers(cache.Indexers{IndexByService: sliceServiceKey})
 	for kind, inf := range map[string]cache.SharedIndexInformer{
 		"IngressClass": w.ingressClasses, "Ingress": w.ingresses, "Service": w.services, "EndpointSlice": w.slices,
 	} {
+		if err := inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) { w.onWatchError(err) }); err != nil {
+			panic(fmt.Sprintf("setting the %s watch error handler before start: %v", kind, err))
+		}
 		reg, err := inf.AddEventHandler(w.handler(kind))
 		if err != nil {
 			panic(fmt.Sprintf("adding %s handler before start: %v", kind, err)) // cannot fail on an informer not yet started
@@ -70,6 +77,8 @@ func newWatcher(client kubernetes.Interface, m *metrics) *watcher {
 
 func (w *watcher) start(ctx context.Context) { w.factory.Start(ctx.Done()) }
 
+// waitForSync waits until every informer has listed and our handlers have
+// seen the listing, or ctx ends.
 func (w *watcher) waitForSync(ctx context.Context) bool {
 	return cache.WaitForCacheSync(ctx.Done(), w.handlersSynced...)
 }
@@ -122,6 +131,17 @@ func (w *watcher) signal(at time.Time) {
 	case w.changed <- struct{}{}:
 	default: // a rebuild is already pending; it will see this change too
 	}
+}
+
+// hasSynced reports whether every informer has listed and our handlers
+// have seen the listing.
+func (w *watcher) hasSynced() bool {
+	for _, synced := range w.handlersSynced {
+		if !synced() {
+			return false
+		}
+	}
+	return true
 }
 
 // takeChanges returns and forgets the change times recorded so far.
