@@ -38,6 +38,9 @@ type Options struct {
 	SyncTimeout time.Duration
 	// Guard holds back updates that remove too much at once.
 	Guard GuardOptions
+	// Heartbeat is how often a connected client checks that the API
+	// server is still there. Zero: 5 s.
+	Heartbeat time.Duration
 	// Log receives problems (each logged once, when it appears) and
 	// lifecycle lines. Nil: discarded.
 	Log *slog.Logger
@@ -139,6 +142,9 @@ func New(o Options) *Client {
 	}
 	if o.SyncTimeout == 0 {
 		o.SyncTimeout = 5 * time.Second
+	}
+	if o.Heartbeat == 0 {
+		o.Heartbeat = 5 * time.Second
 	}
 	o.Guard = o.Guard.withDefaults()
 	conn := o.Connector
@@ -320,11 +326,23 @@ const reconnectSyncTimeout = time.Minute
 // while it is away, so its return is noticed within about 2 s; client-go's
 // own reflector backoff would wait up to 30 s.
 func (c *Client) supervise(ctx context.Context) {
+	heartbeat := time.NewTicker(c.o.Heartbeat)
+	defer heartbeat.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-c.lost:
+		case <-heartbeat.C:
+			if !c.isConnected() {
+				continue // not synced yet, or already handled
+			}
+			hctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			err := c.conn.Alive(hctx)
+			cancel()
+			if err == nil {
+				continue
+			}
 		}
 		failures, ok := c.probeUntilUp(ctx)
 		if !ok {

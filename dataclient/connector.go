@@ -19,8 +19,12 @@ type Connector interface {
 	// the informers are restarted on new ones, so nothing is left waiting
 	// on a connection that died silently.
 	NewClient() (kubernetes.Interface, error)
-	// Probe checks, quickly, that the API server answers.
+	// Probe checks, quickly, that the API server is ready to serve.
 	Probe(ctx context.Context) error
+	// Alive is the cheap heartbeat while connected: does the API server
+	// answer at all? (client-go retries refused watch connections quietly,
+	// so a dead server is otherwise noticed only by its silence.)
+	Alive(ctx context.Context) error
 }
 
 // RESTConnector connects with a rest.Config.
@@ -43,7 +47,12 @@ func (c RESTConnector) NewClient() (kubernetes.Interface, error) {
 }
 
 // Probe asks /readyz on a connection of its own, closed afterwards.
-func (c RESTConnector) Probe(ctx context.Context) error {
+func (c RESTConnector) Probe(ctx context.Context) error { return c.get(ctx, "/readyz") }
+
+// Alive asks /livez, which does not involve etcd.
+func (c RESTConnector) Alive(ctx context.Context) error { return c.get(ctx, "/livez") }
+
+func (c RESTConnector) get(ctx context.Context, path string) error {
 	timeout := c.ProbeTimeout
 	if timeout == 0 {
 		timeout = 2 * time.Second
@@ -59,7 +68,7 @@ func (c RESTConnector) Probe(ctx context.Context) error {
 	defer hc.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(cfg.Host, "/")+"/readyz", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(cfg.Host, "/")+path, nil)
 	if err != nil {
 		return err
 	}
@@ -70,7 +79,7 @@ func (c RESTConnector) Probe(ctx context.Context) error {
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("API server not ready: %s", resp.Status)
+		return fmt.Errorf("API server %s: %s", path, resp.Status)
 	}
 	return nil
 }
@@ -90,3 +99,5 @@ func (s staticConnector) Probe(ctx context.Context) error {
 	}
 	return s.probe(ctx)
 }
+
+func (s staticConnector) Alive(ctx context.Context) error { return s.Probe(ctx) }

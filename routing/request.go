@@ -37,8 +37,11 @@ const RestorePathName = "bulkheadRestorePath"
 // request alone (a path that does not start with "/", like "OPTIONS *",
 // which then can only match the default backend).
 //
-// In the common case (a clean path, no RawPath) it makes one allocation:
-// the new path. The host is lowered while it is copied into it.
+// Call it once per request: a second call would prefix the key again. In
+// the common case (a clean path, with or without RawPath, any host) it
+// makes one allocation, for the new path and raw path together; the host is
+// lowered while it is copied into it. A path to clean costs httppath.Clean's
+// two more.
 func PrepareRequest(r *http.Request) {
 	r.Pattern = ""
 	u := r.URL
