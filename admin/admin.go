@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/zalando/skipper/eskip"
 
+	"github.com/bulkhead-router/bulkhead/dataclient"
 	"github.com/bulkhead-router/bulkhead/routing"
 )
 
@@ -23,6 +24,15 @@ type Options struct {
 	Gatherer prometheus.Gatherer
 	// Table is the route table /routes and /problems show.
 	Table TableSource
+	// Source is the route source's state (/status) and its deletion guard
+	// (POST /guard/confirm).
+	Source RouteSource
+}
+
+// RouteSource is what the admin endpoint needs of the route source.
+type RouteSource interface {
+	Status() dataclient.Status
+	ConfirmHold() bool
 }
 
 // Handler returns the admin endpoint's routes.
@@ -31,6 +41,16 @@ func Handler(o Options) http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{EnableOpenMetrics: true}))
 	mux.HandleFunc("GET /routes", func(w http.ResponseWriter, r *http.Request) { serveRoutes(w, r, o.Table) })
 	mux.HandleFunc("GET /problems", func(w http.ResponseWriter, r *http.Request) { serveProblems(w, r, o.Table) })
+	if o.Source != nil {
+		mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, o.Source.Status()) })
+		mux.HandleFunc("POST /guard/confirm", func(w http.ResponseWriter, _ *http.Request) {
+			if !o.Source.ConfirmHold() {
+				http.Error(w, "nothing is held\n", http.StatusConflict)
+				return
+			}
+			fmt.Fprintln(w, "applying the held update")
+		})
+	}
 	// The profiler is for finding hot-path costs under load; it is safe here
 	// because the admin listener is loopback-only unless an operator says so.
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
@@ -43,6 +63,8 @@ func Handler(o Options) http.Handler {
 		fmt.Fprint(w, "bulkhead admin\n"+
 			"/routes         live route table: eskip, each route with its Ingress (JSON with Accept: application/json)\n"+
 			"/problems       objects skipped or answering 503, with reasons (JSON with Accept: application/json)\n"+
+			"/status         API server connection, last sync, table source (apiserver or snapshot) and age, deletion guard hold\n"+
+			"POST /guard/confirm  apply an update the deletion guard holds back\n"+
 			"/metrics        Prometheus metrics\n"+
 			"/debug/pprof/   Go profiler\n")
 	})
@@ -105,12 +127,8 @@ func origin(rt routing.Route) string {
 	if rt.DefaultBackend {
 		what = "defaultBackend"
 	}
-	via := ""
-	if rt.VirtualHost != rt.Host && !rt.DefaultBackend {
-		via = " copied into virtual host " + rt.VirtualHost
-	}
-	return fmt.Sprintf("ingress %s: %s%s -> service %s port %s, %d endpoints",
-		rt.Ingress, what, via, rt.Service, rt.Port, len(rt.Endpoints))
+	return fmt.Sprintf("ingress %s: %s -> service %s port %s, %d endpoints",
+		rt.Ingress, what, rt.Service, rt.Port, len(rt.Endpoints))
 }
 
 func serveProblems(w http.ResponseWriter, r *http.Request, source TableSource) {

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -34,10 +35,17 @@ type env struct {
 
 func newEnv(t *testing.T, routerArgs ...string) *env {
 	t.Helper()
+	e := newEnvNoRouter(t)
+	e.router = testrouter.Start(t, testrouter.Options{Kubeconfig: e.cp.Kubeconfig(), Args: routerArgs})
+	return e
+}
+
+// newEnvNoRouter is newEnv for tests that start the router themselves.
+func newEnvNoRouter(t *testing.T) *env {
+	t.Helper()
 	cp := controlplane.ForTest(t)
 	e := &env{t: t, cp: cp, client: cp.Client()}
 	e.pods = testpods.ForTest(t, e.client, testpods.Options{})
-	e.router = testrouter.Start(t, testrouter.Options{Kubeconfig: cp.Kubeconfig(), Args: routerArgs})
 	e.http = &http.Client{
 		Timeout:   10 * time.Second,
 		Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 8},
@@ -46,6 +54,9 @@ func newEnv(t *testing.T, routerArgs ...string) *env {
 	}
 	return e
 }
+
+// errNotYet is what a condition returns while it does not hold yet.
+var errNotYet = errors.New("not yet")
 
 func (e *env) ctx() context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

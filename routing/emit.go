@@ -65,7 +65,7 @@ func setPredicates(def *eskip.Route, r *rule) {
 	key := ruleHostKey(r.vhost)
 	if r.match.kind == exactMatch {
 		def.Path = key + r.match.path
-		def.Predicates = []*eskip.Predicate{{Name: predicates.WeightName, Args: []any{exactPathWeight}}}
+		def.Predicates = []*eskip.Predicate{{Name: predicates.WeightName, Args: []any{float64(exactPathWeight)}}}
 		return
 	}
 	subtree := key
@@ -85,7 +85,7 @@ func setBackend(def *eskip.Route, b *backend) {
 	if !b.usable() {
 		def.Filters = []*eskip.Filter{
 			{Name: RestorePathName},
-			{Name: "status", Args: []any{503}},
+			{Name: "status", Args: []any{float64(503)}},
 			{Name: "inlineContent", Args: []any{b.unavailable + "\n"}},
 		}
 		def.BackendType = eskip.ShuntBackend

@@ -325,7 +325,7 @@ func TestMatcherUnavailableBackendsAnswer503(t *testing.T) {
 			continue
 		}
 		e := route.Eskip
-		if !e.Shunt || len(e.Filters) != 3 || e.Filters[1].Name != "status" || e.Filters[1].Args[0] != 503 || len(route.Endpoints) != 0 {
+		if !e.Shunt || len(e.Filters) != 3 || e.Filters[1].Name != "status" || e.Filters[1].Args[0] != float64(503) || len(route.Endpoints) != 0 {
 			t.Errorf("%s: route %s does not answer 503", path, e.Id)
 		}
 	}

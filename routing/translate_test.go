@@ -203,3 +203,23 @@ func TestTableServed(t *testing.T) {
 		t.Fatalf("served %v from an empty snapshot", got)
 	}
 }
+
+// TestEmittedRoutesRoundTripThroughEskipText: the stored last-known-good
+// table is eskip text, and the data client diffs tables with eskip.Eq, so
+// a route printed and parsed back must be Eq to the emitted one (numbers
+// are float64 in parsed eskip, so they must be float64 when emitted).
+func TestEmittedRoutesRoundTripThroughEskipText(t *testing.T) {
+	for _, path := range fixturePaths(t) {
+		snapshot, options := loadFixture(t, path)
+		name := fixtureName(path)
+		for _, r := range Translate(snapshot, options).Routes {
+			parsed, err := eskip.Parse(r.Eskip.Id + ": " + r.Eskip.String())
+			if err != nil || len(parsed) != 1 {
+				t.Fatalf("%s: route %s does not parse back: %v", name, r.Eskip.Id, err)
+			}
+			if !eskip.Eq(parsed[0], r.Eskip) {
+				t.Errorf("%s: route %s differs after a print/parse round trip:\n%s\n%s", name, r.Eskip.Id, r.Eskip, parsed[0])
+			}
+		}
+	}
+}

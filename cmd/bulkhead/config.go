@@ -30,6 +30,9 @@ type config struct {
 	LogLevel       slog.Level
 	LogFormat      string
 	ShutdownGrace  time.Duration
+	SyncTimeout    time.Duration
+	GuardShare     float64
+	GuardHold      time.Duration
 }
 
 // errHelp is returned for -help, which is not a failure.
@@ -52,6 +55,9 @@ func parseConfig(args []string, out io.Writer) (config, error) {
 	fs.StringVar(&c.ElectionID, "election-id", "bulkhead-ingress-status", "name of that Lease")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
+	fs.DurationVar(&c.SyncTimeout, "sync-timeout", 5*time.Second, "at start, how long to wait for the API server before serving the stored last-known-good table (an API server that does not answer at all is not waited for)")
+	fs.Float64Var(&c.GuardShare, "deletion-guard-share", 0.5, "an update removing more than this share of all routes or of all endpoints (across more than one Ingress or Service) is held back; 1 disables the guard")
+	fs.DurationVar(&c.GuardHold, "deletion-guard-period", 2*time.Minute, "how long a held update must stay the same before it is applied (or confirm it: POST /guard/confirm on the admin endpoint)")
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", 30*time.Second, "on SIGTERM, how long in-flight requests may take to finish")
 
 	if err := fs.Parse(args); err != nil {
@@ -92,6 +98,15 @@ func (c config) validate() error {
 	}
 	if c.StateDir == "" {
 		return errors.New("-state-dir must not be empty")
+	}
+	if c.SyncTimeout <= 0 {
+		return fmt.Errorf("-sync-timeout %s: must be positive", c.SyncTimeout)
+	}
+	if c.GuardShare <= 0 || c.GuardShare > 1 {
+		return fmt.Errorf("-deletion-guard-share %v: want a share above 0 and at most 1", c.GuardShare)
+	}
+	if c.GuardHold <= 0 {
+		return fmt.Errorf("-deletion-guard-period %s: must be positive", c.GuardHold)
 	}
 	if c.ShutdownGrace < 0 {
 		return fmt.Errorf("-shutdown-grace %s: must not be negative", c.ShutdownGrace)

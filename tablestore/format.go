@@ -1,0 +1,419 @@
+package tablestore
+
+import (
+	"bytes"
+	"cmp"
+	"crypto/sha256"
+	"encoding"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/zalando/skipper/eskip"
+
+	"github.com/bulkhead-router/bulkhead/routing"
+)
+
+const (
+	// FormatName identifies a bulkhead route table snapshot; it is the
+	// first value of the header line.
+	FormatName = "bulkhead-route-table"
+	// FormatVersion is the version of the file layout this build writes and
+	// reads. Bump it when the header or the payload wrapper changes; field
+	// changes of routing.Table and routing.Route are caught by the schema
+	// fingerprint instead.
+	FormatVersion = 1
+
+	// maxHeaderBytes bounds the search for the header line.
+	maxHeaderBytes = 4096
+	// maxFileBytes bounds what Load reads: a larger file is not one of ours
+	// (10,000 routes take a few MB).
+	maxFileBytes = 512 << 20
+)
+
+// magic is how every snapshot begins: the header's first key and value and
+// the second key. A file not starting with it is not a snapshot.
+var magic = []byte(`{"format":"` + FormatName + `","version":`)
+
+// header is the first line of a snapshot. Field order is the on-disk order;
+// the line must be exactly what json.Marshal makes of it.
+type header struct {
+	Format  string `json:"format"`
+	Version int    `json:"version"`
+	// Schema fingerprints the Go types of the payload (see schema), so a
+	// snapshot written by a build whose routing.Table differs is refused
+	// instead of loading with fields silently zero.
+	Schema        string    `json:"schema"`
+	SavedAt       time.Time `json:"savedAt"`
+	Routes        int       `json:"routes"`
+	PayloadBytes  int       `json:"payloadBytes"`
+	PayloadSHA256 string    `json:"payloadSHA256"`
+}
+
+// payload is the checksummed part. SavedAt repeats the header's so that
+// the checksum covers it too.
+type payload struct {
+	SavedAt time.Time   `json:"savedAt"`
+	Table   storedTable `json:"table"`
+}
+
+// storedTable is routing.Table with the routes replaced by storedRoutes.
+// Embedding makes every other exported field of Table part of the file
+// without listing it here; the round-trip test guards that this stays so.
+type storedTable struct {
+	Routes []storedRoute `json:"Routes"`
+	routing.Table
+}
+
+// storedRoute is a routing.Route with its skipper route as eskip text
+// (Route.Eskip is tagged json:"-"). Every other exported field of Route is
+// promoted into the JSON object.
+type storedRoute struct {
+	Eskip string `json:"eskip"`
+	routing.Route
+}
+
+// schema is the fingerprint of this build's payload types.
+var schema = fingerprint(reflect.TypeFor[storedTable]())
+
+// fingerprint hashes the JSON-relevant shape of t: field names, JSON tags
+// and types, recursively.
+func fingerprint(t reflect.Type) string {
+	var b strings.Builder
+	writeSchema(&b, t, map[reflect.Type]bool{})
+	sum := sha256.Sum256([]byte(b.String()))
+	return hex.EncodeToString(sum[:8])
+}
+
+var (
+	jsonMarshaler = reflect.TypeFor[json.Marshaler]()
+	textMarshaler = reflect.TypeFor[encoding.TextMarshaler]()
+)
+
+func writeSchema(b *strings.Builder, t reflect.Type, seen map[reflect.Type]bool) {
+	for _, m := range []reflect.Type{jsonMarshaler, textMarshaler} {
+		if t.Implements(m) || reflect.PointerTo(t).Implements(m) {
+			b.WriteString(t.String()) // encoded by its own method
+			return
+		}
+	}
+	switch t.Kind() {
+	case reflect.Pointer:
+		b.WriteString("*")
+		writeSchema(b, t.Elem(), seen)
+	case reflect.Slice:
+		b.WriteString("[]")
+		writeSchema(b, t.Elem(), seen)
+	case reflect.Array:
+		fmt.Fprintf(b, "[%d]", t.Len())
+		writeSchema(b, t.Elem(), seen)
+	case reflect.Map:
+		b.WriteString("map[")
+		writeSchema(b, t.Key(), seen)
+		b.WriteString("]")
+		writeSchema(b, t.Elem(), seen)
+	case reflect.Struct:
+		if t.Name() != "" {
+			b.WriteString(t.String())
+		} else {
+			b.WriteString("struct") // t.String() would list unexported fields
+		}
+		if seen[t] {
+			return
+		}
+		seen[t] = true
+		b.WriteString("{")
+		for f := range t.Fields() {
+			tag := f.Tag.Get("json")
+			if (!f.IsExported() && !f.Anonymous) || tag == "-" {
+				continue
+			}
+			fmt.Fprintf(b, "%s %q ", f.Name, tag)
+			writeSchema(b, f.Type, seen)
+			b.WriteString(";")
+		}
+		b.WriteString("}")
+	default:
+		b.WriteString(t.String())
+	}
+}
+
+// encode renders t as a complete snapshot file. It fails, writing nothing,
+// if a route has no eskip definition or would not parse back equal.
+func encode(t routing.Table, savedAt time.Time) ([]byte, error) {
+	savedAt = savedAt.UTC()
+	p := payload{SavedAt: savedAt, Table: storedTable{Table: t}}
+	p.Table.Table.Routes = nil
+	if t.Routes != nil {
+		p.Table.Routes = make([]storedRoute, len(t.Routes))
+	}
+	for i, r := range t.Routes {
+		text, err := eskipText(r.Eskip)
+		if err != nil {
+			return nil, fmt.Errorf("tablestore: route %d: %w", i, err)
+		}
+		p.Table.Routes[i] = storedRoute{Eskip: text, Route: r}
+		p.Table.Routes[i].Route.Eskip = nil
+	}
+
+	var body bytes.Buffer
+	enc := json.NewEncoder(&body) // Encode ends the payload with a newline
+	enc.SetEscapeHTML(false)      // keep <shunt> and "->" readable
+	if err := enc.Encode(p); err != nil {
+		return nil, fmt.Errorf("tablestore: encoding the table: %w", err)
+	}
+	sum := sha256.Sum256(body.Bytes())
+	h := header{
+		Format:        FormatName,
+		Version:       FormatVersion,
+		Schema:        schema,
+		SavedAt:       savedAt,
+		Routes:        len(t.Routes),
+		PayloadBytes:  body.Len(),
+		PayloadSHA256: hex.EncodeToString(sum[:]),
+	}
+	line, err := json.Marshal(h)
+	if err != nil {
+		return nil, fmt.Errorf("tablestore: encoding the header: %w", err)
+	}
+	out := make([]byte, 0, len(line)+1+body.Len())
+	out = append(out, line...)
+	out = append(out, '\n')
+	return append(out, body.Bytes()...), nil
+}
+
+// eskipText prints r as an eskip definition (with its ID) and checks that
+// skipper's parser gives back an equal route.
+func eskipText(r *eskip.Route) (string, error) {
+	if r == nil {
+		return "", errors.New("no eskip route")
+	}
+	want, err := forComparison(r)
+	if err != nil {
+		return "", fmt.Errorf("eskip route %q: %w", r.Id, err)
+	}
+	text := eskip.String(r)
+	got, err := parseOne(text)
+	if err != nil {
+		return "", fmt.Errorf("eskip route %q does not parse back: %w", r.Id, err)
+	}
+	if got, err = forComparison(got); err != nil || !eskip.Eq(want, got) {
+		return "", fmt.Errorf("eskip route %q does not parse back equal: %s", r.Id, text)
+	}
+	return text, nil
+}
+
+func parseOne(text string) (*eskip.Route, error) {
+	rs, err := eskip.Parse(text)
+	if err != nil {
+		return nil, err
+	}
+	if len(rs) != 1 {
+		return nil, fmt.Errorf("%d routes instead of one", len(rs))
+	}
+	return rs[0], nil
+}
+
+// forComparison returns the canonical form of r (see eskip.Canonical) made
+// fit for eskip.Eq:
+//   - numeric predicate and filter arguments become float64, the type
+//     eskip's parser produces (routing emits ints, e.g. status(503)); Eq
+//     compares arguments with ==, which tells int(503) from float64(503);
+//   - predicates are ordered by name and then arguments: Canonical orders
+//     them by name only, and puts those from the Headers map in map order,
+//     so two Header predicates would compare unequal at random.
+//
+// Arguments other than strings and numbers are refused: they could not be
+// printed and parsed back as themselves, and Eq panics on uncomparable ones.
+func forComparison(r *eskip.Route) (*eskip.Route, error) {
+	c := eskip.Canonical(r) // new Predicates slice; elements and Filters shared with r
+	for i, p := range c.Predicates {
+		args, err := normalizeArgs(p.Args)
+		if err != nil {
+			return nil, fmt.Errorf("predicate %s: %w", p.Name, err)
+		}
+		if args != nil {
+			c.Predicates[i] = &eskip.Predicate{Name: p.Name, Args: args}
+		}
+	}
+	cloned := false
+	for i, f := range c.Filters {
+		args, err := normalizeArgs(f.Args)
+		if err != nil {
+			return nil, fmt.Errorf("filter %s: %w", f.Name, err)
+		}
+		if args != nil {
+			if !cloned {
+				c.Filters, cloned = slices.Clone(c.Filters), true // r's own
+			}
+			c.Filters[i] = &eskip.Filter{Name: f.Name, Args: args}
+		}
+	}
+	for i := 1; i < len(c.Predicates); i++ {
+		if c.Predicates[i].Name == c.Predicates[i-1].Name {
+			slices.SortStableFunc(c.Predicates, func(a, b *eskip.Predicate) int {
+				return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(fmt.Sprint(a.Args...), fmt.Sprint(b.Args...)))
+			})
+			break
+		}
+	}
+	return c, nil
+}
+
+// normalizeArgs returns args with numbers as float64, or nil if they are
+// already so.
+func normalizeArgs(args []any) ([]any, error) {
+	var out []any
+	for i, a := range args {
+		var f float64
+		switch v := a.(type) {
+		case string, float64:
+			if out != nil {
+				out[i] = a
+			}
+			continue
+		case int:
+			f = float64(v)
+		case int8:
+			f = float64(v)
+		case int16:
+			f = float64(v)
+		case int32:
+			f = float64(v)
+		case int64:
+			f = float64(v)
+		case uint:
+			f = float64(v)
+		case uint8:
+			f = float64(v)
+		case uint16:
+			f = float64(v)
+		case uint32:
+			f = float64(v)
+		case uint64:
+			f = float64(v)
+		case float32:
+			f = float64(v)
+		default:
+			return nil, fmt.Errorf("argument %d has type %T, which eskip text cannot carry", i, a)
+		}
+		if out == nil {
+			out = slices.Clone(args)
+		}
+		out[i] = f
+	}
+	return out, nil
+}
+
+// corrupt builds the error for an unusable snapshot; Path is set by Load.
+func corrupt(kind LoadErrorKind, err error, format string, args ...any) *CorruptError {
+	return &CorruptError{Kind: kind, Reason: fmt.Sprintf(format, args...), Err: err}
+}
+
+// decode checks and parses a complete snapshot file. It returns either the
+// whole table or a *CorruptError, never a partial table.
+func decode(data []byte) (routing.Table, header, *CorruptError) {
+	var none routing.Table
+	if len(data) == 0 {
+		return none, header{}, corrupt(KindTruncated, nil, "truncated: empty file")
+	}
+	if !bytes.HasPrefix(data, magic) {
+		if bytes.HasPrefix(magic, data) {
+			return none, header{}, corrupt(KindTruncated, nil, "truncated: %d bytes, within the header", len(data))
+		}
+		return none, header{}, corrupt(KindForeign, nil, "not a bulkhead snapshot (does not start with %s)", magic)
+	}
+	nl := bytes.IndexByte(data[:min(len(data), maxHeaderBytes)], '\n')
+	if nl < 0 {
+		if len(data) < maxHeaderBytes {
+			return none, header{}, corrupt(KindTruncated, nil, "truncated: %d bytes, within the header", len(data))
+		}
+		return none, header{}, corrupt(KindMalformed, nil, "malformed header: no line end within %d bytes", maxHeaderBytes)
+	}
+	line := data[:nl]
+
+	// Format and version first, leniently: a later version may have other
+	// header fields, and must be reported as such.
+	var id struct {
+		Format  string `json:"format"`
+		Version int    `json:"version"`
+	}
+	if err := json.Unmarshal(line, &id); err != nil {
+		return none, header{}, corrupt(KindMalformed, err, "malformed header: %v", err)
+	}
+	if id.Format != FormatName {
+		return none, header{}, corrupt(KindForeign, nil, "not a bulkhead snapshot (format %q)", id.Format)
+	}
+	if id.Version != FormatVersion {
+		return none, header{}, corrupt(KindVersion, nil, "unknown format version %d (this build reads %d)", id.Version, FormatVersion)
+	}
+
+	var h header
+	if err := strictUnmarshal(line, &h); err != nil {
+		return none, header{}, corrupt(KindMalformed, err, "malformed header: %v", err)
+	}
+	// Canonical form: any changed byte in the header that still decodes
+	// (a key's case, an escape, a time zone) is caught here.
+	if canon, err := json.Marshal(h); err != nil || !bytes.Equal(canon, line) {
+		return none, header{}, corrupt(KindMalformed, err, "malformed header: not in the form this build writes")
+	}
+	if h.Schema != schema {
+		return none, header{}, corrupt(KindVersion, nil, "unknown table schema %s (this build reads %s)", h.Schema, schema)
+	}
+
+	body := data[nl+1:]
+	switch {
+	case len(body) < h.PayloadBytes:
+		return none, header{}, corrupt(KindTruncated, nil, "truncated: payload has %d of %d bytes", len(body), h.PayloadBytes)
+	case len(body) > h.PayloadBytes:
+		return none, header{}, corrupt(KindMalformed, nil, "malformed: %d bytes after the %d-byte payload", len(body)-h.PayloadBytes, h.PayloadBytes)
+	}
+	sum := sha256.Sum256(body)
+	if got := hex.EncodeToString(sum[:]); got != h.PayloadSHA256 {
+		return none, header{}, corrupt(KindChecksum, nil, "checksum mismatch: payload SHA-256 is %s, header says %s", got, h.PayloadSHA256)
+	}
+
+	// From here on the bytes are the ones written; failures mean a writer
+	// bug or a deliberately edited file.
+	var p payload
+	if err := strictUnmarshal(body, &p); err != nil {
+		return none, header{}, corrupt(KindMalformed, err, "malformed payload: %v", err)
+	}
+	if !p.SavedAt.Equal(h.SavedAt) || len(p.Table.Routes) != h.Routes {
+		return none, header{}, corrupt(KindMalformed, nil, "malformed: header (%d routes, saved %s) does not match payload (%d routes, saved %s)",
+			h.Routes, h.SavedAt.Format(time.RFC3339Nano), len(p.Table.Routes), p.SavedAt.Format(time.RFC3339Nano))
+	}
+	t := p.Table.Table
+	if p.Table.Routes != nil {
+		t.Routes = make([]routing.Route, len(p.Table.Routes))
+	}
+	for i, sr := range p.Table.Routes {
+		r, err := parseOne(sr.Eskip)
+		if err != nil {
+			return none, header{}, corrupt(KindMalformed, err, "malformed: route %d: eskip: %v", i, err)
+		}
+		t.Routes[i] = sr.Route
+		t.Routes[i].Eskip = r
+	}
+	return t, h, nil
+}
+
+// strictUnmarshal is json.Unmarshal refusing unknown fields and anything
+// but white space after the value.
+func strictUnmarshal(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("data after the JSON value")
+	}
+	return nil
+}
