@@ -7,7 +7,7 @@ GO ?= go
 # machines room, but not forever.
 TEST_TIMEOUT ?= 20m
 
-.PHONY: all build demo test unit vet deps controlplane cluster-up cluster-down clean bench-routes
+.PHONY: all build demo test unit vet deps controlplane cluster-up cluster-down clean bench-routes test-outage
 
 all: build
 
@@ -34,6 +34,10 @@ test: deps controlplane vet
 ## unit: the tests that need neither root nor a control plane
 unit:
 	$(GO) test -count=1 -short ./...
+
+## test-outage: the API server outage scenarios with 60 s outages (make test runs them with 20 s)
+test-outage: deps controlplane
+	BULKHEAD_OUTAGE=60s $(GO) test -count=1 -v -timeout 30m -run 'TestOutage|TestRestartDuringOutage|TestMassDeletion|TestCorruptSnapshot' ./e2e/
 
 ## bench-routes: route source at 1k and 10k Ingresses against a real API server
 bench-routes: deps controlplane
