@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
@@ -27,48 +28,77 @@ type Connector interface {
 	Alive(ctx context.Context) error
 }
 
-// RESTConnector connects with a rest.Config.
+// RESTConnector connects with a rest.Config. Use NewRESTConnector.
 type RESTConnector struct {
-	Config *rest.Config
-	// ProbeTimeout bounds one probe. Zero: 2 s.
-	ProbeTimeout time.Duration
+	config       *rest.Config
+	probeTimeout time.Duration
+
+	heartbeatOnce sync.Once
+	heartbeat     *http.Client // one keep-alive connection, reused
+	heartbeatErr  error
 }
 
-var _ Connector = RESTConnector{}
+// NewRESTConnector returns a connector for cfg; probes give up after
+// probeTimeout (zero: 2 s).
+func NewRESTConnector(cfg *rest.Config, probeTimeout time.Duration) *RESTConnector {
+	if probeTimeout == 0 {
+		probeTimeout = 2 * time.Second
+	}
+	return &RESTConnector{config: cfg, probeTimeout: probeTimeout}
+}
+
+var _ Connector = (*RESTConnector)(nil)
 
 // NewClient builds a clientset with its own transport. client-go shares one
 // transport among clients of equal configuration; a dial function of our
 // own (a new one per call) opts out of that sharing.
-func (c RESTConnector) NewClient() (kubernetes.Interface, error) {
-	cfg := rest.CopyConfig(c.Config)
+func (c *RESTConnector) NewClient() (kubernetes.Interface, error) {
+	cfg := rest.CopyConfig(c.config)
 	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 	cfg.Dial = dialer.DialContext
 	return kubernetes.NewForConfig(cfg)
 }
 
-// Probe asks /readyz on a connection of its own, closed afterwards.
-func (c RESTConnector) Probe(ctx context.Context) error { return c.get(ctx, "/readyz") }
-
-// Alive asks /livez, which does not involve etcd.
-func (c RESTConnector) Alive(ctx context.Context) error { return c.get(ctx, "/livez") }
-
-func (c RESTConnector) get(ctx context.Context, path string) error {
-	timeout := c.ProbeTimeout
-	if timeout == 0 {
-		timeout = 2 * time.Second
-	}
-	cfg := rest.CopyConfig(c.Config)
-	cfg.Timeout = timeout
-	dialer := &net.Dialer{Timeout: timeout}
-	cfg.Dial = dialer.DialContext
-	hc, err := rest.HTTPClientFor(cfg)
+// Probe asks /readyz on a connection of its own, closed afterwards: after
+// an outage, an old connection may be the very thing that is dead.
+func (c *RESTConnector) Probe(ctx context.Context) error {
+	hc, err := c.httpClient()
 	if err != nil {
 		return err
 	}
 	defer hc.CloseIdleConnections()
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	return c.get(ctx, hc, "/readyz")
+}
+
+// Alive asks /livez, which does not involve etcd, on one kept-alive
+// connection: a heartbeat every few seconds from every node must not cost
+// the API server a TLS handshake each. If that connection has died
+// silently the request times out, which is the signal wanted.
+func (c *RESTConnector) Alive(ctx context.Context) error {
+	c.heartbeatOnce.Do(func() { c.heartbeat, c.heartbeatErr = c.httpClient() })
+	if c.heartbeatErr != nil {
+		return c.heartbeatErr
+	}
+	err := c.get(ctx, c.heartbeat, "/livez")
+	if err != nil {
+		c.heartbeat.CloseIdleConnections() // the next heartbeat dials afresh
+	}
+	return err
+}
+
+// httpClient returns a client with a transport of its own.
+func (c *RESTConnector) httpClient() (*http.Client, error) {
+	cfg := rest.CopyConfig(c.config)
+	cfg.Timeout = c.probeTimeout
+	dialer := &net.Dialer{Timeout: c.probeTimeout}
+	cfg.Dial = dialer.DialContext
+	return rest.HTTPClientFor(cfg)
+}
+
+func (c *RESTConnector) get(ctx context.Context, hc *http.Client, path string) error {
+	ctx, cancel := context.WithTimeout(ctx, c.probeTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(cfg.Host, "/")+path, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(c.config.Host, "/")+path, nil)
 	if err != nil {
 		return err
 	}

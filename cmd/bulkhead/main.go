@@ -122,7 +122,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		Registerer:     reg,
 	})
 	routes = dataclient.New(dataclient.Options{
-		Connector:   dataclient.RESTConnector{Config: restConfig},
+		Connector:   dataclient.NewRESTConnector(restConfig, 0),
 		Translate:   routing.Options{ControllerName: cfg.ControllerName},
 		Store:       store,
 		SyncTimeout: cfg.SyncTimeout,
