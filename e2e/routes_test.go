@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/bulkhead-router/bulkhead/internal/testpods"
+	"github.com/bulkhead-router/bulkhead/internal/testrouter"
 )
 
 // TestPathAndHostRules checks the Ingress v1 path and host rules through
@@ -313,4 +315,45 @@ func (e *env) expectIngressStatus(namespace, name string, want []networkingv1.In
 		}
 		return nil
 	})
+}
+
+// TestOneReplicaWritesStatus: of two routers, exactly one holds the status
+// lease; when it shuts down the other takes over and keeps status right.
+func TestOneReplicaWritesStatus(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "-publish-address", "192.0.2.20", "-election-namespace", "default")
+	second := testrouter.Start(t, testrouter.Options{Kubeconfig: e.cp.Kubeconfig(),
+		Args: []string{"-publish-address", "192.0.2.20", "-election-namespace", "default"}})
+	e.ingressClass("bulkhead", false)
+	e.startPods("ha", "web", 1)
+	e.apply(ingress("ha", "one", "bulkhead", rule("one.example", path("/", prefix(), "web"))))
+	want := []networkingv1.IngressLoadBalancerIngress{{IP: "192.0.2.20"}}
+	e.expectIngressStatus("ha", "one", want)
+
+	leaders := func() (first, other float64) {
+		a, _ := e.router.Metric("bulkhead_status_leader")
+		b, _ := second.Metric("bulkhead_status_leader")
+		return a, b
+	}
+	e.eventually(30*time.Second, "exactly one leader", func() error {
+		if a, b := leaders(); a+b != 1 {
+			return fmt.Errorf("leader gauges %v and %v", a, b)
+		}
+		return nil
+	})
+	leader, follower := e.router, second
+	if a, _ := leaders(); a != 1 {
+		leader, follower = second, e.router
+	}
+	leader.Signal(syscall.SIGTERM)
+	if code := leader.Wait(30 * time.Second); code != 0 {
+		t.Fatalf("leader exited %d", code)
+	}
+	follower.WaitFor(30*time.Second, "the follower to take over", func() bool {
+		v, _ := follower.Metric("bulkhead_status_leader")
+		return v == 1
+	})
+	// The new leader writes: a new Ingress gets its status.
+	e.apply(ingress("ha", "two", "bulkhead", rule("two.example", path("/", prefix(), "web"))))
+	e.expectIngressStatus("ha", "two", want)
 }

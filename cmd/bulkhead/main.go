@@ -149,7 +149,9 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 			log.Error("kubernetes route source stopped", logging.KeyError, err)
 		}
 	}()
+	statusDone := make(chan struct{})
 	go func() {
+		defer close(statusDone)
 		if err := status.Run(ctx); err != nil {
 			log.Error("Ingress status writer stopped", logging.KeyError, err)
 		}
@@ -216,6 +218,12 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	}
 	for _, s := range servers[1:] {
 		s.Close()
+	}
+	// Let the status writer give up its lease, so another replica takes
+	// over at once instead of after the lease expires.
+	select {
+	case <-statusDone:
+	case <-time.After(5 * time.Second):
 	}
 	return nil
 }
