@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/sirupsen/logrus"
@@ -57,10 +59,58 @@ func routeLogrus(l *slog.Logger) {
 	logrus.SetOutput(io.Discard)
 	logrus.SetLevel(logrus.DebugLevel) // filtering is slog's job
 	logrus.StandardLogger().ReplaceHooks(logrus.LevelHooks{})
-	logrus.AddHook(logrusHook{l})
+	logrus.AddHook(logrusHook{l: l, sampler: &sampler{interval: 10 * time.Second}})
 }
 
-type logrusHook struct{ l *slog.Logger }
+func isPerRequest(msg string) bool {
+	for _, p := range perRequestPrefixes {
+		if strings.HasPrefix(msg, p) {
+			return true
+		}
+	}
+	return false
+}
+
+type logrusHook struct {
+	l       *slog.Logger
+	sampler *sampler
+}
+
+// perRequestPrefixes are skipper's log lines about one failed request.
+// During a backend outage they come once per request; bulkhead samples
+// them (see sampler) rather than log on the hot path at default level.
+var perRequestPrefixes = []string{
+	"error while proxying",
+	"Failed to retry backend request",
+	"error during closing the response body",
+	"Error connecting to backend",
+	"Error writing request to backend",
+	"Error reading response from backend",
+	"Error writing body to client",
+	"Error writing backend response to client",
+	"error copying data",
+	"client canceled",
+}
+
+// sampler lets one per-request line through every interval, at warn, with
+// the number suppressed since; the others go to debug.
+type sampler struct {
+	interval time.Duration
+	mu       sync.Mutex
+	last     time.Time
+	dropped  int
+}
+
+func (s *sampler) admit(now time.Time) (ok bool, suppressed int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if now.Sub(s.last) < s.interval {
+		s.dropped++
+		return false, 0
+	}
+	s.last, suppressed, s.dropped = now, s.dropped, 0
+	return true, suppressed
+}
 
 func (logrusHook) Levels() []logrus.Level { return logrus.AllLevels }
 
@@ -71,6 +121,17 @@ func (h logrusHook) Fire(e *logrus.Entry) error {
 		level = slog.LevelError
 	case e.Level == logrus.WarnLevel:
 		level = slog.LevelWarn
+	}
+	if level > slog.LevelDebug && isPerRequest(e.Message) {
+		ok, suppressed := h.sampler.admit(e.Time)
+		if !ok {
+			level = slog.LevelDebug
+		} else {
+			level = slog.LevelWarn
+			if suppressed > 0 && e.Data != nil {
+				e.Data["suppressed_since_last"] = suppressed
+			}
+		}
 	}
 	if !h.l.Enabled(context.Background(), level) {
 		return nil

@@ -70,3 +70,21 @@ func TestBadSettings(t *testing.T) {
 		t.Error("New accepted an unknown format")
 	}
 }
+
+func TestPerRequestErrorsAreSampled(t *testing.T) {
+	var buf bytes.Buffer
+	if _, err := New(&buf, slog.LevelInfo, "json"); err != nil {
+		t.Fatal(err)
+	}
+	for range 50 {
+		logrus.Errorf("error while proxying after 1ms, route r with backend lb, status code 502: dial tcp: connection refused")
+	}
+	records := decode(t, &buf)
+	if len(records) != 1 || records[0]["level"] != "WARN" {
+		t.Fatalf("want one sampled warning for 50 failed requests, got %d: %s", len(records), buf.String())
+	}
+	logrus.Error("something else broke") // not per request: always logged
+	if records = decode(t, &buf); len(records) != 2 || records[1]["level"] != "ERROR" {
+		t.Fatalf("a non-request error was not logged as an error: %s", buf.String())
+	}
+}
