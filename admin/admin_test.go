@@ -1,0 +1,108 @@
+package admin
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/zalando/skipper/eskip"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/bulkhead-router/bulkhead/dataclient"
+	"github.com/bulkhead-router/bulkhead/routing"
+)
+
+type fakeSource struct {
+	held      bool
+	confirmed bool
+}
+
+func (f *fakeSource) Status() dataclient.Status {
+	st := dataclient.Status{Table: dataclient.TableStatus{Loaded: true, Source: dataclient.SourceSnapshot, Routes: 1}}
+	if f.held {
+		st.Hold = &dataclient.HoldStatus{RemovedRoutes: 3}
+	}
+	return st
+}
+
+func (f *fakeSource) ConfirmHold() bool {
+	f.confirmed = f.held
+	return f.held
+}
+
+func handler(t *testing.T, src *fakeSource, loaded bool) http.Handler {
+	t.Helper()
+	table := routing.Table{
+		Routes: []routing.Route{{
+			Eskip:   &eskip.Route{Id: "r1", Path: "/com/shop", BackendType: eskip.ShuntBackend, Shunt: true},
+			Ingress: types.NamespacedName{Namespace: "shop", Name: "web"}, Host: "shop.com", Path: "/", PathType: "Prefix",
+			Service: "web", Port: "80",
+		}},
+		Problems: []routing.Problem{{Kind: "Ingress", Namespace: "shop", Name: "bad", Reason: routing.ServiceNotFound, Message: "service shop/x not found"}},
+	}
+	return Handler(Options{
+		Gatherer: prometheus.NewRegistry(),
+		Table:    func() (routing.Table, bool) { return table, loaded },
+		Source:   src,
+	})
+}
+
+func do(h http.Handler, method, path, accept string) (int, string) {
+	req := httptest.NewRequest(method, path, nil)
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	body, _ := io.ReadAll(rec.Result().Body)
+	return rec.Code, string(body)
+}
+
+func TestRoutesAreTraceableToTheirIngress(t *testing.T) {
+	h := handler(t, &fakeSource{}, true)
+	code, text := do(h, http.MethodGet, "/routes", "")
+	if code != 200 || !strings.Contains(text, "// ingress shop/web: host shop.com path / (Prefix) -> service web port 80") || !strings.Contains(text, "r1:") {
+		t.Fatalf("/routes text: %d\n%s", code, text)
+	}
+	code, body := do(h, http.MethodGet, "/routes", "application/json")
+	var views []map[string]any
+	if err := json.Unmarshal([]byte(body), &views); code != 200 || err != nil || len(views) != 1 || views[0]["id"] != "r1" || views[0]["host"] != "shop.com" {
+		t.Fatalf("/routes JSON: %d %v\n%s", code, err, body)
+	}
+}
+
+func TestProblemsListed(t *testing.T) {
+	h := handler(t, &fakeSource{}, true)
+	if code, text := do(h, http.MethodGet, "/problems", ""); code != 200 || !strings.Contains(text, "Ingress shop/bad: ServiceNotFound") {
+		t.Fatalf("/problems: %d %s", code, text)
+	}
+}
+
+func TestNoTableYetIs503(t *testing.T) {
+	h := handler(t, &fakeSource{}, false)
+	if code, _ := do(h, http.MethodGet, "/routes", ""); code != http.StatusServiceUnavailable {
+		t.Fatalf("/routes without a table: %d", code)
+	}
+}
+
+func TestStatusAndGuardConfirm(t *testing.T) {
+	src := &fakeSource{}
+	h := handler(t, src, true)
+	if code, body := do(h, http.MethodGet, "/status", ""); code != 200 || !strings.Contains(body, `"source": "snapshot"`) {
+		t.Fatalf("/status: %d %s", code, body)
+	}
+	if code, _ := do(h, http.MethodPost, "/guard/confirm", ""); code != http.StatusConflict {
+		t.Fatalf("confirm with nothing held: %d", code)
+	}
+	if code, _ := do(h, http.MethodGet, "/guard/confirm", ""); code != http.StatusMethodNotAllowed {
+		t.Fatalf("GET /guard/confirm must not confirm: %d", code)
+	}
+	src.held = true
+	if code, _ := do(h, http.MethodPost, "/guard/confirm", ""); code != 200 || !src.confirmed {
+		t.Fatalf("confirm with a hold: %d confirmed=%v", code, src.confirmed)
+	}
+}
