@@ -39,6 +39,9 @@ type Options struct {
 	// PostProcessors run over every processed table just before it goes
 	// live, after skipper's own load-balancer post-processors.
 	PostProcessors []skrouting.PostProcessor
+	// WrapRoundTripper, when set, wraps skipper's transport to the
+	// backends (the upstream resilience layer: breakers and retries).
+	WrapRoundTripper func(http.RoundTripper) http.RoundTripper
 	// PollInterval is the pause skipper takes between two calls to a data
 	// client. Zero: 5 ms. It adds directly to the latency of every route
 	// change, so it is short; a data client whose LoadAll and LoadUpdate
@@ -97,6 +100,9 @@ func New(o Options) *Proxy {
 		AccessLogDisabled: true,
 		DefaultHTTPStatus: http.StatusNotFound,
 		EndpointRegistry:  endpoints,
+		// Wraps skipper's transport: sees each request's chosen endpoint in
+		// req.URL.Host. (WebSocket upgrades do not pass through it.)
+		CustomHttpRoundTripperWrap: o.WrapRoundTripper,
 	})
 	return &Proxy{routing: rt, proxy: px, prepare: o.PrepareRequest, log: o.Log}
 }

@@ -16,6 +16,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -37,6 +38,7 @@ import (
 	"github.com/bulkhead-router/bulkhead/proxy"
 	"github.com/bulkhead-router/bulkhead/routing"
 	"github.com/bulkhead-router/bulkhead/tablestore"
+	"github.com/bulkhead-router/bulkhead/upstream"
 )
 
 func main() {
@@ -131,12 +133,19 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		Registerer:  reg,
 		OnTable:     func(t routing.Table) { status.SetServed(t.Served) },
 	})
+	// The upstream resilience layer: per-endpoint breakers and budgeted
+	// retries on another endpoint, keyed by ip:port so they outlive tables.
+	resilience, err := upstream.New(upstream.Config{Label: backendLabel(routes)}, reg, log.With(logging.KeyComponent, "upstream"))
+	if err != nil {
+		return err
+	}
 	px := proxy.New(proxy.Options{
-		DataClients:    []skrouting.DataClient{routes},
-		PrepareRequest: routing.PrepareRequest,
-		Filters:        []filters.Spec{routing.NewRestorePathSpec()},
-		Predicates:     []skrouting.PredicateSpec{routes.SentinelPredicate()},
-		PostProcessors: []skrouting.PostProcessor{routes.PostProcessor()},
+		DataClients:      []skrouting.DataClient{routes},
+		PrepareRequest:   routing.PrepareRequest,
+		Filters:          []filters.Spec{routing.NewRestorePathSpec(), resilience.OptInSpec()},
+		Predicates:       []skrouting.PredicateSpec{routes.SentinelPredicate()},
+		PostProcessors:   []skrouting.PostProcessor{resilience.PostProcessor(), routes.PostProcessor()},
+		WrapRoundTripper: resilience.WrapRoundTripper,
 		Log:            log,
 		ExpectedErrors: []string{dataclient.NotSyncedMessage},
 	})
@@ -263,6 +272,21 @@ func detectDeadConnections() {
 		if os.Getenv(name) == "" {
 			os.Setenv(name, value)
 		}
+	}
+}
+
+// backendLabel names an endpoint group in metrics by the Service port its
+// routes point at ("namespace/service:port"), a label of low cardinality
+// that an operator recognises. It runs once per group per table.
+func backendLabel(routes *dataclient.Client) upstream.LabelFunc {
+	return func(routeIDs []string) string {
+		t, _ := routes.Table()
+		i := sort.Search(len(t.Routes), func(i int) bool { return t.Routes[i].Eskip.Id >= routeIDs[0] })
+		if i < len(t.Routes) && t.Routes[i].Eskip.Id == routeIDs[0] {
+			r := t.Routes[i]
+			return r.Ingress.Namespace + "/" + r.Service + ":" + r.Port
+		}
+		return routeIDs[0]
 	}
 }
 

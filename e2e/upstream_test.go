@@ -1,0 +1,71 @@
+package e2e
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/bulkhead-router/bulkhead/internal/testpods"
+)
+
+// TestPodKilledWhileStillListed: a pod dies abruptly and, as in a real
+// cluster, its EndpointSlice lists it for a few more seconds. GETs that land
+// on it fail to connect and are retried on the other pod: 0 failures.
+func TestPodKilledWhileStillListed(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.ingressClass("bulkhead", false)
+	pods := e.startPods("up", "web", 2)
+	e.apply(ingress("up", "web", "bulkhead", rule("web.example", path("/", prefix(), "web"))))
+	e.router.WaitReady(30 * time.Second)
+	e.expectAllPods("web.example", "web-0", "web-1")
+
+	s := e.steadyLoad()
+	sentBefore, _ := s.load.Snapshot()
+	e.eventually(10*time.Second, "load flowing", func() error {
+		if sent, _ := s.load.Snapshot(); sent < sentBefore+50 {
+			return errNotYet
+		}
+		return nil
+	})
+	if err := pods[0].Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-time.After(3 * time.Second) // the endpoint controller's lag, during which the dead pod stays listed
+	e.pods.RemoveFromEndpoints(pods[0])
+	e.syncSlice("up", "web")
+	e.expectAllPods("web.example", "web-1")
+	r := s.finish(t, "pod SIGKILLed, listed 3 s longer")
+	if retries := sumMetric(e.router, "bulkhead_upstream_retries_total"); retries == 0 {
+		t.Errorf("no retries counted although a listed pod was dead (%s)", r)
+	}
+}
+
+// TestPodAnswering503: a pod answers 503; GETs are retried elsewhere (0
+// failures) and its breaker opens; when the pod recovers it gets traffic
+// again.
+func TestPodAnswering503(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.ingressClass("bulkhead", false)
+	pods := e.startPods("up", "web", 2)
+	e.apply(ingress("up", "web", "bulkhead", rule("web.example", path("/", prefix(), "web"))))
+	e.router.WaitReady(30 * time.Second)
+	e.expectAllPods("web.example", "web-0", "web-1")
+
+	s := e.steadyLoad()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := pods[0].SetMode(ctx, testpods.Mode503); err != nil {
+		t.Fatal(err)
+	}
+	e.router.WaitFor(30*time.Second, "the breaker of the failing pod to open", func() bool {
+		v, _ := e.router.Metric("bulkhead_upstream_breakers_open")
+		return v == 1
+	})
+	if err := pods[0].SetMode(ctx, testpods.ModeOK); err != nil {
+		t.Fatal(err)
+	}
+	e.expectAllPods("web.example", "web-0", "web-1") // recovered: half-open probe, then closed
+	s.finish(t, "pod answering 503")
+}

@@ -1,0 +1,220 @@
+package upstream
+
+import (
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sony/gobreaker"
+)
+
+// Outcome is the result of one attempt against one endpoint, as the
+// breaker sees it.
+type Outcome int
+
+const (
+	// Success: any answer other than 502/503/504 (4xx included: the pod
+	// is alive and answering).
+	Success Outcome = iota
+	// Failure: connect error, reset, timeout, or a 502/503/504 answer.
+	Failure
+	// Ignored: the attempt says nothing about the endpoint (the client
+	// went away). gobreaker has no neutral outcome, so it is recorded as
+	// a success: that resets the consecutive-failure count and, for a
+	// half-open probe, closes the breaker; a leaked probe slot would
+	// otherwise keep the breaker half-open forever.
+	Ignored
+)
+
+// BreakerConfig configures every per-endpoint breaker.
+type BreakerConfig struct {
+	// ConsecutiveFailures opens the breaker. Default 5.
+	ConsecutiveFailures uint32
+	// OpenFor is the cool-down before a single probe is let through.
+	// Default 10s: longer than skipper's Kubernetes poll (3s by default)
+	// plus EndpointSlice propagation, so an endpoint of a terminating
+	// pod normally stays ejected until it leaves the table and is
+	// pruned, while an overloaded-but-alive pod costs at most one probe
+	// (itself retried elsewhere) per 10s.
+	OpenFor time.Duration
+}
+
+func (c *BreakerConfig) defaults() {
+	if c.ConsecutiveFailures == 0 {
+		c.ConsecutiveFailures = 5
+	}
+	if c.OpenFor <= 0 {
+		c.OpenFor = 10 * time.Second
+	}
+}
+
+// Breakers is a registry of circuit breakers keyed by endpoint "ip:port".
+// It is independent of route tables: a breaker lives until Prune drops
+// its endpoint. Lookups are lock-free (sync.Map, read-mostly); each
+// breaker only takes its own mutex inside gobreaker.
+type Breakers struct {
+	cfg     BreakerConfig
+	m       sync.Map // string -> *breaker
+	metrics *metrics
+	log     *slog.Logger
+	now     func() time.Time
+}
+
+type breaker struct {
+	endpoint string
+	cb       *gobreaker.TwoStepCircuitBreaker
+	// mirror of the gobreaker state for the lock-free read path.
+	state     atomic.Int32
+	openUntil atomic.Int64 // unix nanos; meaningful while state is open
+	probing   atomic.Bool  // the single half-open probe is in flight
+
+	mu     sync.Mutex // guards isOpen/pruned (gauge bookkeeping; rare)
+	isOpen bool
+	pruned bool
+}
+
+func newBreakers(cfg BreakerConfig, m *metrics, log *slog.Logger) *Breakers {
+	cfg.defaults()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Breakers{cfg: cfg, metrics: m, log: log, now: time.Now}
+}
+
+func (b *Breakers) get(endpoint string) *breaker {
+	if v, ok := b.m.Load(endpoint); ok {
+		return v.(*breaker)
+	}
+	br := &breaker{endpoint: endpoint}
+	threshold := b.cfg.ConsecutiveFailures
+	br.cb = gobreaker.NewTwoStepCircuitBreaker(gobreaker.Settings{
+		Name:        endpoint,
+		MaxRequests: 1, // half-open: exactly one probe
+		Timeout:     b.cfg.OpenFor,
+		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= threshold },
+		// Called under the breaker's own mutex: only touch atomics,
+		// metrics and the log here.
+		OnStateChange: func(_ string, from, to gobreaker.State) { b.onStateChange(br, from, to) },
+	})
+	if v, loaded := b.m.LoadOrStore(endpoint, br); loaded {
+		return v.(*breaker)
+	}
+	return br
+}
+
+func (b *Breakers) onStateChange(br *breaker, from, to gobreaker.State) {
+	if to == gobreaker.StateOpen {
+		br.openUntil.Store(b.now().Add(b.cfg.OpenFor).UnixNano())
+	}
+	br.state.Store(int32(to))
+	br.mu.Lock()
+	if !br.pruned {
+		switch {
+		case to == gobreaker.StateOpen && !br.isOpen:
+			br.isOpen = true
+			b.metrics.open.Inc()
+		case to != gobreaker.StateOpen && br.isOpen:
+			br.isOpen = false
+			b.metrics.open.Dec()
+		}
+		b.metrics.stateChanges.WithLabelValues(br.endpoint, to.String()).Inc()
+	}
+	br.mu.Unlock()
+	b.log.Info("upstream breaker state change", "endpoint", br.endpoint, "from", from.String(), "to", to.String())
+}
+
+// Allow asks the endpoint's breaker whether an attempt may proceed. When
+// ok, done must be called exactly once with the attempt's outcome.
+// ok is false while the breaker is open, or half-open with its probe
+// already in flight.
+func (b *Breakers) Allow(endpoint string) (done func(Outcome), ok bool) {
+	br := b.get(endpoint)
+	d, err := br.cb.Allow()
+	if err != nil {
+		return nil, false
+	}
+	probe := gobreaker.State(br.state.Load()) == gobreaker.StateHalfOpen
+	if probe {
+		br.probing.Store(true)
+	}
+	return func(o Outcome) {
+		if probe {
+			br.probing.Store(false)
+		}
+		// gobreaker has no "ignore": a client cancellation counts as
+		// success so that a half-open probe slot is never leaked.
+		d(o != Failure)
+	}, true
+}
+
+// Record is Allow+done in one step, for callers that only observe.
+// It is a no-op when the breaker refuses attempts.
+func (b *Breakers) Record(endpoint string, o Outcome) {
+	if done, ok := b.Allow(endpoint); ok {
+		done(o)
+	}
+}
+
+// State returns the endpoint's breaker state (closed if unknown).
+func (b *Breakers) State(endpoint string) gobreaker.State {
+	v, ok := b.m.Load(endpoint)
+	if !ok {
+		return gobreaker.StateClosed
+	}
+	return v.(*breaker).cb.State()
+}
+
+// Available is the lock-free read used on every load-balancing decision:
+// false while the breaker is open, or half-open with its probe in flight.
+// It never creates a breaker.
+func (b *Breakers) Available(endpoint string) bool {
+	v, ok := b.m.Load(endpoint)
+	if !ok {
+		return true
+	}
+	br := v.(*breaker)
+	switch gobreaker.State(br.state.Load()) {
+	case gobreaker.StateClosed:
+		return true
+	case gobreaker.StateHalfOpen:
+		return !br.probing.Load()
+	default: // open
+		if b.now().UnixNano() < br.openUntil.Load() {
+			return false
+		}
+		// cool-down over: let gobreaker move to half-open (lazy in gobreaker).
+		return br.cb.State() == gobreaker.StateHalfOpen && !br.probing.Load()
+	}
+}
+
+// Prune drops the breakers of endpoints not in active, together with
+// their metric series.
+func (b *Breakers) Prune(active map[string]struct{}) {
+	b.m.Range(func(k, v any) bool {
+		ep := k.(string)
+		if _, ok := active[ep]; ok {
+			return true
+		}
+		b.m.Delete(ep)
+		br := v.(*breaker)
+		br.mu.Lock()
+		br.pruned = true
+		if br.isOpen {
+			br.isOpen = false
+			b.metrics.open.Dec()
+		}
+		br.mu.Unlock()
+		for _, s := range []gobreaker.State{gobreaker.StateClosed, gobreaker.StateHalfOpen, gobreaker.StateOpen} {
+			b.metrics.stateChanges.DeleteLabelValues(ep, s.String())
+		}
+		return true
+	})
+}
+
+// Len is the number of endpoints with a breaker.
+func (b *Breakers) Len() int {
+	n := 0
+	b.m.Range(func(_, _ any) bool { n++; return true })
+	return n
+}

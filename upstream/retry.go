@@ -1,0 +1,297 @@
+package upstream
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+)
+
+// retrier is the http.RoundTripper installed through
+// proxy.Params.CustomHttpRoundTripperWrap. Requests to hosts that are not an
+// endpoint of any LB route in the current table pass through untouched.
+type retrier struct {
+	u    *Upstream
+	next http.RoundTripper
+}
+
+func (r *retrier) RoundTrip(req *http.Request) (*http.Response, error) {
+	optIn := false
+	if v, ok := req.Header[OptInHeader]; ok {
+		optIn = len(v) == 1 && v[0] == r.u.optIn
+		h := req.Header.Clone()
+		delete(h, OptInHeader)
+		req = req.WithContext(req.Context())
+		req.Header = h
+	}
+	g := r.u.topo.Load().byEndpoint[req.URL.Host]
+	if g == nil {
+		return r.next.RoundTrip(req)
+	}
+	g.requests.Inc()
+	g.budget.request()
+
+	body, hasBody, replayable, err := r.bufferBody(req)
+	if err != nil {
+		return nil, err
+	}
+	retryAfterSend := optIn || idempotent(req.Method)
+	ctx := req.Context()
+	b := r.u.breakers
+
+	var triedBuf [4]string
+	tried := triedBuf[:0]
+	var bo *backoff.ExponentialBackOff
+	target := req.URL.Host
+	retries := 0
+	for {
+		done, admitted := b.Allow(target)
+		if !admitted {
+			// Open (the table changed under the LB) or a half-open probe
+			// is in flight: go to an available endpoint if there is one,
+			// otherwise send anyway (breakers steer, they never fail a
+			// request on their own).
+			if alt := g.pick(b, target, tried, true); alt != "" && alt != target && !contains(tried, alt) {
+				tried = append(tried, target)
+				target = alt
+				continue
+			}
+		}
+		resp, err := r.next.RoundTrip(attempt(req, target, body, hasBody))
+		outcome, notReached, afterSend := classify(ctx, resp, err)
+		if done != nil {
+			done(outcome)
+		}
+		if outcome == Failure {
+			g.failures.Inc()
+		}
+		if retries >= r.u.cfg.MaxRetries || !replayable || !(notReached || (afterSend && retryAfterSend)) {
+			return resp, err
+		}
+		next := g.pick(b, target, tried, false)
+		if next == "" {
+			return resp, err
+		}
+		if bo == nil {
+			bo = &backoff.ExponentialBackOff{
+				InitialInterval:     r.u.cfg.InitialBackoff,
+				RandomizationFactor: 0.5,
+				Multiplier:          2,
+				MaxInterval:         r.u.cfg.MaxBackoff,
+				Stop:                backoff.Stop,
+				Clock:               backoff.SystemClock,
+			}
+			bo.Reset()
+		}
+		wait := bo.NextBackOff()
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= wait {
+			return resp, err
+		}
+		if !g.budget.withdraw() {
+			g.exhausted.Inc()
+			return resp, err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return resp, err
+		case <-t.C:
+		}
+		if resp != nil {
+			// A retried answer is discarded; only the final one is returned.
+			_, _ = io.CopyN(io.Discard, resp.Body, 4<<10) // lets the connection be reused
+			resp.Body.Close()
+		}
+		g.retries.Inc()
+		retries++
+		tried = append(tried, target)
+		target = next
+	}
+}
+
+// bufferBody reads a body of up to MaxBufferedBody so that it can be
+// replayed. Larger and unknown-length-but-too-long bodies are streamed
+// (the bytes already read are sent first) and never replayed.
+func (r *retrier) bufferBody(req *http.Request) (body []byte, hasBody, replayable bool, err error) {
+	if req.Body == nil || req.Body == http.NoBody {
+		return nil, false, true, nil
+	}
+	limit := r.u.cfg.MaxBufferedBody
+	if req.ContentLength > limit {
+		return nil, false, false, nil
+	}
+	size := req.ContentLength
+	if size <= 0 {
+		size = 512
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, size+1))
+	n, err := buf.ReadFrom(io.LimitReader(req.Body, limit+1))
+	if err != nil {
+		req.Body.Close()
+		return nil, false, false, err
+	}
+	if n > limit {
+		req.Body = &prefixedBody{Reader: io.MultiReader(bytes.NewReader(buf.Bytes()), req.Body), c: req.Body}
+		return nil, false, false, nil
+	}
+	req.Body.Close()
+	return buf.Bytes(), true, true, nil
+}
+
+type prefixedBody struct {
+	io.Reader
+	c io.Closer
+}
+
+func (p *prefixedBody) Close() error { return p.c.Close() }
+
+// attempt returns the request for one attempt on host, with a fresh body.
+func attempt(req *http.Request, host string, body []byte, hasBody bool) *http.Request {
+	if host == req.URL.Host && !hasBody {
+		return req
+	}
+	a := req.WithContext(req.Context()) // shallow copy
+	if host != req.URL.Host {
+		u := *req.URL
+		u.Host = host
+		a.URL = &u
+	}
+	if hasBody {
+		a.ContentLength = int64(len(body))
+		a.Body = io.NopCloser(bytes.NewReader(body))
+		// GetBody lets net/http itself replay on a reused connection that
+		// died before anything was written (nothingWrittenError).
+		a.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+		if len(body) == 0 {
+			a.Body, a.GetBody = http.NoBody, nil
+		}
+	}
+	return a
+}
+
+func idempotent(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodPut, http.MethodDelete, http.MethodTrace:
+		return true
+	}
+	return false
+}
+
+// classify turns an attempt's result into a breaker outcome and its retry
+// class: notReached (provably never reached the pod: any method may be
+// retried) or afterSend (502/503/504 or a reset/EOF after sending:
+// idempotent or opted-in methods only).
+func classify(ctx context.Context, resp *http.Response, err error) (o Outcome, notReached, afterSend bool) {
+	if err == nil {
+		switch resp.StatusCode {
+		case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+			return Failure, false, true
+		}
+		return Success, false, false
+	}
+	switch ctx.Err() {
+	case context.Canceled:
+		return Ignored, false, false
+	case context.DeadlineExceeded:
+		return Failure, false, false
+	}
+	if neverSent(err) {
+		return Failure, true, false
+	}
+	return Failure, false, isReset(err)
+}
+
+// errServerClosedIdle is net/http's (unexported) error for a reused
+// keep-alive connection the server closed while it was idle, i.e. before
+// it read our request. net/http retries it itself only for replayable
+// requests; we do it for any method.
+const errServerClosedIdle = "http: server closed idle connection"
+
+func neverSent(err error) bool {
+	// skipper's dialer wraps dial errors in *proxy.proxyError (no Unwrap)
+	// exposing DialError().
+	var de interface{ DialError() bool }
+	if errors.As(err, &de) && de.DialError() {
+		return true
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Op == "dial" {
+		return true
+	}
+	var rh tls.RecordHeaderError
+	var ae tls.AlertError
+	var cv *tls.CertificateVerificationError
+	if errors.As(err, &rh) || errors.As(err, &ae) || errors.As(err, &cv) {
+		return true
+	}
+	if oe != nil && oe.Op == "remote error" { // TLS alert from the server
+		return true
+	}
+	msg := err.Error()
+	return strings.Contains(msg, errServerClosedIdle) || strings.Contains(msg, "TLS handshake timeout")
+}
+
+func isReset(err error) bool {
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		strings.Contains(err.Error(), "transport connection broken")
+}
+
+// pick chooses the next endpoint of g, never current when another exists.
+// Preference: untried+available, tried+available, untried+unavailable,
+// tried+unavailable, current (only when it is the group's sole endpoint);
+// random among equals. With onlyAvailable it returns "" rather than an
+// unavailable endpoint (and never current).
+func (g *group) pick(b *Breakers, current string, tried []string, onlyAvailable bool) string {
+	n := len(g.endpoints)
+	if n == 0 {
+		return ""
+	}
+	start := rand.IntN(n)
+	best, bestRank := "", 4
+	for i := 0; i < n; i++ {
+		ep := g.endpoints[(start+i)%n]
+		if ep == current {
+			continue
+		}
+		rank := 0
+		if contains(tried, ep) {
+			rank += 1
+		}
+		if !b.Available(ep) {
+			if onlyAvailable {
+				continue
+			}
+			rank += 2
+		}
+		if rank < bestRank {
+			best, bestRank = ep, rank
+			if rank == 0 {
+				break
+			}
+		}
+	}
+	if best == "" && !onlyAvailable && n == 1 && g.endpoints[0] == current {
+		return current // the only endpoint: retry it rather than nothing
+	}
+	return best
+}
+
+func contains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}

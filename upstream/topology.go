@@ -1,0 +1,199 @@
+package upstream
+
+import (
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/zalando/skipper/eskip"
+	"github.com/zalando/skipper/routing"
+)
+
+// group is a set of interchangeable endpoints: the endpoints of one or
+// more LB routes with the same endpoint list. Retries stay in a group.
+type group struct {
+	label     string
+	endpoints []string // sorted "ip:port"
+	budget    *budget
+	requests  prometheus.Counter
+	failures  prometheus.Counter
+	retries   prometheus.Counter
+	exhausted prometheus.Counter
+}
+
+// topology maps each endpoint to the group a retry may use. An endpoint
+// listed by several routes with different endpoint lists maps to the
+// intersection of those lists, which is valid for any of the routes.
+type topology struct {
+	byEndpoint map[string]*group
+}
+
+// LabelFunc names the group of the routes sharing one endpoint list. It
+// must have low cardinality (e.g. "namespace/service"); the default is
+// the smallest route ID among those routes.
+type LabelFunc func(routeIDs []string) string
+
+func defaultLabel(ids []string) string { return ids[0] }
+
+// postProcessor wraps LB algorithms and publishes the topology.
+type postProcessor struct {
+	u *Upstream
+
+	mu      sync.Mutex // serialises Do; guards budgets and labels
+	budgets map[string]*budget
+}
+
+// Do implements routing.PostProcessor. It must run after
+// loadbalancer.NewAlgorithmProvider(), which sets route.LBAlgorithm.
+func (p *postProcessor) Do(routes []*routing.Route) []*routing.Route {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+
+	type set struct {
+		endpoints []string
+		ids       []string
+	}
+	sets := map[string]*set{}
+	for _, r := range routes {
+		if r.BackendType != eskip.LBBackend || len(r.LBEndpoints) == 0 {
+			continue
+		}
+		if r.LBAlgorithm != nil {
+			if _, wrapped := r.LBAlgorithm.(*lbWrapper); !wrapped {
+				r.LBAlgorithm = &lbWrapper{inner: r.LBAlgorithm, b: p.u.breakers}
+			}
+		}
+		eps := make([]string, 0, len(r.LBEndpoints))
+		for _, e := range r.LBEndpoints {
+			eps = append(eps, e.Host)
+		}
+		slices.Sort(eps)
+		eps = slices.Compact(eps)
+		key := strings.Join(eps, ",")
+		s := sets[key]
+		if s == nil {
+			s = &set{endpoints: eps}
+			sets[key] = s
+		}
+		s.ids = append(s.ids, r.Id)
+	}
+
+	budgets := make(map[string]*budget, len(sets))
+	groupsOf := map[string][]*group{}
+	for _, s := range sets {
+		slices.Sort(s.ids)
+		label := p.u.cfg.Label(s.ids)
+		g := p.newGroup(label, s.endpoints, budgets)
+		for _, ep := range s.endpoints {
+			groupsOf[ep] = append(groupsOf[ep], g)
+		}
+	}
+
+	t := &topology{byEndpoint: make(map[string]*group, len(groupsOf))}
+	intersections := map[string]*group{}
+	active := make(map[string]struct{}, len(groupsOf))
+	for ep, gs := range groupsOf {
+		active[ep] = struct{}{}
+		if len(gs) == 1 {
+			t.byEndpoint[ep] = gs[0]
+			continue
+		}
+		slices.SortFunc(gs, func(a, b *group) int {
+			if c := strings.Compare(a.label, b.label); c != 0 {
+				return c
+			}
+			return strings.Compare(strings.Join(a.endpoints, ","), strings.Join(b.endpoints, ","))
+		})
+		common := gs[0].endpoints
+		for _, g := range gs[1:] {
+			common = slices.DeleteFunc(slices.Clone(common), func(e string) bool {
+				_, found := slices.BinarySearch(g.endpoints, e)
+				return !found
+			})
+		}
+		key := strings.Join(common, ",")
+		g := intersections[key]
+		if g == nil {
+			g = p.newGroup(gs[0].label, common, budgets)
+			intersections[key] = g
+		}
+		t.byEndpoint[ep] = g
+	}
+	p.u.topo.Store(t)
+
+	for label := range p.budgets {
+		if _, ok := budgets[label]; !ok {
+			p.u.metrics.deleteGroup(label)
+		}
+	}
+	p.budgets = budgets
+	p.u.breakers.Prune(active)
+	return routes
+}
+
+func (p *postProcessor) newGroup(label string, endpoints []string, budgets map[string]*budget) *group {
+	b := budgets[label]
+	if b == nil {
+		b = p.budgets[label] // keep the window across table rebuilds
+		if b == nil {
+			b = newBudget(p.u.cfg.Budget, p.u.now)
+		}
+		budgets[label] = b
+	}
+	m := p.u.metrics
+	return &group{
+		label:     label,
+		endpoints: endpoints,
+		budget:    b,
+		requests:  m.requests.WithLabelValues(label),
+		failures:  m.failures.WithLabelValues(label),
+		retries:   m.retries.WithLabelValues(label),
+		exhausted: m.exhausted.WithLabelValues(label),
+	}
+}
+
+// lbWrapper steers the route's own algorithm away from endpoints whose
+// breaker is open, unless more than half of the candidates are open
+// (panic threshold), in which case the breakers are ignored.
+type lbWrapper struct {
+	inner routing.LBAlgorithm
+	b     *Breakers
+}
+
+// Apply implements routing.LBAlgorithm.
+func (w *lbWrapper) Apply(ctx *routing.LBContext) routing.LBEndpoint {
+	eps := ctx.LBEndpoints
+	n := len(eps)
+	if n <= 1 {
+		return w.inner.Apply(ctx)
+	}
+	var small [64]bool
+	avail := small[:0]
+	if n > len(small) {
+		avail = make([]bool, 0, n)
+	}
+	down := 0
+	for i := range eps {
+		ok := w.b.Available(eps[i].Host)
+		avail = append(avail, ok)
+		if !ok {
+			down++
+		}
+	}
+	if down == 0 || down*2 > n {
+		return w.inner.Apply(ctx)
+	}
+	filtered := make([]routing.LBEndpoint, 0, n-down)
+	for i := range eps {
+		if avail[i] {
+			filtered = append(filtered, eps[i])
+		}
+	}
+	// Every skipper algorithm chooses among ctx.LBEndpoints (consistentHash
+	// skips ring entries missing from it), so narrowing it is enough.
+	ctx.LBEndpoints = filtered
+	e := w.inner.Apply(ctx)
+	ctx.LBEndpoints = eps
+	return e
+}
