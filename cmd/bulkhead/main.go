@@ -146,8 +146,8 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		Predicates:       []skrouting.PredicateSpec{routes.SentinelPredicate()},
 		PostProcessors:   []skrouting.PostProcessor{resilience.PostProcessor(), routes.PostProcessor()},
 		WrapRoundTripper: resilience.WrapRoundTripper,
-		Log:            log,
-		ExpectedErrors: []string{dataclient.NotSyncedMessage},
+		Log:              log,
+		ExpectedErrors:   []string{dataclient.NotSyncedMessage},
 	})
 	defer func() {
 		routes.Close() // first: releases skipper's waiting LoadUpdate
