@@ -224,9 +224,16 @@ func newSpawner() *spawner {
 }
 
 func (s *spawner) run() {
-	// Never unlocked: when run returns, the runtime ends the thread,
-	// which is the moment any straggler should die.
+	// Locked so that every pod is forked from this one thread while the
+	// Cluster lives. Unlocked before returning: a goroutine that exits
+	// while locked makes the runtime destroy its thread, and that thread
+	// may earlier have forked OTHER processes of this test binary (a
+	// kube-apiserver, a toxiproxy of a parallel test) whose
+	// PR_SET_PDEATHSIG would then kill them. Pods are killed by Close;
+	// the death signal still covers the test process dying, since that
+	// ends every thread.
 	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	defer close(s.done)
 	for {
 		select {

@@ -1,11 +1,12 @@
 package testrouter
 
 import (
+	"github.com/bulkhead-router/bulkhead/internal/freeport"
+
 	"bufio"
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -74,7 +75,10 @@ type Options struct {
 // the end of the test and its log added to the output if the test failed.
 func Start(t testing.TB, o Options) *Router {
 	t.Helper()
-	ports := freePorts(t, 3)
+	ports, err := freeport.Get(3) // below the ephemeral range: Restart reuses them
+	if err != nil {
+		t.Fatal(err)
+	}
 	if o.StateDir == "" {
 		o.StateDir = t.TempDir()
 	}
@@ -284,22 +288,4 @@ func (r *Router) LogTail(n int) string {
 func (r *Router) Log() string {
 	data, _ := os.ReadFile(r.logPath)
 	return string(data)
-}
-
-func freePorts(t testing.TB, n int) []int {
-	t.Helper()
-	var ports []int
-	var ls []net.Listener
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		l.Close()
-	}
-	return ports
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bulkhead-router/bulkhead/internal/freeport"
 	"github.com/bulkhead-router/bulkhead/internal/toolbuild"
 )
 
@@ -144,12 +144,14 @@ func (s *Server) call(method, path string, body any) error {
 	return nil
 }
 
+// freePort returns a port below the ephemeral range: a cut proxy closes
+// its listener and binds it again on restore, and meanwhile an outgoing
+// connection could take an ephemeral port.
 func freePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	ports, err := freeport.Get(1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return ports[0]
 }
