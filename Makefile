@@ -7,7 +7,7 @@ GO ?= go
 # machines room, but not forever.
 TEST_TIMEOUT ?= 20m
 
-.PHONY: all build demo test unit vet deps controlplane cluster-up cluster-down clean bench-routes test-outage
+.PHONY: all build demo test unit vet deps controlplane cluster-up cluster-down clean bench-routes test-outage bench-upstream
 
 all: build
 
@@ -42,6 +42,10 @@ test-outage: deps controlplane
 ## bench-routes: route source at 1k and 10k Ingresses against a real API server
 bench-routes: deps controlplane
 	$(GO) test -run '^$$' -bench 'BenchmarkRoutes' -benchtime 50x -timeout 60m ./e2e/
+
+## bench-upstream: happy-path throughput through skipper with breakers and retries off and on
+bench-upstream:
+	$(GO) test -run '^$$' -bench 'ProxyOverhead' -benchtime 3s -count 6 ./upstream/
 
 vet:
 	$(GO) vet ./...
