@@ -24,6 +24,8 @@ type Options struct {
 	Gatherer prometheus.Gatherer
 	// Table is the route table /routes and /problems show.
 	Table TableSource
+	// Endpoints lists backends and their endpoints for /endpoints.
+	Endpoints EndpointSource
 	// Source is the route source's state (/status) and its deletion guard
 	// (POST /guard/confirm).
 	Source RouteSource
@@ -41,6 +43,9 @@ func Handler(o Options) http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{EnableOpenMetrics: true}))
 	mux.HandleFunc("GET /routes", func(w http.ResponseWriter, r *http.Request) { serveRoutes(w, r, o.Table) })
 	mux.HandleFunc("GET /problems", func(w http.ResponseWriter, r *http.Request) { serveProblems(w, r, o.Table) })
+	if o.Endpoints != nil {
+		mux.HandleFunc("GET /endpoints", func(w http.ResponseWriter, r *http.Request) { serveEndpoints(w, r, o.Endpoints) })
+	}
 	if o.Source != nil {
 		mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, o.Source.Status()) })
 		mux.HandleFunc("POST /guard/confirm", func(w http.ResponseWriter, _ *http.Request) {
@@ -63,6 +68,7 @@ func Handler(o Options) http.Handler {
 		fmt.Fprint(w, "bulkhead admin\n"+
 			"/routes         live route table: eskip, each route with its Ingress (JSON with Accept: application/json)\n"+
 			"/problems       objects skipped or answering 503, with reasons (JSON with Accept: application/json)\n"+
+			"/endpoints      per backend: each endpoint's EndpointSlice conditions, breaker state, in-flight requests, recent failures\n"+
 			"/status         API server connection, last sync, table source (apiserver or snapshot) and age, deletion guard hold\n"+
 			"POST /guard/confirm  apply an update the deletion guard holds back\n"+
 			"/metrics        Prometheus metrics\n"+

@@ -106,3 +106,22 @@ func TestStatusAndGuardConfirm(t *testing.T) {
 		t.Fatalf("confirm with a hold: %d confirmed=%v", code, src.confirmed)
 	}
 }
+
+func TestEndpointsView(t *testing.T) {
+	h := Handler(Options{Gatherer: prometheus.NewRegistry(), Endpoints: func() []Backend {
+		return []Backend{
+			{Name: "shop/web:80", Endpoints: []Endpoint{{Address: "10.0.0.1:8080", Ready: true, Serving: true, Breaker: "open", Failures: 5, Requests: 5, ConsecutiveFailures: 5, InFlight: 2}}},
+			{Name: "shop/empty:80"},
+		}
+	}})
+	code, text := do(h, http.MethodGet, "/endpoints", "")
+	if code != 200 || !strings.Contains(text, "shop/web:80\n  10.0.0.1:8080") || !strings.Contains(text, "breaker=open") ||
+		!strings.Contains(text, "in-flight=2") || !strings.Contains(text, "shop/empty:80\n  (no usable endpoints") {
+		t.Fatalf("/endpoints text: %d\n%s", code, text)
+	}
+	code, body := do(h, http.MethodGet, "/endpoints", "application/json")
+	var backends []Backend
+	if err := json.Unmarshal([]byte(body), &backends); code != 200 || err != nil || len(backends) != 2 || backends[0].Endpoints[0].Breaker != "open" {
+		t.Fatalf("/endpoints JSON: %d %v\n%s", code, err, body)
+	}
+}

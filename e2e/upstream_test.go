@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -63,6 +64,25 @@ func TestPodAnswering503(t *testing.T) {
 		v, _ := e.router.Metric("bulkhead_upstream_breakers_open")
 		return v == 1
 	})
+	// The operator sees it: the failing pod's breaker is open, and
+	// Kubernetes still calls it ready.
+	_, body := e.router.Admin("/endpoints", "Accept", "application/json")
+	var backends []struct {
+		Backend   string `json:"backend"`
+		Endpoints []struct {
+			Address string `json:"address"`
+			Ready   bool   `json:"ready"`
+			Breaker string `json:"breaker"`
+		} `json:"endpoints"`
+	}
+	if err := json.Unmarshal([]byte(body), &backends); err != nil || len(backends) != 1 || backends[0].Backend != "up/web:80" {
+		t.Fatalf("/endpoints: %v\n%s", err, body)
+	}
+	for _, ep := range backends[0].Endpoints {
+		if want := map[bool]string{true: "open", false: "closed"}[ep.Address == pods[0].Addr]; ep.Breaker != want || !ep.Ready {
+			t.Errorf("/endpoints shows %s breaker %s ready %v, want breaker %s and ready", ep.Address, ep.Breaker, ep.Ready, want)
+		}
+	}
 	if err := pods[0].SetMode(ctx, testpods.ModeOK); err != nil {
 		t.Fatal(err)
 	}

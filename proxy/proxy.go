@@ -56,10 +56,11 @@ type Options struct {
 
 // Proxy is the serving path: route lookup and forwarding to endpoints.
 type Proxy struct {
-	routing *skrouting.Routing
-	proxy   *skproxy.Proxy
-	prepare func(*http.Request)
-	log     *slog.Logger
+	endpoints *skrouting.EndpointRegistry
+	routing   *skrouting.Routing
+	proxy     *skproxy.Proxy
+	prepare   func(*http.Request)
+	log       *slog.Logger
 }
 
 // New starts the routing table's update loop and builds the proxy. Until
@@ -104,7 +105,7 @@ func New(o Options) *Proxy {
 		// req.URL.Host. (WebSocket upgrades do not pass through it.)
 		CustomHttpRoundTripperWrap: o.WrapRoundTripper,
 	})
-	return &Proxy{routing: rt, proxy: px, prepare: o.PrepareRequest, log: o.Log}
+	return &Proxy{endpoints: endpoints, routing: rt, proxy: px, prepare: o.PrepareRequest, log: o.Log}
 }
 
 // ServeHTTP forwards r along the matching route.
@@ -114,6 +115,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.prepare(r)
 	}
 	p.proxy.ServeHTTP(w, r)
+}
+
+// InFlight is the number of requests now in flight to an endpoint
+// (ip:port), as skipper's endpoint registry counts them.
+func (p *Proxy) InFlight(endpoint string) int64 {
+	return p.endpoints.GetMetrics(endpoint).InflightRequests()
 }
 
 // FirstLoad is closed once the first route table is live.

@@ -218,3 +218,23 @@ func (b *Breakers) Len() int {
 	b.m.Range(func(_, _ any) bool { n++; return true })
 	return n
 }
+
+// EndpointState is what the operator view shows of one endpoint's breaker.
+type EndpointState struct {
+	State               string `json:"breaker"` // closed, half-open or open
+	Requests            uint32 `json:"requests"`
+	Failures            uint32 `json:"failures"`
+	ConsecutiveFailures uint32 `json:"consecutiveFailures"`
+}
+
+// Snapshot reads an endpoint's breaker without creating one. The counts
+// are those since the breaker last changed state ("recent").
+func (b *Breakers) Snapshot(endpoint string) EndpointState {
+	v, ok := b.m.Load(endpoint)
+	if !ok {
+		return EndpointState{State: gobreaker.StateClosed.String()}
+	}
+	cb := v.(*breaker).cb
+	c := cb.Counts()
+	return EndpointState{State: cb.State().String(), Requests: c.Requests, Failures: c.TotalFailures, ConsecutiveFailures: c.ConsecutiveFailures}
+}

@@ -189,7 +189,8 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 			ErrorLog:          errorLog,
 		},
 		{Handler: health.Handler(ready), ReadHeaderTimeout: 5 * time.Second, ErrorLog: errorLog},
-		{Handler: admin.Handler(admin.Options{Gatherer: reg, Table: routes.Table, Source: routes}), ReadHeaderTimeout: 5 * time.Second, ErrorLog: errorLog},
+		{Handler: admin.Handler(admin.Options{Gatherer: reg, Table: routes.Table, Source: routes,
+			Endpoints: endpointView(routes, resilience, px)}), ReadHeaderTimeout: 5 * time.Second, ErrorLog: errorLog},
 	}
 	serveErr := make(chan error, len(servers))
 	for i, s := range servers {
@@ -272,6 +273,48 @@ func detectDeadConnections() {
 		if os.Getenv(name) == "" {
 			os.Setenv(name, value)
 		}
+	}
+}
+
+// endpointView joins what Kubernetes says of each endpoint (the table) with
+// what the router sees of it (breakers, in-flight requests). It runs per
+// admin request, never on the traffic path.
+func endpointView(routes *dataclient.Client, resilience *upstream.Upstream, px *proxy.Proxy) admin.EndpointSource {
+	return func() []admin.Backend {
+		t, _ := routes.Table()
+		byName := map[string]*admin.Backend{}
+		var order []string
+		seen := map[string]bool{}
+		for _, r := range t.Routes {
+			if r.Service == "" {
+				continue
+			}
+			name := r.Ingress.Namespace + "/" + r.Service + ":" + r.Port
+			be, ok := byName[name]
+			if !ok {
+				be = &admin.Backend{Name: name}
+				byName[name] = be
+				order = append(order, name)
+			}
+			for _, ep := range r.Endpoints {
+				if seen[name+" "+ep.Address] {
+					continue
+				}
+				seen[name+" "+ep.Address] = true
+				st := resilience.Breakers().Snapshot(ep.Address)
+				be.Endpoints = append(be.Endpoints, admin.Endpoint{
+					Address: ep.Address, Ready: ep.Ready, Serving: ep.Serving, Terminating: ep.Terminating,
+					Breaker: st.State, Requests: st.Requests, Failures: st.Failures, ConsecutiveFailures: st.ConsecutiveFailures,
+					InFlight: px.InFlight(ep.Address),
+				})
+			}
+		}
+		sort.Strings(order)
+		out := make([]admin.Backend, 0, len(order))
+		for _, name := range order {
+			out = append(out, *byName[name])
+		}
+		return out
 	}
 }
 
