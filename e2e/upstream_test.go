@@ -14,12 +14,7 @@ import (
 // on it fail to connect and are retried on the other pod: 0 failures.
 func TestPodKilledWhileStillListed(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	e.ingressClass("bulkhead", false)
-	pods := e.startPods("up", "web", 2)
-	e.apply(ingress("up", "web", "bulkhead", rule("web.example", path("/", prefix(), "web"))))
-	e.router.WaitReady(30 * time.Second)
-	e.expectAllPods("web.example", "web-0", "web-1")
+	e, pods := newTwoPodEnv(t)
 
 	s := e.steadyLoad()
 	sentBefore, _ := s.load.Snapshot()
@@ -47,12 +42,7 @@ func TestPodKilledWhileStillListed(t *testing.T) {
 // again.
 func TestPodAnswering503(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	e.ingressClass("bulkhead", false)
-	pods := e.startPods("up", "web", 2)
-	e.apply(ingress("up", "web", "bulkhead", rule("web.example", path("/", prefix(), "web"))))
-	e.router.WaitReady(30 * time.Second)
-	e.expectAllPods("web.example", "web-0", "web-1")
+	e, pods := newTwoPodEnv(t)
 
 	s := e.steadyLoad()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -88,4 +78,16 @@ func TestPodAnswering503(t *testing.T) {
 	}
 	e.expectAllPods("web.example", "web-0", "web-1") // recovered: half-open probe, then closed
 	s.finish(t, "pod answering 503")
+}
+
+// newTwoPodEnv is a router serving web.example from two pods, both in use.
+func newTwoPodEnv(t *testing.T) (*env, []*testpods.Pod) {
+	t.Helper()
+	e := newEnv(t)
+	e.ingressClass("bulkhead", false)
+	pods := e.startPods("up", "web", 2)
+	e.apply(ingress("up", "web", "bulkhead", rule("web.example", path("/", prefix(), "web"))))
+	e.router.WaitReady(30 * time.Second)
+	e.expectAllPods("web.example", "web-0", "web-1")
+	return e, pods
 }
