@@ -3,9 +3,11 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"testing"
 	"time"
 
+	"github.com/bulkhead-router/bulkhead/internal/loadgen"
 	"github.com/bulkhead-router/bulkhead/internal/testpods"
 )
 
@@ -90,4 +92,87 @@ func newTwoPodEnv(t *testing.T) (*env, []*testpods.Pod) {
 	e.router.WaitReady(30 * time.Second)
 	e.expectAllPods("web.example", "web-0", "web-1")
 	return e, pods
+}
+
+// podRequests sums what the pods received.
+func podRequests(t *testing.T, pods []*testpods.Pod) int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var n int64
+	for _, p := range pods {
+		st, err := p.Stats(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += st.Requests
+	}
+	return n
+}
+
+// TestPostThatMayHaveBeenProcessedIsNotReplayed: a pod reads POSTs and
+// drops the connection without answering. Such a POST may have done its
+// work, so it must fail rather than run a second time on another pod:
+// every client POST reaches exactly one pod.
+func TestPostThatMayHaveBeenProcessedIsNotReplayed(t *testing.T) {
+	t.Parallel()
+	e, pods := newTwoPodEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := pods[0].SetMode(ctx, testpods.ModeClose); err != nil {
+		t.Fatal(err)
+	}
+	before := podRequests(t, pods)
+	load := loadgen.Start(loadgen.Target{Method: http.MethodPost, URL: e.router.ProxyURL + "/orders", Host: "web.example"}, loadgen.Options{Rate: 50})
+	e.eventually(20*time.Second, "200 POSTs sent", func() error {
+		if sent, _ := load.Snapshot(); sent < 200 {
+			return errNotYet
+		}
+		return nil
+	})
+	r := load.Stop()
+	received := podRequests(t, pods) - before
+	t.Logf("POSTs: %s; pods received %d", r, received)
+	if r.Failed == 0 {
+		t.Error("no POST failed although a pod dropped them: the scenario did not happen")
+	}
+	if received != int64(r.Sent) {
+		t.Errorf("%d client POSTs reached the pods %d times: a POST that may have been processed was replayed", r.Sent, received)
+	}
+}
+
+// TestAllEndpointsFailingNoRetryStorm: every pod answers 503. Clients get
+// 503s, and retries stay within the budget instead of multiplying the load
+// on the failing service.
+func TestAllEndpointsFailingNoRetryStorm(t *testing.T) {
+	t.Parallel()
+	e, pods := newTwoPodEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, p := range pods {
+		if err := p.SetMode(ctx, testpods.Mode503); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := podRequests(t, pods)
+	load := loadgen.Start(loadgen.Target{URL: e.router.ProxyURL + "/", Host: "web.example"}, loadgen.Options{Rate: 50})
+	e.eventually(30*time.Second, "500 GETs sent", func() error {
+		if sent, _ := load.Snapshot(); sent < 500 {
+			return errNotYet
+		}
+		return nil
+	})
+	r := load.Stop()
+	received := podRequests(t, pods) - before
+	ratio := float64(received) / float64(r.Sent)
+	t.Logf("all endpoints failing: %s; pods received %d: %.2f backend requests per client request", r, received, ratio)
+	if r.ByStatus[http.StatusServiceUnavailable] != r.Sent {
+		t.Errorf("want every client request answered 503, got %s", r)
+	}
+	// At most 2 retries per request would allow 3.0; the budget (20% plus
+	// 3/s, about 1.26 at 50 req/s once its window is full; its per-second
+	// floor lets the first seconds run a little higher) keeps it well below.
+	if ratio > 1.5 {
+		t.Errorf("%.2f backend requests per client request: a retry storm", ratio)
+	}
 }
