@@ -136,6 +136,9 @@ func TestPostThatMayHaveBeenProcessedIsNotReplayed(t *testing.T) {
 	if r.Failed == 0 {
 		t.Error("no POST failed although a pod dropped them: the scenario did not happen")
 	}
+	if r.ByStatus[http.StatusBadGateway] != r.Failed {
+		t.Errorf("a POST the pod hung up on must get 502 Bad Gateway: %s", r)
+	}
 	if received != int64(r.Sent) {
 		t.Errorf("%d client POSTs reached the pods %d times: a POST that may have been processed was replayed", r.Sent, received)
 	}

@@ -39,6 +39,39 @@ func (r *retrier) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	g.requests.Inc()
 	g.budget.request()
+	resp, err := r.roundTrip(req, g, optIn)
+	return badGatewayOnHangUp(req, resp, err)
+}
+
+// badGatewayOnHangUp turns "the pod took the request and hung up" (EOF or
+// reset after sending, not retried) into a 502 answer. skipper would map
+// a bare EOF to 500 and a reset to 503, but it is the gateway's upstream
+// that failed: 502 is what clients and load balancers expect. Errors
+// skipper already maps well pass through: dial errors (502), timeouts
+// (504), a client that went away (499).
+func badGatewayOnHangUp(req *http.Request, resp *http.Response, err error) (*http.Response, error) {
+	if err == nil || req.Context().Err() != nil || neverSent(err) || !isReset(err) {
+		return resp, err
+	}
+	var nerr net.Error
+	if errors.As(err, &nerr) && nerr.Timeout() {
+		return resp, err
+	}
+	const body = "bad gateway: the backend closed the connection without answering\n"
+	return &http.Response{
+		Status:        "502 Bad Gateway",
+		StatusCode:    http.StatusBadGateway,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        http.Header{"Content-Type": {"text/plain; charset=utf-8"}},
+		Body:          io.NopCloser(strings.NewReader(body)),
+		ContentLength: int64(len(body)),
+		Request:       req,
+	}, nil
+}
+
+func (r *retrier) roundTrip(req *http.Request, g *group, optIn bool) (*http.Response, error) {
 
 	body, hasBody, replayable, err := r.bufferBody(req)
 	if err != nil {
