@@ -3,7 +3,9 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -178,4 +180,112 @@ func TestAllEndpointsFailingNoRetryStorm(t *testing.T) {
 	if ratio > 1.5 {
 		t.Errorf("%.2f backend requests per client request: a retry storm", ratio)
 	}
+}
+
+// TestRollingUpdate: pods replaced one by one as a Deployment's rolling
+// update does (maxSurge 1): the new pod comes up and is published ready;
+// the old one is marked terminating (not ready, still serving) and gets
+// SIGTERM at the same moment, as the kubelet sends it without waiting for
+// routers to notice; it stops accepting, closes idle keep-alive
+// connections, finishes what it has in flight and exits; then it leaves
+// the EndpointSlice. GETs and POSTs run throughout: 0 failures of any
+// method.
+func TestRollingUpdate(t *testing.T) {
+	t.Parallel()
+	e, old := newTwoPodEnv(t)
+	gets := loadgen.Start(loadgen.Target{URL: e.router.ProxyURL + "/items", Host: "web.example"}, loadgen.Options{Rate: 40})
+	posts := loadgen.Start(loadgen.Target{Method: http.MethodPost, URL: e.router.ProxyURL + "/orders", Host: "web.example",
+		Body: []byte(`{"item":"book","qty":1}`)}, loadgen.Options{Rate: 20})
+	e.eventually(10*time.Second, "load flowing", func() error {
+		if sent, _ := posts.Snapshot(); sent < 20 {
+			return errNotYet
+		}
+		return nil
+	})
+	for i, p := range old {
+		name := fmt.Sprintf("web-v2-%d", i)
+		_, err := e.pods.StartPod(e.ctx(), testpods.PodSpec{Namespace: "up", Service: "web", Name: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.expectSomePod("web.example", name) // the new pod is serving before the old one goes
+		p.SetConditions(false, true, true)
+		e.syncSlice("up", "web")
+		if err := p.Terminate(e.ctx()); err != nil {
+			t.Fatalf("old pod %s: %v", p.Name, err)
+		}
+		<-time.After(time.Second) // the endpoint controller's lag before an exited pod leaves the slice
+		e.pods.RemoveFromEndpoints(p)
+		e.syncSlice("up", "web")
+	}
+	e.expectAllPods("web.example", "web-v2-0", "web-v2-1")
+	for name, l := range map[string]*loadgen.Load{"GET": gets, "POST": posts} {
+		r := l.Stop()
+		t.Logf("rolling update, %ss: %s", name, r)
+		if r.Failed != 0 || r.Sent == 0 {
+			t.Errorf("rolling update: %d of %d %ss failed: %s", r.Failed, r.Sent, name, r)
+		}
+	}
+}
+
+// TestHangingPod: a pod accepts requests and never answers. With the
+// Ingress's response header timeout (500ms), every GET that lands on it
+// is cut and retried on the other pod, least in-flight balancing and then
+// its breaker steer traffic away: 0 failures and latency bounded by
+// about the timeout.
+func TestHangingPod(t *testing.T) {
+	t.Parallel()
+	e, pods := newTwoPodEnv(t)
+	ing := ingress("up", "web", "bulkhead", rule("web.example", path("/", prefix(), "web")))
+	ing.Annotations = map[string]string{"bulkhead.io/response-header-timeout": "500ms"}
+	e.apply(ing)
+	e.router.WaitFor(10*time.Second, "the annotation in the route table", func() bool {
+		_, routes := e.router.Admin("/routes")
+		return strings.Contains(routes, `"response-header-timeout=500ms"`)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := pods[0].SetMode(ctx, testpods.ModeHang); err != nil {
+		t.Fatal(err)
+	}
+	load := loadgen.Start(loadgen.Target{URL: e.router.ProxyURL + "/", Host: "web.example"}, loadgen.Options{Rate: 50})
+	e.eventually(20*time.Second, "300 GETs sent", func() error {
+		if sent, _ := load.Snapshot(); sent < 300 {
+			return errNotYet
+		}
+		return nil
+	})
+	r := load.Stop()
+	t.Logf("hanging pod: %s", r)
+	if r.Failed != 0 {
+		t.Errorf("%d of %d GETs failed: %s", r.Failed, r.Sent, r)
+	}
+	// Each request waits at most one timeout on the hanging pod before
+	// its retry: the bound is the timeout plus the healthy pod's answer.
+	if m := r.Max(); m > 1500*time.Millisecond {
+		t.Errorf("max latency %s: not bounded by the 500ms timeout", m)
+	}
+	if v := sumMetric(e.router, "bulkhead_upstream_timeouts_total"); v == 0 {
+		t.Error("no timeouts counted although a pod hung")
+	}
+	if v, _ := e.router.Metric("bulkhead_upstream_breakers_open"); v != 1 {
+		t.Errorf("breakers open: %v, want the hanging pod's", v)
+	}
+}
+
+// expectSomePod awaits requests to host reaching pod (among others).
+func (e *env) expectSomePod(host, pod string) {
+	e.t.Helper()
+	e.eventually(15*time.Second, fmt.Sprintf("%s served by %s", host, pod), func() error {
+		for range 60 {
+			a, err := e.get(host, "/")
+			if err != nil {
+				return err
+			}
+			if a.status == http.StatusOK && a.echo.Pod == pod {
+				return nil
+			}
+		}
+		return errNotYet
+	})
 }

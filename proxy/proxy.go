@@ -47,6 +47,15 @@ type Options struct {
 	// change, so it is short; a data client whose LoadAll and LoadUpdate
 	// wait for a change (as bulkhead's do) keeps idle polling cheap.
 	PollInterval time.Duration
+	// BackendIdleTimeout closes keep-alive connections to endpoints that
+	// stayed idle this long. Zero: 4s, below the shortest common server
+	// idle timeouts (Node.js and uvicorn 5s), so the router, not the pod,
+	// closes an idle connection: a pod closing it while a request is
+	// being sent on it is the keep-alive race that turns into a 502.
+	BackendIdleTimeout time.Duration
+	// BackendConnectTimeoutCap bounds the dialer; per-route connect
+	// timeouts (the upstream layer's) apply below it. Zero: 1 minute.
+	BackendConnectTimeoutCap time.Duration
 	// Log receives skipper's routing log.
 	Log *slog.Logger
 	// ExpectedErrors are fragments of data-client errors that are normal
@@ -72,6 +81,12 @@ func New(o Options) *Proxy {
 	}
 	if o.PollInterval == 0 {
 		o.PollInterval = 5 * time.Millisecond
+	}
+	if o.BackendIdleTimeout <= 0 {
+		o.BackendIdleTimeout = 4 * time.Second
+	}
+	if o.BackendConnectTimeoutCap <= 0 {
+		o.BackendConnectTimeoutCap = time.Minute
 	}
 	registry := builtin.MakeRegistry()
 	for _, f := range o.Filters {
@@ -103,7 +118,26 @@ func New(o Options) *Proxy {
 		EndpointRegistry:  endpoints,
 		// Wraps skipper's transport: sees each request's chosen endpoint in
 		// req.URL.Host. (WebSocket upgrades do not pass through it.)
-		CustomHttpRoundTripperWrap: o.WrapRoundTripper,
+		CustomHttpRoundTripperWrap: func(rt http.RoundTripper) http.RoundTripper {
+			if tr, ok := rt.(*http.Transport); ok {
+				// Per transport, not skipper's ticker that closes every
+				// idle connection at once (it exists for DNS changes; our
+				// endpoints are IPs).
+				tr.IdleConnTimeout = o.BackendIdleTimeout
+			}
+			if o.WrapRoundTripper != nil {
+				return o.WrapRoundTripper(rt)
+			}
+			return rt
+		},
+		CloseIdleConnsPeriod: -1,
+		// Connect and response-header timeouts are per route, enforced by
+		// the upstream layer; the transport keeps only a dial cap.
+		Timeout:               o.BackendConnectTimeoutCap,
+		ResponseHeaderTimeout: -1,
+		// WebSocket and other Upgrade requests: forwarded, the connection
+		// then tunnelled both ways.
+		ExperimentalUpgrade: true,
 	})
 	return &Proxy{endpoints: endpoints, routing: rt, proxy: px, prepare: o.PrepareRequest, log: o.Log}
 }

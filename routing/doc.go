@@ -148,7 +148,20 @@ endpoint is used. Conditions are read as Kubernetes defines them (ready nil
 means ready, serving nil means as ready, terminating nil means not). The
 ready endpoints are used; when none is ready, those serving and
 terminating. Addresses are deduplicated across slices and sorted, and the
-route balances over them with roundRobin.
+route balances over them with powerOfRandomNChoices (least in-flight; the
+upstream layer implements it), or roundRobin when the Ingress asks.
+
+# Annotations
+
+bulkhead.io/ annotations of an Ingress apply to all of its routes:
+load-balancer (least-in-flight or round-robin), connect-timeout,
+response-header-timeout, request-timeout, slow-start (durations in Go
+syntax; "0" for none where allowed) and retry-non-idempotent (true or
+false). All but load-balancer become the arguments of one
+bulkheadUpstream("key=value", ...) filter, after bulkheadRestorePath. An
+unknown bulkhead.io/ annotation or a bad value is an InvalidAnnotation
+problem and is ignored alone: the routes stay, with the router's defaults.
+Other annotations are not ours and are not looked at.
 
 Objects that share a kind, namespace and name in one snapshot (which
 informer caches never produce) are all ignored with a DuplicateObject

@@ -17,8 +17,6 @@ const (
 	// node of both Path("/foo") and PathSubtree("/foo")): skipper tries the
 	// routes of a node by descending weight.
 	exactPathWeight = 1
-
-	lbAlgorithm = "roundRobin"
 )
 
 // newRoute builds the emitted route of a rule.
@@ -34,7 +32,7 @@ func newRoute(r *rule) Route {
 		Name:      r.ingress.Name,
 	}
 	setPredicates(def, r)
-	setBackend(def, r.backend)
+	setBackend(def, r)
 	route.Eskip = def
 	return route
 }
@@ -52,7 +50,7 @@ func newDefaultRoute(r *rule) Route {
 		Namespace: r.ingress.Namespace,
 		Name:      r.ingress.Name,
 	}
-	setBackend(def, r.backend)
+	setBackend(def, r)
 	route.Eskip = def
 	return route
 }
@@ -81,7 +79,8 @@ func setPredicates(def *eskip.Route, r *rule) {
 // (and any later filter) must see the request path as the client sent it.
 // The 503 routes would not need it, but one rule for all routes is easier
 // to check, and it keeps the path right for anything logging it later.
-func setBackend(def *eskip.Route, b *backend) {
+func setBackend(def *eskip.Route, r *rule) {
+	b := r.backend
 	if !b.usable() {
 		def.Filters = []*eskip.Filter{
 			{Name: RestorePathName},
@@ -93,8 +92,15 @@ func setBackend(def *eskip.Route, b *backend) {
 		return
 	}
 	def.Filters = []*eskip.Filter{{Name: RestorePathName}}
+	if args := r.upstream.policyArgs; len(args) > 0 {
+		f := &eskip.Filter{Name: upstreamPolicyFilter, Args: make([]any, len(args))}
+		for i, a := range args {
+			f.Args[i] = a
+		}
+		def.Filters = append(def.Filters, f)
+	}
 	def.BackendType = eskip.LBBackend
-	def.LBAlgorithm = lbAlgorithm
+	def.LBAlgorithm = r.upstream.algorithm
 	// One backing array per route: routes do not share mutable endpoints.
 	endpoints := make([]eskip.LBEndpoint, len(b.urls))
 	def.LBEndpoints = make([]*eskip.LBEndpoint, len(b.urls))

@@ -18,6 +18,7 @@ type rule struct {
 	match                pathMatch
 	isDefault            bool
 	backend              *backend
+	upstream             upstreamSettings
 }
 
 // ruleKey is what two rules must not share: the same vhost and the same
@@ -48,8 +49,9 @@ func collectRules(ingresses []*networkingv1.Ingress, backends *backendIndex, pro
 
 func (c *ruleCollector) addIngress(ing *networkingv1.Ingress) {
 	ref := objectKey(ing.Namespace, ing.Name)
+	settings := parseUpstreamSettings(ing, ref, c.problem)
 	if ing.Spec.DefaultBackend != nil {
-		c.addDefaultBackend(ing, ref)
+		c.addDefaultBackend(ing, ref, settings)
 	}
 	for _, ir := range ing.Spec.Rules {
 		vhost, err := ruleVHost(ir.Host)
@@ -61,22 +63,22 @@ func (c *ruleCollector) addIngress(ing *networkingv1.Ingress) {
 			continue
 		}
 		for i := range ir.HTTP.Paths {
-			c.addPath(ing, ref, ir.Host, vhost, &ir.HTTP.Paths[i])
+			c.addPath(ing, ref, ir.Host, vhost, &ir.HTTP.Paths[i], settings)
 		}
 	}
 }
 
-func (c *ruleCollector) addDefaultBackend(ing *networkingv1.Ingress, ref types.NamespacedName) {
+func (c *ruleCollector) addDefaultBackend(ing *networkingv1.Ingress, ref types.NamespacedName, settings upstreamSettings) {
 	if c.defaultBackend != nil {
 		c.problem(ref, DuplicateDefaultBackend,
 			"ingress %s, which takes precedence, already defines the default backend; this one is ignored",
 			c.defaultBackend.ingress)
 		return
 	}
-	c.defaultBackend = &rule{ingress: ref, isDefault: true, backend: c.resolve(ing, ref, ing.Spec.DefaultBackend)}
+	c.defaultBackend = &rule{ingress: ref, isDefault: true, backend: c.resolve(ing, ref, ing.Spec.DefaultBackend), upstream: settings}
 }
 
-func (c *ruleCollector) addPath(ing *networkingv1.Ingress, ref types.NamespacedName, host, vhost string, p *networkingv1.HTTPIngressPath) {
+func (c *ruleCollector) addPath(ing *networkingv1.Ingress, ref types.NamespacedName, host, vhost string, p *networkingv1.HTTPIngressPath, settings upstreamSettings) {
 	match, pathType, err := parsePathMatch(p.Path, p.PathType)
 	if err != nil {
 		c.problem(ref, InvalidPath, "host %q path %q (%s): %v; path ignored", host, p.Path, pathType, err)
@@ -92,7 +94,8 @@ func (c *ruleCollector) addPath(ing *networkingv1.Ingress, ref types.NamespacedN
 	c.rules = append(c.rules, &rule{
 		ingress: ref, host: host, path: p.Path, pathType: pathType,
 		vhost: vhost, match: match,
-		backend: c.resolve(ing, ref, &p.Backend),
+		backend:  c.resolve(ing, ref, &p.Backend),
+		upstream: settings,
 	})
 }
 

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sony/gobreaker"
 )
 
@@ -59,10 +60,26 @@ type Breakers struct {
 	metrics *metrics
 	log     *slog.Logger
 	now     func() time.Time
+	// notClosed counts breakers that are open or half-open: while it is
+	// 0, load balancing skips looking at breakers at all.
+	notClosed atomic.Int32
+	// established: endpoints created from now on are new (slow start);
+	// those of the first table are not, they were serving before we
+	// started.
+	established atomic.Bool
 }
 
+// breaker is everything the router keeps per endpoint: its circuit
+// breaker, its in-flight attempts, when it was first seen and its metric
+// series.
 type breaker struct {
 	endpoint string
+	// added is when the endpoint entered the table (unix nanos), 0 for
+	// endpoints of the first table: slow start measures from it.
+	added    int64
+	inflight atomic.Int64 // attempts on the wire, until response headers
+	requests prometheus.Counter
+	failures prometheus.Counter
 	cb       *gobreaker.TwoStepCircuitBreaker
 	// mirror of the gobreaker state for the lock-free read path.
 	state     atomic.Int32
@@ -86,7 +103,13 @@ func (b *Breakers) get(endpoint string) *breaker {
 	if v, ok := b.m.Load(endpoint); ok {
 		return v.(*breaker)
 	}
-	br := &breaker{endpoint: endpoint}
+	br := &breaker{endpoint: endpoint,
+		requests: b.metrics.endpointRequests.WithLabelValues(endpoint),
+		failures: b.metrics.endpointFailures.WithLabelValues(endpoint),
+	}
+	if b.established.Load() {
+		br.added = b.now().UnixNano()
+	}
 	threshold := b.cfg.ConsecutiveFailures
 	br.cb = gobreaker.NewTwoStepCircuitBreaker(gobreaker.Settings{
 		Name:        endpoint,
@@ -111,6 +134,14 @@ func (b *Breakers) onStateChange(br *breaker, from, to gobreaker.State) {
 	br.mu.Lock()
 	if !br.pruned {
 		switch {
+		case from == gobreaker.StateClosed:
+			b.notClosed.Add(1)
+		case to == gobreaker.StateClosed:
+			b.notClosed.Add(-1)
+		}
+	}
+	if !br.pruned {
+		switch {
 		case to == gobreaker.StateOpen && !br.isOpen:
 			br.isOpen = true
 			b.metrics.open.Inc()
@@ -129,7 +160,10 @@ func (b *Breakers) onStateChange(br *breaker, from, to gobreaker.State) {
 // ok is false while the breaker is open, or half-open with its probe
 // already in flight.
 func (b *Breakers) Allow(endpoint string) (done func(Outcome), ok bool) {
-	br := b.get(endpoint)
+	return b.allow(b.get(endpoint))
+}
+
+func (b *Breakers) allow(br *breaker) (done func(Outcome), ok bool) {
 	d, err := br.cb.Allow()
 	if err != nil {
 		return nil, false
@@ -173,7 +207,10 @@ func (b *Breakers) Available(endpoint string) bool {
 	if !ok {
 		return true
 	}
-	br := v.(*breaker)
+	return b.available(v.(*breaker))
+}
+
+func (b *Breakers) available(br *breaker) bool {
 	switch gobreaker.State(br.state.Load()) {
 	case gobreaker.StateClosed:
 		return true
@@ -200,6 +237,9 @@ func (b *Breakers) Prune(active map[string]struct{}) {
 		br := v.(*breaker)
 		br.mu.Lock()
 		br.pruned = true
+		if gobreaker.State(br.state.Load()) != gobreaker.StateClosed {
+			b.notClosed.Add(-1)
+		}
 		if br.isOpen {
 			br.isOpen = false
 			b.metrics.open.Dec()
@@ -208,6 +248,8 @@ func (b *Breakers) Prune(active map[string]struct{}) {
 		for _, s := range []gobreaker.State{gobreaker.StateClosed, gobreaker.StateHalfOpen, gobreaker.StateOpen} {
 			b.metrics.stateChanges.DeleteLabelValues(ep, s.String())
 		}
+		b.metrics.endpointRequests.DeleteLabelValues(ep)
+		b.metrics.endpointFailures.DeleteLabelValues(ep)
 		return true
 	})
 }
@@ -222,6 +264,7 @@ func (b *Breakers) Len() int {
 // EndpointState is what the operator view shows of one endpoint's breaker.
 type EndpointState struct {
 	State               string `json:"breaker"` // closed, half-open or open
+	InFlight            int64  `json:"inFlight"`
 	Requests            uint32 `json:"requests"`
 	Failures            uint32 `json:"failures"`
 	ConsecutiveFailures uint32 `json:"consecutiveFailures"`
@@ -234,7 +277,8 @@ func (b *Breakers) Snapshot(endpoint string) EndpointState {
 	if !ok {
 		return EndpointState{State: gobreaker.StateClosed.String()}
 	}
-	cb := v.(*breaker).cb
+	br := v.(*breaker)
+	cb := br.cb
 	c := cb.Counts()
-	return EndpointState{State: cb.State().String(), Requests: c.Requests, Failures: c.TotalFailures, ConsecutiveFailures: c.ConsecutiveFailures}
+	return EndpointState{State: cb.State().String(), InFlight: br.inflight.Load(), Requests: c.Requests, Failures: c.TotalFailures, ConsecutiveFailures: c.ConsecutiveFailures}
 }

@@ -18,13 +18,19 @@
 //     endpoints that left the table are pruned on every table.
 //
 //   - PostProcessor: a routing.PostProcessor, appended after
-//     loadbalancer.NewAlgorithmProvider(). It wraps every LB route's
-//     LBAlgorithm so that the route's own algorithm chooses among the
-//     endpoints whose breaker is not open (nor half-open with its probe in
-//     flight). Panic threshold: when more than half of the candidate
-//     endpoints are unavailable, breakers are ignored for that choice, so
-//     a partial outage never becomes a total one. It also publishes the
-//     endpoint groups (routes' endpoint lists) used by retries.
+//     loadbalancer.NewAlgorithmProvider(). It gives every LB route our
+//     balancer: least in-flight (power of two choices: two endpoints
+//     drawn at random, fewer attempts in flight wins; the default, since
+//     it steers away from slow or hanging pods by itself, costs O(1) and
+//     needs no shared state) or round robin, both with optional slow
+//     start (a new endpoint's share ramps linearly from 10% over the
+//     route's slow-start duration; endpoints of the first table are not
+//     new). Either chooses among the endpoints whose breaker is not open
+//     (nor half-open with its probe in flight). Panic threshold: when more
+//     than half of the candidate endpoints are unavailable, breakers are
+//     ignored for that choice, so a partial outage never becomes a total
+//     one. It also publishes the endpoint groups (routes' endpoint lists)
+//     used by retries.
 //
 //   - WrapRoundTripper: for proxy.Params.CustomHttpRoundTripperWrap. It
 //     retries, on another endpoint of the same group (never the one that
@@ -34,12 +40,27 @@
 //     within a per-group retry budget (retries <= 20% of requests over
 //     10s plus 3 retries/s). Retried:
 //     any method when the request provably never reached the pod (dial
-//     error, TLS handshake failure, net/http's "server closed idle
-//     connection" on a reused keep-alive connection); idempotent methods
-//     (GET, HEAD, OPTIONS, PUT, DELETE, TRACE) also on 502/503/504 answers
-//     and on resets/EOF after sending; other methods (POST, PATCH) only on
-//     routes with the bulkheadRetryNonIdempotent() filter (OptInSpec).
-//     Timeouts after sending are never retried.
+//     error, connect timeout, TLS handshake failure, net/http's "server
+//     closed idle connection" on a reused keep-alive connection);
+//     idempotent methods (GET, HEAD, OPTIONS, PUT, DELETE, TRACE) also on
+//     502/503/504 answers, on resets/EOF after sending and on response
+//     header timeouts; other methods (POST, PATCH) only on routes whose
+//     policy sets retry-non-idempotent.
+//
+// # Timeouts and per-route policy
+//
+// Each attempt runs under a connect timeout (until a connection is in
+// hand) and a response header timeout (from the request written to the
+// headers), driven by httptrace; a request timeout, when set, bounds the
+// whole exchange, retries and response body included. Defaults are in
+// DefaultPolicy (1s, 30s, none) and Config.Defaults. A route overrides
+// them with the bulkheadUpstream filter (PolicyFilterName), which also
+// carries slow start and the non-idempotent retry opt-in. The filter puts
+// the route's policy on the outgoing request as PolicyHeader, whose value
+// starts with a per-process random secret; the round tripper honours it
+// only if the secret matches and always deletes it before the request is
+// sent, so clients can neither set a policy nor leak it to pods. Timeouts
+// answer 504 and count as breaker failures.
 //
 // # Request bodies
 //
@@ -52,19 +73,16 @@
 // their outcome. Note that a small chunked body is sent with a
 // Content-Length after buffering.
 //
-// # Opt-in for non-idempotent methods
-//
-// The filter bulkheadRetryNonIdempotent() sets the internal header
-// OptInHeader to a per-process random secret. The round tripper honours
-// it only if the value matches and always deletes the header before the
-// request is sent, so clients can neither opt in nor leak it to pods.
-//
 // # What is not protected
 //
-//   - WebSocket and other Upgrade requests: skipper's upgrade path dials
-//     the backend itself and bypasses CustomHttpRoundTripperWrap, so
-//     upgrades get neither retries nor breaker accounting. The LB wrapper
-//     still steers their endpoint choice away from open breakers.
+//   - WebSocket and other Upgrade requests: they work (the proxy tunnels
+//     them), but skipper's upgrade path dials the backend itself and
+//     bypasses CustomHttpRoundTripperWrap, so upgrades get neither
+//     retries, nor timeouts, nor breaker accounting. The balancer still
+//     steers their endpoint choice away from open breakers.
+//   - Streamed responses: passed through as they come (not buffered); the
+//     response header timeout and retries apply until the headers arrive,
+//     after that only the request timeout, if the route sets one.
 //   - Streamed or larger-than-limit bodies: never retried (see above).
 //   - Requests to hosts that are not an endpoint of an LB route in the
 //     current table (network backends, "<shunt>", dynamic backends) pass

@@ -136,3 +136,9 @@ func eventually(t testing.TB, what string, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// policyHeader is the PolicyHeader value the policy filter would set.
+func policyHeader(u *Upstream, p Policy) string {
+	key, _ := u.policies.intern(p)
+	return u.policies.secret + key
+}

@@ -14,6 +14,9 @@ const (
 	MetricFailures             = "bulkhead_upstream_failures_total"
 	MetricRetries              = "bulkhead_upstream_retries_total"
 	MetricRetryBudgetExhausted = "bulkhead_upstream_retry_budget_exhausted_total"
+	MetricEndpointRequests     = "bulkhead_upstream_endpoint_requests_total"
+	MetricEndpointFailures     = "bulkhead_upstream_endpoint_failures_total"
+	MetricTimeouts             = "bulkhead_upstream_timeouts_total"
 	labelEndpoint, labelTo     = "endpoint", "to"
 	labelGroup                 = "group"
 )
@@ -25,6 +28,10 @@ type metrics struct {
 	failures     *prometheus.CounterVec
 	retries      *prometheus.CounterVec
 	exhausted    *prometheus.CounterVec
+
+	endpointRequests *prometheus.CounterVec
+	endpointFailures *prometheus.CounterVec
+	timeouts         *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -53,11 +60,23 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: MetricRetryBudgetExhausted,
 			Help: "Retries refused because the group's retry budget was exhausted.",
 		}, []string{labelGroup}),
+		endpointRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: MetricEndpointRequests,
+			Help: "Attempts sent to an endpoint (ip:port), retries included.",
+		}, []string{labelEndpoint}),
+		endpointFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: MetricEndpointFailures,
+			Help: "Failed attempts (transport errors, timeouts, 502/503/504) per endpoint (ip:port).",
+		}, []string{labelEndpoint}),
+		timeouts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: MetricTimeouts,
+			Help: "Attempts cut by a timeout, per endpoint group and kind (connect, response-header, request).",
+		}, []string{labelGroup, "kind"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.stateChanges, m.open, m.requests, m.failures, m.retries, m.exhausted} {
+	for _, c := range []prometheus.Collector{m.stateChanges, m.open, m.requests, m.failures, m.retries, m.exhausted, m.endpointRequests, m.endpointFailures, m.timeouts} {
 		if err := reg.Register(c); err != nil {
 			return nil, errors.Join(errors.New("upstream: registering metrics"), err)
 		}
@@ -70,4 +89,7 @@ func (m *metrics) deleteGroup(label string) {
 	m.failures.DeleteLabelValues(label)
 	m.retries.DeleteLabelValues(label)
 	m.exhausted.DeleteLabelValues(label)
+	for _, k := range []string{timeoutConnect, timeoutResponseHeader, timeoutRequest} {
+		m.timeouts.DeleteLabelValues(label, k)
+	}
 }

@@ -31,7 +31,7 @@ func BenchmarkProxyOverhead(b *testing.B) {
 	a, c := backend(), backend()
 	defer a.Close()
 	defer c.Close()
-	route := &eskip.Route{Id: "web", Path: "/", BackendType: eskip.LBBackend, LBAlgorithm: "roundRobin",
+	route := &eskip.Route{Id: "web", Path: "/", BackendType: eskip.LBBackend, LBAlgorithm: "powerOfRandomNChoices",
 		LBEndpoints: []*eskip.LBEndpoint{{Address: a.URL}, {Address: c.URL}}}
 
 	for _, mode := range []string{"off", "on"} {

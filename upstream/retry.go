@@ -25,13 +25,12 @@ type retrier struct {
 }
 
 func (r *retrier) RoundTrip(req *http.Request) (*http.Response, error) {
-	optIn := false
-	if v, ok := req.Header[OptInHeader]; ok {
-		optIn = len(v) == 1 && v[0] == r.u.optIn
-		h := req.Header.Clone()
-		delete(h, OptInHeader)
+	pol := r.u.policies.defaults
+	if _, ok := req.Header[PolicyHeader]; ok {
+		// Do not modify the caller's request (RoundTripper contract).
 		req = req.WithContext(req.Context())
-		req.Header = h
+		req.Header = req.Header.Clone()
+		pol = r.u.policies.fromHeader(req)
 	}
 	g := r.u.topo.Load().byEndpoint[req.URL.Host]
 	if g == nil {
@@ -39,8 +38,28 @@ func (r *retrier) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	g.requests.Inc()
 	g.budget.request()
-	resp, err := r.roundTrip(req, g, optIn)
-	return badGatewayOnHangUp(req, resp, err)
+	var cancel context.CancelFunc
+	if pol.RequestTimeout > 0 {
+		var ctx context.Context
+		ctx, cancel = context.WithTimeout(req.Context(), pol.RequestTimeout)
+		req = req.WithContext(ctx)
+	}
+	resp, err := r.roundTrip(req, g, pol)
+	if err != nil && errors.Is(req.Context().Err(), context.DeadlineExceeded) {
+		g.timeouts(timeoutRequest).Inc()
+		err = errRequestTimeout
+	}
+	resp, err = badGatewayOnHangUp(req, resp, err)
+	if cancel != nil {
+		if err != nil {
+			cancel()
+		} else {
+			// The deadline also covers the body: release it when skipper
+			// is done with the body.
+			resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: func(error) { cancel() }}
+		}
+	}
+	return resp, err
 }
 
 // badGatewayOnHangUp turns "the pod took the request and hung up" (EOF or
@@ -71,13 +90,12 @@ func badGatewayOnHangUp(req *http.Request, resp *http.Response, err error) (*htt
 	}, nil
 }
 
-func (r *retrier) roundTrip(req *http.Request, g *group, optIn bool) (*http.Response, error) {
-
+func (r *retrier) roundTrip(req *http.Request, g *group, pol *Policy) (*http.Response, error) {
 	body, hasBody, replayable, err := r.bufferBody(req)
 	if err != nil {
 		return nil, err
 	}
-	retryAfterSend := optIn || idempotent(req.Method)
+	retryAfterSend := pol.RetryNonIdempotent || idempotent(req.Method)
 	ctx := req.Context()
 	b := r.u.breakers
 
@@ -87,7 +105,8 @@ func (r *retrier) roundTrip(req *http.Request, g *group, optIn bool) (*http.Resp
 	target := req.URL.Host
 	retries := 0
 	for {
-		done, admitted := b.Allow(target)
+		br := b.get(target)
+		done, admitted := b.allow(br)
 		if !admitted {
 			// Open (the table changed under the LB) or a half-open probe
 			// is in flight: go to an available endpoint if there is one,
@@ -99,13 +118,14 @@ func (r *retrier) roundTrip(req *http.Request, g *group, optIn bool) (*http.Resp
 				continue
 			}
 		}
-		resp, err := r.next.RoundTrip(attempt(req, target, body, hasBody))
+		resp, err := r.attempt(newAttempt(req, target, body, hasBody), br, pol, g)
 		outcome, notReached, afterSend := classify(ctx, resp, err)
 		if done != nil {
 			done(outcome)
 		}
 		if outcome == Failure {
 			g.failures.Inc()
+			br.failures.Inc()
 		}
 		if retries >= r.u.cfg.MaxRetries || !replayable || !(notReached || (afterSend && retryAfterSend)) {
 			return resp, err
@@ -188,11 +208,9 @@ type prefixedBody struct {
 
 func (p *prefixedBody) Close() error { return p.c.Close() }
 
-// attempt returns the request for one attempt on host, with a fresh body.
-func attempt(req *http.Request, host string, body []byte, hasBody bool) *http.Request {
-	if host == req.URL.Host && !hasBody {
-		return req
-	}
+// newAttempt returns the request for one attempt on host, with a fresh
+// body. It is always a copy: the attempt gets a context of its own.
+func newAttempt(req *http.Request, host string, body []byte, hasBody bool) *http.Request {
 	a := req.WithContext(req.Context()) // shallow copy
 	if host != req.URL.Host {
 		u := *req.URL
@@ -225,6 +243,12 @@ func idempotent(method string) bool {
 // retried) or afterSend (502/503/504 or a reset/EOF after sending:
 // idempotent or opted-in methods only).
 func classify(ctx context.Context, resp *http.Response, err error) (o Outcome, notReached, afterSend bool) {
+	switch err {
+	case errConnectTimeout:
+		return Failure, true, false
+	case errResponseHeaderTimeout, errConnectTimeoutRaced:
+		return Failure, false, true
+	}
 	if err == nil {
 		switch resp.StatusCode {
 		case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:

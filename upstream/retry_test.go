@@ -74,9 +74,9 @@ func TestRetryOn503(t *testing.T) {
 			rt := u.WrapRoundTripper(newTransport(t))
 			resp, err := do(t, rt, c.method, a.addr(), []byte("payload"), func(r *http.Request) {
 				if c.optIn == "secret" {
-					r.Header.Set(OptInHeader, u.optIn)
+					r.Header.Set(PolicyHeader, policyHeader(u, Policy{RetryNonIdempotent: true}))
 				} else if c.optIn != "" {
-					r.Header.Set(OptInHeader, c.optIn)
+					r.Header.Set(PolicyHeader, c.optIn)
 				}
 			})
 			if err != nil {
@@ -95,7 +95,7 @@ func TestRetryOn503(t *testing.T) {
 				}
 			}
 			for _, h := range log.headers {
-				if _, ok := h[OptInHeader]; ok {
+				if _, ok := h[PolicyHeader]; ok {
 					t.Fatal("opt-in header leaked to the backend")
 				}
 			}

@@ -20,6 +20,17 @@ type group struct {
 	failures  prometheus.Counter
 	retries   prometheus.Counter
 	exhausted prometheus.Counter
+	timedOut  [3]prometheus.Counter // connect, response-header, request
+}
+
+func (g *group) timeouts(kind string) prometheus.Counter {
+	switch kind {
+	case timeoutConnect:
+		return g.timedOut[0]
+	case timeoutResponseHeader:
+		return g.timedOut[1]
+	}
+	return g.timedOut[2]
 }
 
 // topology maps each endpoint to the group a retry may use. An endpoint
@@ -59,11 +70,7 @@ func (p *postProcessor) Do(routes []*routing.Route) []*routing.Route {
 		if r.BackendType != eskip.LBBackend || len(r.LBEndpoints) == 0 {
 			continue
 		}
-		if r.LBAlgorithm != nil {
-			if _, wrapped := r.LBAlgorithm.(*lbWrapper); !wrapped {
-				r.LBAlgorithm = &lbWrapper{inner: r.LBAlgorithm, b: p.u.breakers}
-			}
-		}
+		p.setAlgorithm(r)
 		eps := make([]string, 0, len(r.LBEndpoints))
 		for _, e := range r.LBEndpoints {
 			eps = append(eps, e.Host)
@@ -129,7 +136,30 @@ func (p *postProcessor) Do(routes []*routing.Route) []*routing.Route {
 	}
 	p.budgets = budgets
 	p.u.breakers.Prune(active)
+	p.u.breakers.established.Store(true)
 	return routes
+}
+
+// setAlgorithm gives an LB route our balancer for the algorithms we
+// implement (round robin, least in-flight), with the route's slow start;
+// any other skipper algorithm is wrapped so it still steers around open
+// breakers.
+func (p *postProcessor) setAlgorithm(r *routing.Route) {
+	switch r.LBAlgorithm.(type) {
+	case *balancer, *lbWrapper:
+		return // already done (a route object seen twice)
+	}
+	pol := p.u.policies.routePolicy(&r.Route)
+	switch r.Route.LBAlgorithm {
+	case "", AlgorithmLeastInFlight:
+		r.LBAlgorithm = newBalancer(r, p.u.breakers, true, pol.SlowStart)
+	case AlgorithmRoundRobin:
+		r.LBAlgorithm = newBalancer(r, p.u.breakers, false, pol.SlowStart)
+	default:
+		if r.LBAlgorithm != nil {
+			r.LBAlgorithm = &lbWrapper{inner: r.LBAlgorithm, b: p.u.breakers}
+		}
+	}
 }
 
 func (p *postProcessor) newGroup(label string, endpoints []string, budgets map[string]*budget) *group {
@@ -150,6 +180,11 @@ func (p *postProcessor) newGroup(label string, endpoints []string, budgets map[s
 		failures:  m.failures.WithLabelValues(label),
 		retries:   m.retries.WithLabelValues(label),
 		exhausted: m.exhausted.WithLabelValues(label),
+		timedOut: [3]prometheus.Counter{
+			m.timeouts.WithLabelValues(label, timeoutConnect),
+			m.timeouts.WithLabelValues(label, timeoutResponseHeader),
+			m.timeouts.WithLabelValues(label, timeoutRequest),
+		},
 	}
 }
 

@@ -27,6 +27,29 @@ type Config struct {
 	InitialBackoff, MaxBackoff time.Duration
 	// Label names endpoint groups in metrics. Default: smallest route ID.
 	Label LabelFunc
+	// Defaults is the policy of routes that do not set their own (see
+	// Policy and PolicyFilterName). Unset fields take DefaultPolicy's.
+	Defaults Policy
+}
+
+// DefaultPolicy holds the built-in defaults:
+//
+//   - connect timeout 1s: a pod on the cluster network connects in well
+//     under a millisecond; a second means it is gone (no RST from a dead
+//     node) and another endpoint should be tried;
+//   - response header timeout 30s: long enough for slow but working
+//     endpoints, and short enough that the router answers 504 (after
+//     retrying an idempotent request elsewhere) before an ALB's default
+//     60s idle timeout cuts the client off;
+//   - no whole-request timeout: it would also cut streamed responses,
+//     downloads and long polls; the response header timeout already bounds
+//     a pod that never answers;
+//   - no slow start.
+var DefaultPolicy = Policy{
+	ConnectTimeout: time.Second, ConnectTimeoutSet: true,
+	ResponseHeaderTimeout: 30 * time.Second, ResponseHeaderTimeoutSet: true,
+	RequestTimeout: 0, RequestTimeoutSet: true,
+	SlowStart: 0, SlowStartSet: true,
 }
 
 // Upstream holds the state shared by the route post-processor, the LB
@@ -37,7 +60,7 @@ type Upstream struct {
 	breakers *Breakers
 	topo     atomic.Pointer[topology]
 	pp       *postProcessor
-	optIn    string // secret value of OptInHeader
+	policies *policies
 	now      func() time.Time
 }
 
@@ -68,7 +91,10 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Upstream, er
 	}
 	var secret [16]byte
 	_, _ = rand.Read(secret[:]) // never fails (crypto/rand contract)
-	u := &Upstream{cfg: cfg, metrics: m, optIn: hex.EncodeToString(secret[:]), now: time.Now}
+	defaults := cfg.Defaults.effective(DefaultPolicy)
+	defaults.RetryNonIdempotent = false // never a global default
+	u := &Upstream{cfg: cfg, metrics: m, now: time.Now,
+		policies: &policies{secret: hex.EncodeToString(secret[:]) + " ", defaults: &defaults}}
 	u.breakers = newBreakers(cfg.Breaker, m, log)
 	u.pp = &postProcessor{u: u}
 	u.topo.Store(&topology{})
@@ -87,6 +113,9 @@ func (u *Upstream) WrapRoundTripper(next http.RoundTripper) http.RoundTripper {
 	return &retrier{u: u, next: next}
 }
 
-// OptInSpec returns the filter spec of OptInFilterName; register it with
-// the filter registry.
-func (u *Upstream) OptInSpec() filters.Spec { return optInSpec{value: u.optIn} }
+// PolicySpec returns the spec of the PolicyFilterName filter; register it
+// with the filter registry.
+func (u *Upstream) PolicySpec() filters.Spec { return policySpec{ps: u.policies} }
+
+// DefaultPolicy returns the effective policy of routes without their own.
+func (u *Upstream) DefaultPolicy() Policy { return *u.policies.defaults }

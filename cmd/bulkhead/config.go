@@ -33,6 +33,11 @@ type config struct {
 	SyncTimeout    time.Duration
 	GuardShare     float64
 	GuardHold      time.Duration
+
+	ConnectTimeout        time.Duration
+	ResponseHeaderTimeout time.Duration
+	RequestTimeout        time.Duration
+	BackendIdleTimeout    time.Duration
 }
 
 // errHelp is returned for -help, which is not a failure.
@@ -59,6 +64,11 @@ func parseConfig(args []string, out io.Writer) (config, error) {
 	fs.Float64Var(&c.GuardShare, "deletion-guard-share", 0.5, "an update removing more than this share of all routes or of all endpoints (across more than one Ingress or Service) is held back; 1 disables the guard")
 	fs.DurationVar(&c.GuardHold, "deletion-guard-period", 2*time.Minute, "how long a held update must stay the same before it is applied (or confirm it: POST /guard/confirm on the admin endpoint)")
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", 30*time.Second, "on SIGTERM, how long in-flight requests may take to finish")
+
+	fs.DurationVar(&c.ConnectTimeout, "backend-connect-timeout", time.Second, "default time to connect to a pod before trying another (any method); per Ingress: annotation bulkhead.io/connect-timeout")
+	fs.DurationVar(&c.ResponseHeaderTimeout, "backend-response-header-timeout", 30*time.Second, "default wait for a pod's response headers after sending the request, 0 for none; answered 504 (idempotent requests retried elsewhere first); per Ingress: bulkhead.io/response-header-timeout")
+	fs.DurationVar(&c.RequestTimeout, "backend-request-timeout", 0, "default bound of a whole request, retries and response body included, 0 for none (streams and downloads); per Ingress: bulkhead.io/request-timeout")
+	fs.DurationVar(&c.BackendIdleTimeout, "backend-idle-timeout", 4*time.Second, "close keep-alive connections to pods idle this long; keep it below your pods' server idle timeout (Node.js 5s)")
 
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -107,6 +117,15 @@ func (c config) validate() error {
 	}
 	if c.GuardHold <= 0 {
 		return fmt.Errorf("-deletion-guard-period %s: must be positive", c.GuardHold)
+	}
+	if c.ConnectTimeout <= 0 || c.ConnectTimeout > time.Minute {
+		return fmt.Errorf("-backend-connect-timeout %s: want above 0 and at most 1m", c.ConnectTimeout)
+	}
+	if c.ResponseHeaderTimeout < 0 || c.RequestTimeout < 0 {
+		return errors.New("-backend-response-header-timeout and -backend-request-timeout must not be negative (0: none)")
+	}
+	if c.BackendIdleTimeout <= 0 {
+		return fmt.Errorf("-backend-idle-timeout %s: must be positive", c.BackendIdleTimeout)
 	}
 	if c.ShutdownGrace < 0 {
 		return fmt.Errorf("-shutdown-grace %s: must not be negative", c.ShutdownGrace)

@@ -135,19 +135,24 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	})
 	// The upstream resilience layer: per-endpoint breakers and budgeted
 	// retries on another endpoint, keyed by ip:port so they outlive tables.
-	resilience, err := upstream.New(upstream.Config{Label: backendLabel(routes)}, reg, log.With(logging.KeyComponent, "upstream"))
+	resilience, err := upstream.New(upstream.Config{Label: backendLabel(routes), Defaults: upstream.Policy{
+		ConnectTimeout: cfg.ConnectTimeout, ConnectTimeoutSet: true,
+		ResponseHeaderTimeout: cfg.ResponseHeaderTimeout, ResponseHeaderTimeoutSet: true,
+		RequestTimeout: cfg.RequestTimeout, RequestTimeoutSet: true,
+	}}, reg, log.With(logging.KeyComponent, "upstream"))
 	if err != nil {
 		return err
 	}
 	px := proxy.New(proxy.Options{
-		DataClients:      []skrouting.DataClient{routes},
-		PrepareRequest:   routing.PrepareRequest,
-		Filters:          []filters.Spec{routing.NewRestorePathSpec(), resilience.OptInSpec()},
-		Predicates:       []skrouting.PredicateSpec{routes.SentinelPredicate()},
-		PostProcessors:   []skrouting.PostProcessor{resilience.PostProcessor(), routes.PostProcessor()},
-		WrapRoundTripper: resilience.WrapRoundTripper,
-		Log:              log,
-		ExpectedErrors:   []string{dataclient.NotSyncedMessage},
+		DataClients:        []skrouting.DataClient{routes},
+		PrepareRequest:     routing.PrepareRequest,
+		Filters:            []filters.Spec{routing.NewRestorePathSpec(), resilience.PolicySpec()},
+		Predicates:         []skrouting.PredicateSpec{routes.SentinelPredicate()},
+		PostProcessors:     []skrouting.PostProcessor{resilience.PostProcessor(), routes.PostProcessor()},
+		WrapRoundTripper:   resilience.WrapRoundTripper,
+		BackendIdleTimeout: cfg.BackendIdleTimeout,
+		Log:                log,
+		ExpectedErrors:     []string{dataclient.NotSyncedMessage},
 	})
 	defer func() {
 		routes.Close() // first: releases skipper's waiting LoadUpdate
@@ -190,7 +195,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		},
 		{Handler: health.Handler(ready), ReadHeaderTimeout: 5 * time.Second, ErrorLog: errorLog},
 		{Handler: admin.Handler(admin.Options{Gatherer: reg, Table: routes.Table, Source: routes,
-			Endpoints: endpointView(routes, resilience, px)}), ReadHeaderTimeout: 5 * time.Second, ErrorLog: errorLog},
+			Endpoints: endpointView(routes, resilience)}), ReadHeaderTimeout: 5 * time.Second, ErrorLog: errorLog},
 	}
 	serveErr := make(chan error, len(servers))
 	for i, s := range servers {
@@ -279,7 +284,7 @@ func detectDeadConnections() {
 // endpointView joins what Kubernetes says of each endpoint (the table) with
 // what the router sees of it (breakers, in-flight requests). It runs per
 // admin request, never on the traffic path.
-func endpointView(routes *dataclient.Client, resilience *upstream.Upstream, px *proxy.Proxy) admin.EndpointSource {
+func endpointView(routes *dataclient.Client, resilience *upstream.Upstream) admin.EndpointSource {
 	return func() []admin.Backend {
 		t, _ := routes.Table()
 		byName := map[string]*admin.Backend{}
@@ -305,7 +310,7 @@ func endpointView(routes *dataclient.Client, resilience *upstream.Upstream, px *
 				be.Endpoints = append(be.Endpoints, admin.Endpoint{
 					Address: ep.Address, Ready: ep.Ready, Serving: ep.Serving, Terminating: ep.Terminating,
 					Breaker: st.State, Requests: st.Requests, Failures: st.Failures, ConsecutiveFailures: st.ConsecutiveFailures,
-					InFlight: px.InFlight(ep.Address),
+					InFlight: st.InFlight,
 				})
 			}
 		}

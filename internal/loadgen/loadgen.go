@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ type Target struct {
 	Method string // default GET
 	URL    string
 	Host   string // Host header; empty: from URL
+	Body   []byte // request body, sent with a Content-Length; nil: none
 }
 
 // Options shape the load.
@@ -168,7 +170,11 @@ func (l *Load) run(ctx context.Context, client *http.Client, target Target, o Op
 var errOverload = errors.New("generator at its in-flight cap")
 
 func once(client *http.Client, target Target) (int, time.Duration, error) {
-	req, err := http.NewRequest(target.Method, target.URL, nil)
+	var body io.Reader
+	if target.Body != nil {
+		body = bytes.NewReader(target.Body)
+	}
+	req, err := http.NewRequest(target.Method, target.URL, body)
 	if err != nil {
 		return 0, 0, err
 	}

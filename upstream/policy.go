@@ -1,0 +1,268 @@
+package upstream
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/zalando/skipper/eskip"
+	"github.com/zalando/skipper/filters"
+)
+
+const (
+	// PolicyFilterName is the skipper filter that carries a route's own
+	// upstream settings, each argument one "key=value" string, e.g.
+	// `bulkheadUpstream("response-header-timeout=5s", "retry-non-idempotent=true")`.
+	// Keys: see the Policy fields. A route without it uses the defaults of
+	// Config. The route source (bulkhead's Ingress annotations) emits it.
+	PolicyFilterName = "bulkheadUpstream"
+
+	// PolicyHeader carries the route's policy from the filter to the round
+	// tripper, which only sees the outgoing request. Its value starts with
+	// a per-process random secret, so a client sending the header sets
+	// nothing; the round tripper always removes it before the request
+	// leaves.
+	PolicyHeader = "X-Bulkhead-Upstream-Policy"
+)
+
+// Policy keys, as used in PolicyFilterName's arguments.
+const (
+	KeyConnectTimeout        = "connect-timeout"
+	KeyResponseHeaderTimeout = "response-header-timeout"
+	KeyRequestTimeout        = "request-timeout"
+	KeyRetryNonIdempotent    = "retry-non-idempotent"
+	KeySlowStart             = "slow-start"
+)
+
+// Limits of the values a Policy accepts.
+const (
+	MaxConnectTimeout = time.Minute
+	MaxTimeout        = 24 * time.Hour
+	MaxSlowStart      = time.Hour
+)
+
+// Policy is the per-route part of the upstream configuration. A field
+// whose Set flag is false takes Config's default.
+type Policy struct {
+	// ConnectTimeout bounds establishing a connection to an endpoint
+	// (TCP, and TLS for https endpoints). A connect timeout is retried on
+	// another endpoint for any method: the request never left.
+	ConnectTimeout    time.Duration
+	ConnectTimeoutSet bool
+	// ResponseHeaderTimeout bounds the wait for the response headers
+	// after the request was written. 0: no limit (long polling). A
+	// timeout is retried elsewhere for idempotent (or opted-in) methods.
+	ResponseHeaderTimeout    time.Duration
+	ResponseHeaderTimeoutSet bool
+	// RequestTimeout bounds the whole exchange, every attempt and the
+	// response body included. 0: no limit (streams, downloads).
+	RequestTimeout    time.Duration
+	RequestTimeoutSet bool
+	// RetryNonIdempotent allows retrying POST, PATCH and other
+	// non-idempotent methods on 502/503/504 answers, resets and response
+	// header timeouts: only for backends whose writes are idempotent.
+	RetryNonIdempotent bool
+	// SlowStart ramps a new endpoint's share of traffic up linearly over
+	// this duration (from 10%). 0: off.
+	SlowStart    time.Duration
+	SlowStartSet bool
+}
+
+// ParsePolicy parses PolicyFilterName's arguments. Errors name the
+// argument and what is wanted.
+func ParsePolicy(args []string) (Policy, error) {
+	var p Policy
+	seen := map[string]bool{}
+	for _, a := range args {
+		key, val, ok := strings.Cut(a, "=")
+		if !ok {
+			return p, fmt.Errorf("argument %q: want key=value", a)
+		}
+		if seen[key] {
+			return p, fmt.Errorf("argument %q: %s given twice", a, key)
+		}
+		seen[key] = true
+		var err error
+		switch key {
+		case KeyConnectTimeout:
+			p.ConnectTimeout, err = parseDuration(val, time.Nanosecond, MaxConnectTimeout)
+			p.ConnectTimeoutSet = true
+		case KeyResponseHeaderTimeout:
+			p.ResponseHeaderTimeout, err = parseDuration(val, 0, MaxTimeout)
+			p.ResponseHeaderTimeoutSet = true
+		case KeyRequestTimeout:
+			p.RequestTimeout, err = parseDuration(val, 0, MaxTimeout)
+			p.RequestTimeoutSet = true
+		case KeySlowStart:
+			p.SlowStart, err = parseDuration(val, 0, MaxSlowStart)
+			p.SlowStartSet = true
+		case KeyRetryNonIdempotent:
+			switch val {
+			case "true":
+				p.RetryNonIdempotent = true
+			case "false":
+			default:
+				err = errors.New("want true or false")
+			}
+		default:
+			return p, fmt.Errorf("argument %q: unknown key %q", a, key)
+		}
+		if err != nil {
+			return p, fmt.Errorf("%s %q: %w", key, val, err)
+		}
+	}
+	return p, nil
+}
+
+// parseDuration parses a policy duration: Go syntax ("500ms", "30s",
+// "2m"), or "0" where min is 0, within [min, max].
+func parseDuration(s string, min, max time.Duration) (time.Duration, error) {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, errors.New("want a duration such as 500ms, 30s or 2m")
+	}
+	if d < min || d > max {
+		if min > 0 {
+			return 0, fmt.Errorf("want a duration above 0 and at most %s", max)
+		}
+		return 0, fmt.Errorf("want a duration from 0 (no limit) to %s", max)
+	}
+	return d, nil
+}
+
+// Args renders p as PolicyFilterName's arguments, in a fixed order (the
+// inverse of ParsePolicy; unset fields are left out).
+func (p Policy) Args() []string {
+	var out []string
+	if p.ConnectTimeoutSet {
+		out = append(out, KeyConnectTimeout+"="+p.ConnectTimeout.String())
+	}
+	if p.ResponseHeaderTimeoutSet {
+		out = append(out, KeyResponseHeaderTimeout+"="+p.ResponseHeaderTimeout.String())
+	}
+	if p.RequestTimeoutSet {
+		out = append(out, KeyRequestTimeout+"="+p.RequestTimeout.String())
+	}
+	if p.RetryNonIdempotent {
+		out = append(out, KeyRetryNonIdempotent+"=true")
+	}
+	if p.SlowStartSet {
+		out = append(out, KeySlowStart+"="+p.SlowStart.String())
+	}
+	return out
+}
+
+// effective fills the unset fields from the defaults.
+func (p Policy) effective(d Policy) Policy {
+	if !p.ConnectTimeoutSet {
+		p.ConnectTimeout = d.ConnectTimeout
+	}
+	if !p.ResponseHeaderTimeoutSet {
+		p.ResponseHeaderTimeout = d.ResponseHeaderTimeout
+	}
+	if !p.RequestTimeoutSet {
+		p.RequestTimeout = d.RequestTimeout
+	}
+	if !p.SlowStartSet {
+		p.SlowStart = d.SlowStart
+	}
+	p.ConnectTimeoutSet, p.ResponseHeaderTimeoutSet, p.RequestTimeoutSet, p.SlowStartSet = true, true, true, true
+	return p
+}
+
+// policies interns the effective policies of the routes, keyed by their
+// canonical argument string, so the round tripper finds a route's policy
+// with one map read instead of parsing per request. Entries are few (one
+// per distinct annotation set) and never removed.
+type policies struct {
+	secret   string
+	defaults *Policy
+	m        sync.Map // canonical args -> *Policy
+}
+
+func (ps *policies) intern(p Policy) (key string, eff *Policy) {
+	key = strings.Join(p.Args(), ",")
+	if v, ok := ps.m.Load(key); ok {
+		return key, v.(*Policy)
+	}
+	e := p.effective(*ps.defaults)
+	v, _ := ps.m.LoadOrStore(key, &e)
+	return key, v.(*Policy)
+}
+
+// fromHeader returns the policy a request carries and removes the header.
+// Without a valid header it is the default policy.
+func (ps *policies) fromHeader(req *http.Request) *Policy {
+	v, ok := req.Header[PolicyHeader]
+	if !ok {
+		return ps.defaults
+	}
+	delete(req.Header, PolicyHeader)
+	if len(v) == 1 {
+		if key, ok := strings.CutPrefix(v[0], ps.secret); ok {
+			if p, ok := ps.m.Load(key); ok {
+				return p.(*Policy)
+			}
+		}
+	}
+	return ps.defaults
+}
+
+// routePolicy reads the effective policy of a route from its eskip
+// filters (for the balancer, which runs per table, not per request).
+func (ps *policies) routePolicy(r *eskip.Route) *Policy {
+	for _, f := range r.Filters {
+		if f.Name != PolicyFilterName {
+			continue
+		}
+		args := make([]string, 0, len(f.Args))
+		for _, a := range f.Args {
+			s, ok := a.(string)
+			if !ok {
+				return ps.defaults
+			}
+			args = append(args, s)
+		}
+		p, err := ParsePolicy(args)
+		if err != nil {
+			return ps.defaults
+		}
+		_, eff := ps.intern(p)
+		return eff
+	}
+	return ps.defaults
+}
+
+type policySpec struct{ ps *policies }
+
+// policyFilter's header value is built once: setting it costs no
+// allocation per request.
+type policyFilter struct{ header []string }
+
+func (s policySpec) Name() string { return PolicyFilterName }
+
+func (s policySpec) CreateFilter(args []any) (filters.Filter, error) {
+	strs := make([]string, 0, len(args))
+	for _, a := range args {
+		str, ok := a.(string)
+		if !ok {
+			return nil, fmt.Errorf("%s: every argument must be a \"key=value\" string: %w", PolicyFilterName, filters.ErrInvalidFilterParameters)
+		}
+		strs = append(strs, str)
+	}
+	p, err := ParsePolicy(strs)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", PolicyFilterName, err)
+	}
+	key, _ := s.ps.intern(p)
+	return policyFilter{header: []string{s.ps.secret + key}}, nil
+}
+
+func (f policyFilter) Request(ctx filters.FilterContext) {
+	ctx.Request().Header[PolicyHeader] = f.header
+}
+
+func (policyFilter) Response(filters.FilterContext) {}

@@ -1,0 +1,172 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+func TestParsePolicy(t *testing.T) {
+	good := []string{"connect-timeout=250ms", "response-header-timeout=0s", "request-timeout=1m0s", "retry-non-idempotent=true", "slow-start=30s"}
+	p, err := ParsePolicy(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.ConnectTimeout != 250*time.Millisecond || !p.ResponseHeaderTimeoutSet || p.ResponseHeaderTimeout != 0 ||
+		p.RequestTimeout != time.Minute || !p.RetryNonIdempotent || p.SlowStart != 30*time.Second {
+		t.Fatalf("parsed %+v", p)
+	}
+	if got := strings.Join(p.Args(), " "); got != strings.Join(good, " ") {
+		t.Fatalf("Args() = %s", got)
+	}
+	for _, bad := range [][]string{
+		{"connect-timeout=0s"}, {"connect-timeout=2m"}, {"connect-timeout=fast"}, {"request-timeout=-1s"},
+		{"response-header-timeout=30"}, {"retry-non-idempotent=yes"}, {"slow-start=2h"}, {"colour=blue"},
+		{"connect-timeout"}, {"slow-start=1s", "slow-start=2s"},
+	} {
+		if _, err := ParsePolicy(bad); err == nil {
+			t.Errorf("ParsePolicy(%q) accepted", bad)
+		}
+	}
+	// The filter rejects what the parser rejects: skipper then drops the
+	// route alone (bulkhead's translation reports bad annotations first).
+	u, _ := newUpstream(t, Config{})
+	if _, err := u.PolicySpec().CreateFilter([]any{"connect-timeout=0s"}); err == nil {
+		t.Fatal("filter accepted a bad argument")
+	}
+	if _, err := u.PolicySpec().CreateFilter([]any{float64(3)}); err == nil {
+		t.Fatal("filter accepted a number")
+	}
+}
+
+// hangingBackend accepts requests and never answers (until the client
+// gives up), counting them.
+func hangingBackend(t *testing.T, log *hitLog) string {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		log.add("hang", nil, 0)
+		<-r.Context().Done()
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(srv.CloseClientConnections) // before Close: it waits for handlers
+	return srv.Listener.Addr().String()
+}
+
+func TestResponseHeaderTimeoutRetriesIdempotentOnly(t *testing.T) {
+	for _, c := range []struct {
+		method  string
+		retried bool
+	}{{"GET", true}, {"PUT", true}, {"POST", false}} {
+		t.Run(c.method, func(t *testing.T) {
+			log := &hitLog{}
+			u, _ := newUpstream(t, Config{})
+			hang, ok := hangingBackend(t, log), newBackend(t, 200, log)
+			lbRoutes(t, u, []string{hang, ok.addr()})
+			rt := u.WrapRoundTripper(newTransport(t))
+			hdr := policyHeader(u, Policy{ResponseHeaderTimeout: 100 * time.Millisecond, ResponseHeaderTimeoutSet: true})
+			start := time.Now()
+			resp, err := do(t, rt, c.method, hang, []byte("x"), func(r *http.Request) { r.Header.Set(PolicyHeader, hdr) })
+			took := time.Since(start)
+			if c.retried {
+				if err != nil || resp.StatusCode != 200 || log.count(ok.addr()) != 1 {
+					t.Fatalf("not retried elsewhere: %v %v, hits %v", resp, err, log.hosts)
+				}
+			} else {
+				var ne net.Error
+				if !errors.As(err, &ne) || !ne.Timeout() || log.count(ok.addr()) != 0 {
+					t.Fatalf("want a timeout error (skipper answers 504) and no retry: %v %v, hits %v", resp, err, log.hosts)
+				}
+			}
+			if took > 5*time.Second { // the hang itself would be forever
+				t.Fatalf("took %s", took)
+			}
+			if n := testutil.ToFloat64(u.metrics.timeouts.WithLabelValues("route0", timeoutResponseHeader)); n != 1 {
+				t.Fatalf("response-header timeouts counted: %v", n)
+			}
+		})
+	}
+}
+
+// stuckDialer is a transport whose connections to one host never come
+// up (as with a dead node that drops SYNs): it returns only when the
+// request's context ends, never calling httptrace's GotConn.
+type stuckDialer struct {
+	host string
+	next http.RoundTripper
+}
+
+func (s stuckDialer) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL.Host == s.host {
+		<-r.Context().Done()
+		return nil, r.Context().Err()
+	}
+	return s.next.RoundTrip(r)
+}
+
+func TestConnectTimeoutRetriesAnyMethod(t *testing.T) {
+	for _, m := range []string{"GET", "POST"} {
+		t.Run(m, func(t *testing.T) {
+			log := &hitLog{}
+			u, _ := newUpstream(t, Config{Defaults: Policy{ConnectTimeout: 50 * time.Millisecond, ConnectTimeoutSet: true}})
+			dead, ok := "10.255.255.1:80", newBackend(t, 200, log)
+			lbRoutes(t, u, []string{dead, ok.addr()})
+			rt := u.WrapRoundTripper(stuckDialer{host: dead, next: newTransport(t)})
+			resp, err := do(t, rt, m, dead, []byte("payload"))
+			if err != nil || resp.StatusCode != 200 || log.count(ok.addr()) != 1 {
+				t.Fatalf("%v %v hits %v", resp, err, log.hosts)
+			}
+			if n := testutil.ToFloat64(u.metrics.timeouts.WithLabelValues("route0", timeoutConnect)); n != 1 {
+				t.Fatalf("connect timeouts counted: %v", n)
+			}
+			if u.Breakers().Snapshot(dead).Failures != 1 {
+				t.Fatalf("breaker did not record the timeout: %+v", u.Breakers().Snapshot(dead))
+			}
+		})
+	}
+}
+
+func TestRequestTimeoutCoversRetriesAndBody(t *testing.T) {
+	log := &hitLog{}
+	u, _ := newUpstream(t, Config{})
+	a, b := hangingBackend(t, log), hangingBackend(t, log)
+	lbRoutes(t, u, []string{a, b})
+	rt := u.WrapRoundTripper(newTransport(t))
+	hdr := policyHeader(u, Policy{RequestTimeout: 300 * time.Millisecond, RequestTimeoutSet: true})
+	start := time.Now()
+	_, err := do(t, rt, "GET", a, nil, func(r *http.Request) { r.Header.Set(PolicyHeader, hdr) })
+	if err != errRequestTimeout {
+		t.Fatalf("want the request timeout, got %v", err)
+	}
+	if took := time.Since(start); took < 300*time.Millisecond || took > 5*time.Second {
+		t.Fatalf("took %s", took)
+	}
+
+	// A body that stalls after the headers is cut by the same deadline.
+	stall := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "start")
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	}))
+	defer stall.Close()
+	defer stall.CloseClientConnections()
+	lbRoutes(t, u, []string{stall.Listener.Addr().String(), b})
+	req, _ := http.NewRequestWithContext(context.Background(), "GET", "http://"+stall.Listener.Addr().String()+"/", nil)
+	req.Header.Set(PolicyHeader, hdr)
+	resp, err := rt.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if string(body) != "start" || err == nil {
+		t.Fatalf("body %q, err %v: want the start and then the deadline", body, err)
+	}
+}
