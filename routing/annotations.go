@@ -23,8 +23,8 @@ const (
 	// AnnotationConnectTimeout bounds connecting to a pod ("500ms", "2s";
 	// above 0, at most 1m). Retried on another pod for any method.
 	AnnotationConnectTimeout = annotationPrefix + "connect-timeout"
-	// AnnotationResponseHeaderTimeout bounds the wait for a pod's response
-	// headers ("0" for none, at most 24h).
+	// AnnotationResponseHeaderTimeout bounds each attempt from its start
+	// to the pod's response headers ("0" for none, at most 24h).
 	AnnotationResponseHeaderTimeout = annotationPrefix + "response-header-timeout"
 	// AnnotationRequestTimeout bounds the whole request, retries and body
 	// included ("0" for none, at most 24h).

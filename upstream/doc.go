@@ -49,10 +49,11 @@
 //
 // # Timeouts and per-route policy
 //
-// Each attempt runs under a connect timeout (until a connection is in
-// hand) and a response header timeout (from the request written to the
-// headers), driven by httptrace; a request timeout, when set, bounds the
-// whole exchange, retries and response body included. Defaults are in
+// Each attempt runs under a connect timeout (applied in the dialer, so a
+// reused keep-alive connection costs nothing) and a response header
+// timeout (from the start of the attempt to the response headers, sending
+// the request included); a request timeout, when set, bounds the whole
+// exchange, retries and response body included. Defaults are in
 // DefaultPolicy (1s, 30s, none) and Config.Defaults. A route overrides
 // them with the bulkheadUpstream filter (PolicyFilterName), which also
 // carries slow start and the non-idempotent retry opt-in. The filter puts

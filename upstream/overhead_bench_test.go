@@ -36,8 +36,11 @@ func BenchmarkProxyOverhead(b *testing.B) {
 
 	for _, mode := range []string{"off", "on"} {
 		b.Run("resilience="+mode, func(b *testing.B) {
-			post := []routing.PostProcessor{loadbalancer.NewAlgorithmProvider()}
-			params := skproxy.Params{Metrics: skmetrics.Void, AccessLogDisabled: true}
+			// As bulkhead's proxy: skipper's endpoint registry (its
+			// powerOfRandomNChoices reads in-flight counts from it).
+			registry := routing.NewEndpointRegistry(routing.RegistryOptions{})
+			post := []routing.PostProcessor{loadbalancer.NewAlgorithmProvider(), registry}
+			params := skproxy.Params{Metrics: skmetrics.Void, AccessLogDisabled: true, EndpointRegistry: registry}
 			if mode == "on" {
 				u, err := New(Config{}, prometheus.NewRegistry(), nil)
 				if err != nil {

@@ -52,9 +52,10 @@ type Policy struct {
 	// another endpoint for any method: the request never left.
 	ConnectTimeout    time.Duration
 	ConnectTimeoutSet bool
-	// ResponseHeaderTimeout bounds the wait for the response headers
-	// after the request was written. 0: no limit (long polling). A
-	// timeout is retried elsewhere for idempotent (or opted-in) methods.
+	// ResponseHeaderTimeout bounds each attempt from its start (connect
+	// and sending the request included) to the response headers. 0: no
+	// limit (long polling). A timeout is retried elsewhere for idempotent
+	// (or opted-in) methods.
 	ResponseHeaderTimeout    time.Duration
 	ResponseHeaderTimeoutSet bool
 	// RequestTimeout bounds the whole exchange, every attempt and the

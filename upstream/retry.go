@@ -246,7 +246,7 @@ func classify(ctx context.Context, resp *http.Response, err error) (o Outcome, n
 	switch err {
 	case errConnectTimeout:
 		return Failure, true, false
-	case errResponseHeaderTimeout, errConnectTimeoutRaced:
+	case errResponseHeaderTimeout:
 		return Failure, false, true
 	}
 	if err == nil {

@@ -2,9 +2,10 @@ package upstream
 
 import (
 	"context"
+	"errors"
 	"io"
+	"net"
 	"net/http"
-	"net/http/httptrace"
 	"sync/atomic"
 	"time"
 )
@@ -26,92 +27,86 @@ func (e *timeoutError) Temporary() bool { return true }
 
 var (
 	errConnectTimeout = &timeoutError{"upstream connect timeout"}
-	// errConnectTimeoutRaced: the connect timeout fired while the
-	// connection was being handed over, so the request may have been
-	// written: not provably unsent.
-	errConnectTimeoutRaced   = &timeoutError{"upstream connect timeout"}
 	errResponseHeaderTimeout = &timeoutError{"upstream response header timeout"}
 	errRequestTimeout        = &timeoutError{"upstream request timeout"}
 )
 
-// Attempt phases, for attemptTimer.
-const (
-	phaseConnect int32 = iota // no connection yet: the connect timeout runs
-	phaseWrite                // writing the request: no timeout (as net/http)
-	phaseHeader               // awaiting response headers: that timeout runs
-	phaseFired                // a timeout cancelled the attempt
-	phaseDone                 // the round trip returned
-)
-
-// attemptTimer runs one timer through an attempt's phases, driven by
-// httptrace: the connect timeout until a connection is in hand, the
-// response header timeout once the request is written. (The transport's
-// own timeouts cannot be set per route.)
-type attemptTimer struct {
-	cancel context.CancelCauseFunc
-	timer  *time.Timer
-	header time.Duration
-	phase  atomic.Int32
-	raced  atomic.Bool // the connect timeout fired as the connection came
-	cause  atomic.Pointer[timeoutError]
+// attemptState travels in an attempt's context: the dialer reads the
+// connect timeout from it, and a fired timeout leaves its cause there.
+type attemptState struct {
+	connect time.Duration
+	cancel  context.CancelCauseFunc
+	fired   atomic.Bool
 }
 
-func (t *attemptTimer) fire() {
-	switch {
-	case t.phase.CompareAndSwap(phaseConnect, phaseFired):
-		t.cause.Store(errConnectTimeout)
-		t.cancel(errConnectTimeout)
-	case t.phase.CompareAndSwap(phaseHeader, phaseFired):
-		t.cause.Store(errResponseHeaderTimeout)
-		t.cancel(errResponseHeaderTimeout)
+type attemptKey struct{}
+
+// fire is the response header timer's end.
+func (s *attemptState) fire() {
+	s.fired.Store(true)
+	s.cancel(errResponseHeaderTimeout)
+}
+
+// wrapDial bounds connecting with the connect timeout of the attempt that
+// asked for the connection. It costs nothing on a reused connection.
+func wrapDial(dial func(context.Context, string, string) (net.Conn, error)) func(context.Context, string, string) (net.Conn, error) {
+	if dial == nil {
+		dial = (&net.Dialer{}).DialContext
+	}
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		s, ok := ctx.Value(attemptKey{}).(*attemptState)
+		if !ok || s.connect <= 0 {
+			return dial(ctx, network, addr)
+		}
+		ctx, cancel := context.WithTimeoutCause(ctx, s.connect, errConnectTimeout)
+		defer cancel()
+		c, err := dial(ctx, network, addr)
+		if err != nil && context.Cause(ctx) == errConnectTimeout {
+			return nil, &net.OpError{Op: "dial", Net: network, Addr: nil, Err: errConnectTimeout}
+		}
+		return c, err
 	}
 }
 
-func (t *attemptTimer) gotConn(httptrace.GotConnInfo) {
-	if !t.phase.CompareAndSwap(phaseConnect, phaseWrite) {
-		t.raced.Store(true)
-		return
-	}
-	t.timer.Stop()
+// isConnectTimeout recognises wrapDial's error through skipper's and
+// net/http's wrapping.
+func isConnectTimeout(err error) bool {
+	return errors.Is(err, errConnectTimeout)
 }
 
-func (t *attemptTimer) wroteRequest(httptrace.WroteRequestInfo) {
-	if t.header > 0 && t.phase.CompareAndSwap(phaseWrite, phaseHeader) {
-		t.timer.Reset(t.header)
-	}
-}
-
-// attempt sends a on its endpoint under the policy's connect and response
-// header timeouts, counting it in flight on the endpoint until the
-// response headers arrive (or it fails).
+// attempt sends a on its endpoint under the policy's timeouts: connect
+// (in the dialer, see wrapDial) and response header, which runs from the
+// start of the attempt to the response headers. (A timer per attempt, not
+// httptrace hooks: composing those with skipper's own costs a dozen
+// allocations per request.) The attempt counts as in flight on the
+// endpoint until the headers arrive or it fails.
 func (r *retrier) attempt(a *http.Request, br *breaker, pol *Policy, g *group) (*http.Response, error) {
 	ctx, cancel := context.WithCancelCause(a.Context())
-	t := &attemptTimer{cancel: cancel, header: pol.ResponseHeaderTimeout}
-	t.timer = time.AfterFunc(pol.ConnectTimeout, t.fire)
-	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: t.gotConn, WroteRequest: t.wroteRequest})
-	a = a.WithContext(ctx)
+	st := &attemptState{connect: pol.ConnectTimeout, cancel: cancel}
+	a = a.WithContext(context.WithValue(ctx, attemptKey{}, st))
+	var timer *time.Timer
+	if pol.ResponseHeaderTimeout > 0 {
+		timer = time.AfterFunc(pol.ResponseHeaderTimeout, st.fire)
+	}
 
 	br.requests.Inc()
 	br.inflight.Add(1)
 	resp, err := r.next.RoundTrip(a)
 	br.inflight.Add(-1)
-	t.phase.Store(phaseDone)
-	t.timer.Stop()
+	if timer != nil {
+		timer.Stop()
+	}
 
-	if cause := t.cause.Load(); cause != nil {
+	if st.fired.Load() {
 		if resp != nil { // headers won the race, but the body is cancelled
 			resp.Body.Close()
 			resp = nil
 		}
-		err = cause
-		if cause == errConnectTimeout && t.raced.Load() {
-			err = errConnectTimeoutRaced
-		}
-		kind := timeoutResponseHeader
-		if cause == errConnectTimeout {
-			kind = timeoutConnect
-		}
-		g.timeouts(kind).Inc()
+		err = errResponseHeaderTimeout
+		g.timeouts(timeoutResponseHeader).Inc()
+	} else if err != nil && isConnectTimeout(err) {
+		err = errConnectTimeout
+		g.timeouts(timeoutConnect).Inc()
 	}
 	if err != nil {
 		cancel(nil)

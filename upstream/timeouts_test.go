@@ -95,20 +95,20 @@ func TestResponseHeaderTimeoutRetriesIdempotentOnly(t *testing.T) {
 	}
 }
 
-// stuckDialer is a transport whose connections to one host never come
-// up (as with a dead node that drops SYNs): it returns only when the
-// request's context ends, never calling httptrace's GotConn.
-type stuckDialer struct {
-	host string
-	next http.RoundTripper
-}
-
-func (s stuckDialer) RoundTrip(r *http.Request) (*http.Response, error) {
-	if r.URL.Host == s.host {
-		<-r.Context().Done()
-		return nil, r.Context().Err()
+// stuckTransport is a transport whose connections to one host never come
+// up (as with a dead node that drops SYNs): dialing it returns only when
+// the dial's context ends.
+func stuckTransport(t *testing.T, host string) *http.Transport {
+	tr := newTransport(t)
+	var d net.Dialer
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if addr == host {
+			<-ctx.Done()
+			return nil, &net.OpError{Op: "dial", Net: network, Err: ctx.Err()}
+		}
+		return d.DialContext(ctx, network, addr)
 	}
-	return s.next.RoundTrip(r)
+	return tr
 }
 
 func TestConnectTimeoutRetriesAnyMethod(t *testing.T) {
@@ -118,7 +118,7 @@ func TestConnectTimeoutRetriesAnyMethod(t *testing.T) {
 			u, _ := newUpstream(t, Config{Defaults: Policy{ConnectTimeout: 50 * time.Millisecond, ConnectTimeoutSet: true}})
 			dead, ok := "10.255.255.1:80", newBackend(t, 200, log)
 			lbRoutes(t, u, []string{dead, ok.addr()})
-			rt := u.WrapRoundTripper(stuckDialer{host: dead, next: newTransport(t)})
+			rt := u.WrapRoundTripper(stuckTransport(t, dead))
 			resp, err := do(t, rt, m, dead, []byte("payload"))
 			if err != nil || resp.StatusCode != 200 || log.count(ok.addr()) != 1 {
 				t.Fatalf("%v %v hits %v", resp, err, log.hosts)

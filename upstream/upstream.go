@@ -109,7 +109,12 @@ func (u *Upstream) Breakers() *Breakers { return u.breakers }
 func (u *Upstream) PostProcessor() routing.PostProcessor { return u.pp }
 
 // WrapRoundTripper is meant for proxy.Params.CustomHttpRoundTripperWrap.
+// When next is an *http.Transport (skipper's), its dialer is wrapped to
+// apply per-route connect timeouts.
 func (u *Upstream) WrapRoundTripper(next http.RoundTripper) http.RoundTripper {
+	if tr, ok := next.(*http.Transport); ok {
+		tr.DialContext = wrapDial(tr.DialContext)
+	}
 	return &retrier{u: u, next: next}
 }
 
