@@ -13,9 +13,13 @@ import (
 const (
 	// ConditionRoutes is unmet until a route table has been loaded.
 	ConditionRoutes = "routes"
-	// ConditionDraining is unmet while the router shuts down or its node is
-	// being drained, so the load balancer takes it out of service first.
+	// ConditionDraining is unmet while the router shuts down, so the load
+	// balancer takes it out of service first.
 	ConditionDraining = "draining"
+	// ConditionNode is unmet while the router's node is being drained
+	// (cordoned, tainted for deletion, excluded from load balancers): the
+	// load balancer should stop sending before the node goes away.
+	ConditionNode = "node"
 )
 
 // MetricReady is 1 while /readyz answers 200.

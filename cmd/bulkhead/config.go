@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -29,7 +30,10 @@ type config struct {
 	ElectionID     string
 	LogLevel       slog.Level
 	LogFormat      string
-	ShutdownGrace  time.Duration
+	DrainDelay     time.Duration
+	DrainTimeout   time.Duration
+	NodeName       string
+	WatchNode      bool
 	SyncTimeout    time.Duration
 	GuardShare     float64
 	GuardHold      time.Duration
@@ -39,6 +43,13 @@ type config struct {
 	RequestTimeout        time.Duration
 	BackendIdleTimeout    time.Duration
 }
+
+// DefaultDrainDelay outlasts an ALB target group's default health check:
+// a check every 30 s and 2 failures to call a target unhealthy. The first
+// failing check comes at most 30 s after /readyz turns 503, the second 30 s
+// later, so the ALB stops routing here at most 60 s after SIGTERM; 10 s more
+// covers the time the ALB takes to act on it.
+const DefaultDrainDelay = 70 * time.Second
 
 // errHelp is returned for -help, which is not a failure.
 var errHelp = flag.ErrHelp
@@ -63,7 +74,10 @@ func parseConfig(args []string, out io.Writer) (config, error) {
 	fs.DurationVar(&c.SyncTimeout, "sync-timeout", 5*time.Second, "at start, how long to wait for the API server before serving the stored last-known-good table (an API server that does not answer at all is not waited for)")
 	fs.Float64Var(&c.GuardShare, "deletion-guard-share", 0.5, "an update removing more than this share of all routes or of all endpoints (across more than one Ingress or Service) is held back; 1 disables the guard")
 	fs.DurationVar(&c.GuardHold, "deletion-guard-period", 2*time.Minute, "how long a held update must stay the same before it is applied (or confirm it: POST /guard/confirm on the admin endpoint)")
-	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", 30*time.Second, "on SIGTERM, how long in-flight requests may take to finish")
+	fs.DurationVar(&c.DrainDelay, "drain-delay", DefaultDrainDelay, "on SIGTERM, how long /readyz fails while traffic is still served normally, so the load balancer takes this target out first (ALB defaults: see README)")
+	fs.DurationVar(&c.DrainTimeout, "drain-timeout", 60*time.Second, "after the drain delay, how long in-flight requests may take to finish before the process exits")
+	fs.StringVar(&c.NodeName, "node-name", os.Getenv("NODE_NAME"), "name of the Node this router runs on (downward API: spec.nodeName); default $NODE_NAME")
+	fs.BoolVar(&c.WatchNode, "watch-node", true, "fail /readyz (without exiting) while this node is cordoned, tainted for deletion (cluster autoscaler, Karpenter) or excluded from external load balancers; needs -node-name")
 
 	fs.DurationVar(&c.ConnectTimeout, "backend-connect-timeout", time.Second, "default time to connect to a pod before trying another (any method); per Ingress: annotation bulkhead.io/connect-timeout")
 	fs.DurationVar(&c.ResponseHeaderTimeout, "backend-response-header-timeout", 30*time.Second, "default wait for a pod's response headers after sending the request, 0 for none; answered 504 (idempotent requests retried elsewhere first); per Ingress: bulkhead.io/response-header-timeout")
@@ -127,8 +141,8 @@ func (c config) validate() error {
 	if c.BackendIdleTimeout <= 0 {
 		return fmt.Errorf("-backend-idle-timeout %s: must be positive", c.BackendIdleTimeout)
 	}
-	if c.ShutdownGrace < 0 {
-		return fmt.Errorf("-shutdown-grace %s: must not be negative", c.ShutdownGrace)
+	if c.DrainDelay < 0 || c.DrainTimeout < 0 {
+		return errors.New("-drain-delay and -drain-timeout must not be negative")
 	}
 	return nil
 }

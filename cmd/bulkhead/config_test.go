@@ -33,8 +33,10 @@ func TestBadFlagValuesAreOneLineAndExit2(t *testing.T) {
 		{"-publish-address", "under_score.example"},
 		{"-log-level", "loud"},
 		{"-log-format", "xml"},
-		{"-shutdown-grace", "-1s"},
-		{"-shutdown-grace", "soon"},
+		{"-drain-delay", "-1s"},
+		{"-drain-timeout", "soon"},
+		{"-backend-connect-timeout", "0s"},
+		{"-backend-idle-timeout", "0s"},
 		{"-no-such-flag"},
 		{"stray-argument"},
 	} {

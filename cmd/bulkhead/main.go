@@ -35,6 +35,7 @@ import (
 	"github.com/bulkhead-router/bulkhead/health"
 	"github.com/bulkhead-router/bulkhead/ingressstatus"
 	"github.com/bulkhead-router/bulkhead/internal/logging"
+	"github.com/bulkhead-router/bulkhead/nodewatch"
 	"github.com/bulkhead-router/bulkhead/proxy"
 	"github.com/bulkhead-router/bulkhead/routing"
 	"github.com/bulkhead-router/bulkhead/tablestore"
@@ -85,8 +86,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// serve runs the router until ctx ends, then shuts down gracefully.
-func serve(ctx context.Context, cfg config, log *slog.Logger) error {
+// serve runs the router until stop ends, then drains and shuts down. The
+// route source and the other background work run on until the drain is
+// over: routes must stay current while traffic is still served.
+func serve(stop context.Context, cfg config, log *slog.Logger) error {
+	ctx, stopBackground := context.WithCancel(context.Background())
+	defer stopBackground()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewGoCollector(),
@@ -102,6 +107,28 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	kube, err := kubernetes.NewForConfig(restConfig)
 	if err != nil {
 		return fmt.Errorf("kubernetes client: %w", err)
+	}
+	// The node: a node being drained takes the router out of the load
+	// balancer before the instance goes away. What the API server cannot
+	// tell (it is down) changes nothing.
+	if cfg.WatchNode && cfg.NodeName == "" {
+		log.Warn("no node name (-node-name or $NODE_NAME): node drains are not followed; readiness fails only on SIGTERM")
+	} else if cfg.WatchNode {
+		nodes, err := nodewatch.New(kube, cfg.NodeName, nodewatch.Options{
+			Log:        log.With(logging.KeyComponent, "nodewatch"),
+			Registerer: reg,
+			OnChange: func(draining bool, reason string) {
+				ready.Set(health.ConditionNode, !draining, reason)
+			},
+		})
+		if err != nil {
+			return fmt.Errorf("node watch: %w", err)
+		}
+		go func() {
+			if err := nodes.Run(ctx); err != nil {
+				log.Error("node watch stopped", logging.KeyError, err)
+			}
+		}()
 	}
 	// The last-known-good table on local disk. A state directory that cannot
 	// be used costs the restart-during-outage protection, not the router.
@@ -218,19 +245,13 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	}()
 
 	select {
-	case <-ctx.Done():
+	case <-stop.Done():
 	case err := <-serveErr:
 		return err
 	}
 
-	ready.Set(health.ConditionDraining, false, "shutting down")
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
-	defer cancel()
-	// Shutdown closes idle keep-alive connections, waits for in-flight
-	// requests and makes Go's server answer them with Connection: close.
-	if err := servers[0].Shutdown(shutdownCtx); err != nil {
-		log.Warn("in-flight requests did not finish in time", "shutdown_grace", cfg.ShutdownGrace, logging.KeyError, err)
-	}
+	drain(servers[0], ready, cfg, log)
+	stopBackground()
 	for _, s := range servers[1:] {
 		s.Close()
 	}
@@ -241,6 +262,30 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	case <-time.After(5 * time.Second):
 	}
 	return nil
+}
+
+// drain takes the router out of service without failing a request: it
+// fails /readyz and keeps serving for the drain delay, while the load
+// balancer notices and stops sending; then it stops accepting connections,
+// closes idle keep-alive connections, answers in-flight HTTP/1.1 requests
+// with Connection: close (Go's server does both once Shutdown starts) and
+// waits up to the drain timeout for them to finish.
+func drain(proxySrv *http.Server, ready *health.State, cfg config, log *slog.Logger) {
+	start := time.Now()
+	ready.Set(health.ConditionDraining, false, "shutting down")
+	log.Info("draining: /readyz fails now, traffic is still served until the load balancer stops sending",
+		"drain_delay", cfg.DrainDelay, "drain_timeout", cfg.DrainTimeout)
+	<-time.After(cfg.DrainDelay) // the load balancer's health checks need this long; nothing to await here
+	log.Info("drain delay over: closing listener and keep-alive connections, finishing in-flight requests")
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
+	defer cancel()
+	if err := proxySrv.Shutdown(ctx); err != nil {
+		proxySrv.Close()
+		log.Warn("in-flight requests did not finish within the drain timeout; their connections were closed",
+			"drain_timeout", cfg.DrainTimeout, logging.KeyError, err)
+		return
+	}
+	log.Info("drained", "took", time.Since(start).Round(time.Millisecond))
 }
 
 // kubeConfig finds the cluster: -kubeconfig, else the in-cluster service

@@ -96,6 +96,9 @@ func Start(t testing.TB, o Options) *Router {
 		"-admin-address", "127.0.0.1:" + strconv.Itoa(ports[2]),
 		"-state-dir", o.StateDir,
 		"-log-level", "debug",
+		// Tests that drain say so; the others should stop at once on
+		// SIGTERM, not after an ALB's worth of health checks.
+		"-drain-delay", "0s",
 	}, o.Args...)
 	if o.Kubeconfig != "" {
 		r.args = append(r.args, "-kubeconfig", o.Kubeconfig)
