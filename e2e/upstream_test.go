@@ -289,3 +289,45 @@ func (e *env) expectSomePod(host, pod string) {
 		return errNotYet
 	})
 }
+
+// TestPostRetriedWhereIngressOptsIn: the same pod dropping POSTs as in
+// TestPostThatMayHaveBeenProcessedIsNotReplayed, but the Ingress says its
+// writes are idempotent (bulkhead.io/retry-non-idempotent): POSTs are
+// retried on the other pod and none fails. A bad annotation next to it is
+// reported and ignored alone.
+func TestPostRetriedWhereIngressOptsIn(t *testing.T) {
+	t.Parallel()
+	e, pods := newTwoPodEnv(t)
+	ing := ingress("up", "web", "bulkhead", rule("web.example", path("/", prefix(), "web")))
+	ing.Annotations = map[string]string{
+		"bulkhead.io/retry-non-idempotent": "true",
+		"bulkhead.io/connect-timeout":      "fast",
+	}
+	e.apply(ing)
+	e.expectProblem("Ingress", "up", "web", "InvalidAnnotation")
+	e.router.WaitFor(10*time.Second, "the opt-in in the route table", func() bool {
+		_, routes := e.router.Admin("/routes")
+		return strings.Contains(routes, `"retry-non-idempotent=true"`)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := pods[0].SetMode(ctx, testpods.ModeClose); err != nil {
+		t.Fatal(err)
+	}
+	load := loadgen.Start(loadgen.Target{Method: http.MethodPost, URL: e.router.ProxyURL + "/orders", Host: "web.example",
+		Body: []byte(`{"idempotency-key":"k"}`)}, loadgen.Options{Rate: 50})
+	e.eventually(20*time.Second, "200 POSTs sent", func() error {
+		if sent, _ := load.Snapshot(); sent < 200 {
+			return errNotYet
+		}
+		return nil
+	})
+	r := load.Stop()
+	t.Logf("POSTs with the opt-in: %s", r)
+	if r.Failed != 0 {
+		t.Errorf("%d of %d POSTs failed although the Ingress opted in to retries: %s", r.Failed, r.Sent, r)
+	}
+	if v := sumMetric(e.router, "bulkhead_upstream_retries_total"); v == 0 {
+		t.Error("no retries counted")
+	}
+}
