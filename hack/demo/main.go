@@ -180,7 +180,7 @@ func printTryThis(cp *controlplane.ControlPlane) {
   curl -s -H 'Host: eu.shop.example' http://%[1]s/               # wildcard host -> service api
   curl -s -H 'Host: anything.else' http://%[1]s/                 # defaultBackend (Ingress demo/fallback)
   curl -si -H 'Host: broken.example' http://%[1]s/               # 503: its Service does not exist
-  curl -si -H 'Host: tuned.example' 'http://%[1]s/?sleep=3s'      # 504 after 1 s per attempt (bulkhead.io/response-header-timeout)
+  curl -si -H 'Host: tuned.example' 'http://%[1]s/?sleep=3s'      # 504: 1 s per attempt, 2 retries (bulkhead.io/response-header-timeout)
 
   # the operator's view
   curl -s http://%[2]s/routes          # live table, each route with its Ingress
