@@ -94,6 +94,8 @@ func run() error {
 		"-state-dir", filepath.Join(work, "state"),
 		"-publish-address", "127.0.0.1",
 		"-election-namespace", "default",
+		// No load balancer to wait for here: Ctrl-C should stop at once.
+		"-drain-delay", "0s",
 	)
 	router.Stdout, router.Stderr = os.Stderr, os.Stderr
 	router.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
