@@ -32,7 +32,7 @@ func (r *retrier) RoundTrip(req *http.Request) (*http.Response, error) {
 		req.Header = req.Header.Clone()
 		pol = r.u.policies.fromHeader(req)
 	}
-	g := r.u.topo.Load().byEndpoint[req.URL.Host]
+	g := r.u.topo.Load().lookup(req.URL.Host)
 	if g == nil {
 		return r.next.RoundTrip(req)
 	}

@@ -243,3 +243,26 @@ func TestUnknownHostPassesThrough(t *testing.T) {
 		t.Fatal(resp, err, log.hosts)
 	}
 }
+
+// An endpoint that just left the table still gets retries: skipper
+// publishes the post-processed table after our topology, so a request
+// balanced on the old table can still go to it (typically a pod shutting
+// down: connection refused).
+func TestJustDepartedEndpointIsStillRetried(t *testing.T) {
+	log := &hitLog{}
+	u, _ := newUpstream(t, Config{})
+	gone, b := deadAddr(t), newBackend(t, 200, log)
+	lbRoutes(t, u, []string{gone, b.addr()})
+	lbRoutes(t, u, []string{b.addr()}) // the next table: gone has left
+	rt := u.WrapRoundTripper(newTransport(t))
+	resp, err := do(t, rt, "POST", gone, []byte("x"))
+	if err != nil || resp.StatusCode != 200 || log.count(b.addr()) != 1 {
+		t.Fatalf("%v %v hits %v", resp, err, log.hosts)
+	}
+	// One generation only: two tables later it is unknown and passes
+	// through untouched.
+	lbRoutes(t, u, []string{b.addr()})
+	if _, err := do(t, rt, "GET", gone, nil); err == nil {
+		t.Fatal("a long-gone endpoint was rescued: want the plain transport error")
+	}
+}

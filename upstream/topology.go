@@ -38,6 +38,20 @@ func (g *group) timeouts(kind string) prometheus.Counter {
 // intersection of those lists, which is valid for any of the routes.
 type topology struct {
 	byEndpoint map[string]*group
+	// departed maps endpoints of the previous table that left this one to
+	// their group then, for one generation: skipper runs post-processors
+	// before the new table serves, so requests balanced on the old table
+	// still go to such an endpoint, and it is typically a pod on its way
+	// out. They must keep their retries.
+	departed map[string]*group
+}
+
+// lookup finds the group of an endpoint, current or just departed.
+func (t *topology) lookup(endpoint string) *group {
+	if g := t.byEndpoint[endpoint]; g != nil {
+		return g
+	}
+	return t.departed[endpoint]
 }
 
 // LabelFunc names the group of the routes sharing one endpoint list. It
@@ -126,6 +140,15 @@ func (p *postProcessor) Do(routes []*routing.Route) []*routing.Route {
 			intersections[key] = g
 		}
 		t.byEndpoint[ep] = g
+	}
+	prev := p.u.topo.Load()
+	for ep, g := range prev.byEndpoint {
+		if _, still := t.byEndpoint[ep]; !still {
+			if t.departed == nil {
+				t.departed = map[string]*group{}
+			}
+			t.departed[ep] = g
+		}
 	}
 	p.u.topo.Store(t)
 
