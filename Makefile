@@ -7,7 +7,7 @@ GO ?= go
 # machines room, but not forever.
 TEST_TIMEOUT ?= 20m
 
-.PHONY: all build demo test unit vet deps controlplane cluster-up cluster-down clean bench-routes test-outage bench-upstream
+.PHONY: all build demo test unit vet deps controlplane cluster-up cluster-down clean bench-routes test-outage bench-upstream chaos chaos-short
 
 all: build
 
@@ -46,6 +46,14 @@ bench-routes: deps controlplane
 ## bench-upstream: happy-path throughput through skipper with breakers and retries off and on
 bench-upstream:
 	$(GO) test -run '^$$' -bench 'ProxyOverhead' -benchtime 3s -count 6 ./upstream/
+
+## chaos: every chaos scenario (docs/CHAOS.md) against a local control plane, real pods and the router, under load (about 4 min)
+chaos: deps controlplane
+	$(GO) run ./hack/chaos $(CHAOS_FLAGS)
+
+## chaos-short: the CI subset of the chaos scenarios (make test runs it as TestChaosShort)
+chaos-short: deps controlplane
+	$(GO) run ./hack/chaos -short $(CHAOS_FLAGS)
 
 vet:
 	$(GO) vet ./...
