@@ -90,9 +90,10 @@ func New(client kubernetes.Interface, nodeName string, opts Options) (*Watcher, 
 	w.state.Store(&decision{})
 	m.set(false, "")
 
-	// RBAC cannot restrict list and watch to one named object, but the field
-	// selector keeps the traffic and the cache to this one Node: one watch
-	// event per change of it, not of every node in the cluster.
+	// The field selector keeps the watch traffic and the cache to this one
+	// Node: one event per change of it, not of every node in the cluster.
+	// It also makes every request authorisable by an RBAC rule naming the
+	// Node (resourceNames), which integration_test.go relies on.
 	w.factory = informers.NewSharedInformerFactoryWithOptions(client, 0,
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", nodeName).String()
@@ -174,8 +175,8 @@ func (w *Watcher) decide(draining bool, reason string) {
 	if old.draining == draining && old.reason == reason {
 		return
 	}
+	w.metrics.set(draining, reason) // first, so a reader who sees the new decision sees the metric too
 	w.state.Store(&decision{draining: draining, reason: reason})
-	w.metrics.set(draining, reason)
 	switch {
 	case draining && !old.draining:
 		w.log.Warn("own Node is leaving service: failing readiness so the load balancer stops sending traffic here", "reason", reason)
