@@ -7,7 +7,7 @@ GO ?= go
 # machines room, but not forever.
 TEST_TIMEOUT ?= 20m
 
-.PHONY: all build demo test unit vet deps controlplane cluster-up cluster-down clean bench-routes test-outage bench-upstream chaos chaos-short
+.PHONY: all build demo test unit vet deps controlplane cluster-up cluster-down clean bench-routes test-outage bench-upstream chaos chaos-short bench-peers
 
 all: build
 
@@ -46,6 +46,12 @@ bench-routes: deps controlplane
 ## bench-upstream: happy-path throughput through skipper with breakers and retries off and on
 bench-upstream:
 	$(GO) test -run '^$$' -bench 'ProxyOverhead' -benchtime 3s -count 6 ./upstream/
+
+## bench-peers: bulkhead beside nginx, HAProxy and stock skipper: same pods, same wrk load, interleaved rounds, then one pod SIGKILLed under load (root, about 6 min; docs/BENCHMARKS.md)
+BENCH_PEERS_FLAGS ?=
+bench-peers: deps controlplane build
+	@hack/install-bench-deps.sh
+	$(GO) run ./hack/benchpeers $(BENCH_PEERS_FLAGS)
 
 ## chaos: every chaos scenario (docs/CHAOS.md) against a local control plane, real pods and the router, under load (about 4 min)
 chaos: deps controlplane

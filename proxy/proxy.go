@@ -138,6 +138,9 @@ func New(o Options) *Proxy {
 		// WebSocket and other Upgrade requests: forwarded, the connection
 		// then tunnelled both ways.
 		ExperimentalUpgrade: true,
+		// Response bodies are copied through pooled buffers instead of a
+		// new 8 KiB buffer per request.
+		EnableCopyStreamPoolExperimental: true,
 	})
 	return &Proxy{endpoints: endpoints, routing: rt, proxy: px, prepare: o.PrepareRequest, log: o.Log}
 }
@@ -148,7 +151,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if p.prepare != nil {
 		p.prepare(r)
 	}
-	p.proxy.ServeHTTP(w, r)
+	p.proxy.ServeHTTP(&headerFlushDeferrer{ResponseWriter: w}, r)
 }
 
 // InFlight is the number of requests now in flight to an endpoint

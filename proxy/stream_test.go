@@ -180,3 +180,70 @@ func TestIdleBackendConnectionsClosedByRouter(t *testing.T) {
 		t.Fatal("the idle backend connection was not closed by the router")
 	}
 }
+
+// countingListener counts the writes to each accepted connection.
+type countingListener struct {
+	net.Listener
+	writes chan int // one value per Write call
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return countingConn{Conn: c, writes: l.writes}, nil
+}
+
+type countingConn struct {
+	net.Conn
+	writes chan int
+}
+
+func (c countingConn) Write(b []byte) (int, error) {
+	c.writes <- len(b)
+	return c.Conn.Write(b)
+}
+
+// A response with a Content-Length goes to the client in one write,
+// headers and body together (skipper alone flushes the headers first).
+func TestResponseOfKnownLengthIsOneWrite(t *testing.T) {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "5")
+		io.WriteString(w, "hello")
+	}))
+	defer backend.Close()
+	routes, _ := eskip.Parse(`r: * -> <roundRobin, "` + backend.URL + `">;`)
+	dc := testdataclient.New(routes)
+	defer dc.Close()
+	px := New(Options{DataClients: []skrouting.DataClient{dc}})
+	defer px.Close()
+	<-px.FirstLoad()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writes := make(chan int, 100)
+	srv := &http.Server{Handler: px}
+	go srv.Serve(countingListener{Listener: l, writes: writes})
+	defer srv.Close()
+
+	resp, err := http.Get("http://" + l.Addr().String() + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "hello" {
+		t.Fatalf("body %q", body)
+	}
+	srv.Close() // no write can still be under way
+	close(writes)
+	n := 0
+	for range writes {
+		n++
+	}
+	if n != 1 {
+		t.Fatalf("response written in %d writes, want 1", n)
+	}
+}

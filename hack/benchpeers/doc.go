@@ -1,0 +1,48 @@
+// Command benchpeers measures bulkhead beside its peers, nginx, HAProxy and
+// stock skipper, on this machine, with the same backends and the same load
+// for all, and prints each peer's figures as a ratio to bulkhead's
+// (`make bench-peers`; method and latest figures in docs/BENCHMARKS.md).
+//
+// # What runs
+//
+// A local control plane (internal/controlplane) and two pods in network
+// namespaces (internal/testpods), published as a Service and EndpointSlice
+// with an Ingress for bulkhead; nginx, HAProxy and skipper get the same two
+// pod addresses in a configuration generated from templates/. bulkhead is
+// the built binary (-bulkhead, default bin/bulkhead); skipper is built
+// from the Go module proxy at the version bulkhead embeds (hack/peers,
+// cached by internal/toolbuild); nginx, HAProxy and wrk are the Debian
+// packages (hack/install-bench-deps.sh).
+//
+// Every proxy gets one CPU and one worker: nginx one worker process,
+// HAProxy one thread, bulkhead and skipper GOMAXPROCS=1, each started
+// under `taskset -c <proxy-cpu>`. This program pins itself, and so
+// everything it starts without its own taskset (wrk, the pods, the control
+// plane, the fault-run load), to the other CPU, so the proxy under test
+// never competes with the load for its CPU. Access logs are off and
+// keep-alive is on, toward clients and toward the pods, for all four; all
+// four send the pod the client's Host, X-Forwarded-For/-Host/-Proto and a
+// request id.
+//
+// # Throughput
+//
+// All proxies run side by side, idle but for the one under test. After a
+// warm-up, each round runs wrk (closed loop, fixed keep-alive connections,
+// --latency) against every proxy in turn, and against one pod directly,
+// which shows the ceiling of the load side: a proxy close to it is not
+// what limits its own figure. The order rotates every round, so none
+// always runs first or last. The table shows the medians across rounds.
+//
+// # Fault run
+//
+// Per proxy, a fresh instance in front of two fresh pods, an open-loop GET
+// load at a fixed rate (internal/loadgen: every failure is counted, by
+// status or error, never retried by the client), and one pod SIGKILLed
+// after a fixed number of requests. No configuration is changed after the
+// kill, for any proxy: the peers keep the dead pod in their upstream lists
+// and bulkhead's EndpointSlice keeps listing it, so each proxy relies on
+// its own retries and health checks.
+//
+// Run it as root from the repository (network namespaces need root, and
+// the tool builds find the module from the working directory).
+package main

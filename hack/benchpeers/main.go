@@ -1,0 +1,303 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/bulkhead-router/bulkhead/internal/controlplane"
+	"github.com/bulkhead-router/bulkhead/internal/freeport"
+	"github.com/bulkhead-router/bulkhead/internal/testpods"
+)
+
+func main() {
+	cfg, err := parseConfig(os.Args[1:], os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "benchpeers: %v\n", err)
+		os.Exit(2)
+	}
+	if err := run(cfg); err != nil {
+		fmt.Fprintf(os.Stderr, "benchpeers: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// harness is what every proxy of a run shares: the control plane, the
+// pods and the working directory.
+type harness struct {
+	cfg      config
+	work     string
+	programs programs
+	cp       *controlplane.ControlPlane
+	client   kubernetes.Interface
+	pods     *testpods.Cluster
+}
+
+func run(cfg config) error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	started := time.Now()
+	rep := report{Date: started.UTC(), Machine: readMachine(), Load: cfg.Load, Rounds: cfg.Rounds, Warmup: cfg.Warmup,
+		FaultLoad: cfg.Fault, ProxyCPU: cfg.ProxyCPU}
+
+	if err := testpods.CheckPreconditions(testpods.Options{}); err != nil {
+		return err
+	}
+	progs, err := findPrograms(cfg.Bulkhead)
+	if err != nil {
+		return err
+	}
+	if progs.Skipper, err = ensureSkipper(ctx); err != nil {
+		return err
+	}
+	rep.Versions = versions(ctx, progs)
+	rep.Versions["kubernetes (control plane)"] = controlplane.KubernetesVersion
+	rep.Versions["go"] = runtime.Version()
+	if cfg.BulkheadLabel != "" {
+		rep.Versions["bulkhead"] = cfg.BulkheadLabel
+	}
+	if err := pinSelf(ctx, cfg.Load.CPU); err != nil {
+		return err
+	}
+
+	work, err := os.MkdirTemp("", "bulkhead-benchpeers-")
+	if err != nil {
+		return err
+	}
+	// nginx's worker drops root and must still reach its temp directories.
+	if err := os.Chmod(work, 0o755); err != nil {
+		return err
+	}
+	if cfg.Keep {
+		defer fmt.Fprintf(os.Stderr, "benchpeers: configurations and proxy logs kept in %s\n", work)
+	} else {
+		defer os.RemoveAll(work)
+	}
+	h := &harness{cfg: cfg, work: work, programs: progs}
+
+	step("starting the control plane (etcd, kube-apiserver)")
+	h.cp, err = controlplane.Start(ctx, controlplane.Options{Dir: filepath.Join(work, "controlplane"), Progress: os.Stderr})
+	if err != nil {
+		return err
+	}
+	defer h.cp.Stop()
+	h.client = h.cp.Client()
+	podLog := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if h.pods, err = testpods.New(ctx, h.client, testpods.Options{Logger: podLog}); err != nil {
+		return err
+	}
+	defer h.pods.Close()
+	if err := createIngressClass(ctx, h.client); err != nil {
+		return err
+	}
+
+	if cfg.Throughput {
+		if rep.Throughput, rep.Baseline, err = h.throughput(ctx); err != nil {
+			return err
+		}
+	}
+	if cfg.FaultRun {
+		for _, p := range cfg.selectedPeers() {
+			step("fault run: " + p.Name + " (" + cfg.Fault.String() + ")")
+			r, err := h.faultRun(ctx, p)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(os.Stderr, "  sent %d, failed %d (%s)\n", r.Sent, r.Failed, r.Failures())
+			rep.Fault = append(rep.Fault, r)
+		}
+	}
+	rep.Took = time.Since(started).Round(time.Second)
+	rep.Machine.LoadAfter = loadAverage()
+	return rep.write(os.Stdout, cfg)
+}
+
+// step prints a progress line; results go to stdout, progress to stderr.
+func step(s string) { fmt.Fprintf(os.Stderr, "==> %s\n", s) }
+
+// startProxy runs p in front of up on a free loopback port, pinned to the
+// proxy CPU, and waits until both pods answer through it.
+func (h *harness) startProxy(ctx context.Context, p peer, label string, up upstream) (*process, string, error) {
+	ports, err := freeport.Get(1)
+	if err != nil {
+		return nil, "", err
+	}
+	dir := filepath.Join(h.work, label)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, "", err
+	}
+	in := instance{Dir: dir, CPU: h.cfg.ProxyCPU, Listen: fmt.Sprintf("127.0.0.1:%d", ports[0]),
+		Upstream: up, Programs: h.programs, Kubeconfig: h.cp.Kubeconfig()}
+	proc, err := p.Start(in)
+	if err != nil {
+		return nil, "", err
+	}
+	url := "http://" + in.Listen + "/"
+	if err := awaitServing(ctx, proc, url, up); err != nil {
+		proc.stop()
+		return nil, "", err
+	}
+	return proc, url, nil
+}
+
+// target is one thing wrk measures: a proxy, or a pod directly.
+type target struct {
+	name string
+	url  string
+	host string
+	proc *process // nil for the pod itself
+}
+
+// baselineName is the row of wrk straight at one pod.
+const baselineName = "no proxy (one pod)"
+
+// throughput starts every proxy in front of the same two pods and runs
+// the wrk rounds, rotating the order each round.
+func (h *harness) throughput(ctx context.Context) ([]summary, *summary, error) {
+	step("starting two pods and the Ingress bench/web (host bench.example)")
+	up, err := startUpstream(ctx, h.pods, h.client, "bench", "web", "bench.example")
+	if err != nil {
+		return nil, nil, err
+	}
+	var targets []target
+	defer func() {
+		for _, t := range targets {
+			if t.proc != nil {
+				t.proc.stop()
+			}
+		}
+	}()
+	for _, p := range h.cfg.selectedPeers() {
+		step(fmt.Sprintf("starting %s on CPU %d", p.Name, h.cfg.ProxyCPU))
+		proc, url, err := h.startProxy(ctx, p, p.Name, up)
+		if err != nil {
+			return nil, nil, err
+		}
+		targets = append(targets, target{name: p.Name, url: url, host: up.Host, proc: proc})
+	}
+	if h.cfg.Baseline {
+		targets = append(targets, target{name: baselineName, url: up.Pods[0].URL("/"), host: up.Host})
+	}
+
+	measure := func(t target, d time.Duration) (wrkResult, error) {
+		if t.proc != nil {
+			select {
+			case <-t.proc.exited():
+				return wrkResult{}, t.proc.exitError("idle between runs")
+			default:
+			}
+		}
+		return runWrk(ctx, h.cfg.Load, h.cfg.ProxyCPU, d, t.url, t.host)
+	}
+	if h.cfg.Warmup > 0 {
+		step(fmt.Sprintf("warm-up: %s per target, not counted", h.cfg.Warmup))
+		for _, t := range targets {
+			if _, err := measure(t, h.cfg.Warmup); err != nil {
+				return nil, nil, err
+			}
+		}
+	}
+	results := map[string][]wrkResult{}
+	for r := range h.cfg.Rounds {
+		order := rotation(targets, r)
+		names := make([]string, len(order))
+		for i, t := range order {
+			names[i] = t.name
+		}
+		step(fmt.Sprintf("round %d/%d: %s", r+1, h.cfg.Rounds, strings.Join(names, ", ")))
+		for _, t := range order {
+			res, err := measure(t, h.cfg.Load.Duration)
+			if err != nil {
+				return nil, nil, err
+			}
+			fmt.Fprintf(os.Stderr, "  %-20s %8.0f req/s  p50 %s  p99 %s  errors %d  CPU busy: proxy %.0f%%, load %.0f%%; steal %.1f%%\n",
+				t.name, res.RPS, ms(res.P50), ms(res.P99), res.Errors(), res.CPU.Proxy, res.CPU.Load, res.CPU.Steal)
+			results[t.name] = append(results[t.name], res)
+		}
+	}
+
+	if h.cfg.Profile != "" {
+		for _, t := range targets {
+			if t.name == "bulkhead" {
+				if err := profileUnderLoad(ctx, h.cfg, t, h.cfg.Profile); err != nil {
+					return nil, nil, fmt.Errorf("profile: %w", err)
+				}
+			}
+		}
+	}
+
+	var proxies []summary
+	var baseline *summary
+	for _, t := range targets {
+		s := summarize(t.name, results[t.name])
+		if t.proc == nil {
+			baseline = &s
+			continue
+		}
+		proxies = append(proxies, s)
+	}
+	for _, s := range proxies {
+		if s.Name == "bulkhead" {
+			setRatios(proxies, s)
+			break
+		}
+	}
+	return proxies, baseline, nil
+}
+
+// profileUnderLoad runs wrk at bulkhead for the round duration while its
+// profiler records CPU for all but the first and last second.
+func profileUnderLoad(ctx context.Context, cfg config, t target, out string) error {
+	step("profiling bulkhead under the same load: " + out)
+	secs := int(cfg.Load.Duration.Seconds()) - 2
+	if secs < 1 {
+		secs = 1
+	}
+	got := make(chan error, 1)
+	go func() {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet,
+			fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", t.proc.admin, secs), nil)
+		if err != nil {
+			got <- err
+			return
+		}
+		<-time.After(time.Second) // into the steady part of the run
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			got <- err
+			return
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			got <- fmt.Errorf("profiler answered %s", resp.Status)
+			return
+		}
+		f, err := os.Create(out)
+		if err != nil {
+			got <- err
+			return
+		}
+		_, err = io.Copy(f, resp.Body)
+		got <- errors.Join(err, f.Close())
+	}()
+	if _, err := runWrk(ctx, cfg.Load, cfg.ProxyCPU, cfg.Load.Duration, t.url, t.host); err != nil {
+		return err
+	}
+	return <-got
+}

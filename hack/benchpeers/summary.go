@@ -1,0 +1,105 @@
+package main
+
+import (
+	"slices"
+	"time"
+)
+
+// rotation is the order in which targets run in round r: the list turned
+// left by r, so each target runs in every position across rounds and none
+// always goes first (into a cold machine) or last (after the others
+// heated it).
+func rotation[T any](targets []T, round int) []T {
+	n := len(targets)
+	out := make([]T, 0, n)
+	for i := range n {
+		out = append(out, targets[(i+round)%n])
+	}
+	return out
+}
+
+// median of the values; 0 for none. An even count takes the mean of the
+// middle two.
+func median(values []float64) float64 {
+	if len(values) == 0 {
+		return 0
+	}
+	s := slices.Clone(values)
+	slices.Sort(s)
+	mid := len(s) / 2
+	if len(s)%2 == 1 {
+		return s[mid]
+	}
+	return (s[mid-1] + s[mid]) / 2
+}
+
+func medianDuration(values []time.Duration) time.Duration {
+	f := make([]float64, len(values))
+	for i, v := range values {
+		f[i] = float64(v)
+	}
+	return time.Duration(median(f))
+}
+
+// summary is one target's throughput across rounds.
+type summary struct {
+	Name   string      `json:"name"`
+	Rounds []wrkResult `json:"rounds"`
+	// Medians across rounds. Each is the median of its own column, so P99
+	// need not come from the same round as RPS.
+	RPS    float64       `json:"rps"`
+	RPSMin float64       `json:"rpsMin"`
+	RPSMax float64       `json:"rpsMax"`
+	P50    time.Duration `json:"p50"`
+	P99    time.Duration `json:"p99"`
+	Errors int64         `json:"errors"` // summed over rounds
+	CPU    cpuUse        `json:"cpu"`    // medians
+	// Ratios to bulkhead's medians; nil when bulkhead did not run, and for
+	// the no-proxy baseline.
+	RPSRatio *float64 `json:"rpsRatioToBulkhead,omitempty"`
+	P99Ratio *float64 `json:"p99RatioToBulkhead,omitempty"`
+}
+
+// summarize reduces one target's rounds to medians.
+func summarize(name string, rounds []wrkResult) summary {
+	s := summary{Name: name, Rounds: rounds}
+	if len(rounds) == 0 {
+		return s
+	}
+	rps := make([]float64, len(rounds))
+	var p50, p99 []time.Duration
+	var proxyCPU, loadCPU, steal []float64
+	for i, r := range rounds {
+		rps[i] = r.RPS
+		p50 = append(p50, r.P50)
+		p99 = append(p99, r.P99)
+		proxyCPU = append(proxyCPU, r.CPU.Proxy)
+		loadCPU = append(loadCPU, r.CPU.Load)
+		steal = append(steal, r.CPU.Steal)
+		s.Errors += r.Errors()
+	}
+	s.CPU = cpuUse{Proxy: median(proxyCPU), Load: median(loadCPU), Steal: median(steal)}
+	s.RPS = median(rps)
+	s.RPSMin, s.RPSMax = slices.Min(rps), slices.Max(rps)
+	s.P50, s.P99 = medianDuration(p50), medianDuration(p99)
+	return s
+}
+
+// ratio is a/b, or nil when b is zero (nothing to compare with).
+func ratio(a, b float64) *float64 {
+	if b == 0 {
+		return nil
+	}
+	r := a / b
+	return &r
+}
+
+// setRatios fills each proxy's ratios to the reference summary (bulkhead):
+// a request-rate ratio above 1 means the peer served more than bulkhead, a
+// p99 ratio above 1 means its tail was slower.
+func setRatios(proxies []summary, ref summary) {
+	for i := range proxies {
+		proxies[i].RPSRatio = ratio(proxies[i].RPS, ref.RPS)
+		proxies[i].P99Ratio = ratio(float64(proxies[i].P99), float64(ref.P99))
+	}
+}
