@@ -118,7 +118,7 @@ func (r *retrier) roundTrip(req *http.Request, g *group, pol *Policy) (*http.Res
 				continue
 			}
 		}
-		resp, err := r.attempt(newAttempt(req, target, body, hasBody), br, pol, g)
+		resp, err := r.attempt(req, target, body, hasBody, br, pol, g)
 		outcome, notReached, afterSend := classify(ctx, resp, err)
 		if done != nil {
 			done(outcome)
@@ -208,10 +208,10 @@ type prefixedBody struct {
 
 func (p *prefixedBody) Close() error { return p.c.Close() }
 
-// newAttempt returns the request for one attempt on host, with a fresh
-// body. It is always a copy: the attempt gets a context of its own.
-func newAttempt(req *http.Request, host string, body []byte, hasBody bool) *http.Request {
-	a := req.WithContext(req.Context()) // shallow copy
+// newAttempt returns the request for one attempt on host, with its own
+// context and a fresh body: a shallow copy of req.
+func newAttempt(ctx context.Context, req *http.Request, host string, body []byte, hasBody bool) *http.Request {
+	a := req.WithContext(ctx)
 	if host != req.URL.Host {
 		u := *req.URL
 		u.Host = host

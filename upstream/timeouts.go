@@ -74,16 +74,16 @@ func isConnectTimeout(err error) bool {
 	return errors.Is(err, errConnectTimeout)
 }
 
-// attempt sends a on its endpoint under the policy's timeouts: connect
+// attempt sends req to target under the policy's timeouts: connect
 // (in the dialer, see wrapDial) and response header, which runs from the
 // start of the attempt to the response headers. (A timer per attempt, not
 // httptrace hooks: composing those with skipper's own costs a dozen
 // allocations per request.) The attempt counts as in flight on the
 // endpoint until the headers arrive or it fails.
-func (r *retrier) attempt(a *http.Request, br *breaker, pol *Policy, g *group) (*http.Response, error) {
-	ctx, cancel := context.WithCancelCause(a.Context())
+func (r *retrier) attempt(req *http.Request, target string, body []byte, hasBody bool, br *breaker, pol *Policy, g *group) (*http.Response, error) {
+	ctx, cancel := context.WithCancelCause(req.Context())
 	st := &attemptState{connect: pol.ConnectTimeout, cancel: cancel}
-	a = a.WithContext(context.WithValue(ctx, attemptKey{}, st))
+	a := newAttempt(context.WithValue(ctx, attemptKey{}, st), req, target, body, hasBody)
 	var timer *time.Timer
 	if pol.ResponseHeaderTimeout > 0 {
 		timer = time.AfterFunc(pol.ResponseHeaderTimeout, st.fire)
