@@ -9,6 +9,6 @@
 //     saying why, while any readiness condition is unmet.
 //
 // Readiness is a set of named conditions that other packages set (the route
-// source sets "routes", shutdown sets "draining"). Nothing here asks the API
-// server; that is the whole point.
+// source sets "routes", shutdown sets "draining", the node watch sets
+// "node"). Nothing here asks the API server; that is the whole point.
 package health

@@ -11,6 +11,14 @@
 // Keeping this seam small is what lets the upstream resilience layer and
 // the route source evolve independently.
 //
+// Toward backends it sets what skipper leaves to its embedder: idle
+// keep-alive connections closed after BackendIdleTimeout (4s, before the
+// common server idle timeouts: the keep-alive race), no transport-level
+// response header timeout (the upstream layer has one per route),
+// WebSocket upgrades tunnelled, pooled copy buffers. Toward clients, the
+// headers of a response with a Content-Length leave together with its
+// first body bytes instead of in a write of their own (flush.go).
+//
 // The handler logs nothing per request and does no work of its own on the
 // hot path beyond the forwarded headers, the PrepareRequest hook and what
 // skipper does.
