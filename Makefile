@@ -29,6 +29,7 @@ demo: deps controlplane build
 
 ## test: every test, unit and integration, against a real control plane
 test: deps controlplane vet
+	@hack/install-deps.sh peers
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 ## unit: the tests that need neither root nor a control plane

@@ -10,6 +10,8 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 for extra in "$@"; do
   case "$extra" in
     bench) command -v wrk >/dev/null || need+=(wrk); command -v nginx >/dev/null || need+=(nginx-light); command -v haproxy >/dev/null || need+=(haproxy) ;;
+    # the tests check bench-peers' nginx and HAProxy configurations with the real programs
+    peers) command -v nginx >/dev/null || need+=(nginx-light); command -v haproxy >/dev/null || need+=(haproxy) ;;
   esac
 done
 if [ ${#need[@]} -eq 0 ]; then
