@@ -46,7 +46,7 @@ bench-routes: deps controlplane
 
 ## bench-upstream: happy-path throughput through skipper with breakers and retries off and on
 bench-upstream:
-	$(GO) test -run '^$$' -bench 'ProxyOverhead' -benchtime 3s -count 6 ./upstream/
+	$(GO) test -run '^$$' -bench 'ProxyOverhead' -benchtime 2s -count 6 ./upstream/
 
 ## bench-peers: bulkhead beside nginx, HAProxy and stock skipper: same pods, same wrk load, interleaved rounds, then one pod SIGKILLed under load (root, about 6 min; docs/BENCHMARKS.md)
 BENCH_PEERS_FLAGS ?=

@@ -31,51 +31,54 @@ func BenchmarkProxyOverhead(b *testing.B) {
 	a, c := backend(), backend()
 	defer a.Close()
 	defer c.Close()
-	route := &eskip.Route{Id: "web", Path: "/", BackendType: eskip.LBBackend, LBAlgorithm: "powerOfRandomNChoices",
-		LBEndpoints: []*eskip.LBEndpoint{{Address: a.URL}, {Address: c.URL}}}
-
-	for _, mode := range []string{"off", "on"} {
-		b.Run("resilience="+mode, func(b *testing.B) {
-			// As bulkhead's proxy: skipper's endpoint registry (its
-			// powerOfRandomNChoices reads in-flight counts from it).
-			registry := routing.NewEndpointRegistry(routing.RegistryOptions{})
-			post := []routing.PostProcessor{loadbalancer.NewAlgorithmProvider(), registry}
-			params := skproxy.Params{Metrics: skmetrics.Void, AccessLogDisabled: true, EndpointRegistry: registry}
-			if mode == "on" {
-				u, err := New(Config{}, prometheus.NewRegistry(), nil)
-				if err != nil {
-					b.Fatal(err)
-				}
-				post = append(post, u.PostProcessor())
-				params.CustomHttpRoundTripperWrap = u.WrapRoundTripper
-			}
-			dc := testdataclient.New([]*eskip.Route{route})
-			rt := routing.New(routing.Options{FilterRegistry: builtin.MakeRegistry(), DataClients: []routing.DataClient{dc},
-				PostProcessors: post, SignalFirstLoad: true})
-			defer rt.Close()
-			<-rt.FirstLoad()
-			params.Routing = rt
-			px := skproxy.WithParams(params)
-			defer px.Close()
-			front := httptest.NewServer(px)
-			defer front.Close()
-			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
-
-			b.ReportAllocs()
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					resp, err := client.Get(front.URL + "/")
+	// Both algorithms bulkhead offers: off, they are skipper's own; on,
+	// ours with breakers, budgeted retries and timeouts.
+	for _, alg := range []string{AlgorithmLeastInFlight, AlgorithmRoundRobin} {
+		route := &eskip.Route{Id: "web", Path: "/", BackendType: eskip.LBBackend, LBAlgorithm: alg,
+			LBEndpoints: []*eskip.LBEndpoint{{Address: a.URL}, {Address: c.URL}}}
+		for _, mode := range []string{"off", "on"} {
+			b.Run(alg+"/resilience="+mode, func(b *testing.B) {
+				// As bulkhead's proxy: skipper's endpoint registry (its
+				// powerOfRandomNChoices reads in-flight counts from it).
+				registry := routing.NewEndpointRegistry(routing.RegistryOptions{})
+				post := []routing.PostProcessor{loadbalancer.NewAlgorithmProvider(), registry}
+				params := skproxy.Params{Metrics: skmetrics.Void, AccessLogDisabled: true, EndpointRegistry: registry}
+				if mode == "on" {
+					u, err := New(Config{}, prometheus.NewRegistry(), nil)
 					if err != nil {
 						b.Fatal(err)
 					}
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode != http.StatusOK {
-						b.Fatalf("status %d", resp.StatusCode)
-					}
+					post = append(post, u.PostProcessor())
+					params.CustomHttpRoundTripperWrap = u.WrapRoundTripper
 				}
+				dc := testdataclient.New([]*eskip.Route{route})
+				rt := routing.New(routing.Options{FilterRegistry: builtin.MakeRegistry(), DataClients: []routing.DataClient{dc},
+					PostProcessors: post, SignalFirstLoad: true})
+				defer rt.Close()
+				<-rt.FirstLoad()
+				params.Routing = rt
+				px := skproxy.WithParams(params)
+				defer px.Close()
+				front := httptest.NewServer(px)
+				defer front.Close()
+				client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+
+				b.ReportAllocs()
+				b.ResetTimer()
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						resp, err := client.Get(front.URL + "/")
+						if err != nil {
+							b.Fatal(err)
+						}
+						io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
+						if resp.StatusCode != http.StatusOK {
+							b.Fatalf("status %d", resp.StatusCode)
+						}
+					}
+				})
 			})
-		})
+		}
 	}
 }
