@@ -51,7 +51,7 @@ bench-upstream:
 ## bench-peers: bulkhead beside nginx, HAProxy and stock skipper: same pods, same wrk load, interleaved rounds, then one pod SIGKILLed under load (root, about 6 min; docs/BENCHMARKS.md)
 BENCH_PEERS_FLAGS ?=
 bench-peers: deps controlplane build
-	@hack/install-bench-deps.sh
+	@hack/install-deps.sh bench
 	$(GO) run ./hack/benchpeers $(BENCH_PEERS_FLAGS)
 
 ## chaos: every chaos scenario (docs/CHAOS.md) against a local control plane, real pods and the router, under load (about 4 min)

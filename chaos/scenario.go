@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -235,27 +234,10 @@ func ZeroFailures[E Env](_ E, o *Outcome) error {
 	return nil
 }
 
-// failedBy lists failures by status and error kind, e.g. "502:3, timeout:1".
+// failedBy lists failures by status and error kind, e.g. "502: 3, timeout: 1".
 func failedBy(r *loadgen.Result) string {
-	if r == nil || r.Failed == 0 {
+	if r == nil {
 		return ""
 	}
-	var parts []string
-	codes := make([]int, 0, len(r.ByStatus))
-	for c := range r.ByStatus {
-		codes = append(codes, c)
-	}
-	sort.Ints(codes)
-	for _, c := range codes {
-		parts = append(parts, fmt.Sprintf("%d:%d", c, r.ByStatus[c]))
-	}
-	kinds := make([]string, 0, len(r.ByError))
-	for k := range r.ByError {
-		kinds = append(kinds, k)
-	}
-	sort.Strings(kinds)
-	for _, k := range kinds {
-		parts = append(parts, fmt.Sprintf("%s:%d", k, r.ByError[k]))
-	}
-	return strings.Join(parts, ", ")
+	return loadgen.Breakdown(r.ByStatus, r.ByError)
 }

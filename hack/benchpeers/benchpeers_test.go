@@ -242,7 +242,7 @@ func TestSkipperRoutesParse(t *testing.T) {
 }
 
 // The peers themselves check their configurations, where installed
-// (hack/install-bench-deps.sh); the check starts nothing.
+// (hack/install-deps.sh bench); the check starts nothing.
 func TestPeersAcceptTheirConfigurations(t *testing.T) {
 	data := testData(t)
 	for _, c := range []struct {

@@ -12,7 +12,7 @@
 // the built binary (-bulkhead, default bin/bulkhead); skipper is built
 // from the Go module proxy at the version bulkhead embeds (hack/peers,
 // cached by internal/toolbuild); nginx, HAProxy and wrk are the Debian
-// packages (hack/install-bench-deps.sh).
+// packages (hack/install-deps.sh bench).
 //
 // Every proxy gets one CPU and one worker: nginx one worker process,
 // HAProxy one thread, bulkhead and skipper GOMAXPROCS=1, each started

@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"sort"
-	"strings"
 	"time"
 
 	"github.com/bulkhead-router/bulkhead/internal/loadgen"
@@ -38,27 +36,10 @@ type faultResult struct {
 // Failures lists the failed requests by status, then by error kind, e.g.
 // "502: 12, connection reset: 1"; "-" for none.
 func (f faultResult) Failures() string {
-	var parts []string
-	codes := make([]int, 0, len(f.ByStatus))
-	for c := range f.ByStatus {
-		codes = append(codes, c)
+	if b := loadgen.Breakdown(f.ByStatus, f.ByError); b != "" {
+		return b
 	}
-	sort.Ints(codes)
-	for _, c := range codes {
-		parts = append(parts, fmt.Sprintf("%d: %d", c, f.ByStatus[c]))
-	}
-	kinds := make([]string, 0, len(f.ByError))
-	for k := range f.ByError {
-		kinds = append(kinds, k)
-	}
-	sort.Strings(kinds)
-	for _, k := range kinds {
-		parts = append(parts, fmt.Sprintf("%s: %d", k, f.ByError[k]))
-	}
-	if len(parts) == 0 {
-		return "-"
-	}
-	return strings.Join(parts, ", ")
+	return "-"
 }
 
 func faultResultOf(name string, r *loadgen.Result) faultResult {

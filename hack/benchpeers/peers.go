@@ -66,7 +66,7 @@ func findPrograms(bulkhead string) (programs, error) {
 		*tool.dst = path
 	}
 	if len(missing) > 0 {
-		return p, fmt.Errorf("missing %s: run hack/install-bench-deps.sh (as root)", strings.Join(missing, ", "))
+		return p, fmt.Errorf("missing %s: run hack/install-deps.sh bench (as root)", strings.Join(missing, ", "))
 	}
 	abs, err := filepath.Abs(bulkhead)
 	if err == nil {

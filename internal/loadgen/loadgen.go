@@ -82,6 +82,24 @@ func (r *Result) String() string {
 	return b.String()
 }
 
+// Breakdown lists failures by status, then by error kind, e.g.
+// "502: 12, connection reset: 1"; empty when there are none.
+func Breakdown(byStatus map[int]int, byError map[string]int) string {
+	var parts []string
+	codes := make([]int, 0, len(byStatus))
+	for c := range byStatus {
+		codes = append(codes, c)
+	}
+	sort.Ints(codes)
+	for _, c := range codes {
+		parts = append(parts, fmt.Sprintf("%d: %d", c, byStatus[c]))
+	}
+	for _, k := range sortedKeys(byError) {
+		parts = append(parts, fmt.Sprintf("%s: %d", k, byError[k]))
+	}
+	return strings.Join(parts, ", ")
+}
+
 func sortedKeys(m map[string]int) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
