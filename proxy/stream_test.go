@@ -64,6 +64,10 @@ func TestWebSocketUpgradeIsTunnelled(t *testing.T) {
 			http.Error(w, "want an upgrade", http.StatusBadRequest)
 			return
 		}
+		if _, leaked := r.Header[upstream.PolicyHeader]; leaked {
+			http.Error(w, "the router's internal policy header reached the pod", http.StatusBadRequest)
+			return
+		}
 		conn, rw, err := http.NewResponseController(w).Hijack()
 		if err != nil {
 			return
@@ -81,7 +85,8 @@ func TestWebSocketUpgradeIsTunnelled(t *testing.T) {
 		}
 	}))
 	defer backend.Close()
-	front := frontWithUpstream(t, "", backend.URL)
+	// With a route policy: its internal header must not reach the pod.
+	front := frontWithUpstream(t, `"retry-non-idempotent=true"`, backend.URL)
 
 	conn, err := net.DialTimeout("tcp", front, 5*time.Second)
 	if err != nil {

@@ -263,7 +263,13 @@ func (s policySpec) CreateFilter(args []any) (filters.Filter, error) {
 }
 
 func (f policyFilter) Request(ctx filters.FilterContext) {
-	ctx.Request().Header[PolicyHeader] = f.header
+	r := ctx.Request()
+	if _, upgrade := r.Header["Upgrade"]; upgrade {
+		// Upgrades bypass the round tripper that reads and removes the
+		// header: it would reach the pod, secret included.
+		return
+	}
+	r.Header[PolicyHeader] = f.header
 }
 
 func (policyFilter) Response(filters.FilterContext) {}
