@@ -26,7 +26,7 @@ func (e *timeoutError) Timeout() bool   { return true }
 func (e *timeoutError) Temporary() bool { return true }
 
 var (
-	errConnectTimeout = &timeoutError{"upstream connect timeout"}
+	errConnectTimeout        = &timeoutError{"upstream connect timeout"}
 	errResponseHeaderTimeout = &timeoutError{"upstream response header timeout"}
 	errRequestTimeout        = &timeoutError{"upstream request timeout"}
 )
