@@ -64,6 +64,7 @@ chaos-short: deps controlplane
 
 vet:
 	$(GO) vet ./...
+	@unformatted=$$(gofmt -l .); if [ -n "$$unformatted" ]; then echo "not gofmt-ed: $$unformatted" >&2; exit 1; fi
 
 ## cluster-up / cluster-down: a local API server for kubectl, in the background
 cluster-up: controlplane
