@@ -160,26 +160,40 @@ func (b *Breakers) onStateChange(br *breaker, from, to gobreaker.State) {
 // ok is false while the breaker is open, or half-open with its probe
 // already in flight.
 func (b *Breakers) Allow(endpoint string) (done func(Outcome), ok bool) {
-	return b.allow(b.get(endpoint))
+	t, ok := b.get(endpoint).admit()
+	if !ok {
+		return nil, false
+	}
+	return t.done, true
 }
 
-func (b *Breakers) allow(br *breaker) (done func(Outcome), ok bool) {
+// ticket is an admitted attempt: done records its outcome, once. A value,
+// so that the retry loop admits attempts without allocating a closure.
+type ticket struct {
+	br     *breaker
+	record func(success bool) // gobreaker's
+	probe  bool
+}
+
+func (br *breaker) admit() (ticket, bool) {
 	d, err := br.cb.Allow()
 	if err != nil {
-		return nil, false
+		return ticket{}, false
 	}
 	probe := gobreaker.State(br.state.Load()) == gobreaker.StateHalfOpen
 	if probe {
 		br.probing.Store(true)
 	}
-	return func(o Outcome) {
-		if probe {
-			br.probing.Store(false)
-		}
-		// gobreaker has no "ignore": a client cancellation counts as
-		// success so that a half-open probe slot is never leaked.
-		d(o != Failure)
-	}, true
+	return ticket{br: br, record: d, probe: probe}, true
+}
+
+func (t ticket) done(o Outcome) {
+	if t.probe {
+		t.br.probing.Store(false)
+	}
+	// gobreaker has no "ignore": a client cancellation counts as success
+	// so that a half-open probe slot is never leaked.
+	t.record(o != Failure)
 }
 
 // Record is Allow+done in one step, for callers that only observe.

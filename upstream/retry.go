@@ -106,7 +106,7 @@ func (r *retrier) roundTrip(req *http.Request, g *group, pol *Policy) (*http.Res
 	retries := 0
 	for {
 		br := b.get(target)
-		done, admitted := b.allow(br)
+		tk, admitted := br.admit()
 		if !admitted {
 			// Open (the table changed under the LB) or a half-open probe
 			// is in flight: go to an available endpoint if there is one,
@@ -120,8 +120,8 @@ func (r *retrier) roundTrip(req *http.Request, g *group, pol *Policy) (*http.Res
 		}
 		resp, err := r.attempt(req, target, body, hasBody, br, pol, g)
 		outcome, notReached, afterSend := classify(ctx, resp, err)
-		if done != nil {
-			done(outcome)
+		if admitted {
+			tk.done(outcome)
 		}
 		if outcome == Failure {
 			g.failures.Inc()
