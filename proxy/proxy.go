@@ -65,11 +65,10 @@ type Options struct {
 
 // Proxy is the serving path: route lookup and forwarding to endpoints.
 type Proxy struct {
-	endpoints *skrouting.EndpointRegistry
-	routing   *skrouting.Routing
-	proxy     *skproxy.Proxy
-	prepare   func(*http.Request)
-	log       *slog.Logger
+	routing *skrouting.Routing
+	proxy   *skproxy.Proxy
+	prepare func(*http.Request)
+	log     *slog.Logger
 }
 
 // New starts the routing table's update loop and builds the proxy. Until
@@ -142,7 +141,7 @@ func New(o Options) *Proxy {
 		// new 8 KiB buffer per request.
 		EnableCopyStreamPoolExperimental: true,
 	})
-	return &Proxy{endpoints: endpoints, routing: rt, proxy: px, prepare: o.PrepareRequest, log: o.Log}
+	return &Proxy{routing: rt, proxy: px, prepare: o.PrepareRequest, log: o.Log}
 }
 
 // ServeHTTP forwards r along the matching route.
@@ -152,12 +151,6 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.prepare(r)
 	}
 	p.proxy.ServeHTTP(&headerFlushDeferrer{ResponseWriter: w}, r)
-}
-
-// InFlight is the number of requests now in flight to an endpoint
-// (ip:port), as skipper's endpoint registry counts them.
-func (p *Proxy) InFlight(endpoint string) int64 {
-	return p.endpoints.GetMetrics(endpoint).InflightRequests()
 }
 
 // FirstLoad is closed once the first route table is live.
