@@ -86,6 +86,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 // route source and the other background work run on until the drain is
 // over: routes must stay current while traffic is still served.
 func serve(stop context.Context, cfg config, log *slog.Logger) error {
+	started := time.Now()
 	ctx, stopBackground := context.WithCancel(context.Background())
 	defer stopBackground()
 	reg := prometheus.NewRegistry()
@@ -95,6 +96,20 @@ func serve(stop context.Context, cfg config, log *slog.Logger) error {
 		buildInfo(),
 	)
 	ready := health.New(reg, map[string]string{health.ConditionRoutes: "no route table loaded yet"})
+	// Bind every listener before anything else. The proxy socket is bound
+	// now but served only once a route table is live (below): until then
+	// the kernel queues connections in the listen backlog, so a client (or
+	// an ALB that still counts this node healthy after a crash) is neither
+	// refused nor answered from an empty table.
+	listeners, err := listen(cfg)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, l := range listeners {
+			l.Close() // Serve closes its listener; this covers the ones never served
+		}
+	}()
 
 	restConfig, err := kubeConfig(cfg.Kubeconfig)
 	if err != nil {
@@ -196,17 +211,6 @@ func serve(stop context.Context, cfg config, log *slog.Logger) error {
 
 	// Bind every listener before serving any, so a port conflict is one
 	// clear error at start rather than a half-running router.
-	var listeners [3]net.Listener
-	for i, l := range []struct{ flag, addr string }{
-		{"-address", cfg.Address}, {"-health-address", cfg.HealthAddress}, {"-admin-address", cfg.AdminAddress},
-	} {
-		if listeners[i], err = net.Listen("tcp", l.addr); err != nil {
-			for _, open := range listeners[:i] {
-				open.Close()
-			}
-			return fmt.Errorf("%s: %w", l.flag, err)
-		}
-	}
 	errorLog := slog.NewLogLogger(log.Handler(), slog.LevelDebug) // client-side noise (bad requests, resets) is not ours to shout about
 	servers := []*http.Server{
 		{
@@ -221,21 +225,26 @@ func serve(stop context.Context, cfg config, log *slog.Logger) error {
 			Endpoints: endpointView(routes, resilience)}), ReadHeaderTimeout: 5 * time.Second, ErrorLog: errorLog},
 	}
 	serveErr := make(chan error, len(servers))
-	for i, s := range servers {
+	startServing := func(i int) {
 		go func() {
-			if err := s.Serve(listeners[i]); !errors.Is(err, http.ErrServerClosed) {
+			if err := servers[i].Serve(listeners[i]); !errors.Is(err, http.ErrServerClosed) {
 				serveErr <- err
 			}
 		}()
 	}
+	startServing(1) // health: /readyz says "no route table" until there is one
+	startServing(2) // admin
 	log.Info("bulkhead listening", "address", listeners[0].Addr().String(),
 		"health_address", listeners[1].Addr().String(), "admin_address", listeners[2].Addr().String())
 
 	go func() {
 		select {
 		case <-px.FirstLoad():
+			// skipper closes FirstLoad after it has installed the table, so
+			// the first request served is matched against real routes.
+			startServing(0)
 			ready.Set(health.ConditionRoutes, true, "")
-			log.Info("route table loaded; ready")
+			log.Info("route table loaded; serving traffic and ready", "since_start", time.Since(started).Round(time.Millisecond))
 		case <-ctx.Done():
 		}
 	}()
@@ -266,6 +275,23 @@ func serve(stop context.Context, cfg config, log *slog.Logger) error {
 // closes idle keep-alive connections, answers in-flight HTTP/1.1 requests
 // with Connection: close (Go's server does both once Shutdown starts) and
 // waits up to the drain timeout for them to finish.
+// listen binds the proxy, health and admin listeners, in that order.
+func listen(cfg config) ([3]net.Listener, error) {
+	var listeners [3]net.Listener
+	for i, l := range []struct{ flag, addr string }{
+		{"-address", cfg.Address}, {"-health-address", cfg.HealthAddress}, {"-admin-address", cfg.AdminAddress},
+	} {
+		var err error
+		if listeners[i], err = net.Listen("tcp", l.addr); err != nil {
+			for _, open := range listeners[:i] {
+				open.Close()
+			}
+			return listeners, fmt.Errorf("%s: %w", l.flag, err)
+		}
+	}
+	return listeners, nil
+}
+
 func drain(proxySrv *http.Server, ready *health.State, cfg config, log *slog.Logger) {
 	start := time.Now()
 	ready.Set(health.ConditionDraining, false, "shutting down")
