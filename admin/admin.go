@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/zalando/skipper/eskip"
 
 	"github.com/bulkhead-router/bulkhead/dataclient"
@@ -29,6 +28,10 @@ type Options struct {
 	// Source is the route source's state (/status) and its deletion guard
 	// (POST /guard/confirm).
 	Source RouteSource
+	// Token, if not empty, must come with every request as
+	// "Authorization: Bearer <token>"; others are answered 401. Required
+	// when the admin listener is not on loopback (-admin-token-file).
+	Token []byte
 }
 
 // RouteSource is what the admin endpoint needs of the route source.
@@ -37,10 +40,12 @@ type RouteSource interface {
 	ConfirmHold() bool
 }
 
-// Handler returns the admin endpoint's routes.
+// Handler returns the admin endpoint's routes. It alone has the mutating
+// POST /guard/confirm and the profiler; /metrics is here too, read-only,
+// for operators and tests (Prometheus scrapes MetricsHandler instead).
 func Handler(o Options) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{EnableOpenMetrics: true}))
+	mux.Handle("GET /metrics", metrics(o.Gatherer))
 	mux.HandleFunc("GET /routes", func(w http.ResponseWriter, r *http.Request) { serveRoutes(w, r, o.Table) })
 	mux.HandleFunc("GET /problems", func(w http.ResponseWriter, r *http.Request) { serveProblems(w, r, o.Table) })
 	if o.Endpoints != nil {
@@ -57,7 +62,7 @@ func Handler(o Options) http.Handler {
 		})
 	}
 	// The profiler is for finding hot-path costs under load; it is safe here
-	// because the admin listener is loopback-only unless an operator says so.
+	// because the admin listener is loopback-only, or needs a bearer token.
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
@@ -74,6 +79,9 @@ func Handler(o Options) http.Handler {
 			"/metrics        Prometheus metrics\n"+
 			"/debug/pprof/   Go profiler\n")
 	})
+	if len(o.Token) > 0 {
+		return requireToken(o.Token, mux)
+	}
 	return mux
 }
 
