@@ -24,7 +24,7 @@ type fakeSource struct {
 func (f *fakeSource) Status() dataclient.Status {
 	st := dataclient.Status{Table: dataclient.TableStatus{Loaded: true, Source: dataclient.SourceSnapshot, Routes: 1}}
 	if f.held {
-		st.Hold = &dataclient.HoldStatus{RemovedRoutes: 3}
+		st.Hold = &dataclient.HoldStatus{Ingresses: 3}
 	}
 	return st
 }

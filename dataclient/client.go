@@ -81,6 +81,7 @@ type Client struct {
 	changed chan struct{} // size 1: a rebuild is wanted
 	lost    chan struct{} // size 1: the watch reported an error
 	confirm chan struct{} // size 1: an operator confirmed a held update
+	guard   *guard        // used by the rebuild goroutine only
 
 	mu          sync.Mutex
 	watch       *watcher // nil until Run
@@ -91,7 +92,7 @@ type Client struct {
 	delivered   *published    // what skipper has been given
 	undelivered []time.Time   // change times in tables not yet given to skipper
 	inFlight    map[uint64][]time.Time
-	hold        *hold // non-nil while an update is held back
+	holdView    []HeldObject // what the guard holds, for Status; nil when nothing
 	api         connState
 	closed      chan struct{}
 	closeOnce   sync.Once
@@ -110,15 +111,11 @@ type published struct {
 	appliedAt time.Time
 	savedAt   time.Time // for a snapshot: when it was written
 	table     routing.Table
-	routes    []*eskip.Route          // the table's routes plus the version sentinel
-	byID      map[string]*eskip.Route // the same, by ID
-}
-
-// hold is an update held back by the deletion guard.
-type hold struct {
-	since     time.Time
-	candidate *published
-	removal   removal
+	// snap is the objects the table was built from (held ones included);
+	// nil for a table loaded from disk.
+	snap   *routing.Snapshot
+	routes []*eskip.Route          // the table's routes plus the version sentinel
+	byID   map[string]*eskip.Route // the same, by ID
 }
 
 // connState is what the client knows of its API server.
@@ -163,6 +160,7 @@ func New(o Options) *Client {
 		closed:   make(chan struct{}),
 		api:      connState{since: time.Now()},
 		watchGen: make(chan struct{}),
+		guard:    newGuard(o.Guard),
 	}
 	c.metrics = newMetrics(o.Registerer, c)
 	return c
@@ -188,10 +186,12 @@ func (c *Client) Run(ctx context.Context) error {
 		return nil
 	}
 	for {
+		// A hold ends on its own clock: nothing that happens meanwhile
+		// moves it.
 		var holdExpiry <-chan time.Time
 		var holdTimer *time.Timer
-		if h := c.currentHold(); h != nil {
-			holdTimer = time.NewTimer(time.Until(h.since.Add(c.o.Guard.HoldPeriod)))
+		if next := c.guard.nextRelease(); !next.IsZero() {
+			holdTimer = time.NewTimer(time.Until(next))
 			holdExpiry = holdTimer.C
 		}
 		select {
@@ -203,9 +203,10 @@ func (c *Client) Run(ctx context.Context) error {
 			}
 			c.rebuild()
 		case <-holdExpiry:
-			c.releaseHold("the same state was observed for " + c.o.Guard.HoldPeriod.String())
+			c.rebuild() // the guard releases what is due
 		case <-c.confirm:
-			c.releaseHold("confirmed by an operator")
+			c.guard.confirm = true
+			c.rebuild()
 		}
 		if holdTimer != nil {
 			holdTimer.Stop()
@@ -367,6 +368,7 @@ func (c *Client) supervise(ctx context.Context) {
 			c.noteLost(err)
 			continue
 		}
+		w.inheritGone(c.currentWatcher())
 		c.install(w, stop)
 		outage := c.setConnected(true, "")
 		c.metrics.reconnects.Inc()
@@ -474,8 +476,8 @@ func (c *Client) holdOff(ctx context.Context) bool {
 	}
 }
 
-// rebuild translates the current caches and applies the result, unless the
-// deletion guard holds it back.
+// rebuild translates the current caches and applies the result, with the
+// removals the deletion guard holds kept in it.
 func (c *Client) rebuild() {
 	start := time.Now()
 	w := c.currentWatcher()
@@ -483,83 +485,94 @@ func (c *Client) rebuild() {
 		return // a restarted watcher still listing: keep what we have
 	}
 	changes := w.takeChanges()
-	table := routing.Translate(w.snapshot(), c.o.Translate)
+	gone := w.takeGone()
+	live := w.snapshot()
+	table := routing.Translate(live, c.o.Translate)
+	snap := live
+	c.mu.Lock()
+	cur := c.current
+	c.mu.Unlock()
+	if cur != nil {
+		d := c.guard.plan(guardInput{
+			now: start, served: cur.table, servedSnap: cur.snap, live: live, candidate: table,
+			gone: gone, unannounced: cur.source == SourceSnapshot,
+		})
+		c.reportGuard(d)
+		if c.guard.holding() {
+			snap = c.guard.overlay(live)
+			table = c.guard.keepRoutes(routing.Translate(snap, c.o.Translate))
+		}
+	}
 	c.metrics.rebuild.Observe(time.Since(start).Seconds())
 	c.logProblems(table.Problems)
-	c.offer(table, SourceAPIServer, time.Time{}, changes)
+	c.mu.Lock()
+	c.undelivered = append(c.undelivered, changes...)
+	c.mu.Unlock()
+	c.apply(table, SourceAPIServer, time.Time{}, snap)
 	c.log.Debug("route table rebuilt", "routes", len(table.Routes), "problems", len(table.Problems), "duration", time.Since(start))
 }
 
-// offer applies a table, or holds it when it would remove too much at once.
-func (c *Client) offer(table routing.Table, source string, savedAt time.Time, changes []time.Time) {
-	c.mu.Lock()
-	c.undelivered = append(c.undelivered, changes...)
-	cur, h := c.current, c.hold
-	c.mu.Unlock()
-	if cur != nil {
-		r := measureRemoval(cur.table, table)
-		if c.o.Guard.massRemoval(r) {
-			c.holdBack(table, source, r, h)
-			return
-		}
-	}
-	if h != nil {
-		c.log.Info("deletion guard released: the update no longer removes too much", "removal", measureRemoval(cur.table, table).String())
-		c.setHold(nil)
-	}
-	c.apply(table, source, savedAt)
-}
-
-// holdBack starts a hold, or continues it while the same state is seen.
-func (c *Client) holdBack(table routing.Table, source string, r removal, h *hold) {
-	candidate := newPublished(0, source, time.Time{}, table)
-	if h != nil {
-		if changed, deleted := diff(h.candidate, candidate); len(changed) == 0 && len(deleted) == 0 {
-			return // the same state again: the clock keeps running
-		}
-		c.log.Warn("deletion guard: the held update changed; holding the new one from now", "removal", r.String())
-	} else {
-		c.log.Warn("deletion guard: holding an update that removes too much at once; the current table keeps serving",
-			"removal", r.String(), "hold_period", c.o.Guard.HoldPeriod,
-			"confirm", "POST /guard/confirm on the admin endpoint")
+// reportGuard logs, counts and publishes what the guard decided.
+func (c *Client) reportGuard(d guardDecision) {
+	if len(d.held) > 0 {
 		c.metrics.holds.Inc()
+		first := d.held[0]
+		c.log.Warn("deletion guard: holding removals it cannot explain as one user's act; additions and changes are applied, "+
+			"the held objects are served as before",
+			"held", describe(d.held), "since", first.since.UTC().Format(time.RFC3339), "until", first.until.UTC().Format(time.RFC3339),
+			"window_ingresses", d.window[kindIngress], "window_services", d.window[kindService],
+			"confirm", "POST /guard/confirm on the admin endpoint")
 	}
-	c.setHold(&hold{since: time.Now(), candidate: candidate, removal: r})
-	c.signal() // re-arm the run loop's hold timer
-}
-
-func (c *Client) releaseHold(why string) {
-	c.mu.Lock()
-	h := c.hold
-	c.mu.Unlock()
-	if h == nil {
-		return
+	if len(d.released) > 0 {
+		why := "hold period over"
+		if d.confirmed {
+			why = "confirmed by an operator"
+		}
+		c.metrics.released.WithLabelValues(releaseLabel(d.confirmed)).Add(float64(len(d.released)))
+		c.log.Warn("deletion guard: applying held removals", "why", why, "removed", describe(d.released))
 	}
-	c.log.Warn("deletion guard: applying the held update", "why", why, "removal", h.removal.String())
-	c.setHold(nil)
-	c.apply(h.candidate.table, h.candidate.source, time.Time{})
-}
-
-func (c *Client) setHold(h *hold) {
-	c.mu.Lock()
-	c.hold = h
-	c.mu.Unlock()
-	if h != nil {
+	if len(d.back) > 0 {
+		c.metrics.released.WithLabelValues("back").Add(float64(len(d.back)))
+		c.log.Info("deletion guard: held objects are back in the cluster; no longer held", "back", describe(d.back))
+	}
+	held := c.guard.heldList()
+	view := make([]HeldObject, 0, len(held))
+	counts := map[string]int{}
+	for _, h := range held {
+		counts[h.ref.Kind]++
+		view = append(view, HeldObject{
+			Kind: h.ref.Kind, Namespace: h.ref.Namespace, Name: h.ref.Name,
+			Since: h.since, ReleaseAt: h.until, Announced: h.announced, Routes: len(h.routes),
+		})
+	}
+	for _, kind := range []string{kindIngress, kindService} {
+		c.metrics.heldObjects.WithLabelValues(kind).Set(float64(counts[kind]))
+	}
+	if len(view) > 0 {
 		c.metrics.holding.Set(1)
 	} else {
 		c.metrics.holding.Set(0)
+		view = nil
 	}
-}
-
-func (c *Client) currentHold() *hold {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.hold
+	c.holdView = view
+	c.mu.Unlock()
 }
 
-// ConfirmHold applies a held update now. It reports whether one was held.
+func releaseLabel(confirmed bool) string {
+	if confirmed {
+		return "confirmed"
+	}
+	return "expired"
+}
+
+// ConfirmHold applies every held removal now. It reports whether anything
+// was held.
 func (c *Client) ConfirmHold() bool {
-	if c.currentHold() == nil {
+	c.mu.Lock()
+	holding := len(c.holdView) > 0
+	c.mu.Unlock()
+	if !holding {
 		return false
 	}
 	select {
@@ -570,13 +583,14 @@ func (c *Client) ConfirmHold() bool {
 }
 
 // apply makes table the current one.
-func (c *Client) apply(table routing.Table, source string, savedAt time.Time) {
+func (c *Client) apply(table routing.Table, source string, savedAt time.Time, snap *routing.Snapshot) {
 	c.mu.Lock()
 	version := uint64(1)
 	if c.current != nil {
 		version = c.current.version + 1
 	}
 	c.current = newPublished(version, source, savedAt, table)
+	c.current.snap = snap
 	close(c.newTable)
 	c.newTable = make(chan struct{})
 	c.mu.Unlock()
@@ -610,7 +624,7 @@ func (c *Client) useSnapshot() {
 		return
 	}
 	c.log.Info("serving the stored table", "routes", len(table.Routes), "saved_at", savedAt.UTC().Format(time.RFC3339), "age", time.Since(savedAt).Round(time.Second))
-	c.apply(table, SourceSnapshot, savedAt)
+	c.apply(table, SourceSnapshot, savedAt, nil)
 }
 
 func (c *Client) signal() {

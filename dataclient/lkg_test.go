@@ -163,7 +163,7 @@ func TestDeletionGuardHoldsMassRemovalThenAppliesAfterPeriod(t *testing.T) {
 	}
 	await(t, "a hold", func() bool { return c.Status().Hold != nil })
 	held := c.Status()
-	if held.Table.Routes != 3 || held.Hold.RemovedRoutes != 3 || testutil.ToFloat64(c.metrics.holding) != 1 {
+	if held.Table.Routes != 3 || held.Hold.Ingresses != 3 || testutil.ToFloat64(c.metrics.holding) != 1 {
 		t.Fatalf("while holding: %+v %+v", held.Table, held.Hold)
 	}
 	await(t, "the hold period to pass and the update to apply", func() bool {
@@ -188,7 +188,7 @@ func TestDeletionGuardConfirmAppliesAtOnce(t *testing.T) {
 	if c.ConfirmHold() {
 		t.Fatal("ConfirmHold with nothing held reported a hold")
 	}
-	for _, name := range []string{"a", "b"} {
+	for _, name := range []string{"a", "b", "c"} {
 		if err := cs.NetworkingV1().Ingresses("ns").Delete(context.Background(), name, metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
@@ -197,7 +197,7 @@ func TestDeletionGuardConfirmAppliesAtOnce(t *testing.T) {
 	if !c.ConfirmHold() {
 		t.Fatal("ConfirmHold did not see the hold")
 	}
-	await(t, "the confirmed update", func() bool { st := c.Status(); return st.Hold == nil && st.Table.Routes == 1 })
+	await(t, "the confirmed update", func() bool { st := c.Status(); return st.Hold == nil && st.Table.Routes == 0 })
 }
 
 func TestSingleIngressDeletionAppliesAtOnce(t *testing.T) {

@@ -24,6 +24,8 @@ const (
 	MetricSnapshotAge        = "bulkhead_table_snapshot_age_seconds"
 	MetricGuardHolding       = "bulkhead_deletion_guard_holding"
 	MetricGuardHolds         = "bulkhead_deletion_guard_holds_total"
+	MetricGuardHeldObjects   = "bulkhead_deletion_guard_held_objects"
+	MetricGuardReleased      = "bulkhead_deletion_guard_released_total"
 )
 
 type metrics struct {
@@ -40,6 +42,8 @@ type metrics struct {
 	source      *prometheus.GaugeVec
 	holding     prometheus.Gauge
 	holds       prometheus.Counter
+	heldObjects *prometheus.GaugeVec
+	released    *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, c *Client) *metrics {
@@ -65,8 +69,13 @@ func newMetrics(reg prometheus.Registerer, c *Client) *metrics {
 		source: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: MetricTableSource,
 			Help: "1 for where the serving table came from: apiserver, or snapshot (the stored last-known-good table)."}, []string{"source"}),
 		holding: prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricGuardHolding,
-			Help: "1 while the deletion guard holds back an update that would remove too many routes or endpoints at once."}),
-		holds: prometheus.NewCounter(prometheus.CounterOpts{Name: MetricGuardHolds, Help: "Updates the deletion guard has held back."}),
+			Help: "1 while the deletion guard holds back removals it cannot explain (additions and changes are never held)."}),
+		holds: prometheus.NewCounter(prometheus.CounterOpts{Name: MetricGuardHolds,
+			Help: "Times the deletion guard started holding removals (one per burst judged mass removal)."}),
+		heldObjects: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: MetricGuardHeldObjects,
+			Help: "Objects whose removal the deletion guard holds, by kind (Ingress; Service: its endpoints)."}, []string{"kind"}),
+		released: prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricGuardReleased,
+			Help: "Held objects no longer held, by why: expired (hold period over, removal applied), confirmed (by an operator, applied), back (the object returned)."}, []string{"why"}),
 	}
 	snapshotAge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: MetricSnapshotAge,
 		Help: "Age of the stored table being served; 0 when the table comes from the API server."}, func() float64 {
@@ -78,7 +87,7 @@ func newMetrics(reg prometheus.Registerer, c *Client) *metrics {
 	})
 	if reg != nil {
 		reg.MustRegister(m.routes, m.problems, m.rebuild, m.lastUpdate, m.convergence, m.events, m.synced,
-			m.connected, m.lastSync, m.reconnects, m.source, m.holding, m.holds, snapshotAge)
+			m.connected, m.lastSync, m.reconnects, m.source, m.holding, m.holds, m.heldObjects, m.released, snapshotAge)
 	}
 	return m
 }

@@ -1,6 +1,9 @@
 package dataclient
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // Status is what the admin endpoint's /status shows of the route source.
 type Status struct {
@@ -31,17 +34,36 @@ type TableStatus struct {
 	AgeSeconds float64   `json:"ageSeconds,omitempty"`
 }
 
-// HoldStatus is an update held back by the deletion guard.
+// HoldStatus is what the deletion guard holds back.
 type HoldStatus struct {
-	Since            time.Time `json:"since"`
-	ReleaseAt        time.Time `json:"releaseAt"`
-	RemovedRoutes    int       `json:"removedRoutes"`
-	RoutesBefore     int       `json:"routesBefore"`
-	RemovedEndpoints int       `json:"removedEndpoints"`
-	EndpointsBefore  int       `json:"endpointsBefore"`
-	Summary          string    `json:"summary"`
-	Confirm          string    `json:"confirm"`
+	// Since is when the oldest hold began, ReleaseAt when the last one
+	// ends (each held object is applied on its own clock, see Objects).
+	Since     time.Time `json:"since"`
+	ReleaseAt time.Time `json:"releaseAt"`
+	Ingresses int       `json:"ingresses"`
+	Services  int       `json:"services"`
+	// Objects are the held objects, at most maxHoldObjectsShown of them.
+	Objects []HeldObject `json:"objects"`
+	Summary string       `json:"summary"`
+	Confirm string       `json:"confirm"`
 }
+
+// HeldObject is one removal the guard holds: an Ingress still served with
+// its last spec, or a Service whose last endpoints are still used.
+type HeldObject struct {
+	Kind      string    `json:"kind"`
+	Namespace string    `json:"namespace"`
+	Name      string    `json:"name"`
+	Since     time.Time `json:"since"`
+	ReleaseAt time.Time `json:"releaseAt"`
+	// Announced: the watch reported the deletion (held as part of a burst);
+	// false: a relist or restart found it missing.
+	Announced bool `json:"announced"`
+	// Routes the hold keeps serving (an Ingress's own; a Service's users).
+	Routes int `json:"routes"`
+}
+
+const maxHoldObjectsShown = 100
 
 // Status reports the route source's state.
 func (c *Client) Status() Status {
@@ -57,14 +79,25 @@ func (c *Client) Status() Status {
 			st.Table.AgeSeconds = time.Since(cur.savedAt).Seconds()
 		}
 	}
-	if h := c.hold; h != nil {
-		st.Hold = &HoldStatus{
-			Since: h.since, ReleaseAt: h.since.Add(c.o.Guard.HoldPeriod),
-			RemovedRoutes: h.removal.routes, RoutesBefore: h.removal.routesBefore,
-			RemovedEndpoints: h.removal.endpoints, EndpointsBefore: h.removal.endpointsBefore,
-			Summary: "would remove " + h.removal.String(),
-			Confirm: "POST /guard/confirm on the admin endpoint applies it now",
+	if len(c.holdView) > 0 {
+		h := &HoldStatus{Confirm: "POST /guard/confirm on the admin endpoint applies every held removal now"}
+		for i, o := range c.holdView {
+			if i == 0 || o.Since.Before(h.Since) {
+				h.Since = o.Since
+			}
+			if o.ReleaseAt.After(h.ReleaseAt) {
+				h.ReleaseAt = o.ReleaseAt
+			}
+			switch o.Kind {
+			case kindIngress:
+				h.Ingresses++
+			case kindService:
+				h.Services++
+			}
 		}
+		h.Objects = c.holdView[:min(len(c.holdView), maxHoldObjectsShown)]
+		h.Summary = fmt.Sprintf("holding the removal of %d Ingresses and the endpoints of %d Services; everything else is applied", h.Ingresses, h.Services)
+		st.Hold = h
 	}
 	return st
 }

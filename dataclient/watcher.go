@@ -45,6 +45,7 @@ type watcher struct {
 
 	mu      sync.Mutex
 	changes []time.Time
+	gone    goneSet // how objects left since the last takeGone
 }
 
 func newWatcher(client kubernetes.Interface, m *metrics, changed chan<- struct{}, onWatchError func(error)) *watcher {
@@ -110,10 +111,23 @@ func (w *watcher) handler(kind string) cache.ResourceEventHandler {
 			w.signal(changeTime(newObj))
 		},
 		DeleteFunc: func(obj any) {
-			// A tombstone (DeletedFinalStateUnknown) means the watch missed
-			// the delete; either way the object is gone from the cache, and
-			// the rebuild reads the cache, so both are handled alike.
+			// A tombstone (DeletedFinalStateUnknown) means a relist found
+			// the object missing: nobody announced its deletion. The
+			// rebuild reads the cache either way; the deletion guard
+			// weighs the two differently.
+			announced := true
+			if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				announced, obj = false, tomb.Obj
+			}
 			w.metrics.events.WithLabelValues(kind, "delete").Inc()
+			if ref, ok := goneRef(obj); ok {
+				w.mu.Lock()
+				if w.gone == nil {
+					w.gone = goneSet{}
+				}
+				w.gone.add(ref, announced)
+				w.mu.Unlock()
+			}
 			w.signal(time.Now())
 		},
 	}
@@ -151,6 +165,68 @@ func (w *watcher) takeChanges() []time.Time {
 	c := w.changes
 	w.changes = nil
 	return c
+}
+
+// takeGone returns and forgets how objects left since the last call.
+func (w *watcher) takeGone() goneSet {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	g := w.gone
+	w.gone = nil
+	return g
+}
+
+// inheritGone records, as unannounced, every object that old's caches
+// have and w's do not: informers restarted on a new connection relist, and
+// what the relist no longer finds was deleted while nobody watched (or
+// the API server lost it).
+func (w *watcher) inheritGone(old *watcher) {
+	if old == nil {
+		return
+	}
+	missing := goneSet{}
+	for _, pair := range [][2]cache.SharedIndexInformer{
+		{old.ingressClasses, w.ingressClasses}, {old.ingresses, w.ingresses},
+		{old.services, w.services}, {old.slices, w.slices},
+	} {
+		now := pair[1].GetStore()
+		for _, obj := range pair[0].GetStore().List() {
+			if _, exists, err := now.Get(obj); err == nil && !exists {
+				if ref, ok := goneRef(obj); ok {
+					missing.add(ref, false)
+				}
+			}
+		}
+	}
+	if len(missing) == 0 {
+		return
+	}
+	w.mu.Lock()
+	if w.gone == nil {
+		w.gone = goneSet{}
+	}
+	for ref := range missing {
+		w.gone.add(ref, false)
+	}
+	w.mu.Unlock()
+}
+
+// goneRef is what the deletion guard counts an object as: EndpointSlices
+// under their Service.
+func goneRef(obj any) (objectRef, bool) {
+	switch o := obj.(type) {
+	case *networkingv1.Ingress:
+		return objectRef{Kind: kindIngress, Namespace: o.Namespace, Name: o.Name}, true
+	case *corev1.Service:
+		return serviceRef(o.Namespace, o.Name), true
+	case *discoveryv1.EndpointSlice:
+		if svc := o.Labels[discoveryv1.LabelServiceName]; svc != "" {
+			return serviceRef(o.Namespace, svc), true
+		}
+	case *networkingv1.IngressClass:
+		return objectRef{Kind: kindIngressClass, Name: o.Name}, true
+	}
+	return objectRef{}, false
 }
 
 // snapshot lists the caches. The objects are shared with the informers and

@@ -307,7 +307,7 @@ func TestMassDeletionIsHeld(t *testing.T) {
 		v, _ := e.router.Metric("bulkhead_deletion_guard_holding")
 		return v == 1
 	})
-	if st := e.status(t); !strings.Contains(st, `"hold"`) || !strings.Contains(st, `"removedRoutes": 3`) {
+	if st := e.status(t); !strings.Contains(st, `"hold"`) || !strings.Contains(st, `"ingresses": 3`) {
 		t.Fatalf("/status does not show the hold:\n%s", st)
 	}
 	if !strings.Contains(e.router.Log(), "deletion guard: holding") {

@@ -88,6 +88,41 @@ func servedIngresses(all []*networkingv1.Ingress, sel classSelector, problems *[
 	return served, names
 }
 
+// heldIngresses returns the held Ingresses to translate after the served
+// ones, in precedence order among themselves: placed last, they lose every
+// conflict to a live Ingress. A held Ingress whose namespace/name is served
+// live is dropped (the live object is the truth); held copies sharing a
+// namespace/name are all dropped with a problem, as live duplicates are.
+func heldIngresses(held []*networkingv1.Ingress, served []types.NamespacedName, problems *[]Problem) []*networkingv1.Ingress {
+	if len(held) == 0 {
+		return nil
+	}
+	count := map[types.NamespacedName]int{}
+	for _, ing := range held {
+		if ing != nil {
+			count[objectKey(ing.Namespace, ing.Name)]++
+		}
+	}
+	var out []*networkingv1.Ingress
+	for _, ing := range held {
+		if ing == nil {
+			continue
+		}
+		key := objectKey(ing.Namespace, ing.Name)
+		if _, live := slices.BinarySearchFunc(served, key, compareNames); live || count[key] > 1 {
+			continue
+		}
+		out = append(out, ing)
+	}
+	for key, n := range count {
+		if _, live := slices.BinarySearchFunc(served, key, compareNames); n > 1 && !live {
+			*problems = append(*problems, duplicateProblem("Ingress", key, n))
+		}
+	}
+	slices.SortFunc(out, compareIngressPrecedence)
+	return out
+}
+
 func compareNames(a, b types.NamespacedName) int {
 	return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
 }

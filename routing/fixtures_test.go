@@ -17,7 +17,8 @@ import (
 )
 
 // A fixture is a multi-document YAML file of Kubernetes objects
-// (IngressClass, Ingress, Service, EndpointSlice) plus, optionally, one
+// (IngressClass, Ingress, Service, EndpointSlice, and HeldIngress for
+// Snapshot.HeldIngresses) plus, optionally, one
 // document of kind TranslateOptions carrying Options.
 type translateOptionsDoc struct {
 	APIVersion string `json:"apiVersion,omitempty"`
@@ -54,6 +55,8 @@ func parseFixture(data []byte, strict bool) (*Snapshot, Options, error) {
 			s.IngressClasses, err = appendDecoded(s.IngressClasses, doc, unmarshal)
 		case "Ingress":
 			s.Ingresses, err = appendDecoded(s.Ingresses, doc, unmarshal)
+		case "HeldIngress": // an Ingress the deletion guard holds (Snapshot.HeldIngresses)
+			s.HeldIngresses, err = appendDecoded(s.HeldIngresses, doc, unmarshal)
 		case "Service":
 			s.Services, err = appendDecoded(s.Services, doc, unmarshal)
 		case "EndpointSlice":

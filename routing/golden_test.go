@@ -85,11 +85,13 @@ func shuffledSnapshot(s *Snapshot, rng *rand.Rand) *Snapshot {
 		Ingresses:      slices.Clone(s.Ingresses),
 		Services:       slices.Clone(s.Services),
 		EndpointSlices: slices.Clone(s.EndpointSlices),
+		HeldIngresses:  slices.Clone(s.HeldIngresses),
 	}
 	shuffle(rng, c.IngressClasses)
 	shuffle(rng, c.Ingresses)
 	shuffle(rng, c.Services)
 	shuffle(rng, c.EndpointSlices)
+	shuffle(rng, c.HeldIngresses)
 	return c
 }
 

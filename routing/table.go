@@ -22,6 +22,14 @@ type Snapshot struct {
 	Ingresses      []*networkingv1.Ingress      `json:"ingresses,omitempty"`
 	Services       []*corev1.Service            `json:"services,omitempty"`
 	EndpointSlices []*discoveryv1.EndpointSlice `json:"endpointSlices,omitempty"`
+	// HeldIngresses are Ingresses the deletion guard keeps serving after
+	// they left the cluster (or stopped being ours) in a removal it cannot
+	// explain. They are translated as served whatever their class, but lose
+	// every conflict to the Ingresses above (an addition is never held back
+	// by a removal that is), a live Ingress of the same namespace and name
+	// replaces its held copy, and they are not listed in Table.Served (there
+	// is no object to write status to).
+	HeldIngresses []*networkingv1.Ingress `json:"heldIngresses,omitempty"`
 }
 
 // Options tune a translation.

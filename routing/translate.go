@@ -13,6 +13,7 @@ func Translate(s *Snapshot, o Options) Table {
 
 	classes := newClassSelector(s.IngressClasses, o.ControllerName)
 	ingresses, served := servedIngresses(s.Ingresses, classes, &problems)
+	ingresses = append(ingresses, heldIngresses(s.HeldIngresses, served, &problems)...)
 	backends := newBackendIndex(s.Services, s.EndpointSlices, &problems)
 	rules, defaultBackend := collectRules(ingresses, backends, &problems)
 
