@@ -14,6 +14,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	"github.com/bulkhead-router/bulkhead/admin"
 	"github.com/bulkhead-router/bulkhead/internal/logging"
 )
 
@@ -23,6 +24,9 @@ type config struct {
 	Address        string
 	HealthAddress  string
 	AdminAddress   string
+	AdminTokenFile string
+	AdminToken     []byte // from AdminTokenFile; never logged
+	MetricsAddress string
 	StateDir       string
 	ControllerName string
 	PublishAddress []string
@@ -63,7 +67,9 @@ func parseConfig(args []string, out io.Writer) (config, error) {
 	fs.StringVar(&c.Kubeconfig, "kubeconfig", "", "path of a kubeconfig; empty: in-cluster configuration, then $KUBECONFIG")
 	fs.StringVar(&c.Address, "address", ":8080", "HOST:PORT of the proxy listener (traffic)")
 	fs.StringVar(&c.HealthAddress, "health-address", ":8081", "HOST:PORT serving GET /healthz (liveness) and GET /readyz (readiness)")
-	fs.StringVar(&c.AdminAddress, "admin-address", "127.0.0.1:9911", "HOST:PORT of the operator endpoint (metrics, routes, profiler); keep it off public interfaces")
+	fs.StringVar(&c.AdminAddress, "admin-address", "127.0.0.1:9911", "HOST:PORT of the operator endpoint (routes, status, POST /guard/confirm, profiler, metrics); on loopback (reach it with kubectl port-forward), else -admin-token-file is required")
+	fs.StringVar(&c.AdminTokenFile, "admin-token-file", "", "file holding a bearer token (at least 16 characters) that every admin request must carry as Authorization: Bearer <token>; required when -admin-address is not a loopback address")
+	fs.StringVar(&c.MetricsAddress, "metrics-address", ":9912", "HOST:PORT of the read-only metrics listener Prometheus scrapes: GET /metrics and nothing else")
 	fs.StringVar(&c.StateDir, "state-dir", "/var/lib/bulkhead", "directory for local state (the last-known-good route table)")
 	fs.StringVar(&c.ControllerName, "controller-name", "bulkhead.io/ingress-controller", "spec.controller of the IngressClasses this router implements")
 	publish := fs.String("publish-address", "", "comma-separated IPs and/or hostnames written into the status of served Ingresses (for example the ALB's DNS name)")
@@ -101,18 +107,31 @@ func parseConfig(args []string, out io.Writer) (config, error) {
 	if c.PublishAddress, err = parsePublishAddresses(*publish); err != nil {
 		return c, fmt.Errorf("-publish-address: %w", err)
 	}
-	return c, c.validate()
+	if err := c.validate(); err != nil {
+		return c, err
+	}
+	if c.AdminTokenFile != "" {
+		if c.AdminToken, err = admin.LoadToken(c.AdminTokenFile); err != nil {
+			return c, fmt.Errorf("-admin-token-file: %w", err)
+		}
+	}
+	return c, nil
 }
 
 func (c config) validate() error {
-	addrs := map[string]string{"-address": c.Address, "-health-address": c.HealthAddress, "-admin-address": c.AdminAddress}
-	for _, name := range []string{"-address", "-health-address", "-admin-address"} {
+	addrs := map[string]string{"-address": c.Address, "-health-address": c.HealthAddress, "-admin-address": c.AdminAddress, "-metrics-address": c.MetricsAddress}
+	for _, name := range []string{"-address", "-health-address", "-admin-address", "-metrics-address"} {
 		if err := validateListenAddress(addrs[name]); err != nil {
 			return fmt.Errorf("%s %q: %w", name, addrs[name], err)
 		}
 	}
-	if c.AdminAddress == c.Address || c.HealthAddress == c.Address || c.AdminAddress == c.HealthAddress {
-		return errors.New("-address, -health-address and -admin-address must be different")
+	if len(map[string]bool{c.Address: true, c.HealthAddress: true, c.AdminAddress: true, c.MetricsAddress: true}) != 4 {
+		return errors.New("-address, -health-address, -admin-address and -metrics-address must be different")
+	}
+	// The admin endpoint can apply a held mass deletion and profile the
+	// process: off loopback, only for whoever holds the token.
+	if !isLoopback(c.AdminAddress) && c.AdminTokenFile == "" {
+		return fmt.Errorf("-admin-address %q is not a loopback address: set -admin-token-file, or keep it on 127.0.0.1 and use kubectl port-forward", c.AdminAddress)
 	}
 	if msgs := validation.IsDomainPrefixedPath(nil, c.ControllerName); len(msgs) > 0 {
 		return fmt.Errorf("-controller-name %q: %s", c.ControllerName, msgs[0].Detail)
@@ -159,6 +178,20 @@ func validateListenAddress(addr string) error {
 		return fmt.Errorf("host %q is neither an IP address nor a host name", host)
 	}
 	return nil
+}
+
+// isLoopback reports whether a listen address binds loopback only: an IP
+// in 127.0.0.0/8 or ::1, or localhost. An empty host binds every interface.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // parsePublishAddresses splits a comma-separated list of IPs and DNS names.

@@ -221,8 +221,9 @@ func serve(stop context.Context, cfg config, log *slog.Logger) error {
 			ErrorLog:          errorLog,
 		},
 		{Handler: health.Handler(ready), ReadHeaderTimeout: 5 * time.Second, ErrorLog: errorLog},
-		{Handler: admin.Handler(admin.Options{Gatherer: reg, Table: routes.Table, Source: routes,
-			Endpoints: endpointView(routes, resilience)}), ReadHeaderTimeout: 5 * time.Second, ErrorLog: errorLog},
+		adminServer(admin.Options{Gatherer: reg, Table: routes.Table, Source: routes,
+			Endpoints: endpointView(routes, resilience), Token: cfg.AdminToken}, errorLog),
+		metricsServer(reg, errorLog),
 	}
 	serveErr := make(chan error, len(servers))
 	startServing := func(i int) {
@@ -234,8 +235,10 @@ func serve(stop context.Context, cfg config, log *slog.Logger) error {
 	}
 	startServing(1) // health: /readyz says "no route table" until there is one
 	startServing(2) // admin
+	startServing(3) // metrics
 	log.Info("bulkhead listening", "address", listeners[0].Addr().String(),
-		"health_address", listeners[1].Addr().String(), "admin_address", listeners[2].Addr().String())
+		"health_address", listeners[1].Addr().String(), "admin_address", listeners[2].Addr().String(),
+		"admin_token", len(cfg.AdminToken) > 0, "metrics_address", listeners[3].Addr().String())
 
 	go func() {
 		select {
@@ -269,17 +272,13 @@ func serve(stop context.Context, cfg config, log *slog.Logger) error {
 	return nil
 }
 
-// drain takes the router out of service without failing a request: it
-// fails /readyz and keeps serving for the drain delay, while the load
-// balancer notices and stops sending; then it stops accepting connections,
-// closes idle keep-alive connections, answers in-flight HTTP/1.1 requests
-// with Connection: close (Go's server does both once Shutdown starts) and
-// waits up to the drain timeout for them to finish.
-// listen binds the proxy, health and admin listeners, in that order.
-func listen(cfg config) ([3]net.Listener, error) {
-	var listeners [3]net.Listener
+// listen binds the proxy, health, admin and metrics listeners, in that
+// order.
+func listen(cfg config) ([4]net.Listener, error) {
+	var listeners [4]net.Listener
 	for i, l := range []struct{ flag, addr string }{
 		{"-address", cfg.Address}, {"-health-address", cfg.HealthAddress}, {"-admin-address", cfg.AdminAddress},
+		{"-metrics-address", cfg.MetricsAddress},
 	} {
 		var err error
 		if listeners[i], err = net.Listen("tcp", l.addr); err != nil {
@@ -292,6 +291,12 @@ func listen(cfg config) ([3]net.Listener, error) {
 	return listeners, nil
 }
 
+// drain takes the router out of service without failing a request: it
+// fails /readyz and keeps serving for the drain delay, while the load
+// balancer notices and stops sending; then it stops accepting connections,
+// closes idle keep-alive connections, answers in-flight HTTP/1.1 requests
+// with Connection: close (Go's server does both once Shutdown starts) and
+// waits up to the drain timeout for them to finish.
 func drain(proxySrv *http.Server, ready *health.State, cfg config, log *slog.Logger) {
 	start := time.Now()
 	ready.Set(health.ConditionDraining, false, "shutting down")

@@ -129,7 +129,7 @@ var peers = []peer{
 }
 
 func startBulkhead(in instance) (*process, error) {
-	ports, err := freeport.Get(2)
+	ports, err := freeport.Get(3)
 	if err != nil {
 		return nil, err
 	}
@@ -140,6 +140,7 @@ func startBulkhead(in instance) (*process, error) {
 		"-address", in.Listen,
 		"-health-address", fmt.Sprintf("127.0.0.1:%d", ports[0]),
 		"-admin-address", admin,
+		"-metrics-address", fmt.Sprintf("127.0.0.1:%d", ports[2]),
 		"-state-dir", filepath.Join(in.Dir, "state"),
 		// No load balancer in front: stop at once on SIGTERM.
 		"-drain-delay", "0s",

@@ -22,6 +22,9 @@ const (
 	proxyAddr  = "127.0.0.1:8080"
 	healthAddr = "127.0.0.1:8081"
 	adminAddr  = "127.0.0.1:9911"
+	// The read-only metrics listener, on loopback here like everything else
+	// of the demo.
+	metricsAddr = "127.0.0.1:9912"
 )
 
 func main() {
@@ -34,7 +37,7 @@ func main() {
 func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	for _, addr := range []string{proxyAddr, healthAddr, adminAddr} {
+	for _, addr := range []string{proxyAddr, healthAddr, adminAddr, metricsAddr} {
 		if err := portFree(addr); err != nil {
 			return err
 		}
@@ -83,7 +86,7 @@ func run() error {
 	step("starting bulkhead (bin/bulkhead); its log follows")
 	router := exec.Command("bin/bulkhead",
 		"-kubeconfig", cp.Kubeconfig(),
-		"-address", proxyAddr, "-health-address", healthAddr, "-admin-address", adminAddr,
+		"-address", proxyAddr, "-health-address", healthAddr, "-admin-address", adminAddr, "-metrics-address", metricsAddr,
 		"-state-dir", filepath.Join(work, "state"),
 		"-publish-address", "127.0.0.1",
 		"-election-namespace", "default",

@@ -54,8 +54,9 @@ type Router struct {
 	args    []string
 	logPath string
 
-	// ProxyURL, HealthURL and AdminURL are http://127.0.0.1:PORT.
-	ProxyURL, HealthURL, AdminURL string
+	// ProxyURL, HealthURL, AdminURL and MetricsURL (the read-only metrics
+	// listener) are http://127.0.0.1:PORT.
+	ProxyURL, HealthURL, AdminURL, MetricsURL string
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -75,7 +76,7 @@ type Options struct {
 // the end of the test and its log added to the output if the test failed.
 func Start(t testing.TB, o Options) *Router {
 	t.Helper()
-	ports, err := freeport.Get(3) // below the ephemeral range: Restart reuses them
+	ports, err := freeport.Get(4) // below the ephemeral range: Restart reuses them
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,17 +84,21 @@ func Start(t testing.TB, o Options) *Router {
 		o.StateDir = t.TempDir()
 	}
 	r := &Router{
-		t:         t,
-		bin:       Binary(t),
-		logPath:   filepath.Join(t.TempDir(), "bulkhead.log"),
-		ProxyURL:  "http://127.0.0.1:" + strconv.Itoa(ports[0]),
-		HealthURL: "http://127.0.0.1:" + strconv.Itoa(ports[1]),
-		AdminURL:  "http://127.0.0.1:" + strconv.Itoa(ports[2]),
+		t:          t,
+		bin:        Binary(t),
+		logPath:    filepath.Join(t.TempDir(), "bulkhead.log"),
+		ProxyURL:   "http://127.0.0.1:" + strconv.Itoa(ports[0]),
+		HealthURL:  "http://127.0.0.1:" + strconv.Itoa(ports[1]),
+		AdminURL:   "http://127.0.0.1:" + strconv.Itoa(ports[2]),
+		MetricsURL: "http://127.0.0.1:" + strconv.Itoa(ports[3]),
 	}
 	r.args = append([]string{
 		"-address", "127.0.0.1:" + strconv.Itoa(ports[0]),
 		"-health-address", "127.0.0.1:" + strconv.Itoa(ports[1]),
 		"-admin-address", "127.0.0.1:" + strconv.Itoa(ports[2]),
+		// Each router its own metrics port, never the default :9912 that
+		// routers of parallel tests would share.
+		"-metrics-address", "127.0.0.1:" + strconv.Itoa(ports[3]),
 		"-state-dir", o.StateDir,
 		"-log-level", "debug",
 		// Tests that drain say so; the others should stop at once on
