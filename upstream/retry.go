@@ -174,7 +174,10 @@ func (r *retrier) roundTrip(req *http.Request, g *group, pol *Policy) (*http.Res
 
 // bufferBody reads a body of up to MaxBufferedBody so that it can be
 // replayed. Larger and unknown-length-but-too-long bodies are streamed
-// (the bytes already read are sent first) and never replayed.
+// (the bytes already read are sent first) and never replayed. The buffer
+// never exceeds the limit: a known length (which net/http enforces) is
+// read into a buffer of exactly that size; an unknown one into a buffer
+// that doubles up to the limit, then one more byte is probed for.
 func (r *retrier) bufferBody(req *http.Request) (body []byte, hasBody, replayable bool, err error) {
 	if req.Body == nil || req.Body == http.NoBody {
 		return nil, false, true, nil
@@ -183,22 +186,48 @@ func (r *retrier) bufferBody(req *http.Request) (body []byte, hasBody, replayabl
 	if req.ContentLength > limit {
 		return nil, false, false, nil
 	}
-	size := req.ContentLength
-	if size <= 0 {
-		size = 512
-	}
-	buf := bytes.NewBuffer(make([]byte, 0, size+1))
-	n, err := buf.ReadFrom(io.LimitReader(req.Body, limit+1))
-	if err != nil {
+	if req.ContentLength > 0 {
+		buf := make([]byte, req.ContentLength)
+		if _, err := io.ReadFull(req.Body, buf); err != nil {
+			req.Body.Close()
+			return nil, false, false, err
+		}
 		req.Body.Close()
-		return nil, false, false, err
+		return buf, true, true, nil
 	}
-	if n > limit {
-		req.Body = &prefixedBody{Reader: io.MultiReader(bytes.NewReader(buf.Bytes()), req.Body), c: req.Body}
-		return nil, false, false, nil
+	buf := make([]byte, 0, min(512, limit))
+	for {
+		if len(buf) == cap(buf) {
+			if int64(len(buf)) < limit {
+				grown := make([]byte, len(buf), min(2*int64(cap(buf)), limit))
+				copy(grown, buf)
+				buf = grown
+			} else {
+				probe := make([]byte, 1)
+				n, err := io.ReadFull(req.Body, probe)
+				if n == 1 {
+					req.Body = &prefixedBody{Reader: io.MultiReader(bytes.NewReader(buf), bytes.NewReader(probe), req.Body), c: req.Body}
+					return nil, false, false, nil
+				}
+				if err != io.EOF {
+					req.Body.Close()
+					return nil, false, false, err
+				}
+				break
+			}
+		}
+		n, err := req.Body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			req.Body.Close()
+			return nil, false, false, err
+		}
 	}
 	req.Body.Close()
-	return buf.Bytes(), true, true, nil
+	return buf, true, true, nil
 }
 
 type prefixedBody struct {
