@@ -61,6 +61,25 @@ type Options struct {
 	// ExpectedErrors are fragments of data-client errors that are normal
 	// (not synced yet) and logged at debug instead of error.
 	ExpectedErrors []string
+
+	// Trust says whose forwarded headers are believed (forwarded.go).
+	// Zero: nobody's.
+	Trust ForwardedTrust
+	// MaxHeaderFieldBytes bounds the request target and each header line
+	// (name and value); over it: 414 or 431. Zero: 16 KiB, an ALB's limit.
+	// (The total is the http.Server's MaxHeaderBytes.)
+	MaxHeaderFieldBytes int
+	// MaxHeaderCount bounds the number of header lines; over it: 431.
+	// Zero: 100.
+	MaxHeaderCount int
+	// BufferedBodyLimit is the size up to which the upstream layer buffers
+	// request bodies for replay; bodies of at most this size, and chunked
+	// bodies until they grow past it, must arrive within BodyTimeout.
+	// Zero: 64 KiB (upstream's default).
+	BufferedBodyLimit int64
+	// BodyTimeout bounds the reading of such bodies; a body that takes
+	// longer is answered 408 and its connection closed. Zero: no bound.
+	BodyTimeout time.Duration
 }
 
 // Proxy is the serving path: route lookup and forwarding to endpoints.
@@ -69,12 +88,27 @@ type Proxy struct {
 	proxy   *skproxy.Proxy
 	prepare func(*http.Request)
 	log     *slog.Logger
+
+	trust          ForwardedTrust
+	maxFieldBytes  int
+	maxHeaderCount int
+	bodyLimit      int64
+	bodyTimeout    time.Duration
 }
 
 // New starts the routing table's update loop and builds the proxy. Until
 // the first table is loaded every request gets 404: callers gate traffic on
 // readiness (FirstLoad).
 func New(o Options) *Proxy {
+	if o.MaxHeaderFieldBytes <= 0 {
+		o.MaxHeaderFieldBytes = DefaultMaxHeaderFieldBytes
+	}
+	if o.MaxHeaderCount <= 0 {
+		o.MaxHeaderCount = DefaultMaxHeaderCount
+	}
+	if o.BufferedBodyLimit <= 0 {
+		o.BufferedBodyLimit = 64 << 10
+	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
@@ -141,16 +175,41 @@ func New(o Options) *Proxy {
 		// new 8 KiB buffer per request.
 		EnableCopyStreamPoolExperimental: true,
 	})
-	return &Proxy{routing: rt, proxy: px, prepare: o.PrepareRequest, log: o.Log}
+	return &Proxy{routing: rt, proxy: px, prepare: o.PrepareRequest, log: o.Log,
+		trust: o.Trust, maxFieldBytes: o.MaxHeaderFieldBytes, maxHeaderCount: o.MaxHeaderCount,
+		bodyLimit: o.BufferedBodyLimit, bodyTimeout: o.BodyTimeout}
 }
 
 // ServeHTTP forwards r along the matching route.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	setForwardedHeaders(r)
+	if code := p.checkHeaderLimits(r); code != 0 {
+		id := r.Header[HeaderRequestID]
+		if len(id) == 0 {
+			id = []string{newRequestID()}
+		}
+		writeError(w, code, id, true)
+		return
+	}
+	removeConnectionListed(r.Header)
+	setForwardedHeaders(r, &p.trust)
+	cw := &clientWriter{ResponseWriter: w, requestID: r.Header[HeaderRequestID]}
+	// net/http frames a request with both Content-Length and
+	// Transfer-Encoding: chunked by the chunked coding and drops the
+	// Content-Length header, so the two cannot be told apart here. RFC
+	// 9112 §6.1 requires closing the connection after such a request (the
+	// front end may have framed it by its Content-Length: what follows
+	// the chunked body could be a request it never saw), so every chunked
+	// HTTP/1 request is served and its connection then closed. Clients
+	// rarely send chunked requests; those that do reconnect.
+	if r.ProtoMajor == 1 && len(r.TransferEncoding) > 0 {
+		cw.closeAfter = true
+	}
+	cw.watching = p.watchBody(w, r, &cw.body)
 	if p.prepare != nil {
 		p.prepare(r)
 	}
-	p.proxy.ServeHTTP(&headerFlushDeferrer{ResponseWriter: w}, r)
+	p.proxy.ServeHTTP(cw, r)
+	cw.finish()
 }
 
 // FirstLoad is closed once the first route table is live.

@@ -19,7 +19,7 @@ type backend struct {
 	endpoints     []Endpoint
 	urls          []string // of endpoints, for LB routes
 	// reason is empty when endpoints is usable; otherwise the route answers
-	// 503 with unavailable as its body and the Ingress gets a problem.
+	// 503 (a generic body) and the Ingress gets a problem saying unavailable.
 	reason      Reason
 	unavailable string
 }

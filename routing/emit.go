@@ -73,9 +73,16 @@ func setPredicates(def *eskip.Route, r *rule) {
 	def.Predicates = []*eskip.Predicate{{Name: predicates.PathSubtreeName, Args: []any{subtree}}}
 }
 
+// unavailableBody is what skipper answers on its own errors: the proxy
+// recognises that shape and answers generically.
+const unavailableBody = "Service Unavailable\n"
+
 // setBackend points def at the endpoints, or, when there are none, makes it
-// answer 503 with the reason: a known path without backends is an outage
-// to see, not a 404. Either way bulkheadRestorePath comes first: the pod
+// answer 503: a known path without backends is an outage to see, not a
+// 404. The body is the generic status text, which the proxy replaces with
+// its own generic answer carrying the request id: internet clients learn
+// nothing of namespaces and Services; the reason (b.unavailable) is on
+// /problems, in the log and in the metrics. Either way bulkheadRestorePath comes first: the pod
 // (and any later filter) must see the request path as the client sent it.
 // The 503 routes would not need it, but one rule for all routes is easier
 // to check, and it keeps the path right for anything logging it later.
@@ -85,7 +92,7 @@ func setBackend(def *eskip.Route, r *rule) {
 		def.Filters = []*eskip.Filter{
 			{Name: RestorePathName},
 			{Name: "status", Args: []any{float64(503)}},
-			{Name: "inlineContent", Args: []any{b.unavailable + "\n"}},
+			{Name: "inlineContent", Args: []any{unavailableBody}},
 		}
 		def.BackendType = eskip.ShuntBackend
 		def.Shunt = true

@@ -1,0 +1,153 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/textproto"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// What net/http already refuses before a handler runs (Go 1.26, measured
+// by the hostile-input tests): Content-Length headers that differ or are
+// not plain digits (400), a Transfer-Encoding other than a lone "chunked"
+// (501, then the connection is closed), invalid header names and values,
+// a missing, repeated or malformed Host (400), HTTP versions other than
+// 1.0/1.1 (505), headers over Server.MaxHeaderBytes plus 4 KiB (431), and
+// header reads slower than Server.ReadHeaderTimeout (connection closed).
+// What it lets through, and this file handles: a request with both
+// Content-Length and Transfer-Encoding: chunked (framed by chunked, the
+// Content-Length header dropped without a trace), malformed chunked bodies
+// (an error in the middle of the handler), single headers and request
+// targets of any size within the total, any number of headers, and bodies
+// sent as slowly as the client likes.
+
+// Defaults of the limits, in line with an AWS ALB's: a request line or a
+// single header over 16 KiB is refused, the whole header over 64 KiB.
+const (
+	DefaultMaxHeaderFieldBytes = 16 << 10
+	DefaultMaxHeaderCount      = 100
+)
+
+// checkHeaderLimits returns the status refusing r, or 0.
+func (p *Proxy) checkHeaderLimits(r *http.Request) int {
+	if len(r.RequestURI) > p.maxFieldBytes {
+		return http.StatusRequestURITooLong
+	}
+	if len(r.Host) > p.maxFieldBytes {
+		return http.StatusRequestHeaderFieldsTooLarge
+	}
+	n := 0
+	for k, vs := range r.Header {
+		n += len(vs)
+		for _, v := range vs {
+			if len(k)+len(v) > p.maxFieldBytes {
+				return http.StatusRequestHeaderFieldsTooLarge
+			}
+		}
+	}
+	if n > p.maxHeaderCount {
+		return http.StatusRequestHeaderFieldsTooLarge
+	}
+	return 0
+}
+
+// removeConnectionListed removes the headers a client names in Connection:
+// they were meant for this hop only (RFC 9110 §7.6.1). skipper removes the
+// fixed hop-by-hop headers, not these. "Upgrade" stays, for skipper's
+// upgrade path to see; the headers bulkhead sets itself are set after
+// this, so a Connection header cannot take them away.
+func removeConnectionListed(h http.Header) {
+	for _, v := range h["Connection"] {
+		for v != "" {
+			var name string
+			name, v, _ = strings.Cut(v, ",")
+			name = textproto.TrimString(name)
+			if name == "" || strings.EqualFold(name, "close") || strings.EqualFold(name, "keep-alive") || strings.EqualFold(name, "upgrade") {
+				continue
+			}
+			if _, ok := h[name]; ok {
+				delete(h, name)
+			} else {
+				delete(h, http.CanonicalHeaderKey(name))
+			}
+		}
+	}
+}
+
+// Body states seen by bodyWatch.
+const (
+	bodyFine      uint32 = iota
+	bodyMalformed        // chunked framing broken: 400
+	bodyTimedOut         // not received within the body timeout: 408
+)
+
+// bodyWatch wraps a request body to bound how long it may take and to
+// tell a malformed body (400) or a slow one (408) from a backend failure.
+// A body small enough to be buffered for replay (or of unknown length,
+// until it grows past that size) must arrive within the body timeout: the
+// upstream layer reads it completely before the first attempt, and a
+// client trickling it would hold a goroutine and a buffer indefinitely.
+// Larger bodies are streamed to the pod as they come; their pace is the
+// pod's business, so the deadline is lifted.
+type bodyWatch struct {
+	rc       io.ReadCloser
+	deadline interface{ SetReadDeadline(time.Time) error } // nil: none set
+	limit    int64
+	read     int64
+	chunked  bool
+	state    atomic.Uint32 // read by the handler, written by the transport's writer
+}
+
+func (b *bodyWatch) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	b.read += int64(n)
+	// Lifted at the end of the body or once it is too large to be
+	// buffered; after an error it stays, so that net/http's draining of
+	// the rest of the body on Close does not wait for a stalled client.
+	if b.deadline != nil && (err == io.EOF || err == nil && b.read > b.limit) {
+		_ = b.deadline.SetReadDeadline(time.Time{})
+		b.deadline = nil
+	}
+	if err != nil && err != io.EOF {
+		var ne net.Error
+		switch {
+		case errors.As(err, &ne) && ne.Timeout():
+			b.state.Store(bodyTimedOut)
+		case b.chunked && !errors.As(err, &ne) && !errors.Is(err, io.ErrUnexpectedEOF):
+			// net/http's chunked reader reports bad framing (a bare LF,
+			// a bad chunk size) as plain errors; a client that went
+			// away is a net.Error or an unexpected EOF.
+			b.state.Store(bodyMalformed)
+		}
+	}
+	return n, err
+}
+
+func (b *bodyWatch) Close() error { return b.rc.Close() }
+
+// watchBody installs the body watch on r when it has a body that may be
+// buffered or is chunked. The read deadline is the connection's: set
+// through the server's ResponseWriter, it is reset by net/http before the
+// next request on the connection.
+func (p *Proxy) watchBody(w http.ResponseWriter, r *http.Request, b *bodyWatch) bool {
+	if r.Body == nil || r.Body == http.NoBody {
+		return false
+	}
+	chunked := r.ContentLength < 0
+	small := r.ContentLength >= 0 && r.ContentLength <= p.bodyLimit
+	if !chunked && !small {
+		return false
+	}
+	b.rc, b.limit, b.chunked = r.Body, p.bodyLimit, chunked
+	if p.bodyTimeout > 0 {
+		if d, ok := w.(interface{ SetReadDeadline(time.Time) error }); ok && d.SetReadDeadline(time.Now().Add(p.bodyTimeout)) == nil {
+			b.deadline = d
+		}
+	}
+	r.Body = b
+	return true
+}
