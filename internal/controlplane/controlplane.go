@@ -214,6 +214,24 @@ func (cp *ControlPlane) Stop() {
 	}
 }
 
+// WipeEtcd replaces etcd's data with an empty store, as a restored empty
+// backup or a new cluster behind the same address would: etcd is killed,
+// its data directory removed, and it is started again on the same port.
+// Call it while kube-apiserver is stopped (KillAPIServer).
+func (cp *ControlPlane) WipeEtcd(ctx context.Context) error {
+	cp.mu.Lock()
+	etcd := cp.etcd
+	cp.etcd = nil
+	cp.mu.Unlock()
+	if etcd != nil {
+		etcd.kill()
+	}
+	if err := os.RemoveAll(filepath.Join(cp.dir, "etcd")); err != nil {
+		return err
+	}
+	return cp.startEtcd(ctx)
+}
+
 func (cp *ControlPlane) startEtcd(ctx context.Context) error {
 	p, err := startProcess(cp.opts.Binaries.Etcd, filepath.Join(cp.dir, "logs", "etcd.log"),
 		"--name=bulkhead-test",
