@@ -32,10 +32,20 @@
 // installed only once fully synced, and the table is never touched while
 // the server is away.
 //
-// The deletion guard holds back one update that would remove more than a
-// share of all routes or all endpoints at once (spread over more than one
-// Ingress or Service): the old table keeps serving until the same state has
-// been seen for the hold period, or an operator confirms (ConfirmHold).
+// The deletion guard (guard.go) holds back removals the router cannot
+// explain as one user's act, and nothing else: every rebuild applies all
+// additions and changes at once. It counts source objects that left (an
+// Ingress no longer served, a used Service losing its last usable
+// endpoint), never the routes or endpoints that follow from them. The
+// watcher tells it how each object left: a watch DELETE was announced; a
+// relist tombstone, informers restarted on a new connection, or the first
+// sync after serving the stored table was not. Announced removals are held
+// only as a burst (MinObjects of a kind within Window, over the share),
+// unannounced ones whenever over the share. Held objects go back into the
+// snapshot (routing.Snapshot.HeldIngresses, a held Service's last slices)
+// or, when the served table came from disk, are kept as the routes they
+// were; each is applied HoldPeriod after it was held, when an operator
+// confirms (ConfirmHold), or dropped from the hold when it comes back.
 //
 // Route-live latency is measured end to end: every table carries a sentinel
 // route whose predicate holds the table's version; a skipper post-processor

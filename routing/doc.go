@@ -136,6 +136,13 @@ wins, then the lower namespace/name; the other rule is dropped with a
 Conflict (or DuplicateDefaultBackend) problem naming the winner, and the
 rest of that Ingress is kept. Within one Ingress the first such rule wins.
 
+Snapshot.HeldIngresses are Ingresses the deletion guard keeps serving after
+a removal it cannot explain. They are translated as served whatever their
+class, after every live Ingress, so they lose every conflict to one (a new
+Ingress taking over a held one's host and path wins at once); a live
+Ingress of the same namespace and name replaces the held copy, and held
+Ingresses are not in Table.Served (nothing to write status to).
+
 # Backends
 
 A backend's service.port.number or service.port.name selects a TCP Service
