@@ -202,6 +202,9 @@ func (g *guard) plan(in guardInput) guardDecision {
 	}
 	d.confirmed = g.confirm && len(d.released) > 0
 	g.confirm = false
+	if g.win != nil && in.now.Sub(g.win.start) > g.o.Window {
+		g.win = nil // over: let go of the objects it kept
+	}
 
 	liveIngresses := make(map[objectRef]bool, len(in.candidate.Served))
 	for _, n := range in.candidate.Served {
