@@ -144,10 +144,25 @@ func (p *Proxy) watchBody(w http.ResponseWriter, r *http.Request, b *bodyWatch) 
 	}
 	b.rc, b.limit, b.chunked = r.Body, p.bodyLimit, chunked
 	if p.bodyTimeout > 0 {
-		if d, ok := w.(interface{ SetReadDeadline(time.Time) error }); ok && d.SetReadDeadline(time.Now().Add(p.bodyTimeout)) == nil {
+		if d := readDeadliner(w); d != nil && d.SetReadDeadline(time.Now().Add(p.bodyTimeout)) == nil {
 			b.deadline = d
 		}
 	}
 	r.Body = b
 	return true
+}
+
+// readDeadliner finds the server's connection deadline through any
+// wrappers (as http.ResponseController does, without allocating one).
+func readDeadliner(w http.ResponseWriter) interface{ SetReadDeadline(time.Time) error } {
+	for {
+		if d, ok := w.(interface{ SetReadDeadline(time.Time) error }); ok {
+			return d
+		}
+		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			return nil
+		}
+		w = u.Unwrap()
+	}
 }
