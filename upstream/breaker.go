@@ -1,13 +1,14 @@
 package upstream
 
 import (
+	"errors"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/sony/gobreaker"
+	"github.com/sony/gobreaker/v2"
 )
 
 // Outcome is the result of one attempt against one endpoint, as the
@@ -21,12 +22,22 @@ const (
 	// Failure: connect error, reset, timeout, or a 502/503/504 answer.
 	Failure
 	// Ignored: the attempt says nothing about the endpoint (the client
-	// went away). gobreaker has no neutral outcome, so it is recorded as
-	// a success: that resets the consecutive-failure count and, for a
-	// half-open probe, closes the breaker; a leaked probe slot would
-	// otherwise keep the breaker half-open forever.
+	// went away). It counts neither way: the consecutive-failure count
+	// stands (a pod that hangs longer than clients wait still trips once
+	// some of them wait long enough), and a cancelled half-open probe
+	// frees its slot for the next probe without closing or reopening the
+	// breaker (gobreaker's exclusions).
 	Ignored
 )
+
+// The errors gobreaker is told an attempt's outcome with: nil is success,
+// errIgnored is excluded (IsExcluded), anything else a failure.
+var (
+	errFailure = errors.New("upstream attempt failed")
+	errIgnored = errors.New("upstream attempt cancelled by the client")
+)
+
+func isIgnored(err error) bool { return err == errIgnored }
 
 // BreakerConfig configures every per-endpoint breaker.
 type BreakerConfig struct {
@@ -80,7 +91,7 @@ type breaker struct {
 	inflight atomic.Int64 // attempts on the wire, until response headers
 	requests prometheus.Counter
 	failures prometheus.Counter
-	cb       *gobreaker.TwoStepCircuitBreaker
+	cb       *gobreaker.TwoStepCircuitBreaker[struct{}]
 	// mirror of the gobreaker state for the lock-free read path.
 	state     atomic.Int32
 	openUntil atomic.Int64 // unix nanos; meaningful while state is open
@@ -111,11 +122,12 @@ func (b *Breakers) get(endpoint string) *breaker {
 		br.added = b.now().UnixNano()
 	}
 	threshold := b.cfg.ConsecutiveFailures
-	br.cb = gobreaker.NewTwoStepCircuitBreaker(gobreaker.Settings{
+	br.cb = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:        endpoint,
 		MaxRequests: 1, // half-open: exactly one probe
 		Timeout:     b.cfg.OpenFor,
 		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= threshold },
+		IsExcluded:  isIgnored,
 		// Called under the breaker's own mutex: only touch atomics,
 		// metrics and the log here.
 		OnStateChange: func(_ string, from, to gobreaker.State) { b.onStateChange(br, from, to) },
@@ -171,7 +183,7 @@ func (b *Breakers) Allow(endpoint string) (done func(Outcome), ok bool) {
 // so that the retry loop admits attempts without allocating a closure.
 type ticket struct {
 	br     *breaker
-	record func(success bool) // gobreaker's
+	record func(error) // gobreaker's
 	probe  bool
 }
 
@@ -191,9 +203,14 @@ func (t ticket) done(o Outcome) {
 	if t.probe {
 		t.br.probing.Store(false)
 	}
-	// gobreaker has no "ignore": a client cancellation counts as success
-	// so that a half-open probe slot is never leaked.
-	t.record(o != Failure)
+	switch o {
+	case Success:
+		t.record(nil)
+	case Failure:
+		t.record(errFailure)
+	default:
+		t.record(errIgnored)
+	}
 }
 
 // Record is Allow+done in one step, for callers that only observe.

@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/sony/gobreaker"
+	"github.com/sony/gobreaker/v2"
 )
 
 func TestBreakerLifecycle(t *testing.T) {
@@ -105,5 +105,47 @@ func TestBudget(t *testing.T) {
 	now = now.Add(2 * time.Second) // window slid past everything
 	if !b.withdraw() || !b.withdraw() || b.withdraw() {
 		t.Fatal("floor after the window slid")
+	}
+}
+
+// A client cancellation says nothing about the endpoint: it neither resets
+// the consecutive-failure count (a pod that hangs longer than most
+// clients wait still trips once the others time out) nor counts as a
+// failure, and a cancelled half-open probe frees the slot for the next
+// probe without closing or reopening the breaker.
+func TestCancellationCountsNeitherWay(t *testing.T) {
+	u, _ := newUpstream(t, Config{Breaker: BreakerConfig{OpenFor: 50 * time.Millisecond}})
+	b := u.Breakers()
+	const ep = "10.0.0.1:8080"
+	for i := 0; i < 20; i++ {
+		b.Record(ep, Ignored)
+	}
+	if s := b.State(ep); s != gobreaker.StateClosed {
+		t.Fatalf("cancellations alone: %v", s)
+	}
+	for i := 0; i < 5; i++ {
+		b.Record(ep, Failure)
+		b.Record(ep, Ignored) // between every two failures
+	}
+	if s := b.State(ep); s != gobreaker.StateOpen {
+		t.Fatalf("5 failures interleaved with cancellations: %v, want open (%+v)", s, b.Snapshot(ep))
+	}
+
+	eventually(t, "half-open", func() bool { return b.Available(ep) })
+	done, ok := b.Allow(ep)
+	if !ok {
+		t.Fatal("probe refused")
+	}
+	done(Ignored)
+	if s := b.State(ep); s != gobreaker.StateHalfOpen || !b.Available(ep) {
+		t.Fatalf("after a cancelled probe: %v, available %v; want half-open with the probe slot free", s, b.Available(ep))
+	}
+	done, ok = b.Allow(ep)
+	if !ok {
+		t.Fatal("the next probe was refused: the cancelled one leaked its slot")
+	}
+	done(Success)
+	if s := b.State(ep); s != gobreaker.StateClosed {
+		t.Fatalf("after a successful probe: %v", s)
 	}
 }

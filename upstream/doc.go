@@ -14,8 +14,9 @@
 //     (connect errors, resets, timeouts, 502/503/504 answers), stays open
 //     for BreakerConfig.OpenFor (default 10s), then lets exactly one probe
 //     through (half-open) and closes on its success. Breakers only steer
-//     traffic: they never fail a request by themselves. Breakers of
-//     endpoints that left the table are pruned on every table.
+//     traffic: they never fail a request by themselves. An attempt the
+//     client cancelled counts neither as a success nor as a failure.
+//     Breakers of endpoints that left the table are pruned on every table.
 //
 //   - PostProcessor: a routing.PostProcessor, appended after
 //     loadbalancer.NewAlgorithmProvider(). It gives every LB route our
@@ -38,7 +39,10 @@
 //     jittered exponential backoff (10-50ms by default), at most
 //     Config.MaxRetries (2) times, never past the request's deadline, and
 //     within a per-group retry budget (retries <= 20% of requests over
-//     10s plus 3 retries/s). Retried:
+//     10s plus 3 retries/s), and only while a whole attempt (its response
+//     header timeout) still fits before Config.RetryDeadline (55s by
+//     default, counted from the first attempt: below an ALB's 60s idle
+//     timeout, so 30s timeouts never chain to 90s). Retried:
 //     any method when the request provably never reached the pod (dial
 //     error, connect timeout, TLS handshake failure, net/http's "server
 //     closed idle connection" on a reused keep-alive connection);
@@ -56,12 +60,16 @@
 // exchange, retries and response body included. Defaults are in
 // DefaultPolicy (1s, 30s, none) and Config.Defaults. A route overrides
 // them with the bulkheadUpstream filter (PolicyFilterName), which also
-// carries slow start and the non-idempotent retry opt-in. The filter puts
-// the route's policy on the outgoing request as PolicyHeader, whose value
-// starts with a per-process random secret; the round tripper honours it
-// only if the secret matches and always deletes it before the request is
-// sent, so clients can neither set a policy nor leak it to pods. Timeouts
-// answer 504 and count as breaker failures.
+// carries slow start and the non-idempotent retry opt-in. The policy
+// travels inside the process, never in a header: Handler, wrapped around
+// the serving handler, gives each request an empty slot in its context;
+// the filter of the matched route puts the route's policy there; the
+// round tripper reads it from the outgoing request's context, which
+// skipper derives from the incoming one. No client can set it and no pod
+// can see it, on any path (upgrades included, which simply get none).
+// Without Handler every route gets the defaults (logged once). On a route
+// without a response header timeout, a retry's wait for headers is cut at
+// the retry deadline. Timeouts answer 504 and count as breaker failures.
 //
 // # Request bodies
 //

@@ -137,8 +137,9 @@ func eventually(t testing.TB, what string, cond func() bool) {
 	}
 }
 
-// policyHeader is the PolicyHeader value the policy filter would set.
-func policyHeader(u *Upstream, p Policy) string {
-	key, _ := u.policies.intern(p)
-	return u.policies.secret + key
+// withPolicy gives a request the route policy p, as Handler and the
+// policy filter would.
+func withPolicy(u *Upstream, p Policy) func(*http.Request) {
+	pol := u.policies.intern(p)
+	return func(r *http.Request) { *r = *r.WithContext(&policySlot{Context: r.Context(), pol: pol}) }
 }

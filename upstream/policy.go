@@ -1,9 +1,10 @@
 package upstream
 
 import (
+	"context"
 	"errors"
 	"fmt"
-	"net/http"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -19,13 +20,6 @@ const (
 	// Keys: see the Policy fields. A route without it uses the defaults of
 	// Config. The route source (bulkhead's Ingress annotations) emits it.
 	PolicyFilterName = "bulkheadUpstream"
-
-	// PolicyHeader carries the route's policy from the filter to the round
-	// tripper, which only sees the outgoing request. Its value starts with
-	// a per-process random secret, so a client sending the header sets
-	// nothing; the round tripper always removes it before the request
-	// leaves.
-	PolicyHeader = "X-Bulkhead-Upstream-Policy"
 )
 
 // Policy keys, as used in PolicyFilterName's arguments.
@@ -175,39 +169,53 @@ func (p Policy) effective(d Policy) Policy {
 }
 
 // policies interns the effective policies of the routes, keyed by their
-// canonical argument string, so the round tripper finds a route's policy
-// with one map read instead of parsing per request. Entries are few (one
-// per distinct annotation set) and never removed.
+// canonical argument string, so that routes with the same annotations
+// share one *Policy. Entries are few (one per distinct annotation set) and
+// never removed.
 type policies struct {
-	secret   string
 	defaults *Policy
 	m        sync.Map // canonical args -> *Policy
+	log      *slog.Logger
+	unwired  sync.Once
 }
 
-func (ps *policies) intern(p Policy) (key string, eff *Policy) {
-	key = strings.Join(p.Args(), ",")
+func (ps *policies) intern(p Policy) *Policy {
+	key := strings.Join(p.Args(), ",")
 	if v, ok := ps.m.Load(key); ok {
-		return key, v.(*Policy)
+		return v.(*Policy)
 	}
 	e := p.effective(*ps.defaults)
 	v, _ := ps.m.LoadOrStore(key, &e)
-	return key, v.(*Policy)
+	return v.(*Policy)
 }
 
-// fromHeader returns the policy a request carries and removes the header.
-// Without a valid header it is the default policy.
-func (ps *policies) fromHeader(req *http.Request) *Policy {
-	v, ok := req.Header[PolicyHeader]
-	if !ok {
-		return ps.defaults
+// policySlot carries a request's route policy from the route's filter to
+// the round tripper, inside the process: Upstream.Handler puts an empty
+// slot into the request context, the filter of the matched route fills
+// it, the round tripper reads it. skipper derives the outgoing request's
+// context from the incoming one on every path, and nothing of it is ever
+// written to the wire, so neither a client nor a pod can see or set a
+// policy. The slot is itself the context (one allocation, not two).
+type policySlot struct {
+	context.Context
+	pol *Policy
+}
+
+type policyKey struct{}
+
+// Value implements context.Context: the slot under policyKey.
+func (s *policySlot) Value(key any) any {
+	if _, ok := key.(policyKey); ok {
+		return s
 	}
-	delete(req.Header, PolicyHeader)
-	if len(v) == 1 {
-		if key, ok := strings.CutPrefix(v[0], ps.secret); ok {
-			if p, ok := ps.m.Load(key); ok {
-				return p.(*Policy)
-			}
-		}
+	return s.Context.Value(key)
+}
+
+// requestPolicy is the policy the route's filter left in ctx, else the
+// default policy.
+func (ps *policies) requestPolicy(ctx context.Context) *Policy {
+	if s, ok := ctx.Value(policyKey{}).(*policySlot); ok && s.pol != nil {
+		return s.pol
 	}
 	return ps.defaults
 }
@@ -231,17 +239,17 @@ func (ps *policies) routePolicy(r *eskip.Route) *Policy {
 		if err != nil {
 			return ps.defaults
 		}
-		_, eff := ps.intern(p)
-		return eff
+		return ps.intern(p)
 	}
 	return ps.defaults
 }
 
 type policySpec struct{ ps *policies }
 
-// policyFilter's header value is built once: setting it costs no
-// allocation per request.
-type policyFilter struct{ header []string }
+type policyFilter struct {
+	pol *Policy
+	ps  *policies
+}
 
 func (s policySpec) Name() string { return PolicyFilterName }
 
@@ -258,18 +266,19 @@ func (s policySpec) CreateFilter(args []any) (filters.Filter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", PolicyFilterName, err)
 	}
-	key, _ := s.ps.intern(p)
-	return policyFilter{header: []string{s.ps.secret + key}}, nil
+	return policyFilter{pol: s.ps.intern(p), ps: s.ps}, nil
 }
 
+// Request leaves the route's policy in the request's slot. It touches no
+// header: on every path (plain, upgrade) the pod receives nothing of it.
 func (f policyFilter) Request(ctx filters.FilterContext) {
-	r := ctx.Request()
-	if _, upgrade := r.Header["Upgrade"]; upgrade {
-		// Upgrades bypass the round tripper that reads and removes the
-		// header: it would reach the pod, secret included.
+	if s, ok := ctx.Request().Context().Value(policyKey{}).(*policySlot); ok {
+		s.pol = f.pol
 		return
 	}
-	r.Header[PolicyHeader] = f.header
+	f.ps.unwired.Do(func() {
+		f.ps.log.Error("route policies are not applied: the serving handler is not wrapped with upstream.Upstream.Handler", "filter", PolicyFilterName)
+	})
 }
 
 func (policyFilter) Response(filters.FilterContext) {}

@@ -25,13 +25,7 @@ type retrier struct {
 }
 
 func (r *retrier) RoundTrip(req *http.Request) (*http.Response, error) {
-	pol := r.u.policies.defaults
-	if _, ok := req.Header[PolicyHeader]; ok {
-		// Do not modify the caller's request (RoundTripper contract).
-		req = req.WithContext(req.Context())
-		req.Header = req.Header.Clone()
-		pol = r.u.policies.fromHeader(req)
-	}
+	pol := r.u.policies.requestPolicy(req.Context())
 	g := r.u.topo.Load().lookup(req.URL.Host)
 	if g == nil {
 		return r.next.RoundTrip(req)
@@ -104,6 +98,11 @@ func (r *retrier) roundTrip(req *http.Request, g *group, pol *Policy) (*http.Res
 	var bo *backoff.ExponentialBackOff
 	target := req.URL.Host
 	retries := 0
+	// The retry deadline counts from the first attempt, once a buffered
+	// body has been read: from then on the client's connection is idle,
+	// and an ALB gives up on it after its idle timeout.
+	start := time.Now()
+	headerBound := pol.ResponseHeaderTimeout
 	for {
 		br := b.get(target)
 		tk, admitted := br.admit()
@@ -118,7 +117,7 @@ func (r *retrier) roundTrip(req *http.Request, g *group, pol *Policy) (*http.Res
 				continue
 			}
 		}
-		resp, err := r.attempt(req, target, body, hasBody, br, pol, g)
+		resp, err := r.attempt(req, target, body, hasBody, br, pol.ConnectTimeout, headerBound, g)
 		outcome, notReached, afterSend := classify(ctx, resp, err)
 		if admitted {
 			tk.done(outcome)
@@ -148,6 +147,21 @@ func (r *retrier) roundTrip(req *http.Request, g *group, pol *Policy) (*http.Res
 		wait := bo.NextBackOff()
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= wait {
 			return resp, err
+		}
+		if rd := r.u.cfg.RetryDeadline; rd > 0 {
+			// Start a retry only if a whole attempt still fits before the
+			// retry deadline: bounded by its response header timeout, or,
+			// on routes without one, given its connect timeout and then
+			// cut at the deadline.
+			left := rd - time.Since(start) - wait
+			need := pol.ResponseHeaderTimeout
+			if need == 0 {
+				need = pol.ConnectTimeout
+				headerBound = left
+			}
+			if left < need {
+				return resp, err
+			}
 		}
 		if !g.budget.withdraw() {
 			g.exhausted.Inc()

@@ -85,19 +85,19 @@ func isConnectTimeout(err error) bool {
 	return errors.Is(err, errConnectTimeout)
 }
 
-// attempt sends req to target under the policy's timeouts: connect
-// (in the dialer, see wrapDial) and response header, which runs from the
-// start of the attempt to the response headers. (A timer per attempt, not
+// attempt sends req to target under its timeouts: connect (in the
+// dialer, see wrapDial) and response header (0: none), which runs from
+// the start of the attempt to the response headers. (A timer per attempt, not
 // httptrace hooks: composing those with skipper's own costs a dozen
 // allocations per request.) The attempt counts as in flight on the
 // endpoint until the headers arrive or it fails.
-func (r *retrier) attempt(req *http.Request, target string, body []byte, hasBody bool, br *breaker, pol *Policy, g *group) (*http.Response, error) {
+func (r *retrier) attempt(req *http.Request, target string, body []byte, hasBody bool, br *breaker, connect, header time.Duration, g *group) (*http.Response, error) {
 	ctx, cancel := context.WithCancelCause(req.Context())
-	st := &attemptState{Context: ctx, connect: pol.ConnectTimeout, cancel: cancel}
+	st := &attemptState{Context: ctx, connect: connect, cancel: cancel}
 	a := newAttempt(st, req, target, body, hasBody)
 	var timer *time.Timer
-	if pol.ResponseHeaderTimeout > 0 {
-		timer = time.AfterFunc(pol.ResponseHeaderTimeout, st.fire)
+	if header > 0 {
+		timer = time.AfterFunc(header, st.fire)
 	}
 
 	br.requests.Inc()

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/sony/gobreaker/v2"
 )
 
 func TestParsePolicy(t *testing.T) {
@@ -71,9 +72,9 @@ func TestResponseHeaderTimeoutRetriesIdempotentOnly(t *testing.T) {
 			hang, ok := hangingBackend(t, log), newBackend(t, 200, log)
 			lbRoutes(t, u, []string{hang, ok.addr()})
 			rt := u.WrapRoundTripper(newTransport(t))
-			hdr := policyHeader(u, Policy{ResponseHeaderTimeout: 100 * time.Millisecond, ResponseHeaderTimeoutSet: true})
+			pol := withPolicy(u, Policy{ResponseHeaderTimeout: 100 * time.Millisecond, ResponseHeaderTimeoutSet: true})
 			start := time.Now()
-			resp, err := do(t, rt, c.method, hang, []byte("x"), func(r *http.Request) { r.Header.Set(PolicyHeader, hdr) })
+			resp, err := do(t, rt, c.method, hang, []byte("x"), pol)
 			took := time.Since(start)
 			if c.retried {
 				if err != nil || resp.StatusCode != 200 || log.count(ok.addr()) != 1 {
@@ -139,9 +140,9 @@ func TestRequestTimeoutCoversRetriesAndBody(t *testing.T) {
 	a, b := hangingBackend(t, log), hangingBackend(t, log)
 	lbRoutes(t, u, []string{a, b})
 	rt := u.WrapRoundTripper(newTransport(t))
-	hdr := policyHeader(u, Policy{RequestTimeout: 300 * time.Millisecond, RequestTimeoutSet: true})
+	pol := withPolicy(u, Policy{RequestTimeout: 300 * time.Millisecond, RequestTimeoutSet: true})
 	start := time.Now()
-	_, err := do(t, rt, "GET", a, nil, func(r *http.Request) { r.Header.Set(PolicyHeader, hdr) })
+	_, err := do(t, rt, "GET", a, nil, pol)
 	if err != errRequestTimeout {
 		t.Fatalf("want the request timeout, got %v", err)
 	}
@@ -159,7 +160,7 @@ func TestRequestTimeoutCoversRetriesAndBody(t *testing.T) {
 	defer stall.CloseClientConnections()
 	lbRoutes(t, u, []string{stall.Listener.Addr().String(), b})
 	req, _ := http.NewRequestWithContext(context.Background(), "GET", "http://"+stall.Listener.Addr().String()+"/", nil)
-	req.Header.Set(PolicyHeader, hdr)
+	pol(req)
 	resp, err := rt.RoundTrip(req)
 	if err != nil {
 		t.Fatal(err)
@@ -168,5 +169,95 @@ func TestRequestTimeoutCoversRetriesAndBody(t *testing.T) {
 	body, err := io.ReadAll(resp.Body)
 	if string(body) != "start" || err == nil {
 		t.Fatalf("body %q, err %v: want the start and then the deadline", body, err)
+	}
+}
+
+// Through the round tripper: a pod that hangs, clients that give up
+// before its response header timeout between requests that wait it out.
+// The cancellations do not reset the count: the breaker opens after
+// ConsecutiveFailures timeouts.
+func TestClientCancellationDoesNotResetBreaker(t *testing.T) {
+	log := &hitLog{}
+	u, _ := newUpstream(t, Config{Breaker: BreakerConfig{ConsecutiveFailures: 3}, MaxRetries: -1,
+		Defaults: Policy{ResponseHeaderTimeout: 50 * time.Millisecond, ResponseHeaderTimeoutSet: true}})
+	hang := hangingBackend(t, log)
+	lbRoutes(t, u, []string{hang})
+	rt := u.WrapRoundTripper(newTransport(t))
+	for i := 0; i < 3; i++ {
+		if _, err := do(t, rt, "GET", hang, nil); err != errResponseHeaderTimeout {
+			t.Fatalf("want the response header timeout, got %v", err)
+		}
+		if i == 2 {
+			break
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		n := log.total()
+		go func() {
+			for log.total() == n { // cancel once the pod has the request
+				time.Sleep(time.Millisecond)
+			}
+			cancel()
+		}()
+		if _, err := do(t, rt, "GET", hang, nil, func(r *http.Request) { *r = *r.WithContext(ctx) }); !errors.Is(err, context.Canceled) {
+			t.Fatalf("want the client's cancellation, got %v", err)
+		}
+		if s := u.Breakers().Snapshot(hang); s.ConsecutiveFailures != uint32(i+1) {
+			t.Fatalf("after a cancellation: %+v, want %d consecutive failures", s, i+1)
+		}
+	}
+	if s := u.Breakers().State(hang); s != gobreaker.StateOpen {
+		t.Fatalf("3 timeouts with cancellations between them: breaker %v, want open", s)
+	}
+}
+
+// A retry starts only if a whole attempt still fits before the retry
+// deadline: with 200ms response header timeouts and a 520ms deadline, a
+// hanging group gets two attempts (the third would end at 600ms), not
+// four; scaled down, the default 30s timeout with a 55s deadline.
+func TestRetryDeadlineStopsRetriesThatCannotFit(t *testing.T) {
+	u0, _ := newUpstream(t, Config{})
+	if u0.cfg.RetryDeadline != DefaultRetryDeadline || DefaultRetryDeadline >= 60*time.Second {
+		t.Fatalf("default retry deadline %s: want %s, below an ALB's 60s idle timeout", u0.cfg.RetryDeadline, DefaultRetryDeadline)
+	}
+
+	log := &hitLog{}
+	u, _ := newUpstream(t, Config{MaxRetries: 3, RetryDeadline: 520 * time.Millisecond,
+		Defaults: Policy{ResponseHeaderTimeout: 200 * time.Millisecond, ResponseHeaderTimeoutSet: true}})
+	var eps []string
+	for i := 0; i < 4; i++ {
+		eps = append(eps, hangingBackend(t, log))
+	}
+	lbRoutes(t, u, eps)
+	rt := u.WrapRoundTripper(newTransport(t))
+	start := time.Now()
+	_, err := do(t, rt, "GET", eps[0], nil)
+	took := time.Since(start)
+	if err != errResponseHeaderTimeout {
+		t.Fatalf("want the response header timeout, got %v", err)
+	}
+	if n := log.total(); n != 2 || took > 590*time.Millisecond {
+		t.Fatalf("%d attempts in %s: want 2, ending before the deadline", n, took)
+	}
+}
+
+// On a route without a response header timeout, a retry gets at most the
+// time left before the retry deadline to answer.
+func TestRetryDeadlineCutsUnboundedRetry(t *testing.T) {
+	log := &hitLog{}
+	u, _ := newUpstream(t, Config{RetryDeadline: 300 * time.Millisecond,
+		Defaults: Policy{ResponseHeaderTimeout: 0, ResponseHeaderTimeoutSet: true, ConnectTimeout: 50 * time.Millisecond, ConnectTimeoutSet: true}})
+	dead, hang := deadAddr(t), hangingBackend(t, log)
+	lbRoutes(t, u, []string{dead, hang})
+	rt := u.WrapRoundTripper(newTransport(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second) // without the cut: forever
+	defer cancel()
+	start := time.Now()
+	_, err := do(t, rt, "GET", dead, nil, func(r *http.Request) { *r = *r.WithContext(ctx) })
+	took := time.Since(start)
+	if err != errResponseHeaderTimeout || log.total() != 1 {
+		t.Fatalf("want the retry on the hanging pod cut at the deadline, got %v (hits %v)", err, log.hosts)
+	}
+	if took < 250*time.Millisecond || took > 2*time.Second {
+		t.Fatalf("took %s, want about the 300ms deadline", took)
 	}
 }

@@ -1,8 +1,6 @@
 package upstream
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"log/slog"
 	"net/http"
 	"sync/atomic"
@@ -30,7 +28,18 @@ type Config struct {
 	// Defaults is the policy of routes that do not set their own (see
 	// Policy and PolicyFilterName). Unset fields take DefaultPolicy's.
 	Defaults Policy
+	// RetryDeadline bounds a request that is retried, from its first
+	// attempt: a retry is started only if a whole attempt (its response
+	// header timeout; without one, its connect timeout, the attempt then
+	// being cut at the deadline) still fits before it. Default 55s, below
+	// an ALB's default 60s idle timeout, so that 30s response header
+	// timeouts never chain to 90s of work nobody receives. Negative: none
+	// (the request timeout, if any, still applies).
+	RetryDeadline time.Duration
 }
+
+// DefaultRetryDeadline is Config.RetryDeadline's default.
+const DefaultRetryDeadline = 55 * time.Second
 
 // DefaultPolicy holds the built-in defaults:
 //
@@ -80,6 +89,9 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Upstream, er
 	if cfg.MaxBackoff < cfg.InitialBackoff {
 		cfg.MaxBackoff = max(50*time.Millisecond, cfg.InitialBackoff)
 	}
+	if cfg.RetryDeadline == 0 {
+		cfg.RetryDeadline = DefaultRetryDeadline
+	}
 	if cfg.Label == nil {
 		cfg.Label = defaultLabel
 	}
@@ -89,12 +101,13 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Upstream, er
 	if err != nil {
 		return nil, err
 	}
-	var secret [16]byte
-	_, _ = rand.Read(secret[:]) // never fails (crypto/rand contract)
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	defaults := cfg.Defaults.effective(DefaultPolicy)
 	defaults.RetryNonIdempotent = false // never a global default
 	u := &Upstream{cfg: cfg, metrics: m, now: time.Now,
-		policies: &policies{secret: hex.EncodeToString(secret[:]) + " ", defaults: &defaults}}
+		policies: &policies{defaults: &defaults, log: log}}
 	u.breakers = newBreakers(cfg.Breaker, m, log)
 	u.pp = &postProcessor{u: u}
 	u.topo.Store(&topology{})
@@ -119,8 +132,19 @@ func (u *Upstream) WrapRoundTripper(next http.RoundTripper) http.RoundTripper {
 }
 
 // PolicySpec returns the spec of the PolicyFilterName filter; register it
-// with the filter registry.
+// with the filter registry. Its policies take effect only for requests
+// served through Handler.
 func (u *Upstream) PolicySpec() filters.Spec { return policySpec{ps: u.policies} }
+
+// Handler wraps the serving handler (skipper's proxy): it gives every
+// request the context slot through which the route's PolicyFilterName
+// filter hands its policy to the round tripper. Without it, every route
+// gets the default policy (and an error is logged once).
+func (u *Upstream) Handler(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(w, r.WithContext(&policySlot{Context: r.Context()}))
+	})
+}
 
 // DefaultPolicy returns the effective policy of routes without their own.
 func (u *Upstream) DefaultPolicy() Policy { return *u.policies.defaults }

@@ -45,6 +45,7 @@ type config struct {
 	ConnectTimeout        time.Duration
 	ResponseHeaderTimeout time.Duration
 	RequestTimeout        time.Duration
+	RetryDeadline         time.Duration
 	BackendIdleTimeout    time.Duration
 }
 
@@ -88,6 +89,7 @@ func parseConfig(args []string, out io.Writer) (config, error) {
 	fs.DurationVar(&c.ConnectTimeout, "backend-connect-timeout", time.Second, "default time to connect to a pod before trying another (any method); per Ingress: annotation bulkhead.io/connect-timeout")
 	fs.DurationVar(&c.ResponseHeaderTimeout, "backend-response-header-timeout", 30*time.Second, "default wait for a pod's response headers after sending the request, 0 for none; answered 504 (idempotent requests retried elsewhere first); per Ingress: bulkhead.io/response-header-timeout")
 	fs.DurationVar(&c.RequestTimeout, "backend-request-timeout", 0, "default bound of a whole request, retries and response body included, 0 for none (streams and downloads); per Ingress: bulkhead.io/request-timeout")
+	fs.DurationVar(&c.RetryDeadline, "backend-retry-deadline", 55*time.Second, "a retry is started only if a whole attempt (its response header timeout) still fits this long after the first attempt began; keep it below the load balancer's idle timeout (ALB: 60s)")
 	fs.DurationVar(&c.BackendIdleTimeout, "backend-idle-timeout", 4*time.Second, "close keep-alive connections to pods idle this long; keep it below your pods' server idle timeout (Node.js 5s)")
 
 	if err := fs.Parse(args); err != nil {
@@ -153,6 +155,9 @@ func (c config) validate() error {
 	}
 	if c.ConnectTimeout <= 0 || c.ConnectTimeout > time.Minute {
 		return fmt.Errorf("-backend-connect-timeout %s: want above 0 and at most 1m", c.ConnectTimeout)
+	}
+	if c.RetryDeadline <= 0 {
+		return fmt.Errorf("-backend-retry-deadline %s: must be positive", c.RetryDeadline)
 	}
 	if c.ResponseHeaderTimeout < 0 || c.RequestTimeout < 0 {
 		return errors.New("-backend-response-header-timeout and -backend-request-timeout must not be negative (0: none)")

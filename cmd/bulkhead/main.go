@@ -173,7 +173,7 @@ func serve(stop context.Context, cfg config, log *slog.Logger) error {
 	})
 	// The upstream resilience layer: per-endpoint breakers and budgeted
 	// retries on another endpoint, keyed by ip:port so they outlive tables.
-	resilience, err := upstream.New(upstream.Config{Label: backendLabel(routes), Defaults: upstream.Policy{
+	resilience, err := upstream.New(upstream.Config{Label: backendLabel(routes), RetryDeadline: cfg.RetryDeadline, Defaults: upstream.Policy{
 		ConnectTimeout: cfg.ConnectTimeout, ConnectTimeoutSet: true,
 		ResponseHeaderTimeout: cfg.ResponseHeaderTimeout, ResponseHeaderTimeoutSet: true,
 		RequestTimeout: cfg.RequestTimeout, RequestTimeoutSet: true,
@@ -214,7 +214,7 @@ func serve(stop context.Context, cfg config, log *slog.Logger) error {
 	errorLog := slog.NewLogLogger(log.Handler(), slog.LevelDebug) // client-side noise (bad requests, resets) is not ours to shout about
 	servers := []*http.Server{
 		{
-			Handler:           px,
+			Handler:           resilience.Handler(px),
 			ReadHeaderTimeout: 10 * time.Second, // slow clients cannot hold connections open by trickling headers
 			IdleTimeout:       75 * time.Second, // longer than the ALB's default 60 s idle timeout, so the ALB closes first
 			MaxHeaderBytes:    64 << 10,

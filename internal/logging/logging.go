@@ -49,17 +49,34 @@ func New(w io.Writer, level slog.Level, format string) (*slog.Logger, error) {
 		return nil, fmt.Errorf("unknown log format %q (want text or json)", format)
 	}
 	logger := slog.New(h)
-	routeLogrus(logger.With(KeyComponent, "skipper"))
+	routeLogrus(logger.With(KeyComponent, "skipper"), level)
 	routeKlog(logger.With(KeyComponent, "client-go"))
 	return logger, nil
 }
 
 // routeLogrus sends the global logrus logger, which skipper uses, to l.
-func routeLogrus(l *slog.Logger) {
+func routeLogrus(l *slog.Logger, level slog.Level) {
 	logrus.SetOutput(io.Discard)
-	logrus.SetLevel(logrus.DebugLevel) // filtering is slog's job
+	logrus.SetLevel(logrusLevel(level))
 	logrus.StandardLogger().ReplaceHooks(logrus.LevelHooks{})
 	logrus.AddHook(logrusHook{l: l, sampler: &sampler{interval: 10 * time.Second}})
+}
+
+// logrusLevel is the most verbose logrus level whose lines can still be
+// logged at level. logrus must filter them itself: a line it lets through
+// is formatted under its global lock (on skipper's 404 and client-error
+// paths, once per request) before the hook could drop it. logrus's info
+// becomes debug here (see Fire), so above debug only warnings and errors
+// are wanted, and at error only errors.
+func logrusLevel(level slog.Level) logrus.Level {
+	switch {
+	case level <= slog.LevelDebug:
+		return logrus.DebugLevel
+	case level <= slog.LevelWarn:
+		return logrus.WarnLevel
+	default:
+		return logrus.ErrorLevel
+	}
 }
 
 func isPerRequest(msg string) bool {

@@ -3,6 +3,7 @@ package logging
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"strings"
 	"testing"
@@ -86,5 +87,45 @@ func TestPerRequestErrorsAreSampled(t *testing.T) {
 	logrus.Error("something else broke") // not per request: always logged
 	if records = decode(t, &buf); len(records) != 2 || records[1]["level"] != "ERROR" {
 		t.Fatalf("a non-request error was not logged as an error: %s", buf.String())
+	}
+}
+
+// formatCount counts how often logrus formats it into a message.
+type formatCount struct{ n *int }
+
+func (f formatCount) String() string { *f.n++; return "x" }
+
+// skipper's logrus lines below our level must be refused by logrus itself,
+// before it formats them under its global lock: skipper logs at debug on
+// every 404 and client error.
+func TestLogrusLevelFollowsOurs(t *testing.T) {
+	defer func() { _, _ = New(io.Discard, slog.LevelInfo, "text") }()
+	for _, c := range []struct {
+		level             slog.Level
+		debug, info, warn bool // formatted by logrus
+	}{
+		{slog.LevelDebug, true, true, true},
+		{slog.LevelInfo, false, false, true},
+		{slog.LevelWarn, false, false, true},
+		{slog.LevelError, false, false, false},
+	} {
+		var buf bytes.Buffer
+		if _, err := New(&buf, c.level, "text"); err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range []struct {
+			log  func(string, ...any)
+			want bool
+		}{{logrus.Debugf, c.debug}, {logrus.Infof, c.info}, {logrus.Warnf, c.warn}} {
+			n := 0
+			l.log("skipper line %v", formatCount{&n})
+			if formatted := n > 0; formatted != l.want {
+				t.Errorf("level %s: a logrus line was formatted %d times, want formatted=%v", c.level, n, l.want)
+			}
+		}
+		// What logrus lets through still reaches our log when our level wants it.
+		if got := strings.Contains(buf.String(), "skipper line x"); got != c.warn {
+			t.Errorf("level %s: logrus lines in our log: %v, want %v:\n%s", c.level, got, c.warn, buf.String())
+		}
 	}
 }
