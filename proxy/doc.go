@@ -19,7 +19,17 @@
 // headers of a response with a Content-Length leave together with its
 // first body bytes instead of in a write of their own (flush.go).
 //
+// Toward clients it is the edge: forwarded headers are believed only from
+// trusted proxies (forwarded.go); headers listed in Connection are removed;
+// single headers, request targets and header counts are bounded (431,
+// 414); a chunked request's connection is closed after its answer, since
+// net/http hides a Content-Length sent with it (request smuggling); a
+// malformed chunked body is a 400 and a small body slower than the body
+// timeout a 408 (limits.go); the router's own errors are generic bodies
+// with the request id (errors.go), so no client learns a namespace,
+// Service or pod.
+//
 // The handler logs nothing per request and does no work of its own on the
-// hot path beyond the forwarded headers, the PrepareRequest hook and what
-// skipper does.
+// hot path beyond these checks, the forwarded headers, the PrepareRequest
+// hook and what skipper does.
 package proxy
