@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +20,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/yaml"
 
 	"github.com/bulkhead-router/bulkhead/internal/controlplane"
@@ -40,13 +44,14 @@ func TestManifestsApplyToARealAPIServer(t *testing.T) {
 	t.Run("base", func(t *testing.T) {
 		k := k.with(t)
 		objs := render(t, k, "base")
-		for _, kind := range []string{"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "IngressClass", "DaemonSet"} {
+		for _, kind := range []string{"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "IngressClass", "DaemonSet", "NetworkPolicy"} {
 			if objs.count(kind) == 0 {
 				t.Errorf("deploy/base renders no %s", kind)
 			}
 		}
 		checkDaemonSet(t, objs)
 		checkRBAC(t, objs)
+		checkNetworkPolicies(t, objs, false)
 		// The base knows nothing of the load balancer's settings: its drain
 		// must outlast AWS's default health check.
 		if err := awsDefaultHealthCheck.fitsDrainDelay(routerOf(t, objs).duration(t, "-drain-delay")); err != nil {
@@ -62,6 +67,10 @@ func TestManifestsApplyToARealAPIServer(t *testing.T) {
 		if got != "/readyz" {
 			t.Fatalf("readiness probe path = %q", got)
 		}
+		// The NetworkPolicy as the API server stored it (defaults filled
+		// in) still opens only what the rendered one did.
+		stored := decode(t, k.run("-n", "bulkhead", "get", "networkpolicy", "bulkhead", "-o", "json"))
+		checkNetworkPolicies(t, append(objects{stored}, objs.except("NetworkPolicy")...), false)
 		// The ServiceAccount, as bound, may do what the router does and no
 		// more: the API server's own authorizer answers.
 		sa := "--as=system:serviceaccount:bulkhead:bulkhead"
@@ -101,10 +110,11 @@ func TestManifestsApplyToARealAPIServer(t *testing.T) {
 		k := k.with(t)
 		objs := render(t, k, "overlays/example-with-monitoring")
 		base := render(t, k, "base")
-		if len(objs) != len(base)+3 {
-			t.Errorf("overlay renders %d objects, want the base's %d plus Service, ServiceMonitor and PrometheusRule", len(objs), len(base))
+		if len(objs) != len(base)+4 {
+			t.Errorf("overlay renders %d objects, want the base's %d plus Service, ServiceMonitor, PrometheusRule and NetworkPolicy", len(objs), len(base))
 		}
 		checkDaemonSet(t, objs)
+		checkNetworkPolicies(t, objs, true)
 		checkMonitoring(t, objs)
 		checkAlertRules(t, objs)
 		dryRun(t, k, "overlays/example-with-monitoring", len(objs))
@@ -114,6 +124,7 @@ func TestManifestsApplyToARealAPIServer(t *testing.T) {
 		k := k.with(t)
 		objs := render(t, k, "overlays/aws-alb")
 		checkDaemonSet(t, objs)
+		checkNetworkPolicies(t, objs, false)
 		checkALB(t, objs)
 		dryRun(t, k, "overlays/aws-alb", len(objs))
 	})
@@ -242,6 +253,31 @@ func render(t *testing.T, k *kubectl, dir string) objects {
 	return objs
 }
 
+// decode reads one object, as JSON or YAML.
+func decode(t *testing.T, doc string) object {
+	t.Helper()
+	raw, err := yaml.YAMLToJSON([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := object{raw: raw}
+	if err := json.Unmarshal(raw, &o); err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+// except returns the objects not of the kind.
+func (objs objects) except(kind string) objects {
+	var out objects
+	for _, o := range objs {
+		if o.Kind != kind {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
 func (objs objects) count(kind string) int {
 	n := 0
 	for _, o := range objs {
@@ -349,14 +385,36 @@ func checkDaemonSet(t *testing.T, objs objects) {
 		t.Errorf("liveness probe %+v: want GET /healthz on port health", lp)
 	}
 
-	// Host ports for the ALB; the admin endpoint stays off the host.
+	// Host ports for the ALB; nothing else on the host.
 	for name, port := range map[string]int32{"http": 8080, "health": 8081} {
 		if p := r.port(t, name); p.HostPort != port || p.ContainerPort != port {
 			t.Errorf("port %s = %d, host port %d: want %d on both", name, p.ContainerPort, p.HostPort, port)
 		}
 	}
-	if p := r.port(t, "admin"); p.HostPort != 0 {
-		t.Errorf("the admin port is exposed on the host (%d)", p.HostPort)
+	for _, p := range r.c.Ports {
+		if p.Name != "http" && p.Name != "health" && p.HostPort != 0 {
+			t.Errorf("port %s is exposed on the host (%d)", p.Name, p.HostPort)
+		}
+	}
+	// The admin endpoint (POST /guard/confirm, the profiler) is on loopback
+	// and declared as no port; Prometheus scrapes the metrics listener on
+	// the pod IP, at the container port named metrics.
+	adminHost, adminPort, err := net.SplitHostPort(r.flags["-admin-address"])
+	if ip := net.ParseIP(adminHost); err != nil || ip == nil || !ip.IsLoopback() {
+		t.Errorf("-admin-address=%s: want a loopback address (the admin endpoint applies held deletions and profiles the process)", r.flags["-admin-address"])
+	}
+	if _, ok := r.flags["-admin-token-file"]; ok {
+		t.Errorf("-admin-token-file is set: a loopback admin endpoint needs none, and a token in the manifests is a secret to manage")
+	}
+	for _, p := range r.c.Ports {
+		if strconv.Itoa(int(p.ContainerPort)) == adminPort || p.Name == "admin" {
+			t.Errorf("container port %s (%d) declares the admin endpoint, which listens on loopback only", p.Name, p.ContainerPort)
+		}
+	}
+	metricsHost, metricsPort, err := net.SplitHostPort(r.flags["-metrics-address"])
+	if ip := net.ParseIP(metricsHost); err != nil || (ip != nil && ip.IsLoopback()) || metricsPort != strconv.Itoa(int(r.port(t, "metrics").ContainerPort)) {
+		t.Errorf("-metrics-address=%s: want the pod IP (no host, or 0.0.0.0) and the port of the container port metrics (%d)",
+			r.flags["-metrics-address"], r.port(t, "metrics").ContainerPort)
 	}
 
 	// Security: non-root, read-only root file system, no capabilities
@@ -464,14 +522,11 @@ func allows(rules []rbacv1.PolicyRule, group, resource, verb string) bool {
 
 // --- monitoring -------------------------------------------------------------
 
+// checkMonitoring: Prometheus scrapes the read-only metrics listener, never
+// the admin endpoint (which checkDaemonSet keeps on loopback).
 func checkMonitoring(t *testing.T, objs objects) {
 	t.Helper()
 	r := routerOf(t, objs)
-	admin := r.port(t, "admin")
-	host, port, ok := strings.Cut(r.flags["-admin-address"], ":")
-	if !ok || port != strconv.Itoa(int(admin.ContainerPort)) || host == "127.0.0.1" || host == "localhost" {
-		t.Errorf("-admin-address=%s: Prometheus must reach it on the pod IP, port %d", r.flags["-admin-address"], admin.ContainerPort)
-	}
 
 	var svc corev1.Service
 	objs.get(t, "Service", "bulkhead-metrics", &svc)
@@ -481,8 +536,9 @@ func checkMonitoring(t *testing.T, objs objects) {
 	if !svc.Spec.PublishNotReadyAddresses {
 		t.Error("the metrics Service drops unready routers: the draining ones would not be scraped")
 	}
-	if len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].TargetPort.String() != "admin" {
-		t.Errorf("metrics Service ports %+v: want one, to the container port admin", svc.Spec.Ports)
+	if len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].TargetPort.String() != "metrics" ||
+		svc.Spec.Ports[0].Port != r.port(t, "metrics").ContainerPort {
+		t.Errorf("metrics Service ports %+v: want one, to the container port metrics (%d)", svc.Spec.Ports, r.port(t, "metrics").ContainerPort)
 	}
 
 	var sm struct {
@@ -500,6 +556,179 @@ func checkMonitoring(t *testing.T, objs objects) {
 	if len(sm.Spec.Endpoints) != 1 || sm.Spec.Endpoints[0].Port != svc.Spec.Ports[0].Name || sm.Spec.Endpoints[0].Path != "/metrics" {
 		t.Errorf("ServiceMonitor endpoints %+v: want port %s, path /metrics", sm.Spec.Endpoints, svc.Spec.Ports[0].Name)
 	}
+}
+
+// --- network policy ----------------------------------------------------------
+
+// peer is a source of connections to the router pods. A pod has labels and
+// a namespace with labels; an address outside the cluster (the load
+// balancer, the internet) has only an IP.
+type peer struct {
+	what                string
+	namespace           string
+	nsLabels, podLabels map[string]string // nil podLabels: not a pod
+	ip                  string
+}
+
+var (
+	internetClient   = peer{what: "an internet client", ip: "203.0.113.7"}
+	loadBalancer     = peer{what: "a load balancer in the VPC", ip: "10.0.3.17"}
+	tenantPod        = peer{what: "a pod of a tenant", namespace: "shop", nsLabels: map[string]string{"kubernetes.io/metadata.name": "shop"}, podLabels: map[string]string{"app": "web"}, ip: "10.244.1.5"}
+	tenantPrometheus = peer{what: "a pod labelled prometheus in a tenant's namespace", namespace: "shop", nsLabels: map[string]string{"kubernetes.io/metadata.name": "shop"},
+		podLabels: map[string]string{"app.kubernetes.io/name": "prometheus"}, ip: "10.244.1.6"}
+	monitoringOther = peer{what: "another pod in namespace monitoring", namespace: "monitoring", nsLabels: map[string]string{"kubernetes.io/metadata.name": "monitoring"},
+		podLabels: map[string]string{"app.kubernetes.io/name": "grafana"}, ip: "10.244.2.8"}
+	prometheus = peer{what: "Prometheus", namespace: "monitoring", nsLabels: map[string]string{"kubernetes.io/metadata.name": "monitoring"},
+		podLabels: map[string]string{"app.kubernetes.io/name": "prometheus", "prometheus": "k8s"}, ip: "10.244.2.9"}
+)
+
+// checkNetworkPolicies evaluates the rendered NetworkPolicies as a network
+// plugin would for the router pods: which of the router's ports each kind
+// of peer may connect to. The traffic and health ports are open to all
+// (the router is the ingress; the load balancer checks health from its own
+// addresses); the metrics port only to Prometheus, and only with the
+// monitoring component; nothing else (the admin endpoint is not even on the
+// pod IP).
+func checkNetworkPolicies(t *testing.T, objs objects, monitoring bool) {
+	t.Helper()
+	r := routerOf(t, objs)
+	var policies []networkingv1.NetworkPolicy
+	for _, o := range objs {
+		if o.Kind != "NetworkPolicy" {
+			continue
+		}
+		var np networkingv1.NetworkPolicy
+		if err := json.Unmarshal(o.raw, &np); err != nil {
+			t.Fatal(err)
+		}
+		sel, err := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector)
+		if err != nil {
+			t.Fatalf("NetworkPolicy %s: %v", np.Name, err)
+		}
+		if np.Namespace != "" && np.Namespace != "bulkhead" || !sel.Matches(labels.Set(r.ds.Spec.Template.Labels)) {
+			t.Errorf("NetworkPolicy %s (namespace %q) does not select the router pods", np.Name, np.Namespace)
+			continue
+		}
+		if !slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeIngress) {
+			t.Errorf("NetworkPolicy %s does not isolate the router pods for ingress", np.Name)
+		}
+		for i, rule := range np.Spec.Ingress {
+			if len(rule.Ports) == 0 {
+				t.Errorf("NetworkPolicy %s, ingress rule %d opens every port", np.Name, i)
+			}
+		}
+		policies = append(policies, np)
+	}
+	if len(policies) == 0 {
+		t.Fatal("no NetworkPolicy selects the router pods: every pod in the cluster may reach every port")
+	}
+
+	for _, p := range []peer{internetClient, loadBalancer, tenantPod, tenantPrometheus, monitoringOther, prometheus} {
+		for _, cp := range r.c.Ports {
+			want := cp.Name == "http" || cp.Name == "health" || (cp.Name == "metrics" && monitoring && p.what == prometheus.what)
+			if got := allowed(t, policies, p, cp); got != want {
+				t.Errorf("%s may connect to port %s (%d): %v, want %v", p.what, cp.Name, cp.ContainerPort, got, want)
+			}
+		}
+	}
+	// No policy names the admin port, by name or number, should it ever be
+	// bound beyond loopback.
+	_, adminPort, _ := net.SplitHostPort(r.flags["-admin-address"])
+	for _, np := range policies {
+		for _, rule := range np.Spec.Ingress {
+			for _, port := range rule.Ports {
+				if port.Port != nil && (port.Port.String() == adminPort || port.Port.String() == "admin") {
+					t.Errorf("NetworkPolicy %s opens the admin port %s", np.Name, port.Port)
+				}
+			}
+		}
+	}
+}
+
+// allowed reports whether any policy lets the peer connect to the container
+// port (NetworkPolicies add up).
+func allowed(t *testing.T, policies []networkingv1.NetworkPolicy, p peer, cp corev1.ContainerPort) bool {
+	t.Helper()
+	for _, np := range policies {
+		for _, rule := range np.Spec.Ingress {
+			if portMatches(rule.Ports, cp) && (len(rule.From) == 0 || slices.ContainsFunc(rule.From, func(from networkingv1.NetworkPolicyPeer) bool {
+				return peerMatches(t, from, p)
+			})) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func portMatches(ports []networkingv1.NetworkPolicyPort, cp corev1.ContainerPort) bool {
+	for _, port := range ports {
+		proto := corev1.ProtocolTCP
+		if port.Protocol != nil {
+			proto = *port.Protocol
+		}
+		cpProto := cp.Protocol
+		if cpProto == "" {
+			cpProto = corev1.ProtocolTCP
+		}
+		if proto != cpProto {
+			continue
+		}
+		if port.Port == nil {
+			return true
+		}
+		if port.Port.Type == intstr.String && port.Port.StrVal == cp.Name {
+			return true
+		}
+		if port.Port.Type == intstr.Int {
+			end := port.Port.IntVal
+			if port.EndPort != nil {
+				end = *port.EndPort
+			}
+			if cp.ContainerPort >= port.Port.IntVal && cp.ContainerPort <= end {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func peerMatches(t *testing.T, from networkingv1.NetworkPolicyPeer, p peer) bool {
+	t.Helper()
+	if from.IPBlock != nil {
+		_, cidr, err := net.ParseCIDR(from.IPBlock.CIDR)
+		if err != nil {
+			t.Fatalf("ipBlock %s: %v", from.IPBlock.CIDR, err)
+		}
+		ip := net.ParseIP(p.ip)
+		if !cidr.Contains(ip) {
+			return false
+		}
+		for _, ex := range from.IPBlock.Except {
+			if _, e, err := net.ParseCIDR(ex); err == nil && e.Contains(ip) {
+				return false
+			}
+		}
+		return true
+	}
+	if p.podLabels == nil {
+		return false // selectors match pods only
+	}
+	selects := func(s *metav1.LabelSelector, set map[string]string) bool {
+		sel, err := metav1.LabelSelectorAsSelector(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sel.Matches(labels.Set(set))
+	}
+	if from.NamespaceSelector == nil {
+		// A pod selector alone: pods of the policy's own namespace.
+		return p.namespace == "bulkhead" && selects(from.PodSelector, p.podLabels)
+	}
+	if !selects(from.NamespaceSelector, p.nsLabels) {
+		return false
+	}
+	return from.PodSelector == nil || selects(from.PodSelector, p.podLabels)
 }
 
 func matches(selector, labels map[string]string) bool {
@@ -541,6 +770,13 @@ func checkAlertRules(t *testing.T, objs objects) {
 			exprs = append(exprs, r.Expr)
 			if r.Alert == "" || r.Labels["severity"] == "" || r.Annotations["summary"] == "" || r.Annotations["description"] == "" {
 				t.Errorf("rule %q in group %s: want an alert name, a severity label, a summary and a description", r.Alert, g.Name)
+			}
+			// The admin endpoint is on the router's loopback: an alert that
+			// sends the operator there says how to get there.
+			for name, text := range r.Annotations {
+				if strings.Contains(text, "admin endpoint") && !strings.Contains(text, "port-forward pod/{{ $labels.pod }}") {
+					t.Errorf("alert %s, %s: names the admin endpoint without the way to reach it (kubectl port-forward to the pod)", r.Alert, name)
+				}
 			}
 		}
 	}
