@@ -7,7 +7,8 @@
 // table rebuilds that follow every Kubernetes change. The package knows
 // nothing of Kubernetes.
 //
-// Three pieces share one Upstream (see New):
+// Three pieces share one Upstream (see New), and Handler gives them each
+// request's route policy (see "Timeouts and per-route policy"):
 //
 //   - Breakers: one sony/gobreaker breaker per endpoint. It opens after
 //     BreakerConfig.ConsecutiveFailures (default 5) consecutive failures

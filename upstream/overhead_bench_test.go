@@ -42,6 +42,7 @@ func BenchmarkProxyOverhead(b *testing.B) {
 				// powerOfRandomNChoices reads in-flight counts from it).
 				registry := routing.NewEndpointRegistry(routing.RegistryOptions{})
 				post := []routing.PostProcessor{loadbalancer.NewAlgorithmProvider(), registry}
+				var wrap func(http.Handler) http.Handler
 				params := skproxy.Params{Metrics: skmetrics.Void, AccessLogDisabled: true, EndpointRegistry: registry}
 				if mode == "on" {
 					u, err := New(Config{}, prometheus.NewRegistry(), nil)
@@ -50,6 +51,7 @@ func BenchmarkProxyOverhead(b *testing.B) {
 					}
 					post = append(post, u.PostProcessor())
 					params.CustomHttpRoundTripperWrap = u.WrapRoundTripper
+					wrap = u.Handler // as bulkhead serves: the request context carries route policies
 				}
 				dc := testdataclient.New([]*eskip.Route{route})
 				rt := routing.New(routing.Options{FilterRegistry: builtin.MakeRegistry(), DataClients: []routing.DataClient{dc},
@@ -59,7 +61,11 @@ func BenchmarkProxyOverhead(b *testing.B) {
 				params.Routing = rt
 				px := skproxy.WithParams(params)
 				defer px.Close()
-				front := httptest.NewServer(px)
+				var h http.Handler = px
+				if wrap != nil {
+					h = wrap(px)
+				}
+				front := httptest.NewServer(h)
 				defer front.Close()
 				client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 

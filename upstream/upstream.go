@@ -47,9 +47,10 @@ const DefaultRetryDeadline = 55 * time.Second
 //     under a millisecond; a second means it is gone (no RST from a dead
 //     node) and another endpoint should be tried;
 //   - response header timeout 30s: long enough for slow but working
-//     endpoints, and short enough that the router answers 504 (after
-//     retrying an idempotent request elsewhere) before an ALB's default
-//     60s idle timeout cuts the client off;
+//     endpoints, and short enough that the router answers 504 before an
+//     ALB's default 60s idle timeout cuts the client off (a retry after
+//     such a timeout would not fit the 55s retry deadline, so none is
+//     started);
 //   - no whole-request timeout: it would also cut streamed responses,
 //     downloads and long polls; the response header timeout already bounds
 //     a pod that never answers;

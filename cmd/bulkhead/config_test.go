@@ -55,6 +55,7 @@ func TestBadFlagValuesAreOneLineAndExit2(t *testing.T) {
 		{"-drain-timeout", "soon"},
 		{"-backend-connect-timeout", "0s"},
 		{"-backend-idle-timeout", "0s"},
+		{"-backend-retry-deadline", "0s"},
 		{"-no-such-flag"},
 		{"stray-argument"},
 	} {
