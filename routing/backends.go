@@ -22,6 +22,10 @@ type backend struct {
 	// 503 (a generic body) and the Ingress gets a problem saying unavailable.
 	reason      Reason
 	unavailable string
+	// refused says, for each endpoint skipped because the router never
+	// sends there, which and why; each becomes a RefusedEndpoint problem,
+	// whether or not other endpoints are left.
+	refused []string
 }
 
 func (b *backend) usable() bool { return b.reason == "" }
@@ -37,6 +41,7 @@ type backendIndex struct {
 	services map[types.NamespacedName]*corev1.Service
 	slices   map[types.NamespacedName][]*discoveryv1.EndpointSlice // by namespace and service name
 	resolved map[serviceBackendKey]*backend
+	refuse   refusal
 }
 
 // serviceBackendKey names a Service port the way the Ingress does: by
@@ -55,11 +60,12 @@ func (k serviceBackendKey) port() string {
 	return k.portName
 }
 
-func newBackendIndex(services []*corev1.Service, endpointSlices []*discoveryv1.EndpointSlice, problems *[]Problem) *backendIndex {
+func newBackendIndex(services []*corev1.Service, endpointSlices []*discoveryv1.EndpointSlice, refuse refusal, problems *[]Problem) *backendIndex {
 	ix := &backendIndex{
 		services: indexServices(services, problems),
 		slices:   map[types.NamespacedName][]*discoveryv1.EndpointSlice{},
 		resolved: map[serviceBackendKey]*backend{},
+		refuse:   refuse,
 	}
 	for _, s := range endpointSlices {
 		if s == nil {
@@ -143,16 +149,27 @@ func (ix *backendIndex) resolveService(key serviceBackendKey) *backend {
 	if !ok {
 		return unusable(key.service, port, ServicePortNotFound, "service %s has no TCP port %q", svcRef, port)
 	}
-	endpoints := chooseEndpoints(ix.slices[objectKey(key.namespace, key.service)], svcPort)
+	endpoints, refused := chooseEndpoints(ix.slices[objectKey(key.namespace, key.service)], svcPort, ix.refuse)
+	var refusedMsgs []string
+	for _, r := range refused {
+		refusedMsgs = append(refusedMsgs, fmt.Sprintf("endpoint %s of service %s port %s refused: %s; endpoint skipped",
+			r.addr, svcRef, port, r.why))
+	}
 	if len(endpoints) == 0 {
-		return unusable(key.service, port, NoEndpoints,
+		b := unusable(key.service, port, NoEndpoints,
 			"no ready endpoints for service %s port %s", svcRef, port)
+		if len(refused) > 0 {
+			b = unusable(key.service, port, RefusedEndpoint,
+				"no endpoint left for service %s port %s: the refused ones are skipped and no other is ready", svcRef, port)
+		}
+		b.refused = refusedMsgs
+		return b
 	}
 	urls := make([]string, len(endpoints))
 	for i, ep := range endpoints {
 		urls[i] = "http://" + ep.Address
 	}
-	return &backend{service: key.service, port: port, endpoints: endpoints, urls: urls}
+	return &backend{service: key.service, port: port, endpoints: endpoints, urls: urls, refused: refusedMsgs}
 }
 
 func findServicePort(svc *corev1.Service, key serviceBackendKey) (corev1.ServicePort, bool) {
@@ -192,23 +209,41 @@ func (c candidate) rank() int {
 	return r
 }
 
+// refusedEndpoint is an endpoint address the router never sends to.
+type refusedEndpoint struct {
+	addr netip.AddrPort
+	why  string
+}
+
 // chooseEndpoints applies the Kubernetes rule: the ready endpoints; when none
 // is ready, those serving and terminating (a pod shutting down gracefully is
-// better than a 503).
-func chooseEndpoints(endpointSlices []*discoveryv1.EndpointSlice, port corev1.ServicePort) []Endpoint {
+// better than a 503). Refused addresses are taken out first, whatever their
+// conditions, so that a refused ready endpoint cannot hide usable
+// terminating ones; they are returned sorted, to be reported.
+func chooseEndpoints(endpointSlices []*discoveryv1.EndpointSlice, port corev1.ServicePort, refuse refusal) ([]Endpoint, []refusedEndpoint) {
 	all := map[netip.AddrPort]candidate{}
+	refusedAt := map[netip.AddrPort]string{}
 	for _, s := range endpointSlices {
 		for _, c := range sliceCandidates(s, port) {
+			if why := refuse.why(c.addr.Addr()); why != "" {
+				refusedAt[c.addr] = why
+				continue
+			}
 			if old, seen := all[c.addr]; !seen || c.rank() > old.rank() {
 				all[c.addr] = c
 			}
 		}
 	}
+	refused := make([]refusedEndpoint, 0, len(refusedAt))
+	for addr, why := range refusedAt {
+		refused = append(refused, refusedEndpoint{addr: addr, why: why})
+	}
+	slices.SortFunc(refused, func(a, b refusedEndpoint) int { return a.addr.Compare(b.addr) })
 	chosen := filterCandidates(all, func(c candidate) bool { return c.ready })
 	if len(chosen) == 0 {
 		chosen = filterCandidates(all, func(c candidate) bool { return c.serving && c.terminating })
 	}
-	return chosen
+	return chosen, refused
 }
 
 func filterCandidates(all map[netip.AddrPort]candidate, keep func(candidate) bool) []Endpoint {

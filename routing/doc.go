@@ -158,6 +158,17 @@ terminating. Addresses are deduplicated across slices and sorted, and the
 route balances over them with powerOfRandomNChoices (least in-flight; the
 upstream layer implements it), or roundRobin when the Ingress asks.
 
+Pods and tenants can write EndpointSlices, so an endpoint may name
+anything (CVE-2021-25740). Endpoints at loopback, link-local (the instance
+metadata address 169.254.169.254 among them), fd00:ec2::254 (AWS's IPv6
+metadata), unspecified, multicast or broadcast addresses are always
+refused, IPv4-mapped IPv6 forms judged as IPv4; so are those at
+Options.SelfAddresses (the router) and Options.NodeAddresses (its node), on
+every port (see Options for why). A refused endpoint is taken out before
+the ready/terminating choice and reported as a RefusedEndpoint problem on
+the Ingress, naming the address and why; with no endpoint left the route
+answers 503, like a backend without endpoints.
+
 # Annotations
 
 bulkhead.io/ annotations of an Ingress apply to all of its routes:

@@ -40,6 +40,8 @@ func FuzzTranslateRule(f *testing.F) {
 	f.Add("", "", "ImplementationSpecific", int32(80), "", "", int32(0), "")
 	f.Add("FOO.com.", "/a/:b", "Regex", int32(-1), "x", "", int32(70000), "10.0.0.1/8")
 	f.Add("a.b.c", "/x\"y\\z\n", "Prefix", int32(80), "", "", int32(1), "::ffff:1.2.3.4")
+	f.Add("meta.foo.com", "/", "Prefix", int32(80), "", "http", int32(80), "169.254.169.254") // refused, beside 10.0.0.2
+	f.Add("meta.foo.com", "/", "Prefix", int32(80), "", "http", int32(80), "::ffff:127.0.0.1")
 	f.Fuzz(func(t *testing.T, host, path, pathType string, port int32, portName, slicePortName string, slicePort int32, address string) {
 		s := &Snapshot{IngressClasses: []*networkingv1.IngressClass{ingressClass("bulkhead", true)}}
 		s.Services = append(s.Services, service("default", "echo", servicePort("http", 80)))

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -25,6 +26,7 @@ import (
 // calls PrepareRequest: host precedence and fall-through hold, and the pod
 // receives exactly the path, raw path and query the client sent.
 func TestThroughSkipperProxy(t *testing.T) {
+	stand := netip.MustParseAddr("192.0.2.1") // TEST-NET-1: never routed
 	// One backend per Service; each answers with its name and what it got.
 	backends := map[string]*httptest.Server{}
 	s := &Snapshot{IngressClasses: []*networkingv1.IngressClass{ingressClass("bulkhead", true)}}
@@ -37,7 +39,9 @@ func TestThroughSkipperProxy(t *testing.T) {
 		_, port, _ := net.SplitHostPort(strings.TrimPrefix(srv.URL, "http://"))
 		p, _ := strconv.Atoi(port)
 		s.Services = append(s.Services, service("default", name, servicePort("http", 80)))
-		s.EndpointSlices = append(s.EndpointSlices, endpointSlice("default", name, name+"-1", int32(p), "127.0.0.1"))
+		// Translation refuses loopback endpoints; the slice names a
+		// documentation address, pointed at the test server below.
+		s.EndpointSlices = append(s.EndpointSlices, endpointSlice("default", name, name+"-1", int32(p), stand.String()))
 	}
 	rule := func(host, service string, paths ...string) networkingv1.IngressRule {
 		r := networkingv1.IngressRule{Host: host, IngressRuleValue: networkingv1.IngressRuleValue{HTTP: &networkingv1.HTTPIngressRuleValue{}}}
@@ -68,6 +72,11 @@ func TestThroughSkipperProxy(t *testing.T) {
 	}}
 	s.Ingresses = []*networkingv1.Ingress{ing}
 	table := Translate(s, Options{})
+	for _, r := range table.Routes {
+		for _, ep := range r.Eskip.LBEndpoints {
+			ep.Address = strings.Replace(ep.Address, stand.String(), "127.0.0.1", 1)
+		}
+	}
 
 	front := httptest.NewServer(newTestProxy(t, table))
 	t.Cleanup(front.Close)

@@ -2,6 +2,7 @@ package routing
 
 import (
 	"cmp"
+	"net/netip"
 	"slices"
 
 	"github.com/zalando/skipper/eskip"
@@ -37,6 +38,22 @@ type Options struct {
 	// ControllerName is the IngressClass spec.controller we implement;
 	// empty means DefaultControllerName.
 	ControllerName string `json:"controllerName,omitempty"`
+	// SelfAddresses are the router's own addresses (its pod IPs, the
+	// addresses of its local interfaces) and NodeAddresses its Node's
+	// (status.addresses). An endpoint at one of them is refused on every
+	// port, with a RefusedEndpoint problem, as are loopback, link-local
+	// (169.254.169.254 among them), unspecified, multicast and instance
+	// metadata (fd00:ec2::254) endpoints, whatever these say.
+	//
+	// Every port, not only the router's own: the node's address reaches
+	// what the node runs for itself (the kubelet, node exporters, hostPort
+	// and hostNetwork daemons, the router's own hostPorts) and no list of
+	// ports can know them all. The cost: pods on hostNetwork share the node
+	// IP, so this router does not send to a hostNetwork backend on its own
+	// node; the routers of the other nodes do (each refuses only its own
+	// node), and a route keeps its other endpoints.
+	SelfAddresses []netip.Addr `json:"selfAddresses,omitempty"`
+	NodeAddresses []netip.Addr `json:"nodeAddresses,omitempty"`
 }
 
 func (o Options) withDefaults() Options {
@@ -82,6 +99,11 @@ const (
 	// namespace and name; all of them are ignored, since none can be
 	// preferred in an order-independent way.
 	DuplicateObject Reason = "DuplicateObject"
+	// RefusedEndpoint: an endpoint of the backend is an address the router
+	// never sends to (itself, its node, loopback, link-local, instance
+	// metadata, unspecified, multicast); it is skipped, and with no other
+	// endpoint left the route answers 503.
+	RefusedEndpoint Reason = "RefusedEndpoint"
 )
 
 // Problem is one object that could not be (fully) translated, and why.

@@ -14,7 +14,7 @@ func Translate(s *Snapshot, o Options) Table {
 	classes := newClassSelector(s.IngressClasses, o.ControllerName)
 	ingresses, served := servedIngresses(s.Ingresses, classes, &problems)
 	ingresses = append(ingresses, heldIngresses(s.HeldIngresses, served, &problems)...)
-	backends := newBackendIndex(s.Services, s.EndpointSlices, &problems)
+	backends := newBackendIndex(s.Services, s.EndpointSlices, newRefusal(o), &problems)
 	rules, defaultBackend := collectRules(ingresses, backends, &problems)
 
 	routes := make([]Route, 0, len(rules)+1)
