@@ -32,6 +32,12 @@
 // reads without a lock (Draining) and an optional callback (OnChange). The
 // package knows nothing of the router, health or skipper; cmd wires it.
 //
+// The same watch also passes on the Node's IP addresses (status.addresses)
+// through OnAddresses, when first seen and when they change: the router
+// refuses endpoints at its own node (see routing.Options.NodeAddresses), so
+// a pod cannot make it proxy to the node's private services. A Node that
+// goes away leaves its last addresses refused.
+//
 // The rule the product lives by, "an unreachable control plane never changes
 // readiness", shapes every choice here:
 //

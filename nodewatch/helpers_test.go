@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -41,6 +42,7 @@ type harness struct {
 
 	mu      sync.Mutex
 	changes []string // "true cordoned", "false ", ...
+	addrs   []string // each OnAddresses call, as fmt.Sprint prints it
 }
 
 // start runs a Watcher for node until the test ends.
@@ -53,6 +55,11 @@ func start(t *testing.T, client kubernetes.Interface, node string) *harness {
 		OnChange: func(draining bool, reason string) {
 			h.mu.Lock()
 			h.changes = append(h.changes, fmt.Sprint(draining, " ", reason))
+			h.mu.Unlock()
+		},
+		OnAddresses: func(addrs []netip.Addr) {
+			h.mu.Lock()
+			h.addrs = append(h.addrs, fmt.Sprint(addrs))
 			h.mu.Unlock()
 		},
 	})
@@ -79,6 +86,12 @@ func (h *harness) awaitDecision(t *testing.T, draining bool, reason string) {
 		d, r := h.w.Draining()
 		return d == draining && r == reason
 	})
+}
+
+func (h *harness) addressLog() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]string(nil), h.addrs...)
 }
 
 func (h *harness) changeLog() []string {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -41,6 +43,12 @@ type Options struct {
 	// time, in order, from the informer's goroutine: keep it quick and do
 	// not block.
 	OnChange func(draining bool, reason string)
+	// OnAddresses, if set, is called with the Node's IP addresses
+	// (status.addresses, host names left out, sorted) when they are first
+	// seen and every time they change, so the router can refuse endpoints
+	// at its own node. A deleted or vanished Node changes nothing: the
+	// last addresses stay refused. Same calling rules as OnChange.
+	OnAddresses func([]netip.Addr)
 }
 
 // Watcher follows one Node and keeps the drain decision for it.
@@ -48,6 +56,8 @@ type Watcher struct {
 	name     string
 	log      *slog.Logger
 	onChange func(bool, string)
+	onAddrs  func([]netip.Addr)
+	addrs    []netip.Addr // last announced; the handler goroutine only
 	metrics  *metrics
 	factory  informers.SharedInformerFactory
 	informer cache.SharedIndexInformer
@@ -86,7 +96,7 @@ func New(client kubernetes.Interface, nodeName string, opts Options) (*Watcher, 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	w := &Watcher{name: nodeName, log: log.With(logging.KeyKind, "Node", logging.KeyName, nodeName), onChange: opts.OnChange, metrics: m}
+	w := &Watcher{name: nodeName, log: log.With(logging.KeyKind, "Node", logging.KeyName, nodeName), onChange: opts.OnChange, onAddrs: opts.OnAddresses, metrics: m}
 	w.state.Store(&decision{})
 	m.set(false, "")
 
@@ -151,6 +161,36 @@ func (w *Watcher) observe(obj any) {
 	w.metrics.known.Set(1)
 	reason, draining := DrainReason(node)
 	w.decide(draining, reason)
+	w.noteAddresses(node)
+}
+
+// noteAddresses announces the Node's IP addresses when they changed.
+// Status updates come with every heartbeat; only a change is passed on.
+func (w *Watcher) noteAddresses(node *corev1.Node) {
+	addrs := NodeAddresses(node)
+	if w.onAddrs == nil || (w.addrs != nil && slices.Equal(addrs, w.addrs)) {
+		return
+	}
+	if addrs == nil {
+		addrs = []netip.Addr{}
+	}
+	w.addrs = addrs
+	w.log.Info("own Node addresses", "addresses", addrs)
+	w.onAddrs(slices.Clone(addrs))
+}
+
+// NodeAddresses returns the IP addresses of a Node's status.addresses
+// (InternalIP, ExternalIP and any other type that holds an IP; host names
+// are skipped), sorted and without repeats.
+func NodeAddresses(node *corev1.Node) []netip.Addr {
+	var out []netip.Addr
+	for _, a := range node.Status.Addresses {
+		if ip, err := netip.ParseAddr(a.Address); err == nil {
+			out = append(out, ip.WithZone("").Unmap())
+		}
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return slices.Compact(out)
 }
 
 // deleted handles a deleted Node: a watch event, or a tombstone when a
@@ -216,9 +256,9 @@ func (w *Watcher) watchError(err error) {
 	w.log.Warn(msg, logging.KeyError, err, "draining", draining, "reason", reason, "errors_not_logged", suppressed)
 }
 
-// lean keeps only what DrainReason reads: a Node's status (images,
-// conditions, addresses) is most of its size and changes on every
-// heartbeat-driven update.
+// lean keeps only what DrainReason and NodeAddresses read: a Node's status
+// (images, conditions) is most of its size and changes on every
+// heartbeat-driven update; its addresses are small.
 func lean(obj any) (any, error) {
 	n, ok := obj.(*corev1.Node)
 	if !ok {
@@ -232,6 +272,7 @@ func lean(obj any) (any, error) {
 			Labels:            n.Labels,
 			DeletionTimestamp: n.DeletionTimestamp,
 		},
-		Spec: corev1.NodeSpec{Unschedulable: n.Spec.Unschedulable, Taints: n.Spec.Taints},
+		Spec:   corev1.NodeSpec{Unschedulable: n.Spec.Unschedulable, Taints: n.Spec.Taints},
+		Status: corev1.NodeStatus{Addresses: n.Status.Addresses},
 	}, nil
 }

@@ -324,3 +324,55 @@ func TestDeletionSeenInARelist(t *testing.T) {
 		return slices.Equal(h.changeLog(), []string{"true " + nodewatch.ReasonDeleted})
 	})
 }
+
+// TestWatcherAnnouncesNodeAddresses: the Node's IP addresses reach
+// OnAddresses when first seen and on every change, not on updates that
+// leave them alone (a heartbeat), and a deleted Node takes none back (the
+// router keeps refusing them).
+func TestWatcherAnnouncesNodeAddresses(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	withAddresses := func(n *corev1.Node, addrs ...string) *corev1.Node {
+		for _, a := range addrs {
+			typ := corev1.NodeInternalIP
+			if a == "ip-10-0-0-1.internal" {
+				typ = corev1.NodeHostName
+			}
+			n.Status.Addresses = append(n.Status.Addresses, corev1.NodeAddress{Type: typ, Address: a})
+		}
+		return n
+	}
+	cs := fake.NewClientset(withAddresses(node("n1"), "10.0.0.1", "ip-10-0-0-1.internal", "fd00::1", "10.0.0.1"))
+	nodes := cs.CoreV1().Nodes()
+	h := start(t, cs, "n1")
+	await(t, "the first addresses", func() bool { return len(h.addressLog()) == 1 })
+	if got := h.addressLog()[0]; got != "[10.0.0.1 fd00::1]" {
+		t.Fatalf("first addresses %s, want [10.0.0.1 fd00::1] (IPs only, sorted, once each)", got)
+	}
+
+	// Same addresses, another change: processed (the decision follows) but
+	// not announced again.
+	if _, err := nodes.Update(ctx, cordoned(withAddresses(node("n1"), "fd00::1", "10.0.0.1")), metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h.awaitDecision(t, true, nodewatch.ReasonCordoned)
+	if got := h.addressLog(); len(got) != 1 {
+		t.Fatalf("addresses announced again without a change: %v", got)
+	}
+
+	if _, err := nodes.Update(ctx, withAddresses(node("n1"), "10.0.0.2"), metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	await(t, "the changed addresses", func() bool { return len(h.addressLog()) == 2 })
+	if got := h.addressLog()[1]; got != "[10.0.0.2]" {
+		t.Fatalf("changed addresses %s, want [10.0.0.2]", got)
+	}
+
+	if err := nodes.Delete(ctx, "n1", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h.awaitDecision(t, true, nodewatch.ReasonDeleted)
+	if got := h.addressLog(); len(got) != 2 {
+		t.Fatalf("a deleted Node announced addresses: %v", got)
+	}
+}
