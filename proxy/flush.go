@@ -33,6 +33,10 @@ type clientWriter struct {
 }
 
 func (w *clientWriter) WriteHeader(code int) {
+	if code < 200 { // informational (100 Continue, 103 Early Hints, 101): the final answer follows
+		w.ResponseWriter.WriteHeader(code)
+		return
+	}
 	if w.wrote {
 		return
 	}

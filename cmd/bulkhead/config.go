@@ -47,6 +47,8 @@ type config struct {
 	RequestTimeout        time.Duration
 	RetryDeadline         time.Duration
 	BackendIdleTimeout    time.Duration
+
+	Edge edgeConfig
 }
 
 // DefaultDrainDelay outlasts an ALB target group's default health check:
@@ -92,6 +94,8 @@ func parseConfig(args []string, out io.Writer) (config, error) {
 	fs.DurationVar(&c.RetryDeadline, "backend-retry-deadline", 55*time.Second, "a retry is started only if a whole attempt (its response header timeout) still fits this long after the first attempt began; keep it below the load balancer's idle timeout (ALB: 60s)")
 	fs.DurationVar(&c.BackendIdleTimeout, "backend-idle-timeout", 4*time.Second, "close keep-alive connections to pods idle this long; keep it below your pods' server idle timeout (Node.js 5s)")
 
+	finishEdge := c.Edge.register(fs)
+
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			printUsage(fs, out)
@@ -108,6 +112,9 @@ func parseConfig(args []string, out io.Writer) (config, error) {
 	}
 	if c.PublishAddress, err = parsePublishAddresses(*publish); err != nil {
 		return c, fmt.Errorf("-publish-address: %w", err)
+	}
+	if err := finishEdge(); err != nil {
+		return c, err
 	}
 	if err := c.validate(); err != nil {
 		return c, err

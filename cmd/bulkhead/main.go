@@ -191,6 +191,11 @@ func serve(stop context.Context, cfg config, log *slog.Logger) error {
 		BackendIdleTimeout: cfg.BackendIdleTimeout,
 		Log:                log,
 		ExpectedErrors:     []string{dataclient.NotSyncedMessage},
+		// What the router believes of and accepts from clients.
+		Trust:               proxy.ForwardedTrust{Proxies: cfg.Edge.TrustedProxies, Headers: cfg.Edge.TrustedHeaders},
+		MaxHeaderFieldBytes: cfg.Edge.MaxHeaderFieldBytes,
+		MaxHeaderCount:      cfg.Edge.MaxHeaderCount,
+		BodyTimeout:         cfg.Edge.BodyTimeout,
 	})
 	defer func() {
 		routes.Close() // first: releases skipper's waiting LoadUpdate
@@ -215,12 +220,12 @@ func serve(stop context.Context, cfg config, log *slog.Logger) error {
 	servers := []*http.Server{
 		{
 			Handler:           resilience.Handler(px),
-			ReadHeaderTimeout: 10 * time.Second, // slow clients cannot hold connections open by trickling headers
-			IdleTimeout:       75 * time.Second, // longer than the ALB's default 60 s idle timeout, so the ALB closes first
-			MaxHeaderBytes:    64 << 10,
+			ReadHeaderTimeout: cfg.Edge.HeaderTimeout, // slow clients cannot hold connections open by trickling headers
+			IdleTimeout:       cfg.Edge.IdleTimeout,   // longer than the ALB's default 60 s idle timeout, so the ALB closes first
+			MaxHeaderBytes:    cfg.Edge.serverMaxHeaderBytes(),
 			ErrorLog:          errorLog,
 		},
-		{Handler: health.Handler(ready), ReadHeaderTimeout: 5 * time.Second, ErrorLog: errorLog},
+		{Handler: health.Handler(ready), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: cfg.Edge.IdleTimeout, ErrorLog: errorLog},
 		adminServer(admin.Options{Gatherer: reg, Table: routes.Table, Source: routes,
 			Endpoints: endpointView(routes, resilience), Token: cfg.AdminToken}, errorLog),
 		metricsServer(reg, errorLog),
