@@ -71,8 +71,10 @@ func TestHostileInput(t *testing.T) {
 	}
 
 	// Many idle and slowloris connections for the whole run: connected and
-	// silent, or stopped in the middle of the headers.
+	// silent, or stopped in the middle of the headers after 48 KiB of them
+	// (within the limits, so the router holds them until the timeout).
 	const idleConns = 400
+	slowPad := strings.Repeat("X-Pad: "+strings.Repeat("p", 12<<10)+"\r\n", 4)
 	var idle sync.WaitGroup
 	idleClosed := make(chan time.Duration, idleConns)
 	for i := range idleConns {
@@ -82,7 +84,7 @@ func TestHostileInput(t *testing.T) {
 		}
 		defer c.Close()
 		if i%2 == 1 {
-			fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: probe.example\r\nX-Slow: ") // never finished
+			fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: probe.example\r\n%sX-Slow: ", slowPad) // never finished
 		}
 		idle.Add(1)
 		go func(start time.Time) {
