@@ -41,6 +41,8 @@ type config struct {
 	SyncTimeout    time.Duration
 	GuardShare     float64
 	GuardHold      time.Duration
+	GuardMin       int
+	GuardWindow    time.Duration
 
 	ConnectTimeout        time.Duration
 	ResponseHeaderTimeout time.Duration
@@ -81,8 +83,10 @@ func parseConfig(args []string, out io.Writer) (config, error) {
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
 	fs.DurationVar(&c.SyncTimeout, "sync-timeout", 5*time.Second, "at start, how long to wait for the API server before serving the stored last-known-good table (an API server that does not answer at all is not waited for)")
-	fs.Float64Var(&c.GuardShare, "deletion-guard-share", 0.5, "an update removing more than this share of all routes or of all endpoints (across more than one Ingress or Service) is held back; 1 disables the guard")
-	fs.DurationVar(&c.GuardHold, "deletion-guard-period", 2*time.Minute, "how long a held update must stay the same before it is applied (or confirm it: POST /guard/confirm on the admin endpoint)")
+	fs.Float64Var(&c.GuardShare, "deletion-guard-share", 0.5, "removing more than this share of the served Ingresses, or of the Services in use, within the window may be held (see -deletion-guard-min-objects); 1 disables the guard")
+	fs.IntVar(&c.GuardMin, "deletion-guard-min-objects", 3, "deletions the API server announced are held only when at least this many objects of one kind go within the window (removals nobody announced, as after a relist, need no minimum)")
+	fs.DurationVar(&c.GuardWindow, "deletion-guard-window", 10*time.Second, "removals within this long of the first one count as one burst")
+	fs.DurationVar(&c.GuardHold, "deletion-guard-period", 2*time.Minute, "a held removal is applied this long after it was first held, whatever happens meanwhile (or at once: POST /guard/confirm on the admin endpoint)")
 	fs.DurationVar(&c.DrainDelay, "drain-delay", DefaultDrainDelay, "on SIGTERM, how long /readyz fails while traffic is still served normally, so the load balancer takes this target out first (ALB defaults: see README)")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", 60*time.Second, "after the drain delay, how long in-flight requests may take to finish before the process exits")
 	fs.StringVar(&c.NodeName, "node-name", os.Getenv("NODE_NAME"), "name of the Node this router runs on (downward API: spec.nodeName); default $NODE_NAME")
@@ -156,6 +160,12 @@ func (c config) validate() error {
 	}
 	if c.GuardShare <= 0 || c.GuardShare > 1 {
 		return fmt.Errorf("-deletion-guard-share %v: want a share above 0 and at most 1", c.GuardShare)
+	}
+	if c.GuardMin < 1 {
+		return fmt.Errorf("-deletion-guard-min-objects %d: must be at least 1", c.GuardMin)
+	}
+	if c.GuardWindow <= 0 {
+		return fmt.Errorf("-deletion-guard-window %s: must be positive", c.GuardWindow)
 	}
 	if c.GuardHold <= 0 {
 		return fmt.Errorf("-deletion-guard-period %s: must be positive", c.GuardHold)

@@ -56,6 +56,10 @@ func TestBadFlagValuesAreOneLineAndExit2(t *testing.T) {
 		{"-backend-connect-timeout", "0s"},
 		{"-backend-idle-timeout", "0s"},
 		{"-backend-retry-deadline", "0s"},
+		{"-deletion-guard-min-objects", "0"},
+		{"-deletion-guard-window", "0s"},
+		{"-deletion-guard-share", "0"},
+		{"-deletion-guard-period", "-1s"},
 		{"-no-such-flag"},
 		{"stray-argument"},
 	} {

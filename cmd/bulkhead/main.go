@@ -166,10 +166,11 @@ func serve(stop context.Context, cfg config, log *slog.Logger) error {
 		Translate:   routing.Options{ControllerName: cfg.ControllerName},
 		Store:       store,
 		SyncTimeout: cfg.SyncTimeout,
-		Guard:       dataclient.GuardOptions{MaxRemovalShare: cfg.GuardShare, HoldPeriod: cfg.GuardHold},
-		Log:         log.With(logging.KeyComponent, "dataclient"),
-		Registerer:  reg,
-		OnTable:     func(t routing.Table) { status.SetServed(t.Served) },
+		Guard: dataclient.GuardOptions{MaxRemovalShare: cfg.GuardShare, MinObjects: cfg.GuardMin,
+			Window: cfg.GuardWindow, HoldPeriod: cfg.GuardHold},
+		Log:        log.With(logging.KeyComponent, "dataclient"),
+		Registerer: reg,
+		OnTable:    func(t routing.Table) { status.SetServed(t.Served) },
 	})
 	// The upstream resilience layer: per-endpoint breakers and budgeted
 	// retries on another endpoint, keyed by ip:port so they outlive tables.
