@@ -31,7 +31,7 @@ func TestHostileInput(t *testing.T) {
 	// Header, body and idle timeouts, short so that the test is quick.
 	const clientTimeout, idleTimeout = time.Second, 3 * time.Second
 	e := newEnv(t, "-client-header-timeout="+clientTimeout.String(), "-client-body-timeout="+clientTimeout.String(),
-		"-client-idle-timeout="+idleTimeout.String())
+		"-client-idle-timeout="+idleTimeout.String(), "-max-body-bytes=1048576")
 	e.ingressClass("bulkhead", true)
 	e.startPods("web", "web", 2)
 	probe := e.startPods("web", "probe", 1)[0] // counts what reaches it
@@ -170,6 +170,8 @@ func TestHostileInput(t *testing.T) {
 		{name: "headers over 64 KiB in all", raw: "GET / HTTP/1.1\r\nHost: probe.example\r\n" + strings.Repeat("X-Many: "+strings.Repeat("m", 8<<10)+"\r\n", 8) + "\r\n", want: 431},
 		{name: "150 headers", raw: "GET / HTTP/1.1\r\nHost: probe.example\r\n" + manyHeaders(150) + "\r\n", want: 431},
 		{name: "target over 16 KiB", raw: "GET /" + strings.Repeat("p", 16<<10) + " HTTP/1.1\r\nHost: probe.example\r\n\r\n", want: 414},
+		{name: "declared body over -max-body-bytes", raw: "POST / HTTP/1.1\r\nHost: probe.example\r\nContent-Length: 2000000\r\n\r\n" + strings.Repeat("b", 1000), want: 413},
+		{name: "chunked body over -max-body-bytes", raw: "POST / HTTP/1.1\r\nHost: probe.example\r\nTransfer-Encoding: chunked\r\n\r\n" + strings.Repeat(chunk(strings.Repeat("c", 64<<10)), 17) + "0\r\n\r\n", want: 413, reachesProbe: 1},
 		{name: "no Host", raw: "GET / HTTP/1.1\r\n\r\n", want: 400},
 		{name: "two Hosts", raw: "GET / HTTP/1.1\r\nHost: probe.example\r\nHost: load.example\r\n\r\n", want: 400},
 		{name: "Host with a space", raw: "GET / HTTP/1.1\r\nHost: probe example\r\n\r\n", want: 400},

@@ -18,8 +18,9 @@ import (
 //   - It puts the request id on every response and replaces the router's
 //     own error answers with the generic ones of errors.go.
 //   - It turns a failure caused by the request body (malformed chunked
-//     framing, a body slower than the body timeout) into 400 or 408 with
-//     the connection closed, instead of the 5xx a backend failure gets.
+//     framing, a body slower than the body timeout, a body over
+//     MaxBodyBytes) into 400, 408 or 413 with the connection closed,
+//     instead of the 5xx a backend failure gets.
 type clientWriter struct {
 	http.ResponseWriter
 	requestID  []string  // shared with the request header, never modified
@@ -50,6 +51,9 @@ func (w *clientWriter) WriteHeader(code int) {
 		case bodyTimedOut:
 			w.replace(http.StatusRequestTimeout)
 			return
+		case bodyTooLarge:
+			w.replace(http.StatusRequestEntityTooLarge)
+			return
 		}
 	}
 	if _, ok := h[HeaderRequestID]; !ok && w.requestID != nil {
@@ -72,7 +76,7 @@ var closeValue = []string{"close"}
 // is about to write.
 func (w *clientWriter) replace(code int) {
 	w.replaced, w.held, w.deferring = true, 0, false
-	if code == http.StatusBadRequest || code == http.StatusRequestTimeout {
+	if code == http.StatusBadRequest || code == http.StatusRequestTimeout || code == http.StatusRequestEntityTooLarge {
 		w.closeAfter = true
 	}
 	writeError(w.ResponseWriter, code, w.requestID, w.closeAfter)

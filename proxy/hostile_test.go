@@ -264,3 +264,23 @@ func errorsAs(err error, target *net.Error) bool {
 	}
 	return ok
 }
+
+func TestBodyOverTheLimitIs413(t *testing.T) {
+	f := newHostileFront(t, Options{MaxBodyBytes: 2000}, allRoute)
+	chunk := "400\r\n" + strings.Repeat("x", 0x400) + "\r\n"
+	for name, raw := range map[string]string{
+		"declared": "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2001\r\n\r\n" + strings.Repeat("x", 2001),
+		"chunked":  "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk + chunk + chunk + "0\r\n\r\n",
+	} {
+		res := rawExchange(t, f.addr, raw)
+		if len(res.responses) != 1 || res.responses[0].StatusCode != http.StatusRequestEntityTooLarge || !res.closed {
+			t.Errorf("%s: got %d responses %v, closed %v: want one 413 and closed", name, len(res.responses), res.bodies, res.closed)
+			continue
+		}
+		checkGenericBody(t, name, res.responses[0], res.bodies[0])
+	}
+	res := rawExchange(t, f.addr, "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"+chunk+"0\r\n\r\n")
+	if len(res.responses) != 1 || res.responses[0].StatusCode != 200 || res.responses[0].Header.Get("X-Body-Bytes") != "1024" {
+		t.Errorf("a chunked body within the limit: %v, want 200", res.bodies)
+	}
+}

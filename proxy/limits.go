@@ -32,8 +32,13 @@ const (
 	DefaultMaxHeaderCount      = 100
 )
 
-// checkHeaderLimits returns the status refusing r, or 0.
+// checkHeaderLimits returns the status refusing r, or 0. (A declared
+// Content-Length over MaxBodyBytes is refused here too; a chunked body is
+// counted as it is read.)
 func (p *Proxy) checkHeaderLimits(r *http.Request) int {
+	if p.maxBody > 0 && r.ContentLength > p.maxBody {
+		return http.StatusRequestEntityTooLarge
+	}
 	if len(r.RequestURI) > p.maxFieldBytes {
 		return http.StatusRequestURITooLong
 	}
@@ -83,7 +88,11 @@ const (
 	bodyFine      uint32 = iota
 	bodyMalformed        // chunked framing broken: 400
 	bodyTimedOut         // not received within the body timeout: 408
+	bodyTooLarge         // over MaxBodyBytes: 413
 )
+
+// errBodyTooLarge ends the reading of a chunked body over the limit.
+var errBodyTooLarge = errors.New("request body over the limit")
 
 // bodyWatch wraps a request body to bound how long it may take and to
 // tell a malformed body (400) or a slow one (408) from a backend failure.
@@ -97,6 +106,7 @@ type bodyWatch struct {
 	rc       io.ReadCloser
 	deadline interface{ SetReadDeadline(time.Time) error } // nil: none set
 	limit    int64
+	max      int64 // MaxBodyBytes; 0: none
 	read     int64
 	chunked  bool
 	state    atomic.Uint32 // read by the handler, written by the transport's writer
@@ -105,6 +115,10 @@ type bodyWatch struct {
 func (b *bodyWatch) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
 	b.read += int64(n)
+	if b.max > 0 && b.read > b.max {
+		b.state.Store(bodyTooLarge)
+		return 0, errBodyTooLarge
+	}
 	// Lifted at the end of the body or once it is too large to be
 	// buffered; after an error it stays, so that net/http's draining of
 	// the rest of the body on Close does not wait for a stalled client.
@@ -142,7 +156,7 @@ func (p *Proxy) watchBody(w http.ResponseWriter, r *http.Request, b *bodyWatch) 
 	if !chunked && !small {
 		return false
 	}
-	b.rc, b.limit, b.chunked = r.Body, p.bodyLimit, chunked
+	b.rc, b.limit, b.chunked, b.max = r.Body, p.bodyLimit, chunked, p.maxBody
 	if p.bodyTimeout > 0 {
 		if d := readDeadliner(w); d != nil && d.SetReadDeadline(time.Now().Add(p.bodyTimeout)) == nil {
 			b.deadline = d

@@ -80,6 +80,10 @@ type Options struct {
 	// BodyTimeout bounds the reading of such bodies; a body that takes
 	// longer is answered 408 and its connection closed. Zero: no bound.
 	BodyTimeout time.Duration
+	// MaxBodyBytes bounds request bodies: a larger Content-Length is
+	// answered 413 at once, a chunked body 413 when it grows past it (if
+	// the pod has not answered yet). Zero: no bound.
+	MaxBodyBytes int64
 }
 
 // Proxy is the serving path: route lookup and forwarding to endpoints.
@@ -94,6 +98,7 @@ type Proxy struct {
 	maxHeaderCount int
 	bodyLimit      int64
 	bodyTimeout    time.Duration
+	maxBody        int64
 }
 
 // New starts the routing table's update loop and builds the proxy. Until
@@ -177,7 +182,7 @@ func New(o Options) *Proxy {
 	})
 	return &Proxy{routing: rt, proxy: px, prepare: o.PrepareRequest, log: o.Log,
 		trust: o.Trust, maxFieldBytes: o.MaxHeaderFieldBytes, maxHeaderCount: o.MaxHeaderCount,
-		bodyLimit: o.BufferedBodyLimit, bodyTimeout: o.BodyTimeout}
+		bodyLimit: o.BufferedBodyLimit, bodyTimeout: o.BodyTimeout, maxBody: o.MaxBodyBytes}
 }
 
 // ServeHTTP forwards r along the matching route.

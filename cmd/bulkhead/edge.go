@@ -22,6 +22,7 @@ type edgeConfig struct {
 	MaxHeaderBytes      int
 	MaxHeaderFieldBytes int
 	MaxHeaderCount      int
+	MaxBodyBytes        int64
 }
 
 // netHTTPHeaderSlack is what net/http reads beyond http.Server's
@@ -43,6 +44,7 @@ func (e *edgeConfig) register(fs *flag.FlagSet) func() error {
 	fs.IntVar(&e.MaxHeaderBytes, "max-header-bytes", 64<<10, "largest request line and header block, in bytes; over it: 431")
 	fs.IntVar(&e.MaxHeaderFieldBytes, "max-header-field-bytes", proxy.DefaultMaxHeaderFieldBytes, "largest request target or single header line (name and value), in bytes; over it: 414 or 431")
 	fs.IntVar(&e.MaxHeaderCount, "max-header-count", proxy.DefaultMaxHeaderCount, "most header lines in a request; over it: 431")
+	fs.Int64Var(&e.MaxBodyBytes, "max-body-bytes", 0, "largest request body in bytes, 0 for none (as an ALB); a larger Content-Length is answered 413 at once, a chunked body 413 when it grows past it")
 	return func() error {
 		var err error
 		if e.TrustedProxies, err = parsePrefixes(*proxies); err != nil {
@@ -69,6 +71,9 @@ func (e edgeConfig) validate() error {
 	}
 	if e.MaxHeaderFieldBytes < 1024 || e.MaxHeaderFieldBytes > e.MaxHeaderBytes {
 		return fmt.Errorf("-max-header-field-bytes %d: want at least 1024 and at most -max-header-bytes", e.MaxHeaderFieldBytes)
+	}
+	if e.MaxBodyBytes < 0 {
+		return fmt.Errorf("-max-body-bytes %d: must not be negative (0: none)", e.MaxBodyBytes)
 	}
 	if e.MaxHeaderCount < 10 {
 		return fmt.Errorf("-max-header-count %d: want at least 10", e.MaxHeaderCount)

@@ -9,7 +9,7 @@ import (
 
 func TestEdgeFlags(t *testing.T) {
 	c, err := parseConfig([]string{"-trusted-proxies", "10.0.0.0/16, 10.1.2.3,2001:db8::/32", "-trusted-forwarded-headers", "x-forwarded-proto,Forwarded",
-		"-max-header-bytes", "32768"}, io.Discard)
+		"-max-header-bytes", "32768", "-max-body-bytes", "1048576"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -17,7 +17,7 @@ func TestEdgeFlags(t *testing.T) {
 	if len(c.Edge.TrustedProxies) != 3 || c.Edge.TrustedProxies[0] != want[0] || c.Edge.TrustedProxies[1] != want[1] || c.Edge.TrustedProxies[2] != want[2] {
 		t.Errorf("trusted proxies %v, want %v", c.Edge.TrustedProxies, want)
 	}
-	if c.Edge.TrustedHeaders == 0 || c.Edge.serverMaxHeaderBytes() != 32768-4096 {
+	if c.Edge.TrustedHeaders == 0 || c.Edge.MaxBodyBytes != 1<<20 || c.Edge.serverMaxHeaderBytes() != 32768-4096 {
 		t.Errorf("headers %v, server MaxHeaderBytes %d", c.Edge.TrustedHeaders, c.Edge.serverMaxHeaderBytes())
 	}
 	d, err := parseConfig(nil, io.Discard)
@@ -36,6 +36,7 @@ func TestEdgeFlags(t *testing.T) {
 		{"-max-header-bytes", "100"},
 		{"-max-header-field-bytes", "999999"},
 		{"-max-header-count", "1"},
+		{"-max-body-bytes", "-1"},
 	} {
 		_, err := parseConfig(args, io.Discard)
 		if err == nil || strings.Contains(err.Error(), "\n") {

@@ -197,6 +197,7 @@ func serve(stop context.Context, cfg config, log *slog.Logger) error {
 		MaxHeaderFieldBytes: cfg.Edge.MaxHeaderFieldBytes,
 		MaxHeaderCount:      cfg.Edge.MaxHeaderCount,
 		BodyTimeout:         cfg.Edge.BodyTimeout,
+		MaxBodyBytes:        cfg.Edge.MaxBodyBytes,
 	})
 	defer func() {
 		routes.Close() // first: releases skipper's waiting LoadUpdate
