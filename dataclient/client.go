@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"slices"
 	"sync"
 	"time"
@@ -97,6 +98,7 @@ type Client struct {
 	closed      chan struct{}
 	closeOnce   sync.Once
 	lastProbs   []routing.Problem
+	nodeAddrs   []netip.Addr // set by SetNodeAddresses; nil: o.Translate's
 }
 
 var (
@@ -487,7 +489,8 @@ func (c *Client) rebuild() {
 	changes := w.takeChanges()
 	gone := w.takeGone()
 	live := w.snapshot()
-	table := routing.Translate(live, c.o.Translate)
+	opts := c.translateOptions()
+	table := routing.Translate(live, opts)
 	snap := live
 	c.mu.Lock()
 	cur := c.current
@@ -500,7 +503,7 @@ func (c *Client) rebuild() {
 		c.reportGuard(d)
 		if c.guard.holding() {
 			snap = c.guard.overlay(live)
-			table = c.guard.keepRoutes(routing.Translate(snap, c.o.Translate))
+			table = c.guard.keepRoutes(routing.Translate(snap, opts))
 		}
 	}
 	c.metrics.rebuild.Observe(time.Since(start).Seconds())
@@ -632,6 +635,34 @@ func (c *Client) signal() {
 	case c.changed <- struct{}{}:
 	default:
 	}
+}
+
+// SetNodeAddresses replaces routing.Options.NodeAddresses (the node's
+// addresses, at which endpoints are refused) and rebuilds the table when
+// they changed. The node watch calls it; the rebuild goroutine reads them.
+func (c *Client) SetNodeAddresses(addrs []netip.Addr) {
+	addrs = slices.Clone(addrs)
+	if addrs == nil {
+		addrs = []netip.Addr{}
+	}
+	c.mu.Lock()
+	changed := c.nodeAddrs == nil || !slices.Equal(c.nodeAddrs, addrs)
+	c.nodeAddrs = addrs
+	c.mu.Unlock()
+	if changed {
+		c.signal()
+	}
+}
+
+// translateOptions are Options.Translate with the latest node addresses.
+func (c *Client) translateOptions() routing.Options {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	o := c.o.Translate
+	if c.nodeAddrs != nil {
+		o.NodeAddresses = c.nodeAddrs
+	}
+	return o
 }
 
 func newPublished(version uint64, source string, savedAt time.Time, table routing.Table) *published {
