@@ -46,7 +46,7 @@ func TestProxyReachesBothPods(t *testing.T) {
 	if len(seen) != 2 || seen["web-0"] == 0 || seen["web-1"] == 0 {
 		t.Fatalf("want both pods to answer, got %v", seen)
 	}
-	if !strings.Contains(e.router.Log(), "route table loaded; ready") {
+	if !strings.Contains(e.router.Log(), "route table loaded; serving traffic and ready") {
 		t.Error("no readiness line in the log")
 	}
 }
