@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -110,13 +109,15 @@ func TestBackendsFollowEndpoints(t *testing.T) {
 	e.syncSlice("be", "web")
 	e.expectAllPods("web.example", "web-1", "web-2")
 
-	// Scaled to zero: the path stays and answers 503 with a reason.
+	// Scaled to zero: the path stays and answers 503, with a generic body
+	// (internet clients learn no namespace or Service); the reason is on
+	// /problems.
 	e.pods.RemoveFromEndpoints(web[1])
 	e.pods.RemoveFromEndpoints(third)
 	e.syncSlice("be", "web")
 	a := e.expectStatus("web.example", "/", http.StatusServiceUnavailable)
-	if !strings.Contains(a.body, "be/web") {
-		t.Errorf("503 body does not say which service: %q", a.body)
+	if id := a.header.Get("X-Request-Id"); id == "" || a.body != "503 Service Unavailable\nrequest id: "+id+"\n" {
+		t.Errorf("503 body %q (X-Request-Id %q), want the generic body with the request id", a.body, id)
 	}
 	e.expectProblem("Ingress", "be", "web", "NoEndpoints")
 
