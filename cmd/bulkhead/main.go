@@ -119,6 +119,9 @@ func serve(stop context.Context, cfg config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("kubernetes client: %w", err)
 	}
+	// The Node's addresses reach the data client (made below) through
+	// nodeAddrs: endpoints at the node are refused.
+	nodeAddrs := &addressRelay{}
 	// The node: a node being drained takes the router out of the load
 	// balancer before the instance goes away. What the API server cannot
 	// tell (it is down) changes nothing.
@@ -131,6 +134,7 @@ func serve(stop context.Context, cfg config, log *slog.Logger) error {
 			OnChange: func(draining bool, reason string) {
 				ready.Set(health.ConditionNode, !draining, reason)
 			},
+			OnAddresses: nodeAddrs.set,
 		})
 		if err != nil {
 			return fmt.Errorf("node watch: %w", err)
@@ -163,7 +167,7 @@ func serve(stop context.Context, cfg config, log *slog.Logger) error {
 	})
 	routes = dataclient.New(dataclient.Options{
 		Connector:   dataclient.NewRESTConnector(restConfig, 0),
-		Translate:   routing.Options{ControllerName: cfg.ControllerName},
+		Translate:   routing.Options{ControllerName: cfg.ControllerName, SelfAddresses: localAddresses(log)},
 		Store:       store,
 		SyncTimeout: cfg.SyncTimeout,
 		Guard: dataclient.GuardOptions{MaxRemovalShare: cfg.GuardShare, MinObjects: cfg.GuardMin,
@@ -172,6 +176,7 @@ func serve(stop context.Context, cfg config, log *slog.Logger) error {
 		Registerer: reg,
 		OnTable:    func(t routing.Table) { status.SetServed(t.Served) },
 	})
+	nodeAddrs.connect(routes.SetNodeAddresses)
 	// The upstream resilience layer: per-endpoint breakers and budgeted
 	// retries on another endpoint, keyed by ip:port so they outlive tables.
 	resilience, err := upstream.New(upstream.Config{Label: backendLabel(routes), RetryDeadline: cfg.RetryDeadline, Defaults: upstream.Policy{
