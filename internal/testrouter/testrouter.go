@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -55,7 +56,7 @@ type Router struct {
 	logPath string
 
 	// ProxyURL, HealthURL, AdminURL and MetricsURL (the read-only metrics
-	// listener) are http://127.0.0.1:PORT.
+	// listener) are http://127.0.0.1:PORT (Options.Host instead, if set).
 	ProxyURL, HealthURL, AdminURL, MetricsURL string
 
 	mu   sync.Mutex
@@ -69,6 +70,11 @@ type Options struct {
 	Kubeconfig string
 	StateDir   string   // empty: a new temporary directory
 	Args       []string // more flags
+	// Host is the IP every listener binds (and the URLs name) instead of
+	// 127.0.0.1: an address a test made (a test pod bridge's) that an
+	// EndpointSlice may name, unlike loopback. Off loopback the admin
+	// listener needs -admin-token-file in Args.
+	Host string
 }
 
 // Start runs bulkhead and waits until it listens (not until it is ready:
@@ -83,22 +89,27 @@ func Start(t testing.TB, o Options) *Router {
 	if o.StateDir == "" {
 		o.StateDir = t.TempDir()
 	}
+	host := "127.0.0.1"
+	if o.Host != "" {
+		host = o.Host
+	}
+	hostPort := func(port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) }
 	r := &Router{
 		t:          t,
 		bin:        Binary(t),
 		logPath:    filepath.Join(t.TempDir(), "bulkhead.log"),
-		ProxyURL:   "http://127.0.0.1:" + strconv.Itoa(ports[0]),
-		HealthURL:  "http://127.0.0.1:" + strconv.Itoa(ports[1]),
-		AdminURL:   "http://127.0.0.1:" + strconv.Itoa(ports[2]),
-		MetricsURL: "http://127.0.0.1:" + strconv.Itoa(ports[3]),
+		ProxyURL:   "http://" + hostPort(ports[0]),
+		HealthURL:  "http://" + hostPort(ports[1]),
+		AdminURL:   "http://" + hostPort(ports[2]),
+		MetricsURL: "http://" + hostPort(ports[3]),
 	}
 	r.args = append([]string{
-		"-address", "127.0.0.1:" + strconv.Itoa(ports[0]),
-		"-health-address", "127.0.0.1:" + strconv.Itoa(ports[1]),
-		"-admin-address", "127.0.0.1:" + strconv.Itoa(ports[2]),
+		"-address", hostPort(ports[0]),
+		"-health-address", hostPort(ports[1]),
+		"-admin-address", hostPort(ports[2]),
 		// Each router its own metrics port, never the default :9912 that
 		// routers of parallel tests would share.
-		"-metrics-address", "127.0.0.1:" + strconv.Itoa(ports[3]),
+		"-metrics-address", hostPort(ports[3]),
 		"-state-dir", o.StateDir,
 		"-log-level", "debug",
 		// Tests that drain say so; the others should stop at once on
