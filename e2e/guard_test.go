@@ -263,12 +263,17 @@ func TestEmptyClusterAfterReconnectIsHeld(t *testing.T) {
 		return v == 1
 	})
 	t.Logf("empty cluster noticed and held %s after the API server returned", time.Since(back).Round(time.Millisecond))
-	st := e.status(t)
-	for _, want := range []string{`"ingresses": 2`, `"services": 2`, `"announced": false`} {
-		if !strings.Contains(st, want) {
-			t.Errorf("/status lacks %s:\n%s", want, st)
+	// The kinds may be held in separate rebuilds (each informer relists
+	// on its own): await both.
+	e.router.WaitFor(30*time.Second, "/status listing both Ingresses and both Services held", func() bool {
+		st := e.status(t)
+		for _, want := range []string{`"ingresses": 2`, `"services": 2`, `"announced": false`} {
+			if !strings.Contains(st, want) {
+				return false
+			}
 		}
-	}
+		return true
+	})
 	if !strings.Contains(e.router.Log(), "deletion guard: holding") {
 		t.Error("no log line for the hold")
 	}
