@@ -38,6 +38,10 @@ type PodSpec struct {
 	// ShutdownTimeout bounds how long in-flight requests may take after
 	// Terminate before the pod gives up on them. Default: 30s.
 	ShutdownTimeout time.Duration
+	// ShutdownDelay is how long the pod keeps serving after Terminate
+	// before it shuts down, as a preStop sleep makes a real pod do.
+	// Default: 0, it shuts down at once.
+	ShutdownDelay time.Duration
 }
 
 // Pod is a running testpod process in its own network namespace.
@@ -202,6 +206,7 @@ func (c *Cluster) startPod(ctx context.Context, spec PodSpec, host int) (*Pod, e
 		"-service", spec.Service,
 		"-namespace", spec.Namespace,
 		"-shutdown-timeout", spec.ShutdownTimeout.String(),
+		"-shutdown-delay", spec.ShutdownDelay.String(),
 	)
 	output := &podOutput{log: log}
 	cmd.Stdout = output

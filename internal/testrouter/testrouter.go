@@ -122,6 +122,9 @@ func Start(t testing.TB, o Options) *Router {
 	t.Cleanup(func() {
 		r.Kill()
 		if t.Failed() {
+			// The cause of a failed request is often far from the end
+			// of a debug log: warnings and errors first, then the tail.
+			t.Logf("--- bulkhead warnings and errors (%s):\n%s", r.logPath, r.LogLevels(40, "level=WARN", "level=ERROR"))
 			t.Logf("--- bulkhead log (last 60 lines of %s):\n%s", r.logPath, r.LogTail(60))
 		}
 	})
@@ -301,6 +304,25 @@ func (r *Router) LogTail(n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// LogLevels returns the last n lines of the log that contain any of
+// marks (such as "level=ERROR").
+func (r *Router) LogLevels(n int, marks ...string) string {
+	data, _ := os.ReadFile(r.logPath)
+	var out []string
+	for _, l := range strings.Split(string(data), "\n") {
+		for _, m := range marks {
+			if strings.Contains(l, m) {
+				out = append(out, l)
+				break
+			}
+		}
+	}
+	if len(out) > n {
+		out = out[len(out)-n:]
+	}
+	return strings.Join(out, "\n")
 }
 
 // Log returns the whole process log.

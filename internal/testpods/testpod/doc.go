@@ -5,7 +5,7 @@
 //
 // Usage:
 //
-//	testpod -listen IP:PORT [-control IP:PORT] -pod NAME -service NAME -namespace NAME [-shutdown-timeout 30s]
+//	testpod -listen IP:PORT [-control IP:PORT] -pod NAME -service NAME -namespace NAME [-shutdown-timeout 30s] [-shutdown-delay 0s]
 //
 // Every request to -listen is answered with a JSON document describing the
 // pod (pod, service, namespace) and the request as the pod saw it (method,
@@ -40,7 +40,9 @@
 // ones not finished yet; tests use them to wait for a request to have arrived
 // instead of sleeping.
 //
-// On SIGTERM or SIGINT the pod behaves like a well-behaved real pod: it stops
+// On SIGTERM or SIGINT the pod first keeps serving for -shutdown-delay (0
+// by default: many real applications exit at once; a preStop sleep gives
+// a real pod this delay). Then it behaves like a well-behaved real pod: it stops
 // accepting connections, lets in-flight requests finish (bounded by
 // -shutdown-timeout) and exits 0. If the bound expires it closes the
 // remaining connections and exits 1. One line per lifecycle event (start,

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -337,6 +338,11 @@ func TestModes(t *testing.T) {
 // function that plays the termination signal, and the exit code channel.
 func runServe(t *testing.T, grace time.Duration) (dataURL, controlURL string, terminate func(), exit <-chan int) {
 	t.Helper()
+	return runServeConfig(t, config{identity: testIdentity, shutdownTimeout: grace})
+}
+
+func runServeConfig(t *testing.T, cfg config) (dataURL, controlURL string, terminate func(), exit <-chan int) {
+	t.Helper()
 	dataListener, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -348,7 +354,6 @@ func runServe(t *testing.T, grace time.Duration) (dataURL, controlURL string, te
 	ctx, cancel := context.WithCancel(context.Background())
 	codes := make(chan int, 1)
 	stopped := make(chan struct{})
-	cfg := config{identity: testIdentity, shutdownTimeout: grace}
 	go func() {
 		codes <- serve(ctx, dataListener, controlListener, cfg, slog.New(slog.DiscardHandler))
 		close(stopped)
@@ -385,6 +390,41 @@ func TestShutdownFinishesInFlightRequests(t *testing.T) {
 		t.Errorf("exit code %d, want 0", code)
 	}
 	if _, err := client.Get(dataURL + "/"); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("after shutdown: err = %v, want connection refused", err)
+	}
+}
+
+// TestShutdownDelayKeepsServing: with -shutdown-delay the pod answers new
+// requests, on new and on kept-alive connections, after the signal, until
+// the delay is over; then it refuses connections.
+func TestShutdownDelayKeepsServing(t *testing.T) {
+	dataURL, _, terminate, exit := runServeConfig(t, config{identity: testIdentity, shutdownTimeout: 10 * time.Second, shutdownDelay: time.Second})
+	client := &http.Client{Transport: &http.Transport{}}
+	get := func() error {
+		resp, err := client.Get(dataURL + "/")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return nil
+	}
+	if err := get(); err != nil {
+		t.Fatal(err)
+	}
+	terminate()
+	// The delay is a second; the first of these answers are well inside it.
+	for i := range 5 {
+		if err := get(); err != nil {
+			t.Fatalf("request %d after the signal: %v", i, err)
+		}
+	}
+	if code := <-exit; code != 0 {
+		t.Errorf("exit code %d, want 0", code)
+	}
+	if _, err := directClient.Get(dataURL + "/"); !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("after shutdown: err = %v, want connection refused", err)
 	}
 }

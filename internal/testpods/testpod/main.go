@@ -25,6 +25,7 @@ type config struct {
 	control         string
 	identity        identity
 	shutdownTimeout time.Duration
+	shutdownDelay   time.Duration
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -38,6 +39,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&cfg.identity.Namespace, "namespace", "", "namespace reported in every answer")
 	fs.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", 30*time.Second,
 		"how long in-flight requests may take to finish after SIGTERM")
+	fs.DurationVar(&cfg.shutdownDelay, "shutdown-delay", 0,
+		"how long the pod keeps serving normally after SIGTERM before it shuts down (a preStop sleep)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -49,6 +52,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	if cfg.shutdownTimeout <= 0 {
 		return cfg, errors.New("-shutdown-timeout must be positive")
+	}
+	if cfg.shutdownDelay < 0 {
+		return cfg, errors.New("-shutdown-delay must not be negative")
 	}
 	return cfg, nil
 }
@@ -125,6 +131,16 @@ func serve(ctx context.Context, dataListener, controlListener net.Listener, cfg 
 	case <-ctx.Done():
 	}
 
+	if cfg.shutdownDelay > 0 {
+		// What a preStop sleep gives a real pod: the endpoint change
+		// reaches every router while the pod still serves.
+		log.Info("termination signal received, serving on", "delay", cfg.shutdownDelay.String())
+		select {
+		case <-time.After(cfg.shutdownDelay):
+		case err := <-serveErrs:
+			log.Error("server failed", "err", err)
+		}
+	}
 	log.Info("termination signal received, shutting down", "grace", cfg.shutdownTimeout.String())
 	exitCode := 0
 	graceCtx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
