@@ -5,6 +5,13 @@
 // is also where bulkhead keeps its last-known-good table: nothing the API
 // server does removes a route.
 //
+// The files follow the flow: watcher.go (informers, lean caches, how each
+// object left), supervise.go (start, first sync, losing and regaining the
+// API server), rebuild.go (the debounced rebuild: translation, the guard of
+// guard.go, the applied table), publish.go (handing tables to skipper and
+// seeing them go live, with sentinel.go), and status.go and metrics.go for
+// operators. client.go holds the options and the main loop.
+//
 // Data flows one way: kube-apiserver → informers → (signal) → one rebuild
 // goroutine → routing.Translate → deletion guard → applied table → skipper
 // (LoadAll, LoadUpdate), and → the stored table on local disk (TableStore).
