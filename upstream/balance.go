@@ -22,7 +22,7 @@ const (
 // starts with: enough to warm it up, small enough not to hurt while cold.
 const slowStartFloor = 0.1
 
-// balancer is the LB algorithm of one route: round robin or power of two
+// balancer is the LB algorithm of one legacy LB route: round robin or power of two
 // choices on least in-flight, both weighted by slow start and steering
 // around open breakers (unless more than half of the endpoints are
 // unavailable: the panic threshold). It holds the route's endpoint state
@@ -60,13 +60,28 @@ func (bl *balancer) Apply(ctx *routing.LBContext) routing.LBEndpoint {
 			state[i] = bl.b.get(eps[i].Host)
 		}
 	}
+	return eps[choose(bl.b, state, bl.leastInFlight, bl.slowStart, &bl.next, bl.now)]
+}
+
+// choose is the balancing decision, shared by the bulkheadBackend filter
+// and the legacy LB-route balancer: it returns an index into state, by
+// power of two choices on least in-flight or round robin (next is the
+// round-robin counter), both weighted by slow start (slowStart in
+// nanoseconds, 0: off), among the endpoints whose breaker lets traffic
+// in unless that leaves half or fewer (the panic threshold). state must
+// not be empty.
+func choose(b *Breakers, state []*breaker, leastInFlight bool, slowStart int64, next *atomic.Uint64, nowFn func() time.Time) int {
+	n := len(state)
+	if n == 1 {
+		return 0
+	}
 	// Candidates: every endpoint, or those whose breaker lets traffic in,
 	// unless that leaves half or fewer (panic threshold).
 	var small [64]int
 	cand := small[:0]
-	if bl.b.notClosed.Load() > 0 {
+	if b.notClosed.Load() > 0 {
 		for i, s := range state {
-			if bl.b.available(s) {
+			if b.available(s) {
 				cand = append(cand, i)
 			}
 		}
@@ -75,16 +90,13 @@ func (bl *balancer) Apply(ctx *routing.LBContext) routing.LBEndpoint {
 		}
 	}
 	var now int64
-	if bl.slowStart > 0 {
-		now = bl.now().UnixNano()
+	if slowStart > 0 {
+		now = nowFn().UnixNano()
 	}
-	var i int
-	if bl.leastInFlight {
-		i = bl.twoChoices(state, cand, n, now)
-	} else {
-		i = bl.roundRobin(state, cand, n, now)
+	if leastInFlight {
+		return twoChoices(state, cand, n, slowStart, now)
 	}
-	return eps[i]
+	return roundRobin(state, cand, n, slowStart, now, next)
 }
 
 // at maps a candidate position to an endpoint index: with no candidate
@@ -96,7 +108,7 @@ func at(cand []int, k int) int {
 	return cand[k]
 }
 
-func (bl *balancer) twoChoices(state []*breaker, cand []int, n int, now int64) int {
+func twoChoices(state []*breaker, cand []int, n int, slowStart, now int64) int {
 	m := n
 	if len(cand) > 0 {
 		m = len(cand)
@@ -112,8 +124,8 @@ func (bl *balancer) twoChoices(state []*breaker, cand []int, n int, now int64) i
 	i, j := at(cand, x), at(cand, y)
 	// Slow start: a warming endpoint takes part in the draw with a
 	// probability equal to its weight; otherwise the other one wins.
-	if bl.slowStart > 0 {
-		wi, wj := bl.weight(state[i], now), bl.weight(state[j], now)
+	if slowStart > 0 {
+		wi, wj := weight(state[i], slowStart, now), weight(state[j], slowStart, now)
 		ini := wi >= 1 || rand.Float64() < wi
 		inj := wj >= 1 || rand.Float64() < wj
 		switch {
@@ -136,20 +148,20 @@ func (bl *balancer) twoChoices(state []*breaker, cand []int, n int, now int64) i
 	return i
 }
 
-func (bl *balancer) roundRobin(state []*breaker, cand []int, n int, now int64) int {
+func roundRobin(state []*breaker, cand []int, n int, slowStart, now int64, next *atomic.Uint64) int {
 	m := n
 	if len(cand) > 0 {
 		m = len(cand)
 	}
-	start := bl.next.Add(1)
-	if bl.slowStart == 0 {
+	start := next.Add(1)
+	if slowStart == 0 {
 		return at(cand, int(start%uint64(m)))
 	}
 	// Slow start: an endpoint still warming up accepts its turn with a
 	// probability equal to its weight; a refused turn passes to the next.
 	for k := 0; k < m; k++ {
 		i := at(cand, int((start+uint64(k))%uint64(m)))
-		if w := bl.weight(state[i], now); w >= 1 || rand.Float64() < w {
+		if w := weight(state[i], slowStart, now); w >= 1 || rand.Float64() < w {
 			return i
 		}
 	}
@@ -158,16 +170,16 @@ func (bl *balancer) roundRobin(state []*breaker, cand []int, n int, now int64) i
 
 // weight is 1, or during slow start the share of traffic the endpoint is
 // ready for: linear from slowStartFloor to 1.
-func (bl *balancer) weight(s *breaker, now int64) float64 {
-	if bl.slowStart == 0 || s.added == 0 {
+func weight(s *breaker, slowStart, now int64) float64 {
+	if slowStart == 0 || s.added == 0 {
 		return 1
 	}
 	age := now - s.added
-	if age >= bl.slowStart {
+	if age >= slowStart {
 		return 1
 	}
 	if age < 0 {
 		age = 0
 	}
-	return slowStartFloor + (1-slowStartFloor)*float64(age)/float64(bl.slowStart)
+	return slowStartFloor + (1-slowStartFloor)*float64(age)/float64(slowStart)
 }

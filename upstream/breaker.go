@@ -111,6 +111,12 @@ func newBreakers(cfg BreakerConfig, m *metrics, log *slog.Logger) *Breakers {
 }
 
 func (b *Breakers) get(endpoint string) *breaker {
+	return b.getOrAdd(endpoint, b.established.Load())
+}
+
+// getOrAdd returns the endpoint's state, creating it if needed; a state
+// created with fresh set counts as new for slow start.
+func (b *Breakers) getOrAdd(endpoint string, fresh bool) *breaker {
 	if v, ok := b.m.Load(endpoint); ok {
 		return v.(*breaker)
 	}
@@ -118,7 +124,7 @@ func (b *Breakers) get(endpoint string) *breaker {
 		requests: b.metrics.endpointRequests.WithLabelValues(endpoint),
 		failures: b.metrics.endpointFailures.WithLabelValues(endpoint),
 	}
-	if b.established.Load() {
+	if fresh {
 		br.added = b.now().UnixNano()
 	}
 	threshold := b.cfg.ConsecutiveFailures
@@ -264,25 +270,37 @@ func (b *Breakers) Prune(active map[string]struct{}) {
 		if _, ok := active[ep]; ok {
 			return true
 		}
-		b.m.Delete(ep)
-		br := v.(*breaker)
-		br.mu.Lock()
-		br.pruned = true
-		if gobreaker.State(br.state.Load()) != gobreaker.StateClosed {
-			b.notClosed.Add(-1)
-		}
-		if br.isOpen {
-			br.isOpen = false
-			b.metrics.open.Dec()
-		}
-		br.mu.Unlock()
-		for _, s := range []gobreaker.State{gobreaker.StateClosed, gobreaker.StateHalfOpen, gobreaker.StateOpen} {
-			b.metrics.stateChanges.DeleteLabelValues(ep, s.String())
-		}
-		b.metrics.endpointRequests.DeleteLabelValues(ep)
-		b.metrics.endpointFailures.DeleteLabelValues(ep)
+		b.drop(ep, v.(*breaker))
 		return true
 	})
+}
+
+// dropEndpoint drops one endpoint's breaker, if it has one.
+func (b *Breakers) dropEndpoint(ep string) {
+	if v, ok := b.m.Load(ep); ok {
+		b.drop(ep, v.(*breaker))
+	}
+}
+
+func (b *Breakers) drop(ep string, br *breaker) {
+	if !b.m.CompareAndDelete(ep, br) {
+		return
+	}
+	br.mu.Lock()
+	br.pruned = true
+	if gobreaker.State(br.state.Load()) != gobreaker.StateClosed {
+		b.notClosed.Add(-1)
+	}
+	if br.isOpen {
+		br.isOpen = false
+		b.metrics.open.Dec()
+	}
+	br.mu.Unlock()
+	for _, s := range []gobreaker.State{gobreaker.StateClosed, gobreaker.StateHalfOpen, gobreaker.StateOpen} {
+		b.metrics.stateChanges.DeleteLabelValues(ep, s.String())
+	}
+	b.metrics.endpointRequests.DeleteLabelValues(ep)
+	b.metrics.endpointFailures.DeleteLabelValues(ep)
 }
 
 // Len is the number of endpoints with a breaker.

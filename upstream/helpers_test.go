@@ -16,9 +16,9 @@ import (
 	"github.com/zalando/skipper/routing"
 )
 
-// backend is a real HTTP server answering with a fixed status. It echoes
+// testPod is a real HTTP server answering with a fixed status. It echoes
 // the request body length and records what it saw.
-type backend struct {
+type testPod struct {
 	srv    *httptest.Server
 	status int
 	log    *hitLog
@@ -57,8 +57,8 @@ func (l *hitLog) total() int {
 	return len(l.hosts)
 }
 
-func newBackend(t testing.TB, status int, log *hitLog) *backend {
-	b := &backend{status: status, log: log}
+func newBackend(t testing.TB, status int, log *hitLog) *testPod {
+	b := &testPod{status: status, log: log}
 	b.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n, _ := io.Copy(io.Discard, r.Body)
 		log.add(b.srv.Listener.Addr().String(), r.Header.Clone(), int(n))
@@ -70,7 +70,7 @@ func newBackend(t testing.TB, status int, log *hitLog) *backend {
 	return b
 }
 
-func (b *backend) addr() string { return b.srv.Listener.Addr().String() }
+func (b *testPod) addr() string { return b.srv.Listener.Addr().String() }
 
 // deadAddr is a 127.0.0.1 port with nothing listening: connection refused.
 func deadAddr(t testing.TB) string {

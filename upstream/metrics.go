@@ -17,6 +17,7 @@ const (
 	MetricEndpointRequests     = "bulkhead_upstream_endpoint_requests_total"
 	MetricEndpointFailures     = "bulkhead_upstream_endpoint_failures_total"
 	MetricTimeouts             = "bulkhead_upstream_timeouts_total"
+	MetricUnroutedRefused      = "bulkhead_upstream_unrouted_refused_total"
 	labelEndpoint, labelTo     = "endpoint", "to"
 	labelGroup                 = "group"
 )
@@ -32,6 +33,7 @@ type metrics struct {
 	endpointRequests *prometheus.CounterVec
 	endpointFailures *prometheus.CounterVec
 	timeouts         *prometheus.CounterVec
+	unrouted         prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -46,7 +48,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: MetricRequests,
-			Help: "Client requests forwarded to an endpoint group (retries not included).",
+			Help: "Client requests forwarded to a backend (legacy: an endpoint group) (retries not included).",
 		}, []string{labelGroup}),
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: MetricFailures,
@@ -72,11 +74,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: MetricTimeouts,
 			Help: "Attempts cut by a timeout, per endpoint group and kind (connect, response-header, request).",
 		}, []string{labelGroup, "kind"}),
+		unrouted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: MetricUnroutedRefused,
+			Help: "Requests refused (502) because no bulkhead backend chose their endpoint (Config.RefuseUnrouted).",
+		}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.stateChanges, m.open, m.requests, m.failures, m.retries, m.exhausted, m.endpointRequests, m.endpointFailures, m.timeouts} {
+	for _, c := range []prometheus.Collector{m.stateChanges, m.open, m.requests, m.failures, m.retries, m.exhausted, m.endpointRequests, m.endpointFailures, m.timeouts, m.unrouted} {
 		if err := reg.Register(c); err != nil {
 			return nil, errors.Join(errors.New("upstream: registering metrics"), err)
 		}

@@ -189,16 +189,20 @@ func (ps *policies) intern(p Policy) *Policy {
 	return v.(*Policy)
 }
 
-// policySlot carries a request's route policy from the route's filter to
+// policySlot carries a request's route policy, and the backend and
+// endpoint the bulkheadBackend filter chose, from the route's filters to
 // the round tripper, inside the process: Upstream.Handler puts an empty
-// slot into the request context, the filter of the matched route fills
+// slot into the request context, the filters of the matched route fill
 // it, the round tripper reads it. skipper derives the outgoing request's
 // context from the incoming one on every path, and nothing of it is ever
 // written to the wire, so neither a client nor a pod can see or set a
-// policy. The slot is itself the context (one allocation, not two).
+// policy or a backend. The slot is itself the context (one allocation,
+// not two).
 type policySlot struct {
 	context.Context
 	pol *Policy
+	be  *backend // nil: no bulkheadBackend filter ran
+	ep  *breaker // the endpoint be's filter chose
 }
 
 type policyKey struct{}

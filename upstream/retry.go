@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -17,30 +18,58 @@ import (
 )
 
 // retrier is the http.RoundTripper installed through
-// proxy.Params.CustomHttpRoundTripperWrap. Requests to hosts that are not an
-// endpoint of any LB route in the current table pass through untouched.
+// proxy.Params.CustomHttpRoundTripperWrap. It serves the backend that the
+// route's bulkheadBackend filter chose (in the request's slot); legacy:
+// the group of an LB route's endpoint (req.URL.Host). Other requests are
+// refused (Config.RefuseUnrouted) or pass through untouched.
 type retrier struct {
 	u    *Upstream
 	next http.RoundTripper
 }
 
+// scope is where a request's retries stay: a backend (its current
+// endpoint set) or, legacy, an LB route's endpoint group.
+type scope interface {
+	counters() *stats
+	// next chooses the endpoint of a retry (nil: none); see backend.next.
+	next(b *Breakers, current string, tried []string, onlyAvailable bool) *breaker
+}
+
 func (r *retrier) RoundTrip(req *http.Request) (*http.Response, error) {
-	pol := r.u.policies.requestPolicy(req.Context())
-	g := r.u.topo.Load().lookup(req.URL.Host)
-	if g == nil {
+	var sc scope
+	var first *breaker
+	pol := r.u.policies.defaults
+	if slot, ok := req.Context().Value(policyKey{}).(*policySlot); ok {
+		if slot.pol != nil {
+			pol = slot.pol
+		}
+		if slot.be != nil {
+			sc, first = slot.be, slot.ep
+		}
+	}
+	if sc == nil {
+		if g := r.u.topo.Load().lookup(req.URL.Host); g != nil {
+			sc, first = g, r.u.breakers.get(req.URL.Host)
+		}
+	}
+	if sc == nil {
+		if r.u.cfg.RefuseUnrouted {
+			return r.refuse(req)
+		}
 		return r.next.RoundTrip(req)
 	}
-	g.requests.Inc()
-	g.budget.request()
+	st := sc.counters()
+	st.requests.Inc()
+	st.budget.request()
 	var cancel context.CancelFunc
 	if pol.RequestTimeout > 0 {
 		var ctx context.Context
 		ctx, cancel = context.WithTimeout(req.Context(), pol.RequestTimeout)
 		req = req.WithContext(ctx)
 	}
-	resp, err := r.roundTrip(req, g, pol)
+	resp, err := r.roundTrip(req, sc, first, pol)
 	if err != nil && errors.Is(req.Context().Err(), context.DeadlineExceeded) {
-		g.timeouts(timeoutRequest).Inc()
+		st.timeouts(timeoutRequest).Inc()
 		err = errRequestTimeout
 	}
 	resp, err = badGatewayOnHangUp(req, resp, err)
@@ -54,6 +83,32 @@ func (r *retrier) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 	return resp, err
+}
+
+// badGatewayBody is exactly what skipper answers on its own 502s, which
+// the proxy package recognises and replaces with its generic answer.
+const badGatewayBody = "Bad Gateway\n"
+
+var badGatewayLength = []string{strconv.Itoa(len(badGatewayBody))}
+
+// refuse answers a request no bulkhead backend chose an endpoint for,
+// without sending it anywhere.
+func (r *retrier) refuse(req *http.Request) (*http.Response, error) {
+	r.u.metrics.unrouted.Inc()
+	if req.Body != nil {
+		req.Body.Close()
+	}
+	return &http.Response{
+		Status:        "502 Bad Gateway",
+		StatusCode:    http.StatusBadGateway,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        http.Header{"Content-Type": {"text/plain; charset=utf-8"}, "Content-Length": badGatewayLength},
+		Body:          io.NopCloser(strings.NewReader(badGatewayBody)),
+		ContentLength: int64(len(badGatewayBody)),
+		Request:       req,
+	}, nil
 }
 
 // badGatewayOnHangUp turns "the pod took the request and hung up" (EOF or
@@ -84,7 +139,7 @@ func badGatewayOnHangUp(req *http.Request, resp *http.Response, err error) (*htt
 	}, nil
 }
 
-func (r *retrier) roundTrip(req *http.Request, g *group, pol *Policy) (*http.Response, error) {
+func (r *retrier) roundTrip(req *http.Request, sc scope, first *breaker, pol *Policy) (*http.Response, error) {
 	body, hasBody, replayable, err := r.bufferBody(req)
 	if err != nil {
 		return nil, err
@@ -92,11 +147,12 @@ func (r *retrier) roundTrip(req *http.Request, g *group, pol *Policy) (*http.Res
 	retryAfterSend := pol.RetryNonIdempotent || idempotent(req.Method)
 	ctx := req.Context()
 	b := r.u.breakers
+	st := sc.counters()
 
 	var triedBuf [4]string
 	tried := triedBuf[:0]
 	var bo *backoff.ExponentialBackOff
-	target := req.URL.Host
+	br := first
 	retries := 0
 	// The retry deadline counts from the first attempt, once a buffered
 	// body has been read: from then on the client's connection is idle,
@@ -104,33 +160,32 @@ func (r *retrier) roundTrip(req *http.Request, g *group, pol *Policy) (*http.Res
 	start := time.Now()
 	headerBound := pol.ResponseHeaderTimeout
 	for {
-		br := b.get(target)
 		tk, admitted := br.admit()
 		if !admitted {
-			// Open (the table changed under the LB) or a half-open probe
-			// is in flight: go to an available endpoint if there is one,
-			// otherwise send anyway (breakers steer, they never fail a
-			// request on their own).
-			if alt := g.pick(b, target, tried, true); alt != "" && alt != target && !contains(tried, alt) {
-				tried = append(tried, target)
-				target = alt
+			// Open (it opened since the endpoint was chosen) or a
+			// half-open probe is in flight: go to an available endpoint if
+			// there is one, otherwise send anyway (breakers steer, they
+			// never fail a request on their own).
+			if alt := sc.next(b, br.endpoint, tried, true); alt != nil && alt.endpoint != br.endpoint && !contains(tried, alt.endpoint) {
+				tried = append(tried, br.endpoint)
+				br = alt
 				continue
 			}
 		}
-		resp, err := r.attempt(req, target, body, hasBody, br, pol.ConnectTimeout, headerBound, g)
+		resp, err := r.attempt(req, br.endpoint, body, hasBody, br, pol.ConnectTimeout, headerBound, st)
 		outcome, notReached, afterSend := classify(ctx, resp, err)
 		if admitted {
 			tk.done(outcome)
 		}
 		if outcome == Failure {
-			g.failures.Inc()
+			st.failures.Inc()
 			br.failures.Inc()
 		}
 		if retries >= r.u.cfg.MaxRetries || !replayable || !(notReached || (afterSend && retryAfterSend)) {
 			return resp, err
 		}
-		next := g.pick(b, target, tried, false)
-		if next == "" {
+		next := sc.next(b, br.endpoint, tried, false)
+		if next == nil {
 			return resp, err
 		}
 		if bo == nil {
@@ -163,8 +218,8 @@ func (r *retrier) roundTrip(req *http.Request, g *group, pol *Policy) (*http.Res
 				return resp, err
 			}
 		}
-		if !g.budget.withdraw() {
-			g.exhausted.Inc()
+		if !st.budget.withdraw() {
+			st.exhausted.Inc()
 			return resp, err
 		}
 		t := time.NewTimer(wait)
@@ -179,10 +234,10 @@ func (r *retrier) roundTrip(req *http.Request, g *group, pol *Policy) (*http.Res
 			_, _ = io.CopyN(io.Discard, resp.Body, 4<<10) // lets the connection be reused
 			resp.Body.Close()
 		}
-		g.retries.Inc()
+		st.retries.Inc()
 		retries++
-		tried = append(tried, target)
-		target = next
+		tried = append(tried, br.endpoint)
+		br = next
 	}
 }
 
@@ -347,7 +402,7 @@ func isReset(err error) bool {
 		strings.Contains(err.Error(), "transport connection broken")
 }
 
-// pick chooses the next endpoint of g, never current when another exists.
+// pick (legacy) chooses the next endpoint of g, never current when another exists.
 // Preference: untried+available, tried+available, untried+unavailable,
 // tried+unavailable, current (only when it is the group's sole endpoint);
 // random among equals. With onlyAvailable it returns "" rather than an

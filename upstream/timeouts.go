@@ -91,7 +91,7 @@ func isConnectTimeout(err error) bool {
 // httptrace hooks: composing those with skipper's own costs a dozen
 // allocations per request.) The attempt counts as in flight on the
 // endpoint until the headers arrive or it fails.
-func (r *retrier) attempt(req *http.Request, target string, body []byte, hasBody bool, br *breaker, connect, header time.Duration, g *group) (*http.Response, error) {
+func (r *retrier) attempt(req *http.Request, target string, body []byte, hasBody bool, br *breaker, connect, header time.Duration, sc *stats) (*http.Response, error) {
 	ctx, cancel := context.WithCancelCause(req.Context())
 	st := &attemptState{Context: ctx, connect: connect, cancel: cancel}
 	a := newAttempt(st, req, target, body, hasBody)
@@ -114,10 +114,10 @@ func (r *retrier) attempt(req *http.Request, target string, body []byte, hasBody
 			resp = nil
 		}
 		err = errResponseHeaderTimeout
-		g.timeouts(timeoutResponseHeader).Inc()
+		sc.timeouts(timeoutResponseHeader).Inc()
 	} else if err != nil && isConnectTimeout(err) {
 		err = errConnectTimeout
-		g.timeouts(timeoutConnect).Inc()
+		sc.timeouts(timeoutConnect).Inc()
 	}
 	if err != nil {
 		cancel(nil)

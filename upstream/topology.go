@@ -3,18 +3,16 @@ package upstream
 import (
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/zalando/skipper/eskip"
 	"github.com/zalando/skipper/routing"
 )
 
-// group is a set of interchangeable endpoints: the endpoints of one or
-// more LB routes with the same endpoint list. Retries stay in a group.
-type group struct {
+// stats is what a retry scope (a backend, or a legacy group) counts: its
+// retry budget and its metric series.
+type stats struct {
 	label     string
-	endpoints []string // sorted "ip:port"
 	budget    *budget
 	requests  prometheus.Counter
 	failures  prometheus.Counter
@@ -23,14 +21,47 @@ type group struct {
 	timedOut  [3]prometheus.Counter // connect, response-header, request
 }
 
-func (g *group) timeouts(kind string) prometheus.Counter {
+func newStats(m *metrics, label string, b *budget) stats {
+	return stats{
+		label:     label,
+		budget:    b,
+		requests:  m.requests.WithLabelValues(label),
+		failures:  m.failures.WithLabelValues(label),
+		retries:   m.retries.WithLabelValues(label),
+		exhausted: m.exhausted.WithLabelValues(label),
+		timedOut: [3]prometheus.Counter{
+			m.timeouts.WithLabelValues(label, timeoutConnect),
+			m.timeouts.WithLabelValues(label, timeoutResponseHeader),
+			m.timeouts.WithLabelValues(label, timeoutRequest),
+		},
+	}
+}
+
+func (s *stats) timeouts(kind string) prometheus.Counter {
 	switch kind {
 	case timeoutConnect:
-		return g.timedOut[0]
+		return s.timedOut[0]
 	case timeoutResponseHeader:
-		return g.timedOut[1]
+		return s.timedOut[1]
 	}
-	return g.timedOut[2]
+	return s.timedOut[2]
+}
+
+// group (legacy: LB routes) is a set of interchangeable endpoints: the
+// endpoints of one or more LB routes with the same endpoint list.
+// Retries stay in a group.
+type group struct {
+	stats
+	endpoints []string // sorted "ip:port"
+}
+
+func (g *group) counters() *stats { return &g.stats }
+
+func (g *group) next(b *Breakers, current string, tried []string, onlyAvailable bool) *breaker {
+	if ep := g.pick(b, current, tried, onlyAvailable); ep != "" {
+		return b.get(ep)
+	}
+	return nil
 }
 
 // topology maps each endpoint to the group a retry may use. An endpoint
@@ -54,26 +85,28 @@ func (t *topology) lookup(endpoint string) *group {
 	return t.departed[endpoint]
 }
 
-// LabelFunc names the group of the routes sharing one endpoint list. It
-// must have low cardinality (e.g. "namespace/service"); the default is
-// the smallest route ID among those routes.
+// LabelFunc (legacy: LB routes) names the group of the routes sharing one
+// endpoint list. It must have low cardinality (e.g. "namespace/service");
+// the default is the smallest route ID among those routes.
 type LabelFunc func(routeIDs []string) string
 
-func defaultLabel(ids []string) string { return ids[0] }
+func defaultGroupLabel(ids []string) string { return ids[0] }
 
-// postProcessor wraps LB algorithms and publishes the topology.
+// postProcessor refuses dynamic routes without a bulkheadBackend filter
+// and (legacy) wraps LB algorithms and publishes the topology.
 type postProcessor struct {
 	u *Upstream
 
-	mu      sync.Mutex // serialises Do; guards budgets and labels
+	// guarded by u.mu, which also serialises Do
 	budgets map[string]*budget
 }
 
 // Do implements routing.PostProcessor. It must run after
 // loadbalancer.NewAlgorithmProvider(), which sets route.LBAlgorithm.
 func (p *postProcessor) Do(routes []*routing.Route) []*routing.Route {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	routes = p.refuseUnchosen(routes)
+	p.u.mu.Lock()
+	defer p.u.mu.Unlock()
 
 	type set struct {
 		endpoints []string
@@ -104,7 +137,7 @@ func (p *postProcessor) Do(routes []*routing.Route) []*routing.Route {
 	groupsOf := map[string][]*group{}
 	for _, s := range sets {
 		slices.Sort(s.ids)
-		label := p.u.cfg.Label(s.ids)
+		label := p.u.cfg.GroupLabel(s.ids)
 		g := p.newGroup(label, s.endpoints, budgets)
 		for _, ep := range s.endpoints {
 			groupsOf[ep] = append(groupsOf[ep], g)
@@ -153,14 +186,48 @@ func (p *postProcessor) Do(routes []*routing.Route) []*routing.Route {
 	p.u.topo.Store(t)
 
 	for label := range p.budgets {
-		if _, ok := budgets[label]; !ok {
+		if _, ok := budgets[label]; !ok && p.u.labels[label] == 0 {
 			p.u.metrics.deleteGroup(label)
 		}
 	}
 	p.budgets = budgets
-	p.u.breakers.Prune(active)
+	p.u.legacyActive = active
+	// The endpoints of backends (SetEndpoints), and those that just left
+	// them, are not this table's to prune.
+	prune := active
+	if len(p.u.refs) > 0 || len(p.u.departed) > 0 {
+		prune = make(map[string]struct{}, len(active)+len(p.u.refs)+len(p.u.departed))
+		for _, m := range []map[string]struct{}{active, p.u.departed} {
+			for ep := range m {
+				prune[ep] = struct{}{}
+			}
+		}
+		for ep := range p.u.refs {
+			prune[ep] = struct{}{}
+		}
+	}
+	p.u.breakers.Prune(prune)
 	p.u.breakers.established.Store(true)
 	return routes
+}
+
+// refuseUnchosen drops every dynamic route that lacks the bulkheadBackend
+// filter: skipper would send its requests wherever the client's Host
+// header says (RefuseUnrouted stops plain requests, but upgrades bypass
+// the round tripper).
+func (p *postProcessor) refuseUnchosen(routes []*routing.Route) []*routing.Route {
+	return slices.DeleteFunc(routes, func(r *routing.Route) bool {
+		if r.BackendType != eskip.DynamicBackend {
+			return false
+		}
+		for _, f := range r.Filters {
+			if f.Name == BackendFilterName {
+				return false
+			}
+		}
+		p.u.log.Error("route dropped: a dynamic route must choose its endpoint with "+BackendFilterName, "route", r.Id)
+		return true
+	})
 }
 
 // setAlgorithm gives an LB route our balancer for the algorithms we
@@ -194,21 +261,7 @@ func (p *postProcessor) newGroup(label string, endpoints []string, budgets map[s
 		}
 		budgets[label] = b
 	}
-	m := p.u.metrics
-	return &group{
-		label:     label,
-		endpoints: endpoints,
-		budget:    b,
-		requests:  m.requests.WithLabelValues(label),
-		failures:  m.failures.WithLabelValues(label),
-		retries:   m.retries.WithLabelValues(label),
-		exhausted: m.exhausted.WithLabelValues(label),
-		timedOut: [3]prometheus.Counter{
-			m.timeouts.WithLabelValues(label, timeoutConnect),
-			m.timeouts.WithLabelValues(label, timeoutResponseHeader),
-			m.timeouts.WithLabelValues(label, timeoutRequest),
-		},
-	}
+	return &group{stats: newStats(p.u.metrics, label, b), endpoints: endpoints}
 }
 
 // lbWrapper steers the route's own algorithm away from endpoints whose

@@ -3,6 +3,7 @@ package upstream
 import (
 	"log/slog"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -23,8 +24,13 @@ type Config struct {
 	// Backoff between attempts: jittered exponential from
 	// InitialBackoff (default 10ms) capped at MaxBackoff (default 50ms).
 	InitialBackoff, MaxBackoff time.Duration
-	// Label names endpoint groups in metrics. Default: smallest route ID.
-	Label LabelFunc
+	// Label names a backend (its SetEndpoints key) in metrics. It must
+	// have low cardinality; backends given the same label share its
+	// series. Default: the key itself.
+	Label func(backendKey string) string
+	// GroupLabel (legacy: LB routes) names endpoint groups in metrics.
+	// Default: smallest route ID.
+	GroupLabel LabelFunc
 	// Defaults is the policy of routes that do not set their own (see
 	// Policy and PolicyFilterName). Unset fields take DefaultPolicy's.
 	Defaults Policy
@@ -36,6 +42,13 @@ type Config struct {
 	// timeouts never chain to 90s of work nobody receives. Negative: none
 	// (the request timeout, if any, still applies).
 	RetryDeadline time.Duration
+	// RefuseUnrouted: an outgoing request for which no bulkhead backend
+	// chose the endpoint (bulkheadBackend filter; legacy: an LB route's
+	// endpoint) is never sent; it is answered 502 and counted
+	// (MetricUnroutedRefused). With skipper's dynamic backend, a request
+	// no filter gave a target would otherwise go to whatever host the
+	// client's Host header names.
+	RefuseUnrouted bool
 }
 
 // DefaultRetryDeadline is Config.RetryDeadline's default.
@@ -62,8 +75,9 @@ var DefaultPolicy = Policy{
 	SlowStart: 0, SlowStartSet: true,
 }
 
-// Upstream holds the state shared by the route post-processor, the LB
-// wrapper and the retrying round tripper. Create one per process.
+// Upstream holds the state shared by the bulkheadBackend filter, the
+// retrying round tripper and (legacy) the route post-processor and its
+// LB wrapper. Create one per process.
 type Upstream struct {
 	cfg      Config
 	metrics  *metrics
@@ -72,6 +86,30 @@ type Upstream struct {
 	pp       *postProcessor
 	policies *policies
 	now      func() time.Time
+	log      *slog.Logger
+
+	// backends maps SetEndpoints keys to backends. The map is immutable:
+	// SetEndpoints replaces it when a backend comes or goes, and swaps
+	// only the endpoint set of a backend that stays.
+	backends atomic.Pointer[map[string]*backend]
+
+	// mu serialises SetEndpoints and the legacy post-processor, and
+	// guards what follows.
+	mu sync.Mutex
+	// refs counts, per endpoint, the backends that list it.
+	refs map[string]int
+	// departed holds the endpoints that left every backend in the last
+	// update: their state is kept one more update (requests balanced on
+	// the previous set may still be on their way to them).
+	departed map[string]struct{}
+	// labels counts the backends per metric label.
+	labels map[string]int
+	// seeded: SetEndpoints was called once; endpoints joining from now on
+	// are new (slow start).
+	seeded bool
+	// legacyActive is the endpoint set of the last legacy LB table.
+	legacyActive map[string]struct{}
+	unwired      sync.Once
 }
 
 // New builds an Upstream registering its metrics on reg (nil: none).
@@ -94,7 +132,10 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Upstream, er
 		cfg.RetryDeadline = DefaultRetryDeadline
 	}
 	if cfg.Label == nil {
-		cfg.Label = defaultLabel
+		cfg.Label = func(key string) string { return key }
+	}
+	if cfg.GroupLabel == nil {
+		cfg.GroupLabel = defaultGroupLabel
 	}
 	cfg.Breaker.defaults()
 	cfg.Budget.defaults()
@@ -107,11 +148,13 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Upstream, er
 	}
 	defaults := cfg.Defaults.effective(DefaultPolicy)
 	defaults.RetryNonIdempotent = false // never a global default
-	u := &Upstream{cfg: cfg, metrics: m, now: time.Now,
-		policies: &policies{defaults: &defaults, log: log}}
+	u := &Upstream{cfg: cfg, metrics: m, now: time.Now, log: log,
+		policies: &policies{defaults: &defaults, log: log},
+		refs:     map[string]int{}, labels: map[string]int{}}
 	u.breakers = newBreakers(cfg.Breaker, m, log)
 	u.pp = &postProcessor{u: u}
 	u.topo.Store(&topology{})
+	u.backends.Store(&map[string]*backend{})
 	return u, nil
 }
 
@@ -120,7 +163,13 @@ func (u *Upstream) Breakers() *Breakers { return u.breakers }
 
 // PostProcessor returns the routing.PostProcessor to append after
 // loadbalancer.NewAlgorithmProvider() in routing.Options.PostProcessors.
+// It drops dynamic routes that do not choose their endpoint with
+// BackendFilterName, and (legacy) gives LB routes our balancer.
 func (u *Upstream) PostProcessor() routing.PostProcessor { return u.pp }
+
+// BackendSpec returns the spec of the BackendFilterName filter; register
+// it with the filter registry.
+func (u *Upstream) BackendSpec() filters.Spec { return backendSpec{u: u} }
 
 // WrapRoundTripper is meant for proxy.Params.CustomHttpRoundTripperWrap.
 // When next is an *http.Transport (skipper's), its dialer is wrapped to

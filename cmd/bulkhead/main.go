@@ -179,7 +179,10 @@ func serve(stop context.Context, cfg config, log *slog.Logger) error {
 	nodeAddrs.connect(routes.SetNodeAddresses)
 	// The upstream resilience layer: per-endpoint breakers and budgeted
 	// retries on another endpoint, keyed by ip:port so they outlive tables.
-	resilience, err := upstream.New(upstream.Config{Label: backendLabel(routes), RetryDeadline: cfg.RetryDeadline, Defaults: upstream.Policy{
+	// Requests that no bulkhead backend chose an endpoint for are refused,
+	// never sent where the client's Host header points (<dynamic>).
+	// Metrics label backends by their key, namespace/service:port.
+	resilience, err := upstream.New(upstream.Config{GroupLabel: backendLabel(routes), RefuseUnrouted: true, RetryDeadline: cfg.RetryDeadline, Defaults: upstream.Policy{
 		ConnectTimeout: cfg.ConnectTimeout, ConnectTimeoutSet: true,
 		ResponseHeaderTimeout: cfg.ResponseHeaderTimeout, ResponseHeaderTimeoutSet: true,
 		RequestTimeout: cfg.RequestTimeout, RequestTimeoutSet: true,
@@ -190,7 +193,7 @@ func serve(stop context.Context, cfg config, log *slog.Logger) error {
 	px := proxy.New(proxy.Options{
 		DataClients:        []skrouting.DataClient{routes},
 		PrepareRequest:     routing.PrepareRequest,
-		Filters:            []filters.Spec{routing.NewRestorePathSpec(), resilience.PolicySpec()},
+		Filters:            []filters.Spec{routing.NewRestorePathSpec(), resilience.PolicySpec(), resilience.BackendSpec()},
 		Predicates:         []skrouting.PredicateSpec{routes.SentinelPredicate()},
 		PostProcessors:     []skrouting.PostProcessor{resilience.PostProcessor(), routes.PostProcessor()},
 		WrapRoundTripper:   resilience.WrapRoundTripper,
@@ -371,25 +374,10 @@ func detectDeadConnections() {
 func endpointView(routes *dataclient.Client, resilience *upstream.Upstream) admin.EndpointSource {
 	return func() []admin.Backend {
 		t, _ := routes.Table()
-		byName := map[string]*admin.Backend{}
-		var order []string
-		seen := map[string]bool{}
-		for _, r := range t.Routes {
-			if r.Service == "" {
-				continue
-			}
-			name := r.Ingress.Namespace + "/" + r.Service + ":" + r.Port
-			be, ok := byName[name]
-			if !ok {
-				be = &admin.Backend{Name: name}
-				byName[name] = be
-				order = append(order, name)
-			}
-			for _, ep := range r.Endpoints {
-				if seen[name+" "+ep.Address] {
-					continue
-				}
-				seen[name+" "+ep.Address] = true
+		out := make([]admin.Backend, 0, len(t.Backends))
+		for _, b := range t.Backends {
+			be := admin.Backend{Name: b.Key.String(), Endpoints: make([]admin.Endpoint, 0, len(b.Endpoints))}
+			for _, ep := range b.Endpoints {
 				st := resilience.Breakers().Snapshot(ep.Address)
 				be.Endpoints = append(be.Endpoints, admin.Endpoint{
 					Address: ep.Address, Ready: ep.Ready, Serving: ep.Serving, Terminating: ep.Terminating,
@@ -397,11 +385,7 @@ func endpointView(routes *dataclient.Client, resilience *upstream.Upstream) admi
 					InFlight: st.InFlight,
 				})
 			}
-		}
-		sort.Strings(order)
-		out := make([]admin.Backend, 0, len(order))
-		for _, name := range order {
-			out = append(out, *byName[name])
+			out = append(out, be)
 		}
 		return out
 	}
