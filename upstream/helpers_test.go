@@ -141,5 +141,82 @@ func eventually(t testing.TB, what string, cond func() bool) {
 // policy filter would.
 func withPolicy(u *Upstream, p Policy) func(*http.Request) {
 	pol := u.policies.intern(p)
-	return func(r *http.Request) { *r = *r.WithContext(&policySlot{Context: r.Context(), pol: pol}) }
+	return func(r *http.Request) { slotOf(r).pol = pol }
+}
+
+// seam is one way a request gets its endpoint and its retry scope: a
+// backend named by the bulkheadBackend filter (SetEndpoints), or a legacy
+// LB route. Tests of the round tripper run over both.
+type seam struct {
+	name string
+	// label is the metric label of the endpoints installed.
+	label string
+	// install makes eps the endpoints (of a backend, or of an LB route).
+	install func(t testing.TB, u *Upstream, eps []string)
+	// wrap is u's round tripper around tr, with, for the backend seam,
+	// the request's endpoint (req.URL.Host) recorded in its slot as the
+	// bulkheadBackend filter records its choice.
+	wrap func(u *Upstream, tr http.RoundTripper) http.RoundTripper
+}
+
+// testBackendKey is the backend of the backend seam.
+const testBackendKey = "default/web:80"
+
+var seams = []seam{
+	{
+		name:  "backend",
+		label: testBackendKey,
+		install: func(_ testing.TB, u *Upstream, eps []string) {
+			u.SetEndpoints(map[string][]string{testBackendKey: eps})
+		},
+		wrap: func(u *Upstream, tr http.RoundTripper) http.RoundTripper {
+			return pinner{u: u, key: testBackendKey, next: u.WrapRoundTripper(tr)}
+		},
+	},
+	{
+		name:  "legacy",
+		label: "route0",
+		install: func(t testing.TB, u *Upstream, eps []string) {
+			lbRoutes(t, u, eps)
+		},
+		wrap: func(u *Upstream, tr http.RoundTripper) http.RoundTripper { return u.WrapRoundTripper(tr) },
+	},
+}
+
+// forSeams runs f once per seam.
+func forSeams(t *testing.T, f func(t *testing.T, s seam)) {
+	for _, s := range seams {
+		t.Run(s.name, func(t *testing.T) { f(t, s) })
+	}
+}
+
+// pinner records in the request's slot the backend key and the endpoint
+// req.URL.Host (when it is one of the backend's), as the bulkheadBackend
+// filter does with the endpoint it chose.
+type pinner struct {
+	u    *Upstream
+	key  string
+	next http.RoundTripper
+}
+
+func (p pinner) RoundTrip(req *http.Request) (*http.Response, error) {
+	if be := (*p.u.backends.Load())[p.key]; be != nil {
+		set := be.set.Load()
+		if i := set.index(req.URL.Host); i >= 0 {
+			s := slotOf(req)
+			s.be, s.ep = be, set.state[i]
+		}
+	}
+	return p.next.RoundTrip(req)
+}
+
+// slotOf returns the request's slot, giving it one (as Handler does) if
+// it has none.
+func slotOf(r *http.Request) *policySlot {
+	if s, ok := r.Context().Value(policyKey{}).(*policySlot); ok {
+		return s
+	}
+	s := &policySlot{Context: r.Context()}
+	*r = *r.WithContext(s)
+	return s
 }
