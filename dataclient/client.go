@@ -31,6 +31,13 @@ type Options struct {
 	SyncTimeout time.Duration
 	// Guard holds back updates that remove too much at once.
 	Guard GuardOptions
+	// Reconnect is what happens when the API server is back after an
+	// outage: ReconnectResume (the default) or ReconnectRestart.
+	Reconnect string
+	// RelistSpread is the window within which a router relists after an
+	// outage, at a moment of its own drawn at random (resume mode). Zero:
+	// no spread. Watches that can resume do so at once.
+	RelistSpread time.Duration
 	// Heartbeat is how often a connected client checks that the API
 	// server is still there. Zero: 5 s.
 	Heartbeat time.Duration
@@ -75,6 +82,7 @@ type Client struct {
 	lost    chan struct{} // size 1: the watch reported an error
 	confirm chan struct{} // size 1: an operator confirmed a held update
 	guard   *guard        // used by the rebuild goroutine only
+	gate    *gate         // between the informers and the API server
 
 	mu          sync.Mutex
 	watch       *watcher // nil until Run
@@ -123,6 +131,9 @@ func New(o Options) *Client {
 	if o.Heartbeat == 0 {
 		o.Heartbeat = 5 * time.Second
 	}
+	if o.Reconnect == "" {
+		o.Reconnect = ReconnectResume
+	}
 	o.Guard = o.Guard.withDefaults()
 	conn := o.Connector
 	if conn == nil {
@@ -143,6 +154,7 @@ func New(o Options) *Client {
 		guard:    newGuard(o.Guard),
 	}
 	c.metrics = newMetrics(o.Registerer, c)
+	c.gate = newGate(o.Reconnect == ReconnectResume, o.RelistSpread, c.metrics, c.noteLost)
 	return c
 }
 
@@ -154,9 +166,10 @@ func (c *Client) Name() string { return "kubernetes" }
 // At start it waits for the informers to sync. If the API server does not
 // answer, or does not sync within SyncTimeout, it serves the stored table
 // (if there is one) and keeps trying. A lost connection never touches the
-// table; when the API server is back after an outage, the informers are
-// restarted on fresh connections rather than left to client-go's reflector
-// backoff, which grows to 30 s.
+// table; when the API server is back after an outage, the watches resume
+// or relist (spread in time) through the gate (resume mode), or the
+// informers are restarted on fresh connections (restart mode); in neither
+// is anything left to client-go's reflector backoff, which grows to 30 s.
 func (c *Client) Run(ctx context.Context) error {
 	go c.supervise(ctx)
 	if err := c.startWatcher(ctx); err != nil {

@@ -12,20 +12,26 @@ import (
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/transport"
 )
 
 // Connector gives the data client its connections to the API server.
 type Connector interface {
-	// NewClient returns a client on fresh connections: after an outage
-	// the informers are restarted on new ones, so nothing is left waiting
-	// on a connection that died silently.
-	NewClient() (kubernetes.Interface, error)
+	// NewClient returns a client on connections of its own (not shared
+	// with other clients), its transport and dialer wrapped by hooks.
+	NewClient(hooks ClientHooks) (kubernetes.Interface, error)
 	// Probe checks, quickly, that the API server is ready to serve.
 	Probe(ctx context.Context) error
 	// Alive is the cheap heartbeat while connected: does the API server
 	// answer at all? (client-go retries refused watch connections quietly,
 	// so a dead server is otherwise noticed only by its silence.)
 	Alive(ctx context.Context) error
+}
+
+// ClientHooks wrap a new client's transport and dialer; nil: none.
+type ClientHooks struct {
+	WrapTransport func(http.RoundTripper) http.RoundTripper
+	WrapDial      func(DialFunc) DialFunc
 }
 
 // RESTConnector connects with a rest.Config. Use NewRESTConnector.
@@ -52,10 +58,17 @@ var _ Connector = (*RESTConnector)(nil)
 // NewClient builds a clientset with its own transport. client-go shares one
 // transport among clients of equal configuration; a dial function of our
 // own (a new one per call) opts out of that sharing.
-func (c *RESTConnector) NewClient() (kubernetes.Interface, error) {
+func (c *RESTConnector) NewClient(hooks ClientHooks) (kubernetes.Interface, error) {
 	cfg := rest.CopyConfig(c.config)
 	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
-	cfg.Dial = dialer.DialContext
+	dial := DialFunc(dialer.DialContext)
+	if hooks.WrapDial != nil {
+		dial = hooks.WrapDial(dial)
+	}
+	cfg.Dial = dial
+	if hooks.WrapTransport != nil {
+		cfg.WrapTransport = transport.Wrappers(cfg.WrapTransport, hooks.WrapTransport)
+	}
 	return kubernetes.NewForConfig(cfg)
 }
 
@@ -121,7 +134,7 @@ type staticConnector struct {
 	probe  func(context.Context) error
 }
 
-func (s staticConnector) NewClient() (kubernetes.Interface, error) { return s.client, nil }
+func (s staticConnector) NewClient(ClientHooks) (kubernetes.Interface, error) { return s.client, nil }
 
 func (s staticConnector) Probe(ctx context.Context) error {
 	if s.probe == nil {

@@ -20,6 +20,8 @@ const (
 	MetricConnected          = "bulkhead_apiserver_connected"
 	MetricLastSync           = "bulkhead_apiserver_last_sync_timestamp_seconds"
 	MetricReconnects         = "bulkhead_apiserver_reconnects_total"
+	MetricRelists            = "bulkhead_apiserver_relists_total"
+	MetricResumes            = "bulkhead_apiserver_watch_resumes_total"
 	MetricTableSource        = "bulkhead_table_source"
 	MetricSnapshotAge        = "bulkhead_table_snapshot_age_seconds"
 	MetricGuardHolding       = "bulkhead_deletion_guard_holding"
@@ -39,6 +41,8 @@ type metrics struct {
 	connected   prometheus.Gauge
 	lastSync    prometheus.Gauge
 	reconnects  prometheus.Counter
+	relists     *prometheus.CounterVec
+	resumes     *prometheus.CounterVec
 	source      *prometheus.GaugeVec
 	holding     prometheus.Gauge
 	holds       prometheus.Counter
@@ -62,10 +66,14 @@ func newMetrics(reg prometheus.Registerer, c *Client) *metrics {
 			Help: "Watch events received, by kind and event (add, update, delete)."}, []string{"kind", "event"}),
 		synced: prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricSynced, Help: "1 once the informer caches have synced for the first time."}),
 		connected: prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricConnected,
-			Help: "1 while the API server is reachable and the informers are synced; 0 during an outage (the table keeps serving)."}),
+			Help: "1 while the API server is reachable and the informers are synced (after an outage: once it answers again; relists may still be waiting for their moment); 0 during an outage (the table keeps serving)."}),
 		lastSync: prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricLastSync, Help: "Unix time of the last successful (re)sync with the API server."}),
 		reconnects: prometheus.NewCounter(prometheus.CounterOpts{Name: MetricReconnects,
-			Help: "Times the informers were restarted on fresh connections after an API server outage."}),
+			Help: "Times the API server was regained after an outage (resume mode: watches resumed or relisted; restart mode: informers restarted on fresh connections)."}),
+		relists: prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricRelists,
+			Help: "Full lists of a resource sent to the API server (a LIST, or a streaming watch-list), the first one at start included."}, []string{"resource"}),
+		resumes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricResumes,
+			Help: "Watches of a resource started from a known resourceVersion (no list); the server may refuse one as too old (410), and a relist follows."}, []string{"resource"}),
 		source: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: MetricTableSource,
 			Help: "1 for where the serving table came from: apiserver, or snapshot (the stored last-known-good table)."}, []string{"source"}),
 		holding: prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricGuardHolding,
@@ -87,7 +95,7 @@ func newMetrics(reg prometheus.Registerer, c *Client) *metrics {
 	})
 	if reg != nil {
 		reg.MustRegister(m.routes, m.problems, m.rebuild, m.lastUpdate, m.convergence, m.events, m.synced,
-			m.connected, m.lastSync, m.reconnects, m.source, m.holding, m.holds, m.heldObjects, m.released, snapshotAge)
+			m.connected, m.lastSync, m.reconnects, m.relists, m.resumes, m.source, m.holding, m.holds, m.heldObjects, m.released, snapshotAge)
 	}
 	return m
 }

@@ -95,7 +95,7 @@ func (c *Client) startWatcher(ctx context.Context) error {
 }
 
 func (c *Client) newStartedWatcher(ctx context.Context) (*watcher, context.CancelFunc, error) {
-	client, err := c.conn.NewClient()
+	client, err := c.conn.NewClient(c.gate.hooks())
 	if err != nil {
 		return nil, nil, fmt.Errorf("kubernetes client: %w", err)
 	}
@@ -121,10 +121,13 @@ func (c *Client) install(w *watcher, stop context.CancelFunc) {
 // reconnectSyncTimeout bounds the relist of restarted informers.
 const reconnectSyncTimeout = time.Minute
 
-// supervise restarts the informers on fresh connections when the API
-// server is back after an outage. Probes back off (jittered, capped at 2 s)
-// while it is away, so its return is noticed within about 2 s; client-go's
-// own reflector backoff would wait up to 30 s.
+// supervise notices a lost API server and handles its return. Probes back
+// off (jittered, capped at 2 s) while it is away, so its return is noticed
+// within about 2 s; client-go's own reflector backoff would wait up to 30 s.
+// In resume mode the informers are kept: the gate holds their requests
+// while the server is away and lets them go when it is back (relists at a
+// random moment within RelistSpread). In restart mode new informers are
+// started on fresh connections and installed once synced.
 func (c *Client) supervise(ctx context.Context) {
 	heartbeat := time.NewTicker(c.o.Heartbeat)
 	defer heartbeat.Stop()
@@ -148,8 +151,12 @@ func (c *Client) supervise(ctx context.Context) {
 		if !ok {
 			return
 		}
-		if failures == 0 && c.isConnected() {
+		if failures == 0 && c.isConnected() && !c.gate.isClosed() {
 			continue // the watch failed but the server answers: client-go retries at once
+		}
+		if c.o.Reconnect == ReconnectResume {
+			c.resume(ctx)
+			continue
 		}
 		w, stop, err := c.newStartedWatcher(ctx)
 		if err == nil {
@@ -176,6 +183,30 @@ func (c *Client) supervise(ctx context.Context) {
 	}
 }
 
+// resume lets the kept informers reach the API server again: watches
+// resume from their resourceVersion at once (the server answers 410 Gone
+// when it no longer has that history, as a restarted kube-apiserver does),
+// and relists wait for this router's random moment within RelistSpread.
+// The table is untouched until a relist has completed: the reflector
+// replaces an informer's cache only with a full list, and what that list
+// no longer finds reaches the deletion guard as unannounced (a tombstone).
+func (c *Client) resume(ctx context.Context) {
+	delay := c.gate.relistDelay()
+	c.gate.open(delay)
+	w := c.currentWatcher()
+	if !w.hasSynced() {
+		// Never synced (the server was away at start): initialSync waits
+		// for the first listing and reports it.
+		c.log.Info("API server answers; listing", "relist_delay", delay.Round(time.Millisecond))
+		return
+	}
+	outage := c.setConnected(true, "")
+	c.metrics.reconnects.Inc()
+	c.log.Info("reconnected to the API server; watches resume where it allows, otherwise relist after this router's delay",
+		"outage", outage.Round(time.Millisecond), "relist_delay", delay.Round(time.Millisecond))
+	c.signal()
+}
+
 // probeUntilUp probes with backoff until the API server answers, and
 // returns how many probes failed; false if ctx ended.
 func (c *Client) probeUntilUp(ctx context.Context) (int, bool) {
@@ -197,6 +228,7 @@ func (c *Client) probeUntilUp(ctx context.Context) (int, bool) {
 		}
 		failures++
 		if failures == 1 {
+			c.gate.close() // hold the informers' requests rather than fail them
 			c.setConnected(false, err.Error())
 		}
 		select {

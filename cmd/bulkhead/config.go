@@ -39,6 +39,8 @@ type config struct {
 	NodeName       string
 	WatchNode      bool
 	SyncTimeout    time.Duration
+	Reconnect      string
+	RelistSpread   time.Duration
 	GuardShare     float64
 	GuardHold      time.Duration
 	GuardMin       int
@@ -82,6 +84,8 @@ func parseConfig(args []string, out io.Writer) (config, error) {
 	fs.StringVar(&c.ElectionID, "election-id", "bulkhead-ingress-status", "name of that Lease")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&c.Reconnect, "apiserver-reconnect", "resume", "when the API server is back after an outage: resume (keep the informers; watches resume where the server still has their history, else relist at a random moment within -apiserver-relist-spread) or restart (new informers on fresh connections at once, a full list from every router within about 2 s; kept for comparison)")
+	fs.DurationVar(&c.RelistSpread, "apiserver-relist-spread", 5*time.Second, "after an outage, each router relists at a moment of its own drawn at random within this window, so a fleet does not list everything at once; 0: at once")
 	fs.DurationVar(&c.SyncTimeout, "sync-timeout", 5*time.Second, "at start, how long to wait for the API server before serving the stored last-known-good table (an API server that does not answer at all is not waited for)")
 	fs.Float64Var(&c.GuardShare, "deletion-guard-share", 0.5, "removing more than this share of the served Ingresses, or of the Services in use, within the window may be held (see -deletion-guard-min-objects); 1 disables the guard")
 	fs.IntVar(&c.GuardMin, "deletion-guard-min-objects", 3, "deletions the API server announced are held only when at least this many objects of one kind go within the window (removals nobody announced, as after a relist, need no minimum)")
@@ -157,6 +161,12 @@ func (c config) validate() error {
 	}
 	if c.SyncTimeout <= 0 {
 		return fmt.Errorf("-sync-timeout %s: must be positive", c.SyncTimeout)
+	}
+	if c.Reconnect != "resume" && c.Reconnect != "restart" {
+		return fmt.Errorf("-apiserver-reconnect %q: want resume or restart", c.Reconnect)
+	}
+	if c.RelistSpread < 0 {
+		return fmt.Errorf("-apiserver-relist-spread %s: must not be negative", c.RelistSpread)
 	}
 	if c.GuardShare <= 0 || c.GuardShare > 1 {
 		return fmt.Errorf("-deletion-guard-share %v: want a share above 0 and at most 1", c.GuardShare)

@@ -170,6 +170,7 @@ func serve(stop context.Context, cfg config, log *slog.Logger) error {
 		Translate:   routing.Options{ControllerName: cfg.ControllerName, SelfAddresses: localAddresses(log)},
 		Store:       store,
 		SyncTimeout: cfg.SyncTimeout,
+		Reconnect:   cfg.Reconnect, RelistSpread: cfg.RelistSpread,
 		Guard: dataclient.GuardOptions{MaxRemovalShare: cfg.GuardShare, MinObjects: cfg.GuardMin,
 			Window: cfg.GuardWindow, HoldPeriod: cfg.GuardHold},
 		Log:        log.With(logging.KeyComponent, "dataclient"),
