@@ -141,8 +141,12 @@ func origin(rt routing.Route) string {
 	if rt.DefaultBackend {
 		what = "defaultBackend"
 	}
-	return fmt.Sprintf("ingress %s: %s -> service %s port %s, %d endpoints",
-		rt.Ingress, what, rt.Service, rt.Port, len(rt.Endpoints))
+	if rt.Backend.IsZero() {
+		return fmt.Sprintf("ingress %s: %s -> service %s port %s, unusable (503; see /problems)",
+			rt.Ingress, what, rt.Service, rt.Port)
+	}
+	return fmt.Sprintf("ingress %s: %s -> service %s port %s, backend %s (endpoints: /endpoints)",
+		rt.Ingress, what, rt.Service, rt.Port, rt.Backend)
 }
 
 func serveProblems(w http.ResponseWriter, r *http.Request, source TableSource) {

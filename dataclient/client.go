@@ -52,6 +52,11 @@ type Options struct {
 	// MaxDelay bounds the hold-off under a continuous stream of changes.
 	// Zero: 100 ms.
 	MaxDelay time.Duration
+	// Endpoints receives the endpoints of the backends routes name, before
+	// skipper gets the routes, and whenever they change. Nil: nobody (the
+	// routes then answer 503 wherever the upstream layer does not know
+	// their backend).
+	Endpoints EndpointSink
 	// OnTable, if set, is called from the rebuild goroutine with every
 	// applied table (the status writer follows it). It must not block long.
 	OnTable func(routing.Table)
@@ -63,6 +68,14 @@ type TableStore interface {
 	Load() (routing.Table, time.Time, error)
 	// Offer hands over a newly applied table; it must not block.
 	Offer(routing.Table)
+}
+
+// EndpointSink is the upstream layer, which holds the live endpoint set of
+// every backend beside the route table (upstream.Upstream).
+type EndpointSink interface {
+	// SetEndpoints replaces the endpoints ("ip:port") of the backends
+	// named by the keys ("namespace/service:port"); nil removes one.
+	SetEndpoints(update map[string][]string)
 }
 
 // Where the applied table came from.
@@ -93,12 +106,14 @@ type Client struct {
 	delivered   *published    // what skipper has been given
 	undelivered []time.Time   // change times in tables not yet given to skipper
 	inFlight    map[uint64][]time.Time
-	holdView    []HeldObject // what the guard holds, for Status; nil when nothing
+	unusedAfter map[uint64][]string // backends to drop once this route version is live
+	holdView    []HeldObject        // what the guard holds, for Status; nil when nothing
 	api         connState
 	closed      chan struct{}
 	closeOnce   sync.Once
 	lastProbs   []routing.Problem
 	nodeAddrs   []netip.Addr // set by SetNodeAddresses; nil: o.Translate's
+	fullRebuild bool         // the options changed: the next rebuild translates everything
 }
 
 var (
@@ -140,18 +155,19 @@ func New(o Options) *Client {
 		conn = staticConnector{client: o.Client}
 	}
 	c := &Client{
-		o:        o,
-		log:      o.Log,
-		conn:     conn,
-		changed:  make(chan struct{}, 1),
-		lost:     make(chan struct{}, 1),
-		confirm:  make(chan struct{}, 1),
-		newTable: make(chan struct{}),
-		inFlight: map[uint64][]time.Time{},
-		closed:   make(chan struct{}),
-		api:      connState{since: time.Now()},
-		watchGen: make(chan struct{}),
-		guard:    newGuard(o.Guard),
+		o:           o,
+		log:         o.Log,
+		conn:        conn,
+		changed:     make(chan struct{}, 1),
+		lost:        make(chan struct{}, 1),
+		confirm:     make(chan struct{}, 1),
+		newTable:    make(chan struct{}),
+		inFlight:    map[uint64][]time.Time{},
+		unusedAfter: map[uint64][]string{},
+		closed:      make(chan struct{}),
+		api:         connState{since: time.Now()},
+		watchGen:    make(chan struct{}),
+		guard:       newGuard(o.Guard),
 	}
 	c.metrics = newMetrics(o.Registerer, c)
 	c.gate = newGate(o.Reconnect == ReconnectResume, o.RelistSpread, c.metrics, c.noteLost)

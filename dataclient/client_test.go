@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -56,8 +57,43 @@ func ingress(name, host, svc string) *networkingv1.Ingress {
 	}
 }
 
+// sink records what the client hands to the upstream layer.
+type sink struct {
+	mu      sync.Mutex
+	current map[string][]string
+	calls   int
+}
+
+func (s *sink) SetEndpoints(update map[string][]string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.current == nil {
+		s.current = map[string][]string{}
+	}
+	for k, v := range update {
+		if v == nil {
+			delete(s.current, k)
+		} else {
+			s.current[k] = slices.Clone(v)
+		}
+	}
+	s.calls++
+}
+
+func (s *sink) get(key string) ([]string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.current[key]
+	return v, ok
+}
+
 // started runs a Client on a fake clientset holding objs.
 func started(t *testing.T, objs ...any) (*Client, *fake.Clientset, *prometheus.Registry) {
+	c, cs, reg, _ := startedWithSink(t, objs...)
+	return c, cs, reg
+}
+
+func startedWithSink(t *testing.T, objs ...any) (*Client, *fake.Clientset, *prometheus.Registry, *sink) {
 	t.Helper()
 	var runtimeObjs []any = objs
 	cs := fake.NewClientset()
@@ -79,12 +115,13 @@ func started(t *testing.T, objs ...any) (*Client, *fake.Clientset, *prometheus.R
 		}
 	}
 	reg := prometheus.NewRegistry()
-	c := New(Options{Client: cs, Registerer: reg, HoldOff: time.Millisecond, MaxDelay: 5 * time.Millisecond})
+	sk := &sink{}
+	c := New(Options{Client: cs, Registerer: reg, HoldOff: time.Millisecond, MaxDelay: 5 * time.Millisecond, Endpoints: sk})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { c.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); c.Close(); <-done })
-	return c, cs, reg
+	return c, cs, reg, sk
 }
 
 // awaitLoadAll polls LoadAll until it stops returning the not-synced error.
@@ -133,11 +170,14 @@ func TestEmptyClusterGivesEmptyTableNotError(t *testing.T) {
 }
 
 func TestLoadUpdateReturnsOnlyChanges(t *testing.T) {
-	c, cs, reg := started(t, ingressClass(), service("a"), slice("a", "10.0.0.1"), service("b"), slice("b", "10.0.0.2"),
+	c, cs, reg, sk := startedWithSink(t, ingressClass(), service("a"), slice("a", "10.0.0.1"), service("b"), slice("b", "10.0.0.2"),
 		ingress("a", "a.example", "a"), ingress("b", "b.example", "b"))
 	all := awaitLoadAll(t, c)
 	if got := ids(all); len(got) != 2 {
 		t.Fatalf("initial routes: %v", got)
+	}
+	if eps, _ := sk.get("ns/a:80"); !slices.Equal(eps, []string{"10.0.0.1:8080"}) {
+		t.Fatalf("endpoints of ns/a:80 with the first table: %v", eps)
 	}
 	var routeB string
 	for _, id := range ids(all) {
@@ -146,25 +186,74 @@ func TestLoadUpdateReturnsOnlyChanges(t *testing.T) {
 		}
 	}
 
-	// An endpoint change of service a changes route a only.
+	// An endpoint change of service a goes to the upstream layer alone: no
+	// route changes, skipper gets no table.
+	routeUpdates := testutil.ToFloat64(c.metrics.routeUpdates)
+	full := testutil.ToFloat64(c.metrics.rebuilds.WithLabelValues("full"))
 	if _, err := cs.DiscoveryV1().EndpointSlices("ns").Update(context.Background(), slice("a", "10.0.0.1", "10.0.0.3"), metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	changed, deleted := awaitUpdate(t, c)
-	if got := ids(changed); len(got) != 1 || strings.Contains(got[0], "__b__") || len(deleted) != 0 {
-		t.Fatalf("after an endpoint change of a: changed %v deleted %v", got, deleted)
+	await(t, "the new endpoint of ns/a:80", func() bool {
+		eps, _ := sk.get("ns/a:80")
+		return slices.Equal(eps, []string{"10.0.0.1:8080", "10.0.0.3:8080"})
+	})
+	if changed, deleted, _ := c.LoadUpdate(); len(ids(changed)) != 0 || len(deleted) != 0 {
+		t.Fatalf("an endpoint change gave skipper routes: changed %v deleted %v", ids(changed), deleted)
 	}
-	if !strings.Contains(changed[0].String(), "10.0.0.3") {
-		t.Fatalf("changed route lacks the new endpoint: %s", changed[0])
+	if v := testutil.ToFloat64(c.metrics.routeUpdates); v != routeUpdates {
+		t.Fatalf("%s went from %v to %v on an endpoint change", MetricRouteUpdates, routeUpdates, v)
+	}
+	if v := testutil.ToFloat64(c.metrics.rebuilds.WithLabelValues("full")); v != full {
+		t.Fatalf("an endpoint change translated everything (%s{kind=full} %v -> %v)", MetricRebuilds, full, v)
+	}
+	if v := testutil.ToFloat64(c.metrics.rebuilds.WithLabelValues("endpoints")); v != 1 {
+		t.Fatalf("%s{kind=endpoints} = %v, want 1", MetricRebuilds, v)
 	}
 
-	// Deleting Ingress b deletes its route and changes nothing else.
+	if eps, _ := sk.get("ns/b:80"); !slices.Equal(eps, []string{"10.0.0.2:8080"}) {
+		t.Fatalf("endpoints of ns/b:80 after a's change: %v", eps)
+	}
+
+	// Slices of a Service no route uses cost a cache update and nothing
+	// else; a Service losing its last endpoint is the guard's call, on a
+	// full rebuild.
+	unused := slice("unused", "10.0.0.9")
+	if _, err := cs.DiscoveryV1().EndpointSlices("ns").Create(context.Background(), unused, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	await(t, "the unused slice in the cache", func() bool {
+		return testutil.ToFloat64(c.metrics.events.WithLabelValues("EndpointSlice", "add")) >= 3
+	})
+	if _, err := cs.DiscoveryV1().EndpointSlices("ns").Update(context.Background(), slice("b"), metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	await(t, "ns/b:80 without endpoints", func() bool { eps, _ := sk.get("ns/b:80"); return len(eps) == 0 })
+	if v := testutil.ToFloat64(c.metrics.rebuilds.WithLabelValues("full")); v != full+1 {
+		t.Fatalf("the last endpoint of ns/b:80 left without a full rebuild (%s{kind=full} %v -> %v)", MetricRebuilds, full, v)
+	}
+	if v := testutil.ToFloat64(c.metrics.rebuilds.WithLabelValues("endpoints")); v != 1 {
+		t.Fatalf("%s{kind=endpoints} = %v after an unused Service's slice, want still 1", MetricRebuilds, v)
+	}
+
+	// Deleting Ingress b deletes its route and changes nothing else; its
+	// backend leaves the upstream layer once skipper has installed the
+	// table without the route (the sentinel reports it).
 	if err := cs.NetworkingV1().Ingresses("ns").Delete(context.Background(), "b", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	changed, deleted = awaitUpdate(t, c)
+	changed, deleted := awaitUpdate(t, c)
 	if len(ids(changed)) != 0 || !slices.Equal(deleted, []string{routeB}) {
 		t.Fatalf("after deleting b: changed %v deleted %v", ids(changed), deleted)
+	}
+	if _, ok := sk.get("ns/b:80"); !ok {
+		t.Fatal("ns/b:80 left the upstream layer before skipper installed the table without its route")
+	}
+	c.mu.Lock()
+	version := c.current.version
+	c.mu.Unlock()
+	c.tableLive(version)
+	if _, ok := sk.get("ns/b:80"); ok {
+		t.Fatal("ns/b:80 still in the upstream layer after the table without its route went live")
 	}
 	if v := testutil.ToFloat64(c.metrics.routes); v != 1 {
 		t.Errorf("%s = %v", MetricRoutes, v)

@@ -130,8 +130,10 @@ type heldObject struct {
 	service *corev1.Service
 	slices  []*discoveryv1.EndpointSlice
 	// routes are the served routes it kept: an Ingress's own, or those of a
-	// Service's users that had endpoints.
-	routes []routing.Route
+	// Service's users that had endpoints; backends the endpoints they were
+	// served with.
+	routes   []routing.Route
+	backends []routing.Backend
 }
 
 // guardWindow is one burst of removals, judged against what was served
@@ -389,9 +391,16 @@ func (g *guard) capture(in guardInput, ref objectRef) *heldObject {
 	h := &heldObject{ref: ref}
 	switch ref.Kind {
 	case kindIngress:
+		keys := map[routing.BackendKey]bool{}
 		for _, rt := range in.served.Routes {
 			if ingressRef(rt.Ingress) == ref {
 				h.routes = append(h.routes, rt)
+				keys[rt.Backend] = true
+			}
+		}
+		for _, b := range in.served.Backends {
+			if keys[b.Key] {
+				h.backends = append(h.backends, b)
 			}
 		}
 		if s := in.servedSnap; s != nil {
@@ -404,8 +413,15 @@ func (g *guard) capture(in guardInput, ref objectRef) *heldObject {
 			}
 		}
 	case kindService:
+		keys := map[routing.BackendKey]bool{}
+		for _, b := range in.served.Backends {
+			if serviceRef(b.Key.Namespace, b.Key.Service) == ref && len(b.Endpoints) > 0 {
+				h.backends = append(h.backends, b)
+				keys[b.Key] = true
+			}
+		}
 		for _, rt := range in.served.Routes {
-			if serviceRef(rt.Ingress.Namespace, rt.Service) == ref && len(rt.Endpoints) > 0 {
+			if keys[rt.Backend] {
 				h.routes = append(h.routes, rt)
 			}
 		}
@@ -425,12 +441,13 @@ func (g *guard) capture(in guardInput, ref objectRef) *heldObject {
 	return h
 }
 
-// servicesWithEndpoints are the Services that routes of t send to.
+// servicesWithEndpoints are the Services that routes of t send to: those
+// of its backends (each named by a route) with endpoints.
 func servicesWithEndpoints(t routing.Table) map[objectRef]bool {
 	out := map[objectRef]bool{}
-	for _, rt := range t.Routes {
-		if rt.Service != "" && len(rt.Endpoints) > 0 {
-			out[serviceRef(rt.Ingress.Namespace, rt.Service)] = true
+	for _, b := range t.Backends {
+		if len(b.Endpoints) > 0 {
+			out[serviceRef(b.Key.Namespace, b.Key.Service)] = true
 		}
 	}
 	return out
@@ -530,11 +547,11 @@ func (g *guard) overlay(live *routing.Snapshot) *routing.Snapshot {
 	return &eff
 }
 
-// keepRoutes adds, to a table translated from the overlay, the held routes
-// that could not be rebuilt from objects (the served table came from disk):
-// a held Ingress's routes as they were, unless a live route now matches
-// the same requests; a held Service's routes as they were, where the new
-// route has no endpoints.
+// keepRoutes adds, to a table translated from the overlay, what of the
+// held objects could not be rebuilt from objects (the served table came
+// from disk): a held Ingress's routes as they were, with their backends'
+// endpoints, unless a live route now matches the same requests; a held
+// Service's endpoints as they were, where its backend now has none.
 func (g *guard) keepRoutes(t routing.Table) routing.Table {
 	var ingresses, services []*heldObject
 	for _, h := range g.heldList() {
@@ -549,20 +566,26 @@ func (g *guard) keepRoutes(t routing.Table) routing.Table {
 		return t
 	}
 	routes := slices.Clone(t.Routes)
+	backends := slices.Clone(t.Backends)
 	byID := make(map[string]int, len(routes))
 	matches := make(map[string]bool, len(routes))
 	for i, rt := range routes {
 		byID[rt.Eskip.Id] = i
 		matches[matchKey(rt)] = true
 	}
+	backendAt := make(map[routing.BackendKey]int, len(backends))
+	for i, b := range backends {
+		backendAt[b.Key] = i
+	}
 	for _, h := range services {
-		for _, old := range h.routes {
-			if i, ok := byID[old.Eskip.Id]; ok && len(routes[i].Endpoints) == 0 {
-				routes[i] = old
+		for _, old := range h.backends {
+			if i, ok := backendAt[old.Key]; ok && len(backends[i].Endpoints) == 0 {
+				backends[i] = old
 			}
 		}
 	}
 	for _, h := range ingresses {
+		kept := map[routing.BackendKey]bool{}
 		for _, old := range h.routes {
 			if _, ok := byID[old.Eskip.Id]; ok || matches[matchKey(old)] {
 				continue
@@ -570,10 +593,19 @@ func (g *guard) keepRoutes(t routing.Table) routing.Table {
 			byID[old.Eskip.Id] = len(routes)
 			matches[matchKey(old)] = true
 			routes = append(routes, old)
+			kept[old.Backend] = true
+		}
+		for _, old := range h.backends {
+			if _, ok := backendAt[old.Key]; !ok && kept[old.Key] {
+				backendAt[old.Key] = len(backends)
+				backends = append(backends, old)
+			}
 		}
 	}
 	slices.SortFunc(routes, func(a, b routing.Route) int { return cmp.Compare(a.Eskip.Id, b.Eskip.Id) })
+	slices.SortFunc(backends, func(a, b routing.Backend) int { return routing.CompareBackendKeys(a.Key, b.Key) })
 	t.Routes = routes
+	t.Backends = backends
 	return t
 }
 

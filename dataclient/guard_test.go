@@ -140,7 +140,8 @@ func (w *world) after(d time.Duration) *world { w.now = w.now.Add(d); return w }
 func (w *world) endpoints(host string) int {
 	for _, rt := range w.served.Routes {
 		if rt.Host == host && rt.Path == "/" {
-			return len(rt.Endpoints)
+			b, _ := w.served.Backend(rt.Backend)
+			return len(b.Endpoints)
 		}
 	}
 	return -1

@@ -28,6 +28,9 @@ const (
 	MetricGuardHolds         = "bulkhead_deletion_guard_holds_total"
 	MetricGuardHeldObjects   = "bulkhead_deletion_guard_held_objects"
 	MetricGuardReleased      = "bulkhead_deletion_guard_released_total"
+	MetricEndpointUpdates    = "bulkhead_backend_endpoint_updates_total"
+	MetricRouteUpdates       = "bulkhead_route_updates_total"
+	MetricRebuilds           = "bulkhead_rebuilds_total"
 )
 
 type metrics struct {
@@ -48,6 +51,15 @@ type metrics struct {
 	holds       prometheus.Counter
 	heldObjects *prometheus.GaugeVec
 	released    *prometheus.CounterVec
+	// endpointUpdates counts backends whose endpoints went to the
+	// upstream layer; routeUpdates the route tables given to skipper
+	// (each one rebuilds skipper's matcher, which an endpoint change must
+	// never do).
+	endpointUpdates prometheus.Counter
+	routeUpdates    prometheus.Counter
+	// rebuilds counts rebuilds by kind: full (translation of everything)
+	// or endpoints (the endpoints of the Services whose slices changed).
+	rebuilds *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, c *Client) *metrics {
@@ -84,6 +96,12 @@ func newMetrics(reg prometheus.Registerer, c *Client) *metrics {
 			Help: "Objects whose removal the deletion guard holds, by kind (Ingress; Service: its endpoints)."}, []string{"kind"}),
 		released: prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricGuardReleased,
 			Help: "Held objects no longer held, by why: expired (hold period over, removal applied), confirmed (by an operator, applied), back (the object returned)."}, []string{"why"}),
+		endpointUpdates: prometheus.NewCounter(prometheus.CounterOpts{Name: MetricEndpointUpdates,
+			Help: "Backends whose endpoint list was handed to the upstream layer (no route table change)."}),
+		rebuilds: prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricRebuilds,
+			Help: "Rebuilds by kind: full (every Ingress translated) or endpoints (only the endpoints of Services whose EndpointSlices changed)."}, []string{"kind"}),
+		routeUpdates: prometheus.NewCounter(prometheus.CounterOpts{Name: MetricRouteUpdates,
+			Help: "Route tables handed to skipper (each rebuilds its matcher); endpoint changes alone never cause one."}),
 	}
 	snapshotAge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: MetricSnapshotAge,
 		Help: "Age of the stored table being served; 0 when the table comes from the API server."}, func() float64 {
@@ -95,7 +113,8 @@ func newMetrics(reg prometheus.Registerer, c *Client) *metrics {
 	})
 	if reg != nil {
 		reg.MustRegister(m.routes, m.problems, m.rebuild, m.lastUpdate, m.convergence, m.events, m.synced,
-			m.connected, m.lastSync, m.reconnects, m.relists, m.resumes, m.source, m.holding, m.holds, m.heldObjects, m.released, snapshotAge)
+			m.connected, m.lastSync, m.reconnects, m.relists, m.resumes, m.source, m.holding, m.holds, m.heldObjects, m.released, snapshotAge,
+			m.endpointUpdates, m.routeUpdates, m.rebuilds)
 	}
 	return m
 }

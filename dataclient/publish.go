@@ -9,9 +9,11 @@ import (
 	"github.com/bulkhead-router/bulkhead/routing"
 )
 
-// published is one applied table; immutable once made.
+// published is one applied table; immutable once made. Tables that differ
+// only in their endpoints share the routes, their version and the
+// sentinel: skipper is given a table only when its routes changed.
 type published struct {
-	version   uint64
+	version   uint64 // of the routes
 	source    string
 	appliedAt time.Time
 	savedAt   time.Time // for a snapshot: when it was written
@@ -23,17 +25,42 @@ type published struct {
 	byID   map[string]*eskip.Route // the same, by ID
 }
 
-func newPublished(version uint64, source string, savedAt time.Time, table routing.Table) *published {
-	routes := make([]*eskip.Route, 0, len(table.Routes)+1)
+// newPublished makes the published form of table; it keeps prev's routes
+// (and version) when they are the same.
+func newPublished(prev *published, source string, savedAt time.Time, table routing.Table) *published {
+	p := &published{source: source, appliedAt: time.Now(), savedAt: savedAt, table: table}
+	if prev != nil && sameRoutes(prev, table.Routes) {
+		p.version, p.routes, p.byID = prev.version, prev.routes, prev.byID
+		return p
+	}
+	p.version = 1
+	if prev != nil {
+		p.version = prev.version + 1
+	}
+	p.routes = make([]*eskip.Route, 0, len(table.Routes)+1)
 	for i := range table.Routes {
-		routes = append(routes, table.Routes[i].Eskip)
+		p.routes = append(p.routes, table.Routes[i].Eskip)
 	}
-	routes = append(routes, versionSentinel(version))
-	byID := make(map[string]*eskip.Route, len(routes))
-	for _, r := range routes {
-		byID[r.Id] = r
+	p.routes = append(p.routes, versionSentinel(p.version))
+	p.byID = make(map[string]*eskip.Route, len(p.routes))
+	for _, r := range p.routes {
+		p.byID[r.Id] = r
 	}
-	return &published{version: version, source: source, appliedAt: time.Now(), savedAt: savedAt, table: table, routes: routes, byID: byID}
+	return p
+}
+
+// sameRoutes reports whether routes are prev's (the sentinel aside).
+func sameRoutes(prev *published, routes []routing.Route) bool {
+	if len(prev.routes) != len(routes)+1 {
+		return false
+	}
+	for i := range routes {
+		old := prev.routes[i]
+		if old != routes[i].Eskip && (old.Id != routes[i].Eskip.Id || !eskip.Eq(old, routes[i].Eskip)) {
+			return false
+		}
+	}
+	return true
 }
 
 // errNotSynced is what skipper gets until there is a table: an error keeps
@@ -83,7 +110,7 @@ func (c *Client) LoadUpdate() ([]*eskip.Route, []string, error) {
 	for {
 		c.mu.Lock()
 		cur, last, wait := c.current, c.delivered, c.newTable
-		if cur != nil && cur != last {
+		if cur != nil && (last == nil || cur.version != last.version) {
 			changed, deleted := diff(last, cur)
 			c.deliverLocked(cur)
 			c.mu.Unlock()
@@ -101,6 +128,9 @@ func (c *Client) LoadUpdate() ([]*eskip.Route, []string, error) {
 }
 
 func (c *Client) deliverLocked(p *published) {
+	if c.delivered == nil || c.delivered.version != p.version {
+		c.metrics.routeUpdates.Inc()
+	}
 	c.delivered = p
 	if len(c.undelivered) > 0 {
 		c.inFlight[p.version] = append(c.inFlight[p.version], c.undelivered...)
@@ -149,8 +179,37 @@ func (c *Client) tableLive(version uint64) {
 			delete(c.inFlight, v)
 		}
 	}
+	var unused map[string][]string
+	for v, keys := range c.unusedAfter {
+		if v > version {
+			continue
+		}
+		delete(c.unusedAfter, v)
+		for _, k := range keys {
+			if _, named := c.current.backendNamed(k); !named {
+				if unused == nil {
+					unused = map[string][]string{}
+				}
+				unused[k] = nil
+			}
+		}
+	}
 	c.mu.Unlock()
+	if len(unused) > 0 && c.o.Endpoints != nil {
+		c.o.Endpoints.SetEndpoints(unused)
+	}
 	for _, t := range live {
 		c.metrics.convergence.Observe(max(now.Sub(t), 0).Seconds())
 	}
+}
+
+// backendNamed reports whether a route of p names the backend with this
+// key (its String form).
+func (p *published) backendNamed(key string) (routing.Backend, bool) {
+	for _, b := range p.table.Backends {
+		if b.Key.String() == key {
+			return b, true
+		}
+	}
+	return routing.Backend{}, false
 }

@@ -6,6 +6,10 @@ import (
 	"slices"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/types"
+
 	"github.com/bulkhead-router/bulkhead/internal/logging"
 	"github.com/bulkhead-router/bulkhead/routing"
 )
@@ -40,15 +44,23 @@ func (c *Client) rebuild() {
 	if !w.hasSynced() {
 		return // a restarted watcher still listing: keep what we have
 	}
+	dirty := w.takeDirty()
+	c.mu.Lock()
+	cur := c.current
+	full := c.fullRebuild
+	c.fullRebuild = false
+	c.mu.Unlock()
+	if !dirty.all && !full && cur != nil && cur.snap != nil && cur.source == SourceAPIServer && !c.guard.holding() {
+		if c.rebuildEndpoints(start, w, cur, dirty.services) {
+			return
+		}
+	}
 	changes := w.takeChanges()
 	gone := w.takeGone()
 	live := w.snapshot()
 	opts := c.translateOptions()
 	table := routing.Translate(live, opts)
 	snap := live
-	c.mu.Lock()
-	cur := c.current
-	c.mu.Unlock()
 	if cur != nil {
 		d := c.guard.plan(guardInput{
 			now: start, served: cur.table, servedSnap: cur.snap, live: live, candidate: table,
@@ -61,12 +73,81 @@ func (c *Client) rebuild() {
 		}
 	}
 	c.metrics.rebuild.Observe(time.Since(start).Seconds())
+	c.metrics.rebuilds.WithLabelValues("full").Inc()
 	c.logProblems(table.Problems)
 	c.mu.Lock()
 	c.undelivered = append(c.undelivered, changes...)
 	c.mu.Unlock()
 	c.apply(table, SourceAPIServer, time.Time{}, snap)
 	c.log.Debug("route table rebuilt", "routes", len(table.Routes), "problems", len(table.Problems), "duration", time.Since(start))
+}
+
+// rebuildEndpoints is the rebuild of a change that touched only the
+// EndpointSlices of services: their backends' endpoints are resolved again
+// (routing.ResolveEndpoints) and nothing else; no Ingress is translated,
+// the routes stay as they are, and skipper is not involved. It declines
+// (false, and the caller rebuilds everything) when a backend would lose
+// its last endpoint: whether that may be applied is the deletion guard's
+// call, made on a full rebuild.
+func (c *Client) rebuildEndpoints(start time.Time, w *watcher, cur *published, services map[types.NamespacedName]bool) bool {
+	opts := c.translateOptions()
+	type change struct {
+		at      int
+		backend routing.Backend
+	}
+	var changes []change
+	var problems []routing.Problem
+	for i, b := range cur.table.Backends {
+		name := types.NamespacedName{Namespace: b.Key.Namespace, Name: b.Key.Service}
+		if !services[name] {
+			continue
+		}
+		var svc *corev1.Service
+		if obj, ok, _ := w.services.GetIndexer().GetByKey(name.String()); ok {
+			svc = obj.(*corev1.Service)
+		}
+		nb, ps := routing.ResolveEndpoints(b.Key, svc, w.slicesForService(name.Namespace, name.Name), opts)
+		if len(b.Endpoints) > 0 && len(nb.Endpoints) == 0 {
+			return false
+		}
+		changes = append(changes, change{at: i, backend: nb})
+		problems = append(problems, ps...)
+	}
+	times := w.takeChanges()
+	w.forgetGone(services)
+	if len(changes) == 0 {
+		// Slices of Services no route uses: a cache update, nothing more.
+		return true
+	}
+	table := cur.table
+	table.Backends = slices.Clone(cur.table.Backends)
+	for _, ch := range changes {
+		table.Backends[ch.at] = ch.backend
+	}
+	// The Services' endpoint problems are replaced by the new ones.
+	table.Problems = slices.DeleteFunc(slices.Clone(cur.table.Problems), func(p routing.Problem) bool {
+		return p.Kind == "Service" && services[types.NamespacedName{Namespace: p.Namespace, Name: p.Name}] &&
+			(p.Reason == routing.NoEndpoints || p.Reason == routing.RefusedEndpoint)
+	})
+	table.Problems = routing.SortProblems(append(table.Problems, problems...))
+	// The objects the table stands for, for the guard: the same, with
+	// these Services' slices as they are now.
+	snap := *cur.snap
+	snap.EndpointSlices = slices.DeleteFunc(slices.Clone(cur.snap.EndpointSlices), func(es *discoveryv1.EndpointSlice) bool {
+		return es != nil && services[types.NamespacedName{Namespace: es.Namespace, Name: es.Labels[discoveryv1.LabelServiceName]}]
+	})
+	for name := range services {
+		snap.EndpointSlices = append(snap.EndpointSlices, w.slicesForService(name.Namespace, name.Name)...)
+	}
+	c.metrics.rebuild.Observe(time.Since(start).Seconds())
+	c.metrics.rebuilds.WithLabelValues("endpoints").Inc()
+	c.logProblems(table.Problems)
+	c.mu.Lock()
+	c.undelivered = append(c.undelivered, times...)
+	c.mu.Unlock()
+	c.apply(table, SourceAPIServer, time.Time{}, &snap)
+	c.log.Debug("endpoints updated", "backends", len(changes), "duration", time.Since(start))
+	return true
 }
 
 // reportGuard logs, counts and publishes what the guard decided.
@@ -139,18 +220,46 @@ func (c *Client) ConfirmHold() bool {
 	return true
 }
 
-// apply makes table the current one.
+// apply makes table the current one. The endpoints go first, straight to
+// the upstream layer (EndpointSink): a route skipper is about to install
+// must find its backend's endpoints there. Routes go to skipper only when
+// they changed; a table that differs only in its endpoints (the common
+// case: pods come and go) costs skipper nothing.
 func (c *Client) apply(table routing.Table, source string, savedAt time.Time, snap *routing.Snapshot) {
 	c.mu.Lock()
-	version := uint64(1)
-	if c.current != nil {
-		version = c.current.version + 1
-	}
-	c.current = newPublished(version, source, savedAt, table)
-	c.current.snap = snap
-	close(c.newTable)
-	c.newTable = make(chan struct{})
+	prev := c.current
 	c.mu.Unlock()
+	next := newPublished(prev, source, savedAt, table)
+	next.snap = snap
+	update, removed := backendChanges(prev, table)
+	if len(update) > 0 && c.o.Endpoints != nil {
+		c.o.Endpoints.SetEndpoints(update)
+	}
+	now := time.Now()
+	var live []time.Time
+	c.mu.Lock()
+	c.current = next
+	routesChanged := prev == nil || prev.version != next.version
+	if routesChanged {
+		if len(removed) > 0 {
+			// Backends no route names any more leave the upstream layer
+			// once skipper has installed a table without those routes.
+			c.unusedAfter[next.version] = append(c.unusedAfter[next.version], removed...)
+		}
+		close(c.newTable)
+		c.newTable = make(chan struct{})
+	} else if c.delivered != nil && c.delivered.version == next.version {
+		// Only endpoints changed, and skipper has every route: the
+		// changes are live now.
+		live, c.undelivered = c.undelivered, nil
+	}
+	c.mu.Unlock()
+	for _, t := range live {
+		c.metrics.convergence.Observe(max(now.Sub(t), 0).Seconds())
+	}
+	if len(update) > 0 {
+		c.metrics.endpointUpdates.Add(float64(len(update)))
+	}
 
 	c.metrics.routes.Set(float64(len(table.Routes)))
 	c.metrics.lastUpdate.Set(float64(time.Now().UnixNano()) / 1e9)
@@ -161,6 +270,63 @@ func (c *Client) apply(table routing.Table, source string, savedAt time.Time, sn
 	if c.o.OnTable != nil {
 		c.o.OnTable(table)
 	}
+}
+
+// backendChanges are the endpoint lists of t that differ from prev's
+// (addresses as the upstream layer takes them) and the backends prev had
+// that t has not.
+func backendChanges(prev *published, t routing.Table) (update map[string][]string, removed []string) {
+	var old []routing.Backend
+	if prev != nil {
+		old = prev.table.Backends
+	}
+	update = map[string][]string{}
+	i, j := 0, 0
+	for i < len(old) || j < len(t.Backends) {
+		var cmp int
+		switch {
+		case i == len(old):
+			cmp = 1
+		case j == len(t.Backends):
+			cmp = -1
+		default:
+			cmp = routing.CompareBackendKeys(old[i].Key, t.Backends[j].Key)
+		}
+		switch {
+		case cmp < 0:
+			removed = append(removed, old[i].Key.String())
+			i++
+		case cmp > 0:
+			update[t.Backends[j].Key.String()] = addresses(t.Backends[j].Endpoints)
+			j++
+		default:
+			if !sameAddresses(old[i].Endpoints, t.Backends[j].Endpoints) {
+				update[t.Backends[j].Key.String()] = addresses(t.Backends[j].Endpoints)
+			}
+			i, j = i+1, j+1
+		}
+	}
+	return update, removed
+}
+
+func addresses(eps []routing.Endpoint) []string {
+	out := make([]string, len(eps))
+	for i, ep := range eps {
+		out[i] = ep.Address
+	}
+	return out
+}
+
+func sameAddresses(a, b []routing.Endpoint) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].Address != b[i].Address {
+			return false
+		}
+	}
+	return true
 }
 
 // useSnapshot applies the stored table, if there is one and nothing better.
@@ -202,6 +368,7 @@ func (c *Client) SetNodeAddresses(addrs []netip.Addr) {
 	c.mu.Lock()
 	changed := c.nodeAddrs == nil || !slices.Equal(c.nodeAddrs, addrs)
 	c.nodeAddrs = addrs
+	c.fullRebuild = c.fullRebuild || changed
 	c.mu.Unlock()
 	if changed {
 		c.signal()

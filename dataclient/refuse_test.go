@@ -34,14 +34,16 @@ func TestSetNodeAddressesRebuilds(t *testing.T) {
 		if len(tab.Routes) != 1 {
 			return -1
 		}
-		return len(tab.Routes[0].Endpoints)
+		b, _ := tab.Backend(tab.Routes[0].Backend)
+		return len(b.Endpoints)
 	}
 	await("both endpoints", func(tab routing.Table) bool { return endpoints(tab) == 2 })
 
 	c.SetNodeAddresses([]netip.Addr{netip.MustParseAddr("10.0.0.5")})
 	tab := await("10.0.0.5 refused", func(tab routing.Table) bool { return endpoints(tab) == 1 })
-	if got := tab.Routes[0].Endpoints[0].Address; got != "10.0.0.6:8080" {
-		t.Fatalf("endpoint left: %s, want 10.0.0.6:8080", got)
+	if b, _ := tab.Backend(tab.Routes[0].Backend); len(b.Endpoints) == 0 || b.Endpoints[0].Address != "10.0.0.6:8080" {
+		got := b.Endpoints
+		t.Fatalf("endpoints left: %+v, want 10.0.0.6:8080", got)
 	}
 	if len(tab.Problems) != 1 || tab.Problems[0].Reason != routing.RefusedEndpoint {
 		t.Fatalf("problems %+v, want one RefusedEndpoint", tab.Problems)
@@ -52,8 +54,8 @@ func TestSetNodeAddressesRebuilds(t *testing.T) {
 
 	c.SetNodeAddresses([]netip.Addr{netip.MustParseAddr("10.0.0.5"), netip.MustParseAddr("10.0.0.6")})
 	tab = await("every endpoint refused: 503", func(tab routing.Table) bool { return endpoints(tab) == 0 })
-	if !tab.Routes[0].Eskip.Shunt {
-		t.Errorf("a route without endpoints is not the 503 shunt: %s", tab.Routes[0].Eskip)
+	if tab.Routes[0].Backend.IsZero() {
+		t.Errorf("a route whose endpoints are all refused lost its backend (it answers 503 from the upstream layer): %s", tab.Routes[0].Eskip)
 	}
 
 	c.SetNodeAddresses(nil)

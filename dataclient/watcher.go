@@ -11,6 +11,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
@@ -46,6 +47,35 @@ type watcher struct {
 	mu      sync.Mutex
 	changes []time.Time
 	gone    goneSet // how objects left since the last takeGone
+	dirty   dirtySet
+}
+
+// dirtySet is what changed since the last takeDirty: the Services whose
+// EndpointSlices changed, or "all" when anything else did (an Ingress, a
+// Service, a class, an initial listing). A rebuild with only slices
+// dirty re-resolves the endpoints of those Services and nothing else.
+type dirtySet struct {
+	all      bool
+	services map[types.NamespacedName]bool
+}
+
+func (d *dirtySet) mark(kind string, obj any) {
+	if d.all {
+		return
+	}
+	if kind == "EndpointSlice" {
+		if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = tomb.Obj
+		}
+		if es, ok := obj.(*discoveryv1.EndpointSlice); ok {
+			if d.services == nil {
+				d.services = map[types.NamespacedName]bool{}
+			}
+			d.services[types.NamespacedName{Namespace: es.Namespace, Name: es.Labels[discoveryv1.LabelServiceName]}] = true
+			return
+		}
+	}
+	d.all, d.services = true, nil
 }
 
 func newWatcher(client kubernetes.Interface, m *metrics, changed chan<- struct{}, onWatchError func(error)) *watcher {
@@ -90,6 +120,7 @@ func (w *watcher) handler(kind string) cache.ResourceEventHandler {
 	return cache.ResourceEventHandlerDetailedFuncs{
 		AddFunc: func(obj any, initialList bool) {
 			w.metrics.events.WithLabelValues(kind, "add").Inc()
+			w.markDirty(kind, obj, initialList)
 			if initialList {
 				w.signal(time.Time{}) // the first build after sync covers these
 				return
@@ -108,6 +139,7 @@ func (w *watcher) handler(kind string) cache.ResourceEventHandler {
 				return
 			}
 			w.metrics.events.WithLabelValues(kind, "update").Inc()
+			w.markDirty(kind, newObj, false)
 			w.signal(changeTime(newObj))
 		},
 		DeleteFunc: func(obj any) {
@@ -120,6 +152,7 @@ func (w *watcher) handler(kind string) cache.ResourceEventHandler {
 				announced, obj = false, tomb.Obj
 			}
 			w.metrics.events.WithLabelValues(kind, "delete").Inc()
+			w.markDirty(kind, obj, false)
 			if ref, ok := goneRef(obj); ok {
 				w.mu.Lock()
 				if w.gone == nil {
@@ -131,6 +164,24 @@ func (w *watcher) handler(kind string) cache.ResourceEventHandler {
 			w.signal(time.Now())
 		},
 	}
+}
+
+func (w *watcher) markDirty(kind string, obj any, initialList bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if initialList {
+		kind = "" // a listing: everything
+	}
+	w.dirty.mark(kind, obj)
+}
+
+// takeDirty returns and forgets what changed since the last call.
+func (w *watcher) takeDirty() dirtySet {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	d := w.dirty
+	w.dirty = dirtySet{}
+	return d
 }
 
 func (w *watcher) signal(at time.Time) {
@@ -165,6 +216,16 @@ func (w *watcher) takeChanges() []time.Time {
 	c := w.changes
 	w.changes = nil
 	return c
+}
+
+// forgetGone forgets how the slices of these Services left: a rebuild of
+// their endpoints alone has dealt with them (none lost its last endpoint).
+func (w *watcher) forgetGone(services map[types.NamespacedName]bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for name := range services {
+		delete(w.gone, serviceRef(name.Namespace, name.Name))
+	}
 }
 
 // takeGone returns and forgets how objects left since the last call.

@@ -119,7 +119,7 @@ func TestBackendsFollowEndpoints(t *testing.T) {
 	if id := a.header.Get("X-Request-Id"); id == "" || a.body != "503 Service Unavailable\nrequest id: "+id+"\n" {
 		t.Errorf("503 body %q (X-Request-Id %q), want the generic body with the request id", a.body, id)
 	}
-	e.expectProblem("Ingress", "be", "web", "NoEndpoints")
+	e.expectProblem("Service", "be", "web", "NoEndpoints")
 
 	// Only a terminating-but-serving endpoint left: it is used (Kubernetes'
 	// rule for terminating endpoints).

@@ -44,6 +44,7 @@ const (
 // that both sides agree), and skipper's algorithm names.
 const (
 	upstreamPolicyFilter = "bulkheadUpstream"
+	backendFilter        = "bulkheadBackend"
 	algLeastInFlight     = "powerOfRandomNChoices"
 	algRoundRobin        = "roundRobin"
 )

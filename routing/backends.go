@@ -12,20 +12,17 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 )
 
-// backend is a resolved Ingress backend: where to send requests, or why
-// there is nowhere to send them.
+// backend is a resolved Ingress backend: the Service port routes send to,
+// or why there is nowhere to send requests. Its endpoints are not part of
+// it: they live beside the routes (Table.Backends), so that an endpoint
+// change never touches a route.
 type backend struct {
 	service, port string // as written in the Ingress
-	endpoints     []Endpoint
-	urls          []string // of endpoints, for LB routes
-	// reason is empty when endpoints is usable; otherwise the route answers
+	key           BackendKey
+	// reason is empty when key is usable; otherwise the route answers
 	// 503 (a generic body) and the Ingress gets a problem saying unavailable.
 	reason      Reason
 	unavailable string
-	// refused says, for each endpoint skipped because the router never
-	// sends there, which and why; each becomes a RefusedEndpoint problem,
-	// whether or not other endpoints are left.
-	refused []string
 }
 
 func (b *backend) usable() bool { return b.reason == "" }
@@ -149,27 +146,70 @@ func (ix *backendIndex) resolveService(key serviceBackendKey) *backend {
 	if !ok {
 		return unusable(key.service, port, ServicePortNotFound, "service %s has no TCP port %q", svcRef, port)
 	}
-	endpoints, refused := chooseEndpoints(ix.slices[objectKey(key.namespace, key.service)], svcPort, ix.refuse)
-	var refusedMsgs []string
+	return &backend{service: key.service, port: port,
+		key: BackendKey{Namespace: key.namespace, Service: key.service, Port: svcPort.Port}}
+}
+
+// endpoints resolves the endpoints of every key, each once.
+func (ix *backendIndex) endpoints(keys []BackendKey, problems *[]Problem) []Backend {
+	out := make([]Backend, 0, len(keys))
+	for _, k := range keys {
+		b, ps := resolveEndpoints(k, ix.services[objectKey(k.Namespace, k.Service)],
+			ix.slices[objectKey(k.Namespace, k.Service)], ix.refuse)
+		*problems = append(*problems, ps...)
+		out = append(out, b)
+	}
+	return out
+}
+
+// ResolveEndpoints chooses the endpoints of one Service port from the
+// Service and its EndpointSlices (those labelled with its name; others are
+// ignored). It is pure, and what an endpoint change costs: the data
+// client calls it for the Services whose slices changed, translation for
+// every backend. Problems are the Service's: NoEndpoints when none is
+// usable, RefusedEndpoint for each address the router never sends to.
+// With no Service, or no such TCP port, there are no endpoints and no
+// problem (translation reports the route's).
+func ResolveEndpoints(key BackendKey, svc *corev1.Service, endpointSlices []*discoveryv1.EndpointSlice, o Options) (Backend, []Problem) {
+	return resolveEndpoints(key, svc, endpointSlices, newRefusal(o))
+}
+
+func resolveEndpoints(key BackendKey, svc *corev1.Service, endpointSlices []*discoveryv1.EndpointSlice, refuse refusal) (Backend, []Problem) {
+	out := Backend{Key: key, Endpoints: []Endpoint{}}
+	if svc == nil || svc.Spec.Type == corev1.ServiceTypeExternalName {
+		return out, nil
+	}
+	svcPort, ok := findServicePort(svc, serviceBackendKey{namespace: key.Namespace, service: key.Service, portNumber: key.Port})
+	if !ok {
+		return out, nil
+	}
+	own := endpointSlices[:0:0]
+	for _, s := range endpointSlices {
+		if s != nil && s.Namespace == key.Namespace && s.Labels[discoveryv1.LabelServiceName] == key.Service {
+			own = append(own, s)
+		}
+	}
+	endpoints, refused := chooseEndpoints(own, svcPort, refuse)
+	svcRef := key.Namespace + "/" + key.Service
+	port := strconv.Itoa(int(key.Port))
+	var problems []Problem
+	problem := func(reason Reason, format string, args ...any) {
+		problems = append(problems, Problem{Kind: "Service", Namespace: key.Namespace, Name: key.Service,
+			Reason: reason, Message: fmt.Sprintf(format, args...)})
+	}
 	for _, r := range refused {
-		refusedMsgs = append(refusedMsgs, fmt.Sprintf("endpoint %s of service %s port %s refused: %s; endpoint skipped",
-			r.addr, svcRef, port, r.why))
+		problem(RefusedEndpoint, "endpoint %s of service %s port %s refused: %s; endpoint skipped", r.addr, svcRef, port, r.why)
 	}
 	if len(endpoints) == 0 {
-		b := unusable(key.service, port, NoEndpoints,
-			"no ready endpoints for service %s port %s", svcRef, port)
 		if len(refused) > 0 {
-			b = unusable(key.service, port, RefusedEndpoint,
-				"no endpoint left for service %s port %s: the refused ones are skipped and no other is ready", svcRef, port)
+			problem(RefusedEndpoint, "no endpoint left for service %s port %s: the refused ones are skipped and no other is ready", svcRef, port)
+		} else {
+			problem(NoEndpoints, "no ready endpoints for service %s port %s; its routes answer 503", svcRef, port)
 		}
-		b.refused = refusedMsgs
-		return b
+		return out, problems
 	}
-	urls := make([]string, len(endpoints))
-	for i, ep := range endpoints {
-		urls[i] = "http://" + ep.Address
-	}
-	return &backend{service: key.service, port: port, endpoints: endpoints, urls: urls, refused: refusedMsgs}
+	out.Endpoints = endpoints
+	return out, problems
 }
 
 func findServicePort(svc *corev1.Service, key serviceBackendKey) (corev1.ServicePort, bool) {

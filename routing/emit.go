@@ -24,7 +24,7 @@ func newRoute(r *rule) Route {
 	route := Route{
 		Ingress: r.ingress, Host: r.host, Path: r.path, PathType: r.pathType,
 		VirtualHost: r.vhost,
-		Service:     r.backend.service, Port: r.backend.port, Endpoints: r.backend.endpoints,
+		Service:     r.backend.service, Port: r.backend.port, Backend: r.backend.key,
 	}
 	def := &eskip.Route{
 		Id:        ruleID(r),
@@ -43,7 +43,7 @@ func newRoute(r *rule) Route {
 func newDefaultRoute(r *rule) Route {
 	route := Route{
 		Ingress: r.ingress, DefaultBackend: true,
-		Service: r.backend.service, Port: r.backend.port, Endpoints: r.backend.endpoints,
+		Service: r.backend.service, Port: r.backend.port, Backend: r.backend.key,
 	}
 	def := &eskip.Route{
 		Id:        defaultBackendID(r),
@@ -77,15 +77,24 @@ func setPredicates(def *eskip.Route, r *rule) {
 // recognises that shape and answers generically.
 const unavailableBody = "Service Unavailable\n"
 
-// setBackend points def at the endpoints, or, when there are none, makes it
-// answer 503: a known path without backends is an outage to see, not a
-// 404. The body is the generic status text, which the proxy replaces with
-// its own generic answer carrying the request id: internet clients learn
-// nothing of namespaces and Services; the reason (b.unavailable) is on
-// /problems, in the log and in the metrics. Either way bulkheadRestorePath comes first: the pod
-// (and any later filter) must see the request path as the client sent it.
-// The 503 routes would not need it, but one rule for all routes is easier
-// to check, and it keeps the path right for anything logging it later.
+// setBackend points def at its backend, or, when the backend cannot be
+// used, makes it answer 503: a known path without backends is an outage to
+// see, not a 404. The body is the generic status text, which the proxy
+// replaces with its own generic answer carrying the request id: internet
+// clients learn nothing of namespaces and Services; the reason
+// (b.unavailable) is on /problems, in the log and in the metrics. Either way
+// bulkheadRestorePath comes first: the pod (and any later filter) must see
+// the request path as the client sent it. The 503 routes would not need it,
+// but one rule for all routes is easier to check, and it keeps the path
+// right for anything logging it later.
+//
+// A usable backend is named, not listed: the route ends in the
+// bulkheadBackend filter, which picks one of the backend's current
+// endpoints per request from the upstream layer, and skipper's dynamic
+// backend, which sends where the filter said. The endpoints themselves are
+// in Table.Backends, so an endpoint change leaves the route as it is and
+// skipper's matcher is not rebuilt for it. A backend without endpoints
+// answers 503 from the filter.
 func setBackend(def *eskip.Route, r *rule) {
 	b := r.backend
 	if !b.usable() {
@@ -106,15 +115,12 @@ func setBackend(def *eskip.Route, r *rule) {
 		}
 		def.Filters = append(def.Filters, f)
 	}
-	def.BackendType = eskip.LBBackend
-	def.LBAlgorithm = r.upstream.algorithm
-	// One backing array per route: routes do not share mutable endpoints.
-	endpoints := make([]eskip.LBEndpoint, len(b.urls))
-	def.LBEndpoints = make([]*eskip.LBEndpoint, len(b.urls))
-	for i, u := range b.urls {
-		endpoints[i].Address = u
-		def.LBEndpoints[i] = &endpoints[i]
+	chooser := &eskip.Filter{Name: backendFilter, Args: []any{b.key.String()}}
+	if r.upstream.algorithm != algLeastInFlight {
+		chooser.Args = append(chooser.Args, r.upstream.algorithm)
 	}
+	def.Filters = append(def.Filters, chooser)
+	def.BackendType = eskip.DynamicBackend
 }
 
 // ruleID names a route after its origin: readable parts, then a hash of

@@ -130,6 +130,30 @@ func renderTable(t Table) string {
 	for _, p := range t.Problems {
 		fmt.Fprintf(&b, "//   %s %s/%s %s: %s\n", p.Kind, p.Namespace, p.Name, p.Reason, p.Message)
 	}
+	if len(t.Backends) > 0 {
+		b.WriteString("// Backends:\n")
+	}
+	for _, be := range t.Backends {
+		fmt.Fprintf(&b, "//   %s:", be.Key)
+		if len(be.Endpoints) == 0 {
+			b.WriteString(" (none)")
+		}
+		for i, ep := range be.Endpoints {
+			if i > 0 {
+				b.WriteString(",")
+			}
+			fmt.Fprintf(&b, " %s", ep.Address)
+			switch {
+			case !ep.Ready && ep.Serving && ep.Terminating:
+				b.WriteString(" (serving, terminating)")
+			case !ep.Ready:
+				b.WriteString(" (not ready)")
+			case ep.Terminating:
+				b.WriteString(" (terminating)")
+			}
+		}
+		b.WriteString("\n")
+	}
 	if len(t.Routes) > 0 {
 		b.WriteString("\n")
 		eskip.Fprint(&b, eskip.PrettyPrintInfo{Pretty: true, IndentStr: "  "}, t.EskipRoutes()...)
@@ -172,4 +196,13 @@ func ptr[T any](v T) *T { return &v }
 
 func servicePort(name string, port int32) corev1.ServicePort {
 	return corev1.ServicePort{Name: name, Port: port}
+}
+
+// endpointsOf returns the endpoints of the route's backend in t.
+func endpointsOf(t Table, r *Route) []Endpoint {
+	if r == nil || r.Backend.IsZero() {
+		return nil
+	}
+	b, _ := t.Backend(r.Backend)
+	return b.Endpoints
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/zalando/skipper/eskip"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 )
 
@@ -111,13 +112,43 @@ func TestTranslateDoesNotMutateInput(t *testing.T) {
 			}
 			// And the output must not alias the input: editing it leaves
 			// the snapshot alone.
-			for _, r := range table.Routes {
-				for i := range r.Endpoints {
-					r.Endpoints[i].Address = "mutated"
+			for _, be := range table.Backends {
+				for i := range be.Endpoints {
+					be.Endpoints[i].Address = "mutated"
 				}
 			}
 			if !equality.Semantic.DeepEqual(s, pristine) {
 				t.Fatal("the table aliases the input")
+			}
+		})
+	}
+}
+
+// ResolveEndpoints is what an endpoint change costs the data client; it
+// must agree with Translate on every backend of every fixture, given only
+// that backend's Service and the snapshot's slices (others' included,
+// which it must ignore).
+func TestResolveEndpointsAgreesWithTranslate(t *testing.T) {
+	for _, path := range fixturePaths(t) {
+		t.Run(fixtureName(path), func(t *testing.T) {
+			s, o := loadFixture(t, path)
+			table := Translate(s, o)
+			for _, want := range table.Backends {
+				var svc *corev1.Service
+				for _, c := range s.Services {
+					if c != nil && c.Namespace == want.Key.Namespace && c.Name == want.Key.Service {
+						svc = c
+					}
+				}
+				got, problems := ResolveEndpoints(want.Key, svc, s.EndpointSlices, o)
+				if !equality.Semantic.DeepEqual(got, want) {
+					t.Errorf("%s: ResolveEndpoints %+v, Translate %+v", want.Key, got, want)
+				}
+				for _, p := range problems {
+					if !slices.Contains(table.Problems, p) {
+						t.Errorf("%s: problem %+v not in the table's", want.Key, p)
+					}
+				}
 			}
 		})
 	}

@@ -3,14 +3,17 @@ package routing
 import (
 	"cmp"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
+	"github.com/zalando/skipper/eskip"
 	"github.com/zalando/skipper/filters"
 	"github.com/zalando/skipper/filters/builtin"
 	skrouting "github.com/zalando/skipper/routing"
@@ -25,12 +28,54 @@ type router struct {
 }
 
 // filterRegistry is skipper's builtin filters plus bulkheadRestorePath, as
-// bulkhead's proxy registers them.
-func filterRegistry() filters.Registry {
+// bulkhead's proxy registers them, and a stand-in for the upstream layer's
+// bulkheadBackend that sends to the first endpoint of the backend in table.
+func filterRegistry(table ...Table) filters.Registry {
 	reg := builtin.MakeRegistry()
 	reg.Register(NewRestorePathSpec())
+	backends := map[string][]Endpoint{}
+	for _, t := range table {
+		for _, b := range t.Backends {
+			backends[b.Key.String()] = b.Endpoints
+		}
+	}
+	reg.Register(firstEndpointSpec{backends: backends})
 	return reg
 }
+
+// firstEndpointSpec stands in for upstream's bulkheadBackend filter: the
+// route's first endpoint, or skipper's own 503 shape when it has none.
+type firstEndpointSpec struct{ backends map[string][]Endpoint }
+
+func (firstEndpointSpec) Name() string { return backendFilter }
+
+func (s firstEndpointSpec) CreateFilter(args []any) (filters.Filter, error) {
+	if len(args) < 1 || len(args) > 2 {
+		return nil, filters.ErrInvalidFilterParameters
+	}
+	key, ok := args[0].(string)
+	if !ok {
+		return nil, filters.ErrInvalidFilterParameters
+	}
+	if len(args) == 2 && args[1] != algRoundRobin {
+		return nil, filters.ErrInvalidFilterParameters
+	}
+	return firstEndpoint{eps: s.backends[key]}, nil
+}
+
+type firstEndpoint struct{ eps []Endpoint }
+
+func (f firstEndpoint) Request(ctx filters.FilterContext) {
+	if len(f.eps) == 0 {
+		ctx.Serve(&http.Response{StatusCode: http.StatusServiceUnavailable, Header: http.Header{"Content-Type": {"text/plain"}},
+			Body: io.NopCloser(strings.NewReader(unavailableBody))})
+		return
+	}
+	ctx.StateBag()[filters.DynamicBackendHostKey] = f.eps[0].Address
+	ctx.StateBag()[filters.DynamicBackendSchemeKey] = "http"
+}
+
+func (firstEndpoint) Response(filters.FilterContext) {}
 
 func newRouter(t testing.TB, table Table) *router {
 	t.Helper()
@@ -317,19 +362,27 @@ func TestMatcherConflicts(t *testing.T) {
 // chosen (not a 404, not another rule) and be a status(503) shunt.
 func TestMatcherUnavailableBackendsAnswer503(t *testing.T) {
 	s, o := loadFixture(t, filepath.Join("testdata", "backends.yaml"))
-	r := newRouter(t, Translate(s, o))
-	for _, path := range []string{"/missing-service", "/missing-port-number", "/missing-port-name", "/no-port", "/udp", "/external", "/no-endpoints", "/resource", "/no-service"} {
+	table := Translate(s, o)
+	r := newRouter(t, table)
+	for _, path := range []string{"/missing-service", "/missing-port-number", "/missing-port-name", "/no-port", "/udp", "/external", "/resource", "/no-service"} {
 		route := r.lookup(t, "backends.example.com", path+"/x")
 		if route == nil || route.Path != path {
 			t.Errorf("%s: got %s, want the rule's own route", path, describe(route))
 			continue
 		}
 		e := route.Eskip
-		if !e.Shunt || len(e.Filters) != 3 || e.Filters[1].Name != "status" || e.Filters[1].Args[0] != float64(503) || len(route.Endpoints) != 0 {
+		if !e.Shunt || len(e.Filters) != 3 || e.Filters[1].Name != "status" || e.Filters[1].Args[0] != float64(503) || !route.Backend.IsZero() {
 			t.Errorf("%s: route %s does not answer 503", path, e.Id)
 		}
 	}
-	if route := r.lookup(t, "backends.example.com", "/by-name"); route == nil || len(route.Endpoints) != 3 {
+	// A Service without endpoints is a usable backend: its route names it
+	// (the upstream layer answers 503 while it has no endpoints), so the
+	// first endpoint is a change of the backend, not of the route.
+	if route := r.lookup(t, "backends.example.com", "/no-endpoints/x"); route == nil || route.Eskip.BackendType != eskip.DynamicBackend ||
+		route.Backend.IsZero() || len(endpointsOf(table, route)) != 0 {
+		t.Errorf("/no-endpoints: got %s, want a route to its backend, which has no endpoints", describe(route))
+	}
+	if route := r.lookup(t, "backends.example.com", "/by-name"); route == nil || len(endpointsOf(table, route)) != 3 {
 		t.Errorf("/by-name: got %s, want a route with 3 endpoints", describe(route))
 	}
 }

@@ -72,9 +72,9 @@ func TestThroughSkipperProxy(t *testing.T) {
 	}}
 	s.Ingresses = []*networkingv1.Ingress{ing}
 	table := Translate(s, Options{})
-	for _, r := range table.Routes {
-		for _, ep := range r.Eskip.LBEndpoints {
-			ep.Address = strings.Replace(ep.Address, stand.String(), "127.0.0.1", 1)
+	for _, b := range table.Backends {
+		for i := range b.Endpoints {
+			b.Endpoints[i].Address = strings.Replace(b.Endpoints[i].Address, stand.String(), "127.0.0.1", 1)
 		}
 	}
 
@@ -135,7 +135,7 @@ func newTestProxy(t *testing.T, table Table) http.Handler {
 	endpoints := skrouting.NewEndpointRegistry(skrouting.RegistryOptions{})
 	log := &recordingLog{}
 	rt := skrouting.New(skrouting.Options{
-		FilterRegistry:  filterRegistry(),
+		FilterRegistry:  filterRegistry(table),
 		DataClients:     []skrouting.DataClient{dc},
 		SignalFirstLoad: true,
 		PostProcessors:  []skrouting.PostProcessor{loadbalancer.NewAlgorithmProvider(), endpoints},

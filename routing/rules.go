@@ -110,9 +110,6 @@ func describeOwner(owner, self types.NamespacedName) string {
 // stays (answering 503) and the Ingress gets a problem.
 func (c *ruleCollector) resolve(ing *networkingv1.Ingress, ref types.NamespacedName, b *networkingv1.IngressBackend) *backend {
 	r := c.backends.resolve(ing.Namespace, b)
-	for _, msg := range r.refused {
-		c.problem(ref, RefusedEndpoint, "%s", msg)
-	}
 	if !r.usable() {
 		c.problem(ref, r.reason, "%s", r.unavailable)
 	}

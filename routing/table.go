@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"net/netip"
 	"slices"
+	"strconv"
 
 	"github.com/zalando/skipper/eskip"
 	corev1 "k8s.io/api/core/v1"
@@ -126,6 +127,11 @@ func compareProblems(a, b Problem) int {
 	)
 }
 
+// SortProblems sorts problems the way Table.Problems are, without
+// repeats; for tables assembled from parts (the data client's endpoint
+// updates).
+func SortProblems(ps []Problem) []Problem { return sortedProblems(ps) }
+
 // sortedProblems sorts and removes repeats: a backend referenced by many
 // paths of one Ingress is one problem, not many.
 func sortedProblems(ps []Problem) []Problem {
@@ -162,8 +168,39 @@ type Route struct {
 	// Service and Port name the backend as written (port number or name).
 	Service string `json:"service"`
 	Port    string `json:"port"`
-	// Endpoints are the chosen endpoints, sorted; empty when the route
-	// answers 503. Routes with the same backend share this slice: read only.
+	// Backend is the Service port the route sends to; zero when the route
+	// answers 503 because its backend cannot be used (no such Service or
+	// port, an ExternalName Service, a resource backend). Its endpoints
+	// are in Table.Backends.
+	Backend BackendKey `json:"backend"`
+}
+
+// BackendKey names a Service port routes send to, the port by number
+// (resolved through the Service when the Ingress names it).
+type BackendKey struct {
+	Namespace string `json:"namespace"`
+	Service   string `json:"service"`
+	Port      int32  `json:"port"`
+}
+
+// IsZero reports whether k names no backend.
+func (k BackendKey) IsZero() bool { return k == BackendKey{} }
+
+// String is "namespace/service:port", the backend's name in the upstream
+// layer, the route's bulkheadBackend filter, metrics and the admin views.
+func (k BackendKey) String() string {
+	return k.Namespace + "/" + k.Service + ":" + strconv.Itoa(int(k.Port))
+}
+
+// CompareBackendKeys orders keys by namespace, Service and port.
+func CompareBackendKeys(a, b BackendKey) int {
+	return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Service, b.Service), cmp.Compare(a.Port, b.Port))
+}
+
+// Backend is the endpoints of one Service port: those a request may go
+// to, sorted by address; empty when there is none (its routes answer 503).
+type Backend struct {
+	Key       BackendKey `json:"key"`
 	Endpoints []Endpoint `json:"endpoints"`
 }
 
@@ -176,6 +213,19 @@ type Table struct {
 	// whose rules are all invalid or lost conflicts, and those dropped as
 	// DuplicateObject. Sorted by namespace, then name; each once.
 	Served []types.NamespacedName
+	// Backends are the endpoints of every backend a route names, sorted by
+	// key, each once. They change without the routes changing: an
+	// endpoint change is a change of Backends alone.
+	Backends []Backend
+}
+
+// Backend returns the endpoints of k, if a route names it.
+func (t Table) Backend(k BackendKey) (Backend, bool) {
+	i, ok := slices.BinarySearchFunc(t.Backends, k, func(b Backend, k BackendKey) int { return CompareBackendKeys(b.Key, k) })
+	if !ok {
+		return Backend{}, false
+	}
+	return t.Backends[i], true
 }
 
 // EskipRoutes returns the skipper route definitions of the table, in order.

@@ -1,5 +1,19 @@
 package routing
 
+import "slices"
+
+// backendKeys are the backends routes name, sorted, each once.
+func backendKeys(routes []Route) []BackendKey {
+	keys := make([]BackendKey, 0, len(routes))
+	for i := range routes {
+		if k := routes[i].Backend; !k.IsZero() {
+			keys = append(keys, k)
+		}
+	}
+	slices.SortFunc(keys, CompareBackendKeys)
+	return slices.Compact(keys)
+}
+
 // Translate turns a snapshot into a route table. It is pure: the result
 // depends only on its arguments (not on their order), it does not modify
 // them, and it neither panics nor stops on bad objects: each becomes a
@@ -25,5 +39,6 @@ func Translate(s *Snapshot, o Options) Table {
 		routes = append(routes, newDefaultRoute(defaultBackend))
 	}
 	sortRoutes(routes)
-	return Table{Routes: routes, Problems: sortedProblems(problems), Served: served}
+	backendList := backends.endpoints(backendKeys(routes), &problems)
+	return Table{Routes: routes, Problems: sortedProblems(problems), Served: served, Backends: backendList}
 }

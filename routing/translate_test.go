@@ -78,8 +78,8 @@ func TestTranslateSurvivesNilFields(t *testing.T) {
 	}
 	for _, r := range table.Routes {
 		n, ok := wantRoutes[describe(&r)]
-		if !ok || len(r.Endpoints) != n {
-			t.Errorf("unexpected route %s with %d endpoints", describe(&r), len(r.Endpoints))
+		if !ok || len(endpointsOf(table, &r)) != n {
+			t.Errorf("unexpected route %s with %d endpoints", describe(&r), len(endpointsOf(table, &r)))
 		}
 	}
 	reasons := map[Reason]int{}

@@ -54,19 +54,18 @@ func fullTable() routing.Table {
 				},
 				Ingress: types.NamespacedName{Namespace: "shop", Name: "api"},
 				Host:    "Foo.Example.com.", Path: "/api", PathType: "Exact", VirtualHost: "foo.example.com",
-				Service: "api", Port: "http", Endpoints: shared,
+				Service: "api", Port: "http", Backend: routing.BackendKey{Namespace: "shop", Service: "api", Port: 8080},
 			},
 			{
 				Eskip: &eskip.Route{
 					Id: "ing__shop__api__foo_example_com__api_v2__prefix__5e6f7a8b", Namespace: "shop", Name: "api",
 					Predicates:  []*eskip.Predicate{{Name: "PathSubtree", Args: []any{"/foo.example.com/api/v2"}}},
-					Filters:     []*eskip.Filter{{Name: restorePath}},
-					BackendType: eskip.LBBackend, LBAlgorithm: "roundRobin",
-					LBEndpoints: lb("http://10.0.0.1:8080", "http://10.0.0.2:8080"),
+					Filters:     []*eskip.Filter{{Name: restorePath}, {Name: "bulkheadBackend", Args: []any{"shop/api:8080", "roundRobin"}}},
+					BackendType: eskip.DynamicBackend,
 				},
 				Ingress: types.NamespacedName{Namespace: "shop", Name: "api"},
 				Host:    "foo.example.com", Path: "/api/v2", PathType: "Prefix", VirtualHost: "foo.example.com",
-				Service: "api", Port: "8080", Endpoints: shared, // shared, as routing does
+				Service: "api", Port: "8080", Backend: routing.BackendKey{Namespace: "shop", Service: "api", Port: 8080},
 			},
 			{
 				// 503 shunt, with text that needs escaping in eskip and JSON.
@@ -82,7 +81,7 @@ func fullTable() routing.Table {
 				},
 				Ingress: types.NamespacedName{Namespace: "shop", Name: "cart"},
 				Host:    "*.example.com", Path: `/"quoted"\back<slash>/ü`, PathType: "ImplementationSpecific",
-				VirtualHost: "*.example.com", Service: "cart", Port: "web", Endpoints: nil,
+				VirtualHost: "*.example.com", Service: "cart", Port: "web",
 			},
 			{
 				// Default backend: no predicates; IPv6 and zoned LB endpoints;
@@ -97,8 +96,7 @@ func fullTable() routing.Table {
 					LBEndpoints: []*eskip.LBEndpoint{{Address: "http://[fd00::1]:9090", Zone: "eu-central-1a"}, {Address: "http://[fd00::2]:9090"}},
 				},
 				Ingress:        types.NamespacedName{Namespace: "zeta", Name: "web"},
-				DefaultBackend: true, Service: "web", Port: "9090",
-				Endpoints: []routing.Endpoint{{Address: "[fd00::1]:9090", Ready: true, Serving: true}, {Address: "[fd00::2]:9090", Ready: true, Serving: true}},
+				DefaultBackend: true, Service: "web", Port: "9090", Backend: routing.BackendKey{Namespace: "zeta", Service: "web", Port: 9090},
 			},
 			{
 				// Legacy eskip fields and a 503 with an empty (not nil) list.
@@ -109,7 +107,7 @@ func fullTable() routing.Table {
 				},
 				Ingress: types.NamespacedName{Namespace: "zeta", Name: "legacy"},
 				Host:    "a.example.org", Path: "/", PathType: "Prefix", VirtualHost: "a.example.org",
-				Service: "gone", Port: "80", Endpoints: []routing.Endpoint{},
+				Service: "gone", Port: "80",
 			},
 		},
 		Problems: []routing.Problem{
@@ -117,6 +115,12 @@ func fullTable() routing.Table {
 			{Kind: "Service", Namespace: "zeta", Name: "gone", Reason: routing.ServiceNotFound, Message: `service "gone" not found`},
 		},
 		Served: []types.NamespacedName{{Namespace: "shop", Name: "api"}, {Namespace: "shop", Name: "cart"}, {Namespace: "zeta", Name: "empty"}},
+		Backends: []routing.Backend{
+			{Key: routing.BackendKey{Namespace: "shop", Service: "api", Port: 8080}, Endpoints: shared},
+			{Key: routing.BackendKey{Namespace: "shop", Service: "none", Port: 80}, Endpoints: []routing.Endpoint{}},
+			{Key: routing.BackendKey{Namespace: "zeta", Service: "web", Port: 9090},
+				Endpoints: []routing.Endpoint{{Address: "[fd00::1]:9090", Ready: true, Serving: true}, {Address: "[fd00::2]:9090", Ready: true, Serving: true}}},
+		},
 	}
 }
 
@@ -153,13 +157,15 @@ func bigTable(n int) routing.Table {
 				{Name: "inlineContent", Args: []any{fmt.Sprintf("service %s/%s has no ready endpoints\n", ns, name)}}}
 			def.BackendType, def.Shunt = eskip.ShuntBackend, true
 		} else {
-			def.Filters = []*eskip.Filter{{Name: restorePath}}
-			def.BackendType, def.LBAlgorithm = eskip.LBBackend, "roundRobin"
+			r.Backend = routing.BackendKey{Namespace: ns, Service: name, Port: 8080}
+			def.Filters = []*eskip.Filter{{Name: restorePath}, {Name: "bulkheadBackend", Args: []any{r.Backend.String()}}}
+			def.BackendType = eskip.DynamicBackend
+			b := routing.Backend{Key: r.Backend}
 			for j := range 3 {
 				addr := fmt.Sprintf("10.%d.%d.%d:8080", i/250%250, i%250, j+1)
-				r.Endpoints = append(r.Endpoints, routing.Endpoint{Address: addr, Ready: true, Serving: true})
-				def.LBEndpoints = append(def.LBEndpoints, &eskip.LBEndpoint{Address: "http://" + addr})
+				b.Endpoints = append(b.Endpoints, routing.Endpoint{Address: addr, Ready: true, Serving: true})
 			}
+			t.Backends = append(t.Backends, b)
 		}
 		r.Eskip = def
 		t.Routes[i] = r

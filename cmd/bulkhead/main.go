@@ -12,7 +12,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
-	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -165,6 +164,22 @@ func serve(stop context.Context, cfg config, log *slog.Logger) error {
 		Log:            log.With(logging.KeyComponent, "ingressstatus"),
 		Registerer:     reg,
 	})
+	// The upstream resilience layer: per-endpoint breakers and budgeted
+	// retries on another endpoint, keyed by ip:port so they outlive tables.
+	// Requests that no bulkhead backend chose an endpoint for are refused,
+	// never sent where the client's Host header points (<dynamic>).
+	// Metrics label backends by their key, namespace/service:port. It
+	// holds the endpoints of every backend beside the route table; the
+	// data client feeds it (Endpoints), so endpoint changes never rebuild
+	// skipper's table.
+	resilience, err := upstream.New(upstream.Config{RefuseUnrouted: true, RetryDeadline: cfg.RetryDeadline, Defaults: upstream.Policy{
+		ConnectTimeout: cfg.ConnectTimeout, ConnectTimeoutSet: true,
+		ResponseHeaderTimeout: cfg.ResponseHeaderTimeout, ResponseHeaderTimeoutSet: true,
+		RequestTimeout: cfg.RequestTimeout, RequestTimeoutSet: true,
+	}}, reg, log.With(logging.KeyComponent, "upstream"))
+	if err != nil {
+		return err
+	}
 	routes = dataclient.New(dataclient.Options{
 		Connector:   dataclient.NewRESTConnector(restConfig, 0),
 		Translate:   routing.Options{ControllerName: cfg.ControllerName, SelfAddresses: localAddresses(log)},
@@ -176,21 +191,9 @@ func serve(stop context.Context, cfg config, log *slog.Logger) error {
 		Log:        log.With(logging.KeyComponent, "dataclient"),
 		Registerer: reg,
 		OnTable:    func(t routing.Table) { status.SetServed(t.Served) },
+		Endpoints:  resilience,
 	})
 	nodeAddrs.connect(routes.SetNodeAddresses)
-	// The upstream resilience layer: per-endpoint breakers and budgeted
-	// retries on another endpoint, keyed by ip:port so they outlive tables.
-	// Requests that no bulkhead backend chose an endpoint for are refused,
-	// never sent where the client's Host header points (<dynamic>).
-	// Metrics label backends by their key, namespace/service:port.
-	resilience, err := upstream.New(upstream.Config{GroupLabel: backendLabel(routes), RefuseUnrouted: true, RetryDeadline: cfg.RetryDeadline, Defaults: upstream.Policy{
-		ConnectTimeout: cfg.ConnectTimeout, ConnectTimeoutSet: true,
-		ResponseHeaderTimeout: cfg.ResponseHeaderTimeout, ResponseHeaderTimeoutSet: true,
-		RequestTimeout: cfg.RequestTimeout, RequestTimeoutSet: true,
-	}}, reg, log.With(logging.KeyComponent, "upstream"))
-	if err != nil {
-		return err
-	}
 	px := proxy.New(proxy.Options{
 		DataClients:        []skrouting.DataClient{routes},
 		PrepareRequest:     routing.PrepareRequest,
@@ -389,21 +392,6 @@ func endpointView(routes *dataclient.Client, resilience *upstream.Upstream) admi
 			out = append(out, be)
 		}
 		return out
-	}
-}
-
-// backendLabel names an endpoint group in metrics by the Service port its
-// routes point at ("namespace/service:port"), a label of low cardinality
-// that an operator recognises. It runs once per group per table.
-func backendLabel(routes *dataclient.Client) upstream.LabelFunc {
-	return func(routeIDs []string) string {
-		t, _ := routes.Table()
-		i := sort.Search(len(t.Routes), func(i int) bool { return t.Routes[i].Eskip.Id >= routeIDs[0] })
-		if i < len(t.Routes) && t.Routes[i].Eskip.Id == routeIDs[0] {
-			r := t.Routes[i]
-			return r.Ingress.Namespace + "/" + r.Service + ":" + r.Port
-		}
-		return routeIDs[0]
 	}
 }
 

@@ -49,8 +49,25 @@ func TestAnnotationsSpeakUpstream(t *testing.T) {
 			t.Fatalf("%v: problems %v, %d routes", c.annotations, table.Problems, len(table.Routes))
 		}
 		r := table.Routes[0].Eskip
-		if r.LBAlgorithm != c.algorithm {
-			t.Errorf("%v: algorithm %q, want %q", c.annotations, r.LBAlgorithm, c.algorithm)
+		chooser := 0
+		for _, f := range r.Filters {
+			if f.Name != upstream.BackendFilterName {
+				continue
+			}
+			chooser++
+			algorithm := upstream.AlgorithmLeastInFlight
+			if len(f.Args) > 1 {
+				algorithm, _ = f.Args[1].(string)
+			}
+			if algorithm != c.algorithm || f.Args[0] != table.Routes[0].Backend.String() {
+				t.Errorf("%v: %s%v, want backend %s with algorithm %q", c.annotations, f.Name, f.Args, table.Routes[0].Backend, c.algorithm)
+			}
+			if _, err := up.BackendSpec().CreateFilter(f.Args); err != nil {
+				t.Fatalf("%v: the backend filter rejects %v: %v", c.annotations, f.Args, err)
+			}
+		}
+		if chooser != 1 {
+			t.Errorf("%v: %d %s filters in %s", c.annotations, chooser, upstream.BackendFilterName, r)
 		}
 		var got upstream.Policy
 		for _, f := range r.Filters {
