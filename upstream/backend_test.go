@@ -25,6 +25,8 @@ import (
 	skproxy "github.com/zalando/skipper/proxy"
 	"github.com/zalando/skipper/routing"
 	"github.com/zalando/skipper/routing/testdataclient"
+
+	bhproxy "github.com/bulkhead-router/bulkhead/proxy"
 )
 
 // dynFront serves routes (eskip) through skipper's real routing and proxy
@@ -669,5 +671,39 @@ func TestSetEndpointsUnderLoad(t *testing.T) {
 	u.SetEndpoints(map[string][]string{testBackendKey: {a.addr()}})
 	if n := u.Breakers().Len(); n != 1 {
 		t.Fatalf("endpoint states held: %d, want 1", n)
+	}
+}
+
+// Through bulkhead's own proxy, the filter's 503 and RefuseUnrouted's 502
+// are recognised as the router's errors: the client gets the generic body
+// with the request id, nothing of the backend.
+func TestErrorsAreGenericThroughBulkheadsProxy(t *testing.T) {
+	u, _ := newUpstream(t, Config{RefuseUnrouted: true})
+	rs, err := eskip.Parse(webRoute + ` net: Path("/net") -> "http://` + deadAddr(t) + `";`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	px := bhproxy.New(bhproxy.Options{
+		DataClients:      []routing.DataClient{testdataclient.New(rs)},
+		Filters:          []filters.Spec{u.PolicySpec(), u.BackendSpec()},
+		PostProcessors:   []routing.PostProcessor{u.PostProcessor()},
+		WrapRoundTripper: u.WrapRoundTripper,
+	})
+	t.Cleanup(func() { px.Close() })
+	<-px.FirstLoad()
+	front := httptest.NewServer(u.Handler(px))
+	t.Cleanup(front.Close)
+	u.SetEndpoints(map[string][]string{testBackendKey: {}})
+	for path, code := range map[string]int{"/web": http.StatusServiceUnavailable, "/net": http.StatusBadGateway} {
+		resp, err := http.Get(front.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		id := resp.Header.Get(bhproxy.HeaderRequestID)
+		if want := fmt.Sprintf("%d %s\nrequest id: %s\n", code, http.StatusText(code), id); resp.StatusCode != code || id == "" || string(body) != want {
+			t.Errorf("%s: %d %q (request id %q), want %q", path, resp.StatusCode, body, id, want)
+		}
 	}
 }
