@@ -1,14 +1,46 @@
 // Package upstream protects clients from the failures of individual
-// endpoints (pods) behind skipper's load-balanced routes: when a pod
-// leaves, its endpoint removal races its shutdown and keep-alive
-// connections outlive it, which would otherwise surface as 502s.
+// endpoints (pods) of the backends that routes name: when a pod leaves,
+// its endpoint removal races its shutdown and keep-alive connections
+// outlive it, which would otherwise surface as 502s. It also holds the
+// live endpoints of every backend, outside skipper's route table.
 //
-// Everything is keyed by endpoint "ip:port", so state survives the route
-// table rebuilds that follow every Kubernetes change. The package knows
-// nothing of Kubernetes.
+// Imports point one way: cmd feeds it endpoints (SetEndpoints, from the
+// data client) and registers its filters; the package knows nothing of
+// Kubernetes, and a backend key ("namespace/service:port") is an opaque
+// string to it. Endpoint state is keyed by "ip:port", so it survives
+// endpoint set swaps and route table rebuilds.
 //
-// Three pieces share one Upstream (see New), and Handler gives them each
-// request's route policy (see "Timeouts and per-route policy"):
+// # Endpoints outside the route table
+//
+// A route names its backend and ends in skipper's dynamic backend:
+//
+//	r1: PathSubtree("/") -> bulkheadUpstream("response-header-timeout=5s")
+//	    -> bulkheadBackend("up/web:80") -> <dynamic>;
+//
+// SetEndpoints replaces the endpoint lists of the backends it is given;
+// each backend's set is immutable and swapped atomically, and the key map
+// is copied only when a backend comes or goes. The route does not change
+// when endpoints do, so skipper neither re-translates nor rebuilds its
+// matcher for endpoint churn (envoy's EDS split). Per request, the
+// BackendFilterName filter loads the backend's current set (an atomic
+// load and a map lookup, no lock), chooses an endpoint, makes it skipper's
+// dynamic target (filters.DynamicBackendHostKey, scheme http) and records
+// the backend and endpoint in the request's slot (see Handler). The
+// dynamic backend, rather than a custom backend or a rewritten URL, is
+// what every path of skipper's proxy honours: plain requests, and
+// upgrades (WebSocket), which skipper dials itself from the same target
+// and which therefore reach the endpoint the filter chose. A backend
+// without endpoints, or unknown, answers 503 in skipper's own error shape,
+// which bulkhead's proxy replaces with its generic answer.
+//
+// With <dynamic>, skipper sends a request that no filter gave a target to
+// the host of its Host header. Two guards stop that: PostProcessor drops
+// dynamic routes without BackendFilterName, and with
+// Config.RefuseUnrouted the round tripper answers 502 (skipper's shape,
+// counted in MetricUnroutedRefused) to any request no backend chose an
+// endpoint for, instead of sending it.
+//
+// The pieces, sharing one Upstream (see New):
 //
 //   - Breakers: one sony/gobreaker breaker per endpoint. It opens after
 //     BreakerConfig.ConsecutiveFailures (default 5) consecutive failures
@@ -16,41 +48,54 @@
 //     for BreakerConfig.OpenFor (default 10s), then lets exactly one probe
 //     through (half-open) and closes on its success. Breakers only steer
 //     traffic: they never fail a request by themselves. An attempt the
-//     client cancelled counts neither as a success nor as a failure.
-//     Breakers of endpoints that left the table are pruned on every table.
+//     client cancelled counts neither as a success nor as a failure. The
+//     state of an endpoint that left every backend is dropped one update
+//     later: a request balanced on the previous set may still be on its
+//     way to it (typically a pod shutting down) and keeps its accounting.
 //
-//   - PostProcessor: a routing.PostProcessor, appended after
-//     loadbalancer.NewAlgorithmProvider(). It gives every LB route our
-//     balancer: least in-flight (power of two choices: two endpoints
-//     drawn at random, fewer attempts in flight wins; the default, since
-//     it steers away from slow or hanging pods by itself, costs O(1) and
-//     needs no shared state) or round robin, both with optional slow
-//     start (a new endpoint's share ramps linearly from 10% over the
-//     route's slow-start duration; endpoints of the first table are not
+//   - The balancer (BackendFilterName): least in-flight (power of two
+//     choices: two endpoints drawn at random, fewer attempts in flight
+//     wins; the default, since it steers away from slow or hanging pods by
+//     itself, costs O(1) and needs no shared state) or round robin (its
+//     counter lives in the route's filter, which endpoint changes no
+//     longer rebuild), both with optional slow start from the route's
+//     policy (a new endpoint's share ramps linearly from 10% over the
+//     slow-start duration; endpoints of the first SetEndpoints call are not
 //     new). Either chooses among the endpoints whose breaker is not open
 //     (nor half-open with its probe in flight). Panic threshold: when more
-//     than half of the candidate endpoints are unavailable, breakers are
-//     ignored for that choice, so a partial outage never becomes a total
-//     one. It also publishes the endpoint groups (routes' endpoint lists)
-//     used by retries.
+//     than half of the endpoints are unavailable, breakers are ignored for
+//     that choice, so a partial outage never becomes a total one.
 //
 //   - WrapRoundTripper: for proxy.Params.CustomHttpRoundTripperWrap. It
-//     retries, on another endpoint of the same group (never the one that
-//     just failed when another exists; closed breakers preferred), with
-//     jittered exponential backoff (10-50ms by default), at most
-//     Config.MaxRetries (2) times, never past the request's deadline, and
-//     within a per-group retry budget (retries <= 20% of requests over
-//     10s plus 3 retries/s), and only while a whole attempt (its response
-//     header timeout) still fits before Config.RetryDeadline (55s by
-//     default, counted from the first attempt: below an ALB's 60s idle
-//     timeout, so 30s timeouts never chain to 90s). Retried:
-//     any method when the request provably never reached the pod (dial
-//     error, connect timeout, TLS handshake failure, net/http's "server
-//     closed idle connection" on a reused keep-alive connection);
-//     idempotent methods (GET, HEAD, OPTIONS, PUT, DELETE, TRACE) also on
-//     502/503/504 answers, on resets/EOF after sending and on response
-//     header timeouts; other methods (POST, PATCH) only on routes whose
-//     policy sets retry-non-idempotent.
+//     sends to the endpoint the filter chose and retries within the
+//     backend's current endpoint set (never the endpoint that just failed
+//     when another exists; closed breakers preferred), with jittered
+//     exponential backoff (10-50ms by default), at most Config.MaxRetries
+//     (2) times, never past the request's deadline, and within a
+//     per-backend retry budget (retries <= 20% of requests over 10s plus
+//     3 retries/s), and only while a whole attempt (its response header
+//     timeout) still fits before Config.RetryDeadline (55s by default,
+//     counted from the first attempt: below an ALB's 60s idle timeout, so
+//     30s timeouts never chain to 90s). Retried: any method when the
+//     request provably never reached the pod (dial error, connect timeout,
+//     TLS handshake failure, net/http's "server closed idle connection" on
+//     a reused keep-alive connection); idempotent methods (GET, HEAD,
+//     OPTIONS, PUT, DELETE, TRACE) also on 502/503/504 answers, on
+//     resets/EOF after sending and on response header timeouts; other
+//     methods (POST, PATCH) only on routes whose policy sets
+//     retry-non-idempotent. Metrics are per backend, labelled by
+//     Config.Label; a backend's series go when it does.
+//
+// # Legacy: load-balanced routes
+//
+// Until the route source names backends, routes may still carry their
+// endpoints (eskip LB backends). For them PostProcessor (appended after
+// loadbalancer.NewAlgorithmProvider()) gives every LB route the same
+// balancer and publishes endpoint groups (routes' endpoint lists, labelled
+// by Config.GroupLabel), and the round tripper finds the group of
+// req.URL.Host for retries, keeping the endpoints of the previous table
+// for one generation. This path (topology.go, lbWrapper, balancer) goes
+// once routing emits only dynamic routes.
 //
 // # Timeouts and per-route policy
 //
@@ -64,11 +109,12 @@
 // carries slow start and the non-idempotent retry opt-in. The policy
 // travels inside the process, never in a header: Handler, wrapped around
 // the serving handler, gives each request an empty slot in its context;
-// the filter of the matched route puts the route's policy there; the
-// round tripper reads it from the outgoing request's context, which
-// skipper derives from the incoming one. No client can set it and no pod
-// can see it, on any path (upgrades included, which simply get none).
-// Without Handler every route gets the defaults (logged once). On a route
+// the filters of the matched route put the route's policy (and the
+// chosen backend and endpoint) there; the round tripper reads it from the
+// outgoing request's context, which skipper derives from the incoming
+// one. No client can set it and no pod can see it, on any path (upgrades
+// included, which simply get none). Without Handler every route gets the
+// defaults and its requests no retries (logged once). On a route
 // without a response header timeout, a retry's wait for headers is cut at
 // the retry deadline. Timeouts answer 504 and count as breaker failures.
 //
@@ -86,17 +132,19 @@
 // # What is not protected
 //
 //   - WebSocket and other Upgrade requests: they work (the proxy tunnels
-//     them), but skipper's upgrade path dials the backend itself and
-//     bypasses CustomHttpRoundTripperWrap, so upgrades get neither
-//     retries, nor timeouts, nor breaker accounting. The balancer still
-//     steers their endpoint choice away from open breakers.
+//     them to the endpoint the filter chose), but skipper's upgrade path
+//     dials the backend itself and bypasses CustomHttpRoundTripperWrap,
+//     so upgrades get neither retries, nor timeouts, nor breaker
+//     accounting. The balancer still steers their endpoint choice away
+//     from open breakers.
 //   - Streamed responses: passed through as they come (not buffered); the
 //     response header timeout and retries apply until the headers arrive,
 //     after that only the request timeout, if the route sets one.
 //   - Streamed or larger-than-limit bodies: never retried (see above).
-//   - Requests to hosts that are not an endpoint of an LB route in the
-//     current table (network backends, "<shunt>", dynamic backends) pass
-//     through untouched.
+//   - Requests that no backend chose an endpoint for (network backends;
+//     legacy: hosts that are not an endpoint of an LB route in the current
+//     or previous table) pass through untouched, or are refused with
+//     Config.RefuseUnrouted.
 //   - Failures after the response headers arrived (a body cut midway)
 //     reach the client as they are.
 package upstream

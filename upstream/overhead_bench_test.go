@@ -20,7 +20,9 @@ import (
 // BenchmarkProxyOverhead measures the happy path through skipper's real
 // routing and proxy, to two real backends, with the resilience layer off
 // and on, in one run (issue: at least 95% of the throughput without it).
-// Compare the two ns/op: go test -bench ProxyOverhead -count 6 ./upstream/
+// Compare the ns/op: go test -bench ProxyOverhead -count 6 ./upstream/
+// "on" is the legacy LB route, "backend" the route naming a backend
+// (bulkheadBackend, skipper's dynamic backend).
 func BenchmarkProxyOverhead(b *testing.B) {
 	logrus.SetOutput(io.Discard) // skipper's route-update lines would garble the results
 	backend := func() *httptest.Server {
@@ -36,7 +38,7 @@ func BenchmarkProxyOverhead(b *testing.B) {
 	for _, alg := range []string{AlgorithmLeastInFlight, AlgorithmRoundRobin} {
 		route := &eskip.Route{Id: "web", Path: "/", BackendType: eskip.LBBackend, LBAlgorithm: alg,
 			LBEndpoints: []*eskip.LBEndpoint{{Address: a.URL}, {Address: c.URL}}}
-		for _, mode := range []string{"off", "on"} {
+		for _, mode := range []string{"off", "on", "backend"} {
 			b.Run(alg+"/resilience="+mode, func(b *testing.B) {
 				// As bulkhead's proxy: skipper's endpoint registry (its
 				// powerOfRandomNChoices reads in-flight counts from it).
@@ -44,17 +46,25 @@ func BenchmarkProxyOverhead(b *testing.B) {
 				post := []routing.PostProcessor{loadbalancer.NewAlgorithmProvider(), registry}
 				var wrap func(http.Handler) http.Handler
 				params := skproxy.Params{Metrics: skmetrics.Void, AccessLogDisabled: true, EndpointRegistry: registry}
-				if mode == "on" {
-					u, err := New(Config{}, prometheus.NewRegistry(), nil)
+				filterRegistry := builtin.MakeRegistry()
+				r := route
+				if mode != "off" {
+					u, err := New(Config{RefuseUnrouted: mode == "backend"}, prometheus.NewRegistry(), nil)
 					if err != nil {
 						b.Fatal(err)
 					}
 					post = append(post, u.PostProcessor())
 					params.CustomHttpRoundTripperWrap = u.WrapRoundTripper
 					wrap = u.Handler // as bulkhead serves: the request context carries route policies
+					filterRegistry.Register(u.BackendSpec())
+					if mode == "backend" { // the route names a backend; its endpoints are outside the table
+						u.SetEndpoints(map[string][]string{"default/web:80": {a.Listener.Addr().String(), c.Listener.Addr().String()}})
+						r = &eskip.Route{Id: "web", Path: "/", BackendType: eskip.DynamicBackend,
+							Filters: []*eskip.Filter{{Name: BackendFilterName, Args: []any{"default/web:80", alg}}}}
+					}
 				}
-				dc := testdataclient.New([]*eskip.Route{route})
-				rt := routing.New(routing.Options{FilterRegistry: builtin.MakeRegistry(), DataClients: []routing.DataClient{dc},
+				dc := testdataclient.New([]*eskip.Route{r})
+				rt := routing.New(routing.Options{FilterRegistry: filterRegistry, DataClients: []routing.DataClient{dc},
 					PostProcessors: post, SignalFirstLoad: true})
 				defer rt.Close()
 				<-rt.FirstLoad()
