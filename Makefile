@@ -7,7 +7,7 @@ GO ?= go
 # machines room, but not forever.
 TEST_TIMEOUT ?= 20m
 
-.PHONY: all build demo test unit vet deps controlplane cluster-up cluster-down clean bench-routes test-outage bench-upstream chaos chaos-short bench-peers
+.PHONY: all build demo test unit vet deps controlplane cluster-up cluster-down clean bench-routes test-outage bench-upstream chaos chaos-short bench-peers bench-fleet
 
 all: build
 
@@ -53,6 +53,11 @@ BENCH_PEERS_FLAGS ?=
 bench-peers: deps controlplane build
 	@hack/install-deps.sh bench
 	$(GO) run ./hack/benchpeers $(BENCH_PEERS_FLAGS)
+
+## bench-fleet: 50 real routers against one kube-apiserver holding 2,000 Ingresses, Services and EndpointSlices each, SIGKILLed and restarted: its peak memory, the routers' lists and their spread, an outside client's latency, convergence and failed requests, before (-apiserver-reconnect=restart) and after (resume) in one table (root, a few minutes)
+BENCH_FLEET_FLAGS ?=
+bench-fleet: deps controlplane
+	$(GO) run ./hack/benchfleet $(BENCH_FLEET_FLAGS)
 
 ## chaos: every chaos scenario (docs/CHAOS.md) against a local control plane, real pods and the router, under load (about 4 min)
 chaos: deps controlplane

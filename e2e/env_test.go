@@ -43,7 +43,12 @@ func newEnv(t *testing.T, routerArgs ...string) *env {
 // newEnvNoRouter is newEnv for tests that start the router themselves.
 func newEnvNoRouter(t *testing.T) *env {
 	t.Helper()
-	cp := controlplane.ForTest(t)
+	return newEnvOn(t, controlplane.ForTest(t))
+}
+
+// newEnvOn is newEnvNoRouter on a control plane of the test's own making.
+func newEnvOn(t *testing.T, cp *controlplane.ControlPlane) *env {
+	t.Helper()
 	e := &env{t: t, cp: cp, client: cp.Client()}
 	e.pods = testpods.ForTest(t, e.client, testpods.Options{})
 	e.http = &http.Client{

@@ -40,6 +40,11 @@ type Options struct {
 	// ReadyTimeout bounds each wait for etcd or kube-apiserver to become
 	// ready. Zero: 90 s (a loaded 2-core machine can be slow).
 	ReadyTimeout time.Duration
+	// Audit makes kube-apiserver write an audit line for every list and
+	// watch of the kinds bulkhead reads (AuditEvents reads them back).
+	Audit bool
+	// APIServerArgs are more kube-apiserver flags.
+	APIServerArgs []string
 }
 
 // ControlPlane is a running etcd and kube-apiserver on loopback.
@@ -265,23 +270,32 @@ func (cp *ControlPlane) StartAPIServer(ctx context.Context) error {
 	}
 	certs := filepath.Join(cp.dir, "certs")
 	saKey := filepath.Join(certs, "service-account.key")
-	p, err := startProcess(cp.opts.Binaries.KubeAPIServer, filepath.Join(cp.dir, "logs", "kube-apiserver.log"),
-		"--etcd-servers="+cp.etcdURL,
+	args := []string{
+		"--etcd-servers=" + cp.etcdURL,
 		"--bind-address=127.0.0.1",
 		"--advertise-address=127.0.0.1",
-		"--secure-port="+strconv.Itoa(cp.apiPort),
-		"--cert-dir="+certs, // the self-signed serving cert is made once and reused on restart
-		"--token-auth-file="+filepath.Join(certs, "tokens.csv"),
+		"--secure-port=" + strconv.Itoa(cp.apiPort),
+		"--cert-dir=" + certs, // the self-signed serving cert is made once and reused on restart
+		"--token-auth-file=" + filepath.Join(certs, "tokens.csv"),
 		"--authorization-mode=RBAC",
 		"--service-account-issuer=https://kubernetes.default.svc",
-		"--service-account-key-file="+saKey,
-		"--service-account-signing-key-file="+saKey,
+		"--service-account-key-file=" + saKey,
+		"--service-account-signing-key-file=" + saKey,
 		"--service-cluster-ip-range=10.96.0.0/16", // the default /24 runs out after ~250 Services
 		"--endpoint-reconciler-type=none",
 		"--enable-priority-and-fairness=false",
 		"--profiling=false",
 		"-v=0",
-	)
+	}
+	if cp.opts.Audit {
+		audit, err := cp.auditArgs()
+		if err != nil {
+			return err
+		}
+		args = append(args, audit...)
+	}
+	args = append(args, cp.opts.APIServerArgs...)
+	p, err := startProcess(cp.opts.Binaries.KubeAPIServer, filepath.Join(cp.dir, "logs", "kube-apiserver.log"), args...)
 	if err != nil {
 		return err
 	}

@@ -16,10 +16,17 @@ import (
 // Only -short (make unit) leaves them out, on purpose.
 func ForTest(t testing.TB) *ControlPlane {
 	t.Helper()
+	return ForTestWith(t, Options{})
+}
+
+// ForTestWith is ForTest with options (Progress is set here).
+func ForTestWith(t testing.TB, o Options) *ControlPlane {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("needs a real control plane; not run with -short (make unit)")
 	}
-	cp, err := Start(context.Background(), Options{Progress: testWriter{t}})
+	o.Progress = testWriter{t}
+	cp, err := Start(context.Background(), o)
 	if err != nil {
 		t.Fatalf("starting the control plane: %v", err)
 	}

@@ -1,0 +1,141 @@
+package dataclient
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// gateClient is an HTTP client whose transport and dialer pass the gate.
+func gateClient(g *gate) *http.Client {
+	d := &net.Dialer{}
+	tr := &http.Transport{DialContext: g.wrapDial(d.DialContext)}
+	return &http.Client{Transport: g.wrapTransport(tr)}
+}
+
+func TestGateHoldsRelistsUntilTheirMomentAndLetsResumesGo(t *testing.T) {
+	var served atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { served.Add(1) }))
+	defer srv.Close()
+	g := newGate(true, 0, newMetrics(nil, nil), func(error) {})
+	hc := gateClient(g)
+	g.close()
+
+	done := make(chan time.Time, 2)
+	go func() { hc.Get(srv.URL + "/apis/networking.k8s.io/v1/ingresses?watch=true&resourceVersion=42"); done <- time.Now() }()
+	go func() { hc.Get(srv.URL + "/apis/networking.k8s.io/v1/ingresses?resourceVersion=42"); done <- time.Now() }()
+	select {
+	case <-done:
+		t.Fatal("a request went through a closed gate")
+	case <-time.After(200 * time.Millisecond): // nothing to await: the point is that nothing happens
+	}
+	if served.Load() != 0 {
+		t.Fatal("the server saw a request while the gate was closed")
+	}
+	opened := time.Now()
+	const delay = 400 * time.Millisecond
+	g.open(delay)
+	resume, relist := <-done, <-done
+	if d := resume.Sub(opened); d >= delay {
+		t.Errorf("the resume went %s after opening, want at once", d)
+	}
+	if d := relist.Sub(opened); d < delay {
+		t.Errorf("the relist went %s after opening, want no earlier than its moment (%s)", d, delay)
+	}
+}
+
+func TestGateHoldsARequestThatFailsAtTheTransport(t *testing.T) {
+	// A listener that is closed: connections are refused, as by a dead
+	// API server on its port.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	downs := make(chan error, 1)
+	g := newGate(true, 0, newMetrics(nil, nil), func(err error) { downs <- err })
+	hc := gateClient(g)
+	result := make(chan int, 1)
+	go func() {
+		resp, err := hc.Get("http://" + addr + "/api/v1/services?watch=true&resourceVersion=7")
+		if err != nil {
+			result <- -1
+			return
+		}
+		resp.Body.Close()
+		result <- resp.StatusCode
+	}()
+	<-downs // the refused connection closed the gate and told the supervisor
+	if !g.isClosed() {
+		t.Fatal("the gate is open after a refused connection")
+	}
+	// The server comes back on the same port.
+	l, err = net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("port %s taken meanwhile: %v", addr, err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusTeapot) })}
+	go srv.Serve(l)
+	defer srv.Close()
+	g.open(0)
+	if code := <-result; code != http.StatusTeapot {
+		t.Fatalf("the held request ended with %d, want the server's answer (418): it must wait, not fail", code)
+	}
+}
+
+func TestGateEndsOldStreamsCleanlyOnReopening(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		<-r.Context().Done() // a watch that never ends on its own (a frozen server)
+	}))
+	defer srv.Close()
+	g := newGate(true, 0, newMetrics(nil, nil), func(error) {})
+	hc := gateClient(g)
+	resp, err := hc.Get(srv.URL + "/api/v1/services?watch=true&resourceVersion=7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := make(chan error, 1)
+	go func() {
+		_, err := io.ReadAll(resp.Body) // nil: io.EOF, the end of a stream
+		read <- err
+	}()
+	g.close()
+	g.open(0)
+	select {
+	case err := <-read:
+		if err != nil {
+			t.Fatalf("the old stream ended with %v, want a clean end (the reflector then resumes, not relists)", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the old stream was not ended on reopening")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := g.wait(ctx, true); !errors.Is(err, context.Canceled) && err != nil {
+		t.Fatalf("wait on an open gate: %v", err)
+	}
+}
+
+func TestRelistDelayIsDrawnWithinTheSpread(t *testing.T) {
+	g := newGate(true, time.Second, newMetrics(nil, nil), func(error) {})
+	seen := map[time.Duration]bool{}
+	for range 100 {
+		d := g.relistDelay()
+		if d < 0 || d >= time.Second {
+			t.Fatalf("delay %s outside [0, 1s)", d)
+		}
+		seen[d.Truncate(100*time.Millisecond)] = true
+	}
+	if len(seen) < 5 {
+		t.Fatalf("100 draws fell into %d of 10 tenths of the spread: not spread", len(seen))
+	}
+}

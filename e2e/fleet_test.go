@@ -1,0 +1,200 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bulkhead-router/bulkhead/internal/controlplane"
+	"github.com/bulkhead-router/bulkhead/internal/loadgen"
+	"github.com/bulkhead-router/bulkhead/internal/testrouter"
+)
+
+// fleetRelistSpread is the routers' -apiserver-relist-spread in the fleet test.
+const fleetRelistSpread = 4 * time.Second
+
+// TestFleetOutageResumesOrSpreadsRelists runs three routers against one API
+// server whose audit log records every list and watch of the kinds bulkhead
+// reads, under steady load on every router:
+//
+//   - the API server is frozen (SIGSTOP) until every router counts it as
+//     lost, then thawed: it kept its watch cache, so every watch resumes
+//     from its resourceVersion and no router lists anything again;
+//   - the API server is SIGKILLed and restarted: its new watch cache has no
+//     history (410 Gone for the old resourceVersions), so each router
+//     relists every kind once, no earlier than the random delay it drew and
+//     logged, while it keeps serving its table;
+//
+// after each, a change made right after the return is served by every
+// router, and no request of the load fails.
+func TestFleetOutageResumesOrSpreadsRelists(t *testing.T) {
+	t.Parallel()
+	e := newEnvOn(t, controlplane.ForTestWith(t, controlplane.Options{Audit: true}))
+	e.ingressClass("bulkhead", false)
+	e.startPods("fleet", "web", 1)
+	e.apply(ingress("fleet", "web", "bulkhead", rule("web.example", path("/", prefix(), "web"))))
+	routers := make([]*testrouter.Router, 3)
+	var loads []*loadgen.Load
+	for i := range routers {
+		routers[i] = testrouter.Start(t, testrouter.Options{Kubeconfig: e.cp.Kubeconfig(),
+			Args: []string{"-apiserver-relist-spread", fleetRelistSpread.String()}})
+	}
+	for _, r := range routers {
+		r.WaitReady(30 * time.Second)
+		e.router = r
+		e.expectPod("web.example", "/", "web", "")
+		loads = append(loads, loadgen.Start(loadgen.Target{URL: r.ProxyURL + "/", Host: "web.example"}, loadgen.Options{Rate: 20}))
+	}
+	awaitAll := func(connected bool) {
+		t.Helper()
+		for _, r := range routers {
+			e.router = r
+			e.awaitConnected(connected, 30*time.Second)
+		}
+	}
+	// serveEverywhere creates an Ingress and awaits every router serving it.
+	serveEverywhere := func(name string) time.Duration {
+		t.Helper()
+		written := time.Now()
+		e.apply(ingress("fleet", name, "bulkhead", rule(name+".example", path("/", prefix(), "web"))))
+		for _, r := range routers {
+			e.router = r
+			e.eventually(30*time.Second, name+" served by every router", func() error {
+				a, err := e.get(name+".example", "/")
+				if err != nil {
+					return err
+				}
+				if a.status != 200 || a.echo.Service != "web" {
+					return fmt.Errorf("got %d", a.status)
+				}
+				return nil
+			})
+		}
+		return time.Since(written)
+	}
+	fromRouters := func(from int64) (full, streamed, resumed int, first time.Time) {
+		t.Helper()
+		events, _, err := e.cp.AuditEvents(from)
+		if err != nil {
+			t.Fatalf("audit log: %v", err)
+		}
+		for _, ev := range events {
+			if !strings.HasPrefix(ev.UserAgent, "bulkhead") {
+				continue
+			}
+			switch {
+			case ev.FullList():
+				full++
+				if ev.StreamingList() {
+					streamed++
+				}
+				if first.IsZero() || ev.Received.Before(first) {
+					first = ev.Received
+				}
+			case ev.Verb == "watch":
+				resumed++
+			}
+		}
+		return full, streamed, resumed, first
+	}
+
+	// 1. Frozen and thawed: the server kept its history.
+	mark := e.cp.AuditLogSize()
+	if err := e.cp.FreezeAPIServer(); err != nil {
+		t.Fatal(err)
+	}
+	awaitAll(false)
+	if err := e.cp.ThawAPIServer(); err != nil {
+		t.Fatal(err)
+	}
+	live := serveEverywhere("after-freeze")
+	awaitAll(true)
+	full, _, resumed, _ := fromRouters(mark)
+	t.Logf("after a freeze: a change live on every router %s after the write; %d watches resumed, %d full lists", live.Round(time.Millisecond), resumed, full)
+	if full != 0 {
+		t.Errorf("after a freeze the routers listed %d times; every watch should have resumed", full)
+	}
+	if resumed < len(routers)*4 {
+		t.Errorf("after a freeze %d watches resumed, want at least one per kind and router (%d)", resumed, len(routers)*4)
+	}
+
+	// 2. Killed and restarted: the history is gone, so every router
+	// relists, each at its own moment.
+	mark = e.cp.AuditLogSize()
+	logMarks := make([]int, len(routers))
+	for i, r := range routers {
+		logMarks[i] = len(r.Log())
+	}
+	if err := e.cp.KillAPIServer(); err != nil {
+		t.Fatal(err)
+	}
+	awaitAll(false)
+	if err := e.cp.StartAPIServer(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	back := time.Now()
+	live = serveEverywhere("after-restart")
+	want := len(routers) * 4
+	var full2, streamed2 int
+	var first time.Time
+	e.eventually(fleetRelistSpread+20*time.Second, "every router relisting every kind", func() error {
+		full2, streamed2, _, first = fromRouters(mark)
+		if full2 < want {
+			return fmt.Errorf("%d full lists of %d", full2, want)
+		}
+		return nil
+	})
+	// The earliest moment any router may relist: its return noticed plus
+	// the delay it drew (both from its log line).
+	var earliest time.Time
+	for i, r := range routers {
+		at, delay := reconnectLine(t, r.Log()[logMarks[i]:])
+		if delay < 0 || delay >= fleetRelistSpread {
+			t.Errorf("router %d drew a relist delay of %s, want within [0, %s)", i, delay, fleetRelistSpread)
+		}
+		if m := at.Add(delay); earliest.IsZero() || m.Before(earliest) {
+			earliest = m
+		}
+	}
+	t.Logf("after a restart: a change live on every router %s after the write; %d full lists (%d streamed), the first %s after the server was ready, the routers' earliest moment %s after",
+		live.Round(time.Millisecond), full2, streamed2, first.Sub(back).Round(time.Millisecond), earliest.Sub(back).Round(time.Millisecond))
+	if first.Before(earliest.Add(-100 * time.Millisecond)) { // the router's log clock and the audit clock are the same machine's
+		t.Errorf("a router relisted at %s, before any router's drawn moment %s", first.Format(time.StampMilli), earliest.Format(time.StampMilli))
+	}
+	// Nothing more than one list per kind and router (a second would be
+	// a relist loop).
+	full2, _, _, _ = fromRouters(mark)
+	if full2 != want {
+		t.Errorf("%d full lists after the restart, want exactly %d (one per kind and router)", full2, want)
+	}
+	for i, l := range loads {
+		r := l.Stop()
+		if r.Failed != 0 || r.Sent == 0 {
+			t.Errorf("router %d: %d of %d requests failed: %s", i, r.Failed, r.Sent, r)
+		}
+	}
+}
+
+var reconnectRE = regexp.MustCompile(`time=(\S+) .*msg="reconnected to the API server; watches resume[^"]*".* relist_delay=(\S+)`)
+
+// reconnectLine finds the router's reconnect log line: when it noticed the
+// server's return and the relist delay it drew.
+func reconnectLine(t *testing.T, log string) (time.Time, time.Duration) {
+	t.Helper()
+	m := reconnectRE.FindStringSubmatch(log)
+	if m == nil {
+		t.Fatalf("no reconnect line with a relist delay in the router's log")
+	}
+	at, err := time.Parse(time.RFC3339Nano, m[1])
+	if err != nil {
+		t.Fatalf("reconnect line time %q: %v", m[1], err)
+	}
+	d, err := time.ParseDuration(m[2])
+	if err != nil {
+		t.Fatalf("relist delay %q: %v", m[2], err)
+	}
+	return at, d
+}
