@@ -70,6 +70,7 @@ type Local struct {
 	// and how long a change after an outage took to go live.
 	down, startToReady, changeLive time.Duration
 	drainStart                     time.Time
+	podShutdownDelay               time.Duration
 }
 
 // updateNode changes a Node object.
@@ -148,6 +149,9 @@ type StartOptions struct {
 	RouterArgs []string
 	// Annotations go on the Ingress "web".
 	Annotations map[string]string
+	// PodShutdownDelay is how long every pod started from now on keeps
+	// serving after SIGTERM (a preStop sleep); 0: they shut down at once.
+	PodShutdownDelay time.Duration
 }
 
 // Start is the standard setup: IngressClass "bulkhead", service "web" with
@@ -165,6 +169,7 @@ func (e *Local) Start(o StartOptions) error {
 	if _, err := e.Client.NetworkingV1().IngressClasses().Create(ctx, ic, metav1.CreateOptions{}); err != nil {
 		return fmt.Errorf("create IngressClass: %w", err)
 	}
+	e.podShutdownDelay = o.PodShutdownDelay
 	for i := range o.Pods {
 		p, err := e.StartPod("web", fmt.Sprintf("web-%d", i))
 		if err != nil {
@@ -221,7 +226,7 @@ func kubeconfigVia(path, server, dir string) (string, error) {
 func (e *Local) StartPod(service, name string) (*testpods.Pod, error) {
 	ctx, cancel := context.WithTimeout(e.Context(), 30*time.Second)
 	defer cancel()
-	return e.Pods.StartPod(ctx, testpods.PodSpec{Namespace: Namespace, Service: service, Name: name})
+	return e.Pods.StartPod(ctx, testpods.PodSpec{Namespace: Namespace, Service: service, Name: name, ShutdownDelay: e.podShutdownDelay})
 }
 
 // Sync writes the service's EndpointSlice as the pods now stand.

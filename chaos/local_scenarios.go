@@ -279,8 +279,9 @@ func LocalScenarios() []Scenario[*Local] {
 		{
 			Name: "rolling-update",
 			Summary: "3 pods replaced one by one as a Deployment does: a new pod added ready and given traffic; then the old pod " +
-				"marked terminating (ready=false, serving=true) and SIGTERMed at once, it finishes in-flight requests " +
-				"(some take 300ms) and exits, then leaves the EndpointSlice; GETs, slow GETs and POSTs",
+				"marked terminating (ready=false, serving=true) and SIGTERMed at once; it serves on for its 1s preStop sleep, " +
+				"then finishes in-flight requests (some take 300ms) and exits, then leaves the EndpointSlice; GETs, slow GETs and POSTs " +
+				"(pods that exit at once lose a POST caught on a closing keep-alive connection: see the e2e test and README)",
 			Bound: "0 failed of any method; /readyz always 200; every old pod exited cleanly",
 			Short: true,
 			Loads: []LoadSpec{
@@ -288,7 +289,7 @@ func LocalScenarios() []Scenario[*Local] {
 				{Method: http.MethodGet, Path: "/slow?sleep=300ms", Share: 0.2},
 				{Method: http.MethodPost, Path: "/orders", Share: 0.5},
 			},
-			Setup: func(e *Local) error { return e.Start(StartOptions{Pods: 3}) },
+			Setup: func(e *Local) error { return e.Start(StartOptions{Pods: 3, PodShutdownDelay: time.Second}) },
 			Fault: func(e *Local) error {
 				old := slices.Clone(e.Web)
 				var fresh []string

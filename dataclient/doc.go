@@ -30,14 +30,38 @@
 // spins nor delays changes; LoadUpdate returns only the routes that changed
 // and the IDs that disappeared.
 //
-// A lost API server is noticed by a failed watch, or by a /livez heartbeat
-// while connected (client-go retries refused watch connections without
-// reporting them). A supervisor then probes /readyz with jittered, capped
-// backoff and, when the server is back after an outage, restarts the
-// informers on fresh connections (Connector) instead of leaving them to
-// client-go's reflector backoff, which grows to 30 s. The new informers are
-// installed only once fully synced, and the table is never touched while
-// the server is away.
+// A lost API server is noticed by a failed watch, by a request failing at
+// the transport, or by a /livez heartbeat while connected (client-go
+// retries refused watch connections without reporting them). A supervisor
+// then probes /readyz with jittered backoff capped at 2 s. What happens on
+// the server's return is -apiserver-reconnect (gate.go):
+//
+//   - resume (the default): the informers are kept for the life of the
+//     process, and their client's transport and dialer pass a gate. While
+//     the probe says the server is away the gate holds every list and watch
+//     request instead of failing it: client-go's reflector backs off only on
+//     errors (up to 30 s), so it never sees one and is not slowed after the
+//     outage. When the server is back, a watch from a known resourceVersion
+//     goes at once (a resume: the server replays what changed from its watch
+//     cache or etcd, cheap; it answers 410 Gone when that history is gone,
+//     and the reflector then relists); a full list (LIST, or the streaming
+//     watch-list client-go v0.36 uses by default, WatchListClient beta and
+//     on since 1.35, served by kube-apiserver since 1.34) waits for a moment
+//     this router draws at random within -apiserver-relist-spread, so a
+//     fleet's relists are spread instead of arriving within a second of the
+//     server's return. Streams and connections from before the outage are
+//     ended then (a stream as a clean end, so the reflector re-watches from
+//     where it was rather than relisting), so nothing waits on a connection
+//     that died silently. A relist replaces an informer's cache only once
+//     the whole list has arrived, and what it no longer finds is a tombstone:
+//     an unannounced removal for the guard.
+//   - restart: new informers on fresh connections (Connector) as soon as
+//     the probe succeeds, installed once fully synced; removals found by
+//     comparing the old caches with the new ones are unannounced. Every
+//     router lists everything within about 2 s of the server's return; kept
+//     for comparison (make bench-fleet).
+//
+// Either way the table is never touched while the server is away.
 //
 // The deletion guard (guard.go) holds back removals the router cannot
 // explain as one user's act, and nothing else: every rebuild applies all
@@ -45,14 +69,24 @@
 // Ingress no longer served, a used Service losing its last usable
 // endpoint), never the routes or endpoints that follow from them. The
 // watcher tells it how each object left: a watch DELETE was announced; a
-// relist tombstone, informers restarted on a new connection, or the first
-// sync after serving the stored table was not. Announced removals are held
+// relist tombstone, informers restarted on a new connection (restart mode),
+// or the first sync after serving the stored table was not. Announced removals are held
 // only as a burst (MinObjects of a kind within Window, over the share),
 // unannounced ones whenever over the share. Held objects go back into the
 // snapshot (routing.Snapshot.HeldIngresses, a held Service's last slices)
 // or, when the served table came from disk, are kept as the routes they
 // were; each is applied HoldPeriod after it was held, when an operator
 // confirms (ConfirmHold), or dropped from the hold when it comes back.
+//
+// Endpoints live beside the routes (routing.Table.Backends). apply hands
+// changed endpoint lists to the upstream layer (Options.Endpoints) before
+// skipper can get a route naming them, and gives skipper a table only when
+// its routes changed; a backend no route names any more is dropped once the
+// table without those routes is live. The watcher records which Services'
+// slices changed; a rebuild caused by slices alone re-resolves only those
+// Services' backends (routing.ResolveEndpoints) and translates nothing,
+// unless a backend would lose its last endpoint, which is left to a full
+// rebuild and the deletion guard.
 //
 // Route-live latency is measured end to end: every table carries a sentinel
 // route whose predicate holds the table's version; a skipper post-processor

@@ -9,8 +9,13 @@ takes it out again.
 # Place in the data flow
 
 The data client builds a Snapshot from its informer caches and calls
-Translate; skipper's routing loads the resulting Table, with
-NewRestorePathSpec() in its filter registry. The proxy handler calls
+Translate; skipper's routing loads the resulting Table's routes, with
+NewRestorePathSpec() in its filter registry, and the upstream layer takes
+its Backends. Routes name their backend (a Service port, BackendKey) and
+never list endpoints: an endpoint change is a change of Table.Backends
+alone, which the data client re-resolves for the Services concerned with
+ResolveEndpoints, without translating anything or touching skipper's
+matcher. The proxy handler calls
 PrepareRequest on every request before skipper's lookup. Translate is pure:
 it uses no clients, globals, clock or logging, does not modify its input,
 gives byte-identical output for the same objects in any order, and never
@@ -154,9 +159,18 @@ bracketed in URLs), FQDN ones skipped; only the first address of an
 endpoint is used. Conditions are read as Kubernetes defines them (ready nil
 means ready, serving nil means as ready, terminating nil means not). The
 ready endpoints are used; when none is ready, those serving and
-terminating. Addresses are deduplicated across slices and sorted, and the
-route balances over them with powerOfRandomNChoices (least in-flight; the
-upstream layer implements it), or roundRobin when the Ingress asks.
+terminating. Addresses are deduplicated across slices and sorted into the
+backend's entry of Table.Backends, one per Service port that routes name.
+
+A route to a usable backend (the Service and its TCP port exist, and the
+Service is not ExternalName) ends in bulkheadBackend("namespace/service:port")
+and skipper's <dynamic> backend: the filter, which the upstream layer
+provides, picks one of the backend's current endpoints per request
+(least in-flight, or round robin with a second argument "roundRobin" when
+the Ingress asks) and answers 503 while it has none. A route whose backend
+cannot be used answers 503 itself (a status(503) shunt) and carries a
+problem on its Ingress. No endpoints is not a route's problem but the
+Service's (NoEndpoints), so that it can change without the routes.
 
 Pods and tenants can write EndpointSlices, so an endpoint may name
 anything (CVE-2021-25740). Endpoints at loopback, link-local (the instance
@@ -166,7 +180,7 @@ refused, IPv4-mapped IPv6 forms judged as IPv4; so are those at
 Options.SelfAddresses (the router) and Options.NodeAddresses (its node), on
 every port (see Options for why). A refused endpoint is taken out before
 the ready/terminating choice and reported as a RefusedEndpoint problem on
-the Ingress, naming the address and why; with no endpoint left the route
+the Service, naming the address and why; with no endpoint left the route
 answers 503, like a backend without endpoints.
 
 # Annotations
