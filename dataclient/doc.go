@@ -7,7 +7,8 @@
 //
 // The files follow the flow: watcher.go (informers, lean caches, how each
 // object left), supervise.go (start, first sync, losing and regaining the
-// API server), rebuild.go (the debounced rebuild: translation, the guard of
+// API server, with gate.go between the informers and the server),
+// rebuild.go (the debounced rebuild: translation, the guard of
 // guard.go, the applied table), publish.go (handing tables to skipper and
 // seeing them go live, with sentinel.go), and status.go and metrics.go for
 // operators. client.go holds the options and the main loop.

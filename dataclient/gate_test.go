@@ -28,8 +28,14 @@ func TestGateHoldsRelistsUntilTheirMomentAndLetsResumesGo(t *testing.T) {
 	g.close()
 
 	done := make(chan time.Time, 2)
-	go func() { hc.Get(srv.URL + "/apis/networking.k8s.io/v1/ingresses?watch=true&resourceVersion=42"); done <- time.Now() }()
-	go func() { hc.Get(srv.URL + "/apis/networking.k8s.io/v1/ingresses?resourceVersion=42"); done <- time.Now() }()
+	go func() {
+		hc.Get(srv.URL + "/apis/networking.k8s.io/v1/ingresses?watch=true&resourceVersion=42")
+		done <- time.Now()
+	}()
+	go func() {
+		hc.Get(srv.URL + "/apis/networking.k8s.io/v1/ingresses?resourceVersion=42")
+		done <- time.Now()
+	}()
 	select {
 	case <-done:
 		t.Fatal("a request went through a closed gate")

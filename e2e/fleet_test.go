@@ -23,10 +23,10 @@ const fleetRelistSpread = 4 * time.Second
 //   - the API server is frozen (SIGSTOP) until every router counts it as
 //     lost, then thawed: it kept its watch cache, so every watch resumes
 //     from its resourceVersion and no router lists anything again;
-//   - the API server is SIGKILLed and restarted: its new watch cache has no
-//     history (410 Gone for the old resourceVersions), so each router
-//     relists every kind once, no earlier than the random delay it drew and
-//     logged, while it keeps serving its table;
+//   - the API server is SIGKILLed and restarted: each router resumes what
+//     the new server allows and relists the rest, at most once per kind,
+//     no earlier than the random moment it drew and logged, while it keeps
+//     serving its table;
 //
 // after each, a change made right after the return is served by every
 // router, and no request of the load fails.
@@ -110,6 +110,7 @@ func TestFleetOutageResumesOrSpreadsRelists(t *testing.T) {
 	if err := e.cp.ThawAPIServer(); err != nil {
 		t.Fatal(err)
 	}
+	thawed := time.Now()
 	live := serveEverywhere("after-freeze")
 	awaitAll(true)
 	full, _, resumed, _ := fromRouters(mark)
@@ -121,8 +122,12 @@ func TestFleetOutageResumesOrSpreadsRelists(t *testing.T) {
 		t.Errorf("after a freeze %d watches resumed, want at least one per kind and router (%d)", resumed, len(routers)*4)
 	}
 
-	// 2. Killed and restarted: the history is gone, so every router
-	// relists, each at its own moment.
+	// 2. Killed and restarted: each router resumes what the new server
+	// allows and relists the rest, each at its own moment. client-go
+	// counts a watch that ends within a second of its start without an
+	// event as failed and relists: the watches resumed above must be older
+	// than that when the server dies, as they are in a real outage.
+	<-time.After(time.Until(thawed.Add(1500 * time.Millisecond)))
 	mark = e.cp.AuditLogSize()
 	logMarks := make([]int, len(routers))
 	for i, r := range routers {
@@ -137,38 +142,38 @@ func TestFleetOutageResumesOrSpreadsRelists(t *testing.T) {
 	}
 	back := time.Now()
 	live = serveEverywhere("after-restart")
-	want := len(routers) * 4
-	var full2, streamed2 int
-	var first time.Time
-	e.eventually(fleetRelistSpread+20*time.Second, "every router relisting every kind", func() error {
-		full2, streamed2, _, first = fromRouters(mark)
-		if full2 < want {
-			return fmt.Errorf("%d full lists of %d", full2, want)
-		}
-		return nil
-	})
-	// The earliest moment any router may relist: its return noticed plus
-	// the delay it drew (both from its log line).
-	var earliest time.Time
+	awaitAll(true)
+	// The moments the routers drew, from their log lines: when each
+	// noticed the server's return plus its delay.
+	var earliest, latest time.Time
 	for i, r := range routers {
 		at, delay := reconnectLine(t, r.Log()[logMarks[i]:])
 		if delay < 0 || delay >= fleetRelistSpread {
 			t.Errorf("router %d drew a relist delay of %s, want within [0, %s)", i, delay, fleetRelistSpread)
 		}
-		if m := at.Add(delay); earliest.IsZero() || m.Before(earliest) {
+		m := at.Add(delay)
+		if earliest.IsZero() || m.Before(earliest) {
 			earliest = m
 		}
+		if m.After(latest) {
+			latest = m
+		}
 	}
-	t.Logf("after a restart: a change live on every router %s after the write; %d full lists (%d streamed), the first %s after the server was ready, the routers' earliest moment %s after",
-		live.Round(time.Millisecond), full2, streamed2, first.Sub(back).Round(time.Millisecond), earliest.Sub(back).Round(time.Millisecond))
-	if first.Before(earliest.Add(-100 * time.Millisecond)) { // the router's log clock and the audit clock are the same machine's
-		t.Errorf("a router relisted at %s, before any router's drawn moment %s", first.Format(time.StampMilli), earliest.Format(time.StampMilli))
+	// Lists come at the routers' moments (and the reflector's backoff of
+	// about a second after a 410): count them once all are past.
+	<-time.After(time.Until(latest.Add(4 * time.Second)))
+	full2, streamed2, resumed2, first := fromRouters(mark)
+	t.Logf("after a restart: a change live on every router %s after the write; %d full lists (%d streamed) and %d watches resumed; the first list %s after the server was ready, the routers' moments from %s to %s after",
+		live.Round(time.Millisecond), full2, streamed2, resumed2, first.Sub(back).Round(time.Millisecond),
+		earliest.Sub(back).Round(time.Millisecond), latest.Sub(back).Round(time.Millisecond))
+	if full2 > 0 && first.Before(earliest.Add(-100*time.Millisecond)) { // one machine's clock for the log and the audit
+		t.Errorf("a router listed at %s, before any router's drawn moment %s", first.Format(time.StampMilli), earliest.Format(time.StampMilli))
 	}
-	// Nothing more than one list per kind and router (a second would be
-	// a relist loop).
-	full2, _, _, _ = fromRouters(mark)
-	if full2 != want {
-		t.Errorf("%d full lists after the restart, want exactly %d (one per kind and router)", full2, want)
+	if full2 > len(routers)*4 {
+		t.Errorf("%d full lists after the restart, want at most one per kind and router (%d): a relist loop", full2, len(routers)*4)
+	}
+	if full2+resumed2 < len(routers)*4 {
+		t.Errorf("%d full lists and %d resumed watches after the restart, want every kind of every router back (%d)", full2, resumed2, len(routers)*4)
 	}
 	for i, l := range loads {
 		r := l.Stop()

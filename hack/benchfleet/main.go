@@ -63,12 +63,14 @@ type config struct {
 	observe          time.Duration
 	rate             float64
 	modes            []string
+	faults           []string
 	work             string
 }
 
 func main() {
 	var c config
 	modes := flag.String("modes", "restart,resume", "reconnect modes to measure, in order (-apiserver-reconnect of each fleet)")
+	faults := flag.String("faults", "kill,freeze", "faults to measure, in order: kill (SIGKILL, start again: the new server has no watch history) and freeze (SIGSTOP, SIGCONT: the server keeps it, as in a network partition)")
 	flag.IntVar(&c.routers, "routers", 50, "bulkhead processes in the fleet")
 	flag.IntVar(&c.objects, "objects", 2000, "Ingresses, Services and EndpointSlices each")
 	flag.DurationVar(&c.outage, "outage", 12*time.Second, "how long kube-apiserver stays down")
@@ -78,6 +80,7 @@ func main() {
 	flag.StringVar(&c.work, "work", "", "working directory (default: a new temporary one, removed at the end)")
 	flag.Parse()
 	c.modes = strings.Split(*modes, ",")
+	c.faults = strings.Split(*faults, ",")
 	if err := run(c); err != nil {
 		fmt.Fprintln(os.Stderr, "benchfleet:", err)
 		os.Exit(1)
@@ -122,12 +125,14 @@ func run(c config) error {
 		return err
 	}
 	var results []*result
-	for _, mode := range c.modes {
-		r, err := measure(ctx, c, cp, client, bin, work, mode)
-		if err != nil {
-			return fmt.Errorf("%s: %w", mode, err)
+	for _, fault := range c.faults {
+		for _, mode := range c.modes {
+			r, err := measure(ctx, c, cp, client, bin, work, mode, fault)
+			if err != nil {
+				return fmt.Errorf("%s, %s: %w", mode, fault, err)
+			}
+			results = append(results, r)
 		}
-		results = append(results, r)
 	}
 	report(os.Stdout, c, results)
 	return nil
@@ -293,7 +298,7 @@ func await(timeout time.Duration, what string, cond func() bool) error {
 }
 
 type result struct {
-	mode                string
+	mode, fault         string
 	routers             int
 	startToReady        time.Duration
 	peakRSS             int64 // kube-apiserver VmHWM after the restart, bytes
@@ -310,8 +315,8 @@ type result struct {
 	failures            map[string]int
 }
 
-func measure(ctx context.Context, c config, cp *controlplane.ControlPlane, client kubernetes.Interface, bin, work, mode string) (*result, error) {
-	res := &result{mode: mode, routers: c.routers, byResource: map[string]int{}, failures: map[string]int{}}
+func measure(ctx context.Context, c config, cp *controlplane.ControlPlane, client kubernetes.Interface, bin, work, mode, fault string) (*result, error) {
+	res := &result{mode: mode, fault: fault, routers: c.routers, byResource: map[string]int{}, failures: map[string]int{}}
 	logf("%s: starting %d routers", mode, c.routers)
 	var fleet []*router
 	defer func() {
@@ -320,7 +325,7 @@ func measure(ctx context.Context, c config, cp *controlplane.ControlPlane, clien
 		}
 	}()
 	for i := range c.routers {
-		r, err := startRouter(bin, filepath.Join(work, mode, fmt.Sprintf("router-%03d", i)), cp.Kubeconfig(), mode, c.spread)
+		r, err := startRouter(bin, filepath.Join(work, fault+"-"+mode, fmt.Sprintf("router-%03d", i)), cp.Kubeconfig(), mode, c.spread)
 		if err != nil {
 			return nil, err
 		}
@@ -338,7 +343,7 @@ func measure(ctx context.Context, c config, cp *controlplane.ControlPlane, clien
 			return nil, err
 		}
 	}
-	logf("%s: every router serves; load on, then kube-apiserver SIGKILLed", mode)
+	logf("%s, %s: every router serves; load on, then the fault", mode, fault)
 
 	// The load: -rate per router, every answer counted.
 	stopLoad := make(chan struct{})
@@ -368,19 +373,41 @@ func measure(ctx context.Context, c config, cp *controlplane.ControlPlane, clien
 	}
 	time.Sleep(3 * time.Second) // steady load before the fault
 
-	if err := cp.KillAPIServer(); err != nil {
-		return nil, err
-	}
-	time.Sleep(c.outage) // the outage itself
-	mark := cp.AuditLogSize()
-	started := time.Now()
-	if err := cp.StartAPIServer(ctx); err != nil {
-		return nil, err
-	}
-	ready := time.Now()
-	res.startToReady = ready.Sub(started)
+	var mark int64
+	var ready time.Time
 	pid := cp.APIServerPID()
-	logf("%s: kube-apiserver ready again after %s", mode, res.startToReady.Round(time.Millisecond))
+	switch fault {
+	case "kill":
+		if err := cp.KillAPIServer(); err != nil {
+			return nil, err
+		}
+		time.Sleep(c.outage) // the outage itself
+		mark = cp.AuditLogSize()
+		started := time.Now()
+		if err := cp.StartAPIServer(ctx); err != nil {
+			return nil, err
+		}
+		ready = time.Now()
+		res.startToReady = ready.Sub(started)
+		pid = cp.APIServerPID()
+	case "freeze":
+		if err := cp.FreezeAPIServer(); err != nil {
+			return nil, err
+		}
+		time.Sleep(c.outage) // the outage itself
+		mark = cp.AuditLogSize()
+		// Peak memory from here on: 5 resets the process's VmHWM.
+		if err := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0o200); err != nil {
+			return nil, err
+		}
+		if err := cp.ThawAPIServer(); err != nil {
+			return nil, err
+		}
+		ready = time.Now()
+	default:
+		return nil, fmt.Errorf("unknown fault %q (kill, freeze)", fault)
+	}
+	logf("%s, %s: kube-apiserver back (start to ready %s)", mode, fault, res.startToReady.Round(time.Millisecond))
 
 	// The outside client: GET one namespace every 100 ms.
 	stopProbe := make(chan struct{})
@@ -411,7 +438,7 @@ func measure(ctx context.Context, c config, cp *controlplane.ControlPlane, clien
 	})
 
 	// The marker, written at once; every router polled until it serves it.
-	marker := "marker-" + mode
+	marker := "marker-" + fault + "-" + mode
 	var written time.Time
 	if err := await(30*time.Second, "the marker written", func() bool {
 		_, err := client.NetworkingV1().Ingresses(namespace).Create(ctx, ingress(marker, marker+".fleet", "web"), metav1.CreateOptions{})
@@ -506,7 +533,7 @@ func vmHWM(pid int) int64 {
 }
 
 func report(w io.Writer, c config, rs []*result) {
-	fmt.Fprintf(w, "\n%d bulkhead routers, %d Ingresses, Services and EndpointSlices each; kube-apiserver SIGKILLed for %s, then restarted; relist spread %s; load %.0f req/s per router\n\n",
+	fmt.Fprintf(w, "\n%d bulkhead routers, %d Ingresses, Services and EndpointSlices each; kube-apiserver SIGKILLed (kill) or SIGSTOPped (freeze) for %s, then started again or SIGCONTed; relist spread %s; load %.0f req/s per router\n\n",
 		c.routers, c.objects, c.outage, c.spread, c.rate)
 	row := func(name string, f func(*result) string) {
 		fmt.Fprintf(w, "| %s |", name)
@@ -518,15 +545,20 @@ func report(w io.Writer, c config, rs []*result) {
 	ms := func(d time.Duration) string { return fmt.Sprintf("%.1f s", d.Seconds()) }
 	fmt.Fprint(w, "| after the API server's return |")
 	for _, r := range rs {
-		fmt.Fprintf(w, " %s |", r.mode)
+		fmt.Fprintf(w, " %s, %s |", r.fault, r.mode)
 	}
 	fmt.Fprint(w, "\n| --- |")
 	for range rs {
 		fmt.Fprint(w, " --- |")
 	}
 	fmt.Fprintln(w)
-	row("kube-apiserver start to ready", func(r *result) string { return ms(r.startToReady) })
-	row("kube-apiserver peak RSS after restart", func(r *result) string { return fmt.Sprintf("%d MiB", r.peakRSS>>20) })
+	row("kube-apiserver start to ready", func(r *result) string {
+		if r.fault != "kill" {
+			return "-"
+		}
+		return ms(r.startToReady)
+	})
+	row("kube-apiserver peak RSS after its return", func(r *result) string { return fmt.Sprintf("%d MiB", r.peakRSS>>20) })
 	row("full lists by the routers (streamed)", func(r *result) string { return fmt.Sprintf("%d (%d)", r.lists, r.streamed) })
 	row("  per resource", func(r *result) string {
 		var parts []string
@@ -535,7 +567,10 @@ func report(w io.Writer, c config, rs []*result) {
 		}
 		return strings.Join(parts, ", ")
 	})
-	row("full lists first / p50 / last (after ready)", func(r *result) string {
+	row("full lists first / p50 / last (after its return)", func(r *result) string {
+		if r.lists == 0 {
+			return "-"
+		}
 		return fmt.Sprintf("%s / %s / %s", ms(r.first), ms(r.p50), ms(r.last))
 	})
 	row("watches resumed (no list)", func(r *result) string { return strconv.Itoa(r.resumes) })
