@@ -8,8 +8,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	networkingv1 "k8s.io/api/networking/v1"
-	"k8s.io/apimachinery/pkg/types"
 )
 
 // backend is a resolved Ingress backend: the Service port routes send to,
@@ -31,16 +29,6 @@ func unusable(service, port string, reason Reason, format string, args ...any) *
 	return &backend{service: service, port: port, reason: reason, unavailable: fmt.Sprintf(format, args...)}
 }
 
-// backendIndex answers backend questions from the Services and
-// EndpointSlices of the snapshot, remembering answers, since many paths
-// tend to share a backend.
-type backendIndex struct {
-	services map[types.NamespacedName]*corev1.Service
-	slices   map[types.NamespacedName][]*discoveryv1.EndpointSlice // by namespace and service name
-	resolved map[serviceBackendKey]*backend
-	refuse   refusal
-}
-
 // serviceBackendKey names a Service port the way the Ingress does: by
 // number, or (number 0) by name.
 type serviceBackendKey struct {
@@ -57,70 +45,6 @@ func (k serviceBackendKey) port() string {
 	return k.portName
 }
 
-func newBackendIndex(services []*corev1.Service, endpointSlices []*discoveryv1.EndpointSlice, refuse refusal, problems *[]Problem) *backendIndex {
-	ix := &backendIndex{
-		services: indexServices(services, problems),
-		slices:   map[types.NamespacedName][]*discoveryv1.EndpointSlice{},
-		resolved: map[serviceBackendKey]*backend{},
-		refuse:   refuse,
-	}
-	for _, s := range endpointSlices {
-		if s == nil {
-			continue
-		}
-		name := s.Labels[discoveryv1.LabelServiceName]
-		if name == "" {
-			continue
-		}
-		key := objectKey(s.Namespace, name)
-		ix.slices[key] = append(ix.slices[key], s)
-	}
-	return ix
-}
-
-// indexServices drops Services that share a namespace/name, with a problem:
-// which one would win would depend on the input order.
-func indexServices(services []*corev1.Service, problems *[]Problem) map[types.NamespacedName]*corev1.Service {
-	byKey := map[types.NamespacedName]*corev1.Service{}
-	count := map[types.NamespacedName]int{}
-	for _, svc := range services {
-		if svc == nil {
-			continue
-		}
-		key := objectKey(svc.Namespace, svc.Name)
-		count[key]++
-		byKey[key] = svc
-	}
-	for key, n := range count {
-		if n > 1 {
-			delete(byKey, key)
-			*problems = append(*problems, duplicateProblem("Service", key, n))
-		}
-	}
-	return byKey
-}
-
-// resolve turns the backend of an Ingress in namespace into endpoints.
-func (ix *backendIndex) resolve(namespace string, b *networkingv1.IngressBackend) *backend {
-	switch {
-	case b.Resource != nil:
-		return unusable("", "", UnsupportedBackend,
-			"resource backend %s %q is not supported", resourceKind(b.Resource), b.Resource.Name)
-	case b.Service == nil:
-		return unusable("", "", InvalidBackend, "backend names no service")
-	}
-	key := serviceBackendKey{namespace: namespace, service: b.Service.Name, portNumber: b.Service.Port.Number}
-	if key.portNumber == 0 {
-		key.portName = b.Service.Port.Name
-	}
-	if r, ok := ix.resolved[key]; ok {
-		return r
-	}
-	r := ix.resolveService(key)
-	ix.resolved[key] = r
-	return r
-}
-
 func resourceKind(ref *corev1.TypedLocalObjectReference) string {
 	if ref.APIGroup != nil && *ref.APIGroup != "" {
 		return ref.Kind + "." + *ref.APIGroup
@@ -128,11 +52,12 @@ func resourceKind(ref *corev1.TypedLocalObjectReference) string {
 	return ref.Kind
 }
 
-func (ix *backendIndex) resolveService(key serviceBackendKey) *backend {
+// resolveService resolves a backend naming a Service port against the
+// Service of that name (nil when there is none, or several).
+func resolveService(key serviceBackendKey, svc *corev1.Service) *backend {
 	svcRef := key.namespace + "/" + key.service
 	port := key.port()
-	svc, ok := ix.services[objectKey(key.namespace, key.service)]
-	if !ok {
+	if svc == nil {
 		return unusable(key.service, port, ServiceNotFound, "service %s not found", svcRef)
 	}
 	if svc.Spec.Type == corev1.ServiceTypeExternalName {
@@ -148,18 +73,6 @@ func (ix *backendIndex) resolveService(key serviceBackendKey) *backend {
 	}
 	return &backend{service: key.service, port: port,
 		key: BackendKey{Namespace: key.namespace, Service: key.service, Port: svcPort.Port}}
-}
-
-// endpoints resolves the endpoints of every key, each once.
-func (ix *backendIndex) endpoints(keys []BackendKey, problems *[]Problem) []Backend {
-	out := make([]Backend, 0, len(keys))
-	for _, k := range keys {
-		b, ps := resolveEndpoints(k, ix.services[objectKey(k.Namespace, k.Service)],
-			ix.slices[objectKey(k.Namespace, k.Service)], ix.refuse)
-		*problems = append(*problems, ps...)
-		out = append(out, b)
-	}
-	return out
 }
 
 // ResolveEndpoints chooses the endpoints of one Service port from the

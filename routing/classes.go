@@ -53,41 +53,6 @@ func (sel classSelector) serves(ing *networkingv1.Ingress) bool {
 	return sel.hasDefault
 }
 
-// servedIngresses returns our Ingresses in precedence order: oldest first,
-// then by namespace/name. That order decides every conflict. Ingresses that
-// share a namespace/name are all dropped with a problem, because no order
-// between them would be independent of the input order.
-//
-// It also returns the names of all Ingresses selected by class, sorted and
-// each once, the dropped duplicates included: they are ours, only broken
-// (see Table.Served).
-func servedIngresses(all []*networkingv1.Ingress, sel classSelector, problems *[]Problem) ([]*networkingv1.Ingress, []types.NamespacedName) {
-	count := map[types.NamespacedName]int{}
-	var served []*networkingv1.Ingress
-	for _, ing := range all {
-		if ing == nil || !sel.serves(ing) {
-			continue
-		}
-		count[objectKey(ing.Namespace, ing.Name)]++
-		served = append(served, ing)
-	}
-	names := make([]types.NamespacedName, 0, len(count))
-	for key := range count {
-		names = append(names, key)
-	}
-	slices.SortFunc(names, compareNames)
-	served = slices.DeleteFunc(served, func(ing *networkingv1.Ingress) bool {
-		return count[objectKey(ing.Namespace, ing.Name)] > 1
-	})
-	for key, n := range count {
-		if n > 1 {
-			*problems = append(*problems, duplicateProblem("Ingress", key, n))
-		}
-	}
-	slices.SortFunc(served, compareIngressPrecedence)
-	return served, names
-}
-
 // heldIngresses returns the held Ingresses to translate after the served
 // ones, in precedence order among themselves: placed last, they lose every
 // conflict to a live Ingress. A held Ingress whose namespace/name is served

@@ -216,13 +216,27 @@ func sortRoutes(routes []Route) {
 	slices.SortFunc(routes, func(a, b Route) int {
 		return cmp.Or(cmp.Compare(a.Eskip.Id, b.Eskip.Id), compareOrigin(a, b))
 	})
+	if renameDuplicateIDs(routes) {
+		slices.SortFunc(routes, func(a, b Route) int { return cmp.Compare(a.Eskip.Id, b.Eskip.Id) })
+	}
+}
+
+// renameDuplicateIDs gives routes sorted by ID and origin unique IDs, and
+// reports whether it renamed any (they must then be sorted again). A
+// renamed route is a copy: the original may be a Translator's, shared
+// with earlier tables, and is never modified.
+func renameDuplicateIDs(routes []Route) bool {
+	renamed := false
 	for i := 1; i < len(routes); i++ {
 		base := routes[i-1].Eskip.Id
 		for n := 2; i < len(routes) && routes[i].Eskip.Id == base; n, i = n+1, i+1 {
-			routes[i].Eskip.Id = base + "_" + strconv.Itoa(n)
+			c := *routes[i].Eskip
+			c.Id = base + "_" + strconv.Itoa(n)
+			routes[i].Eskip = &c
+			renamed = true
 		}
 	}
-	slices.SortFunc(routes, func(a, b Route) int { return cmp.Compare(a.Eskip.Id, b.Eskip.Id) })
+	return renamed
 }
 
 func compareOrigin(a, b Route) int {

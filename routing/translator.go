@@ -1,0 +1,648 @@
+package routing
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// Translator is Translate with a memory: it returns exactly what Translate
+// returns for the same snapshot and options, but reuses the work done for
+// objects that did not change since its previous call. Objects are known
+// by pointer: informer caches hand out immutable objects and replace the
+// pointer on every change, so an object seen again at the same address is
+// the same object. What it remembers (see doc.go, "Translating again"):
+//
+//   - per Ingress (by pointer): its settings, its rules validated and with
+//     their backends resolved, its own problems and its emitted routes,
+//     until the Ingress or a Service it names changes;
+//   - per backend: its endpoints and problems, until its Service or the
+//     set of its EndpointSlices changes, or the options;
+//   - the order of the previous call: Ingresses by precedence, routes by
+//     ID, backends by key, Table.Served; a call merges the changes into
+//     them instead of sorting everything again.
+//
+// The cross-Ingress step (precedence, conflicts, the default backend) is
+// a pass over the remembered rules. A route whose inputs did not change
+// is the same *eskip.Route as before, also when its Ingress was replaced
+// by an equal one, so a caller can tell unchanged routes by pointer.
+//
+// A Translator is not safe for concurrent use. The tables it returns share
+// memory with it and with each other: they must not be modified (Translate
+// returns tables of their own).
+type Translator struct {
+	gen     uint64
+	started bool
+	opts    Options
+	refuse  refusal
+
+	ingresses map[*networkingv1.Ingress]*ingressEntry
+	// byName is the newest entry of each Ingress name: the routes of an
+	// Ingress replaced by an equal one are taken from it.
+	byName   map[types.NamespacedName]*ingressEntry
+	backends map[BackendKey]*backendEntry
+
+	// Indexes of the current call, kept only for their storage.
+	services     map[types.NamespacedName]serviceSlot
+	sliceCount   map[types.NamespacedName]int
+	slicePresent map[*discoveryv1.EndpointSlice]struct{}
+	sliceGroups  map[types.NamespacedName][]*discoveryv1.EndpointSlice // built on demand
+	slicesNow    []*discoveryv1.EndpointSlice                          // the snapshot's, during a call
+	names        map[types.NamespacedName]int
+	claims       map[ruleKey]types.NamespacedName
+
+	// The previous call's results, in their order.
+	order        []*ingressEntry // live served Ingresses, by precedence
+	winners      []*claimant    // emitted routes, by ID and origin
+	backendOrder []*backendEntry // backends routes name, by key
+	last         Table
+}
+
+// NewTranslator returns a Translator that remembers nothing yet.
+func NewTranslator() *Translator {
+	return &Translator{
+		ingresses:    map[*networkingv1.Ingress]*ingressEntry{},
+		byName:       map[types.NamespacedName]*ingressEntry{},
+		backends:     map[BackendKey]*backendEntry{},
+		services:     map[types.NamespacedName]serviceSlot{},
+		sliceCount:   map[types.NamespacedName]int{},
+		slicePresent: map[*discoveryv1.EndpointSlice]struct{}{},
+		names:        map[types.NamespacedName]int{},
+		claims:       map[ruleKey]types.NamespacedName{},
+	}
+}
+
+// ingressEntry is what an Ingress gives regardless of the other Ingresses:
+// its problems, and its rules (candidates) in their order, which still
+// have to win their host and path against the others.
+type ingressEntry struct {
+	ing *networkingv1.Ingress
+	ref types.NamespacedName
+	// deps are the Services its backends were resolved against, with the
+	// object seen (nil: none, or a duplicate).
+	deps     []serviceDep
+	problems []Problem // annotations, invalid hosts and paths
+	def      *claimant
+	rules    []*claimant
+
+	seen      uint64 // the last call the Ingress was in the snapshot
+	served    uint64 // the last call it was served live
+	ordered   uint64 // the last call it was in the precedence order
+	inOrder   bool   // in Translator.order
+	prevServe uint64 // served before this call (for Table.Served reuse)
+}
+
+type serviceDep struct {
+	name types.NamespacedName
+	svc  *corev1.Service
+}
+
+// claimant is one validated path of an Ingress (or its default backend)
+// with its emitted route.
+type claimant struct {
+	key     ruleKey
+	route   Route
+	inputs  routeInputs
+	problem *Problem // the backend cannot serve: the Ingress's problem when this wins
+
+	won      uint64 // the last call it was emitted
+	inRoutes bool   // in Translator.winners
+}
+
+// routeInputs is everything an emitted route is made of: two candidates
+// with equal inputs emit equal routes, so the older route is reused.
+type routeInputs struct {
+	route     Route // without Eskip
+	usable    bool
+	algorithm string
+	policy    string
+}
+
+func inputsOf(r *rule) routeInputs {
+	in := routeInputs{
+		route: Route{
+			Ingress: r.ingress, Host: r.host, Path: r.path, PathType: r.pathType, VirtualHost: r.vhost,
+			DefaultBackend: r.isDefault, Service: r.backend.service, Port: r.backend.port, Backend: r.backend.key,
+		},
+		usable:    r.backend.usable(),
+		algorithm: r.upstream.algorithm,
+		policy:    strings.Join(r.upstream.policyArgs, "\x00"),
+	}
+	return in
+}
+
+// backendEntry is the endpoints of one backend, and what they were chosen
+// from.
+type backendEntry struct {
+	key      BackendKey
+	svc      *corev1.Service
+	slices   []*discoveryv1.EndpointSlice
+	backend  Backend
+	problems []Problem
+	used     uint64 // the last call a route named it
+	inList   bool   // in Translator.backendOrder
+}
+
+type serviceSlot struct {
+	svc *corev1.Service
+	n   int
+}
+
+// Translate translates s as the package function Translate does.
+func (t *Translator) Translate(s *Snapshot, o Options) Table {
+	if s == nil {
+		s = &Snapshot{}
+	}
+	o = o.withDefaults()
+	if !t.started || !sameOptions(t.opts, o) {
+		// Options decide class selection (read again on every call) and
+		// which endpoints are refused: the endpoints are chosen again.
+		t.opts = Options{ControllerName: o.ControllerName,
+			SelfAddresses: slices.Clone(o.SelfAddresses), NodeAddresses: slices.Clone(o.NodeAddresses)}
+		t.refuse = newRefusal(o)
+		clear(t.backends)
+		t.backendOrder = nil
+		t.last.Backends = nil
+		t.started = true
+	}
+	t.gen++
+	gen := t.gen
+	var problems []Problem
+	t.indexServices(s.Services, &problems)
+	t.indexSlices(s.EndpointSlices)
+
+	// Ingresses selected by class; their entries, made or checked.
+	sel := newClassSelector(s.IngressClasses, o.ControllerName)
+	clear(t.names)
+	var served []*ingressEntry
+	servedSame := true
+	for _, ing := range s.Ingresses {
+		if ing == nil || !sel.serves(ing) {
+			continue
+		}
+		e := t.entry(ing)
+		if e.served != gen {
+			e.prevServe, e.served = e.served, gen
+			if e.prevServe != gen-1 {
+				// Newly served: Served stays the same only if its name was.
+				if _, ok := slices.BinarySearchFunc(t.last.Served, e.ref, compareNames); !ok {
+					servedSame = false
+				}
+			}
+		}
+		t.names[e.ref]++
+		served = append(served, e)
+	}
+	var servedNames []types.NamespacedName
+	if servedSame && len(t.names) == len(t.last.Served) && t.started && t.last.Served != nil {
+		servedNames = t.last.Served
+	} else {
+		servedNames = make([]types.NamespacedName, 0, len(t.names))
+		for name := range t.names {
+			servedNames = append(servedNames, name)
+		}
+		slices.SortFunc(servedNames, compareNames)
+	}
+	for name, n := range t.names {
+		if n > 1 {
+			problems = append(problems, duplicateProblem("Ingress", name, n))
+		}
+	}
+	order := t.precedence(served)
+
+	var held []*ingressEntry
+	for _, ing := range heldIngresses(s.HeldIngresses, servedNames, &problems) {
+		held = append(held, t.entry(ing))
+	}
+
+	// Conflicts: the first claim of a host and path, in precedence order,
+	// wins; so does the first default backend.
+	clear(t.claims)
+	var fresh []*claimant
+	var defaultOwner *types.NamespacedName
+	win := func(c *claimant) {
+		c.won = gen
+		if c.problem != nil {
+			problems = append(problems, *c.problem)
+		}
+		if !c.inRoutes {
+			fresh = append(fresh, c)
+		}
+	}
+	visit := func(e *ingressEntry) {
+		problems = append(problems, e.problems...)
+		if e.def != nil {
+			if defaultOwner != nil {
+				problems = append(problems, ingressProblem(e.ref, DuplicateDefaultBackend,
+					"ingress %s, which takes precedence, already defines the default backend; this one is ignored", *defaultOwner))
+			} else {
+				defaultOwner = &e.ref
+				win(e.def)
+			}
+		}
+		for _, c := range e.rules {
+			if owner, taken := t.claims[c.key]; taken {
+				r := &c.route
+				problems = append(problems, ingressProblem(e.ref, Conflict, "host %q path %q (%s) is already routed by %s; path ignored",
+					r.Host, r.Path, r.PathType, describeOwner(owner, e.ref)))
+				continue
+			}
+			t.claims[c.key] = e.ref
+			win(c)
+		}
+	}
+	for _, e := range order {
+		visit(e)
+	}
+	for _, e := range held {
+		visit(e)
+	}
+
+	routes := t.emit(fresh)
+	backends := t.endpoints(routes, &problems)
+	t.sweep()
+	t.slicesNow, t.sliceGroups = nil, nil // keep no snapshot alive
+	t.last = Table{Routes: routes, Problems: sortedProblems(problems), Served: servedNames, Backends: backends}
+	return t.last
+}
+
+func sameOptions(a, b Options) bool {
+	return a.ControllerName == b.ControllerName &&
+		slices.Equal(a.SelfAddresses, b.SelfAddresses) && slices.Equal(a.NodeAddresses, b.NodeAddresses)
+}
+
+// indexServices indexes the Services by name; those that share a name are
+// left out, with a problem (as indexServices does).
+func (t *Translator) indexServices(services []*corev1.Service, problems *[]Problem) {
+	clear(t.services)
+	for _, svc := range services {
+		if svc == nil {
+			continue
+		}
+		key := objectKey(svc.Namespace, svc.Name)
+		slot := t.services[key]
+		slot.svc, slot.n = svc, slot.n+1
+		t.services[key] = slot
+	}
+	for key, slot := range t.services {
+		if slot.n > 1 {
+			*problems = append(*problems, duplicateProblem("Service", key, slot.n))
+		}
+	}
+}
+
+// service is the Service of that name, nil when there is none or several.
+func (t *Translator) service(name types.NamespacedName) *corev1.Service {
+	if slot := t.services[name]; slot.n == 1 {
+		return slot.svc
+	}
+	return nil
+}
+
+func (t *Translator) indexSlices(endpointSlices []*discoveryv1.EndpointSlice) {
+	clear(t.sliceCount)
+	clear(t.slicePresent)
+	t.sliceGroups = nil
+	t.slicesNow = endpointSlices
+	for _, s := range endpointSlices {
+		if name, ok := sliceService(s); ok {
+			t.sliceCount[name]++
+			t.slicePresent[s] = struct{}{}
+		}
+	}
+}
+
+func sliceService(s *discoveryv1.EndpointSlice) (types.NamespacedName, bool) {
+	if s == nil {
+		return types.NamespacedName{}, false
+	}
+	name := s.Labels[discoveryv1.LabelServiceName]
+	return objectKey(s.Namespace, name), name != ""
+}
+
+// slicesOf returns the slices of a Service, grouping all slices the first
+// time a backend has to be resolved in this call.
+func (t *Translator) slicesOf(name types.NamespacedName) []*discoveryv1.EndpointSlice {
+	if t.sliceGroups == nil {
+		t.sliceGroups = map[types.NamespacedName][]*discoveryv1.EndpointSlice{}
+		for _, s := range t.slicesNow {
+			if key, ok := sliceService(s); ok {
+				t.sliceGroups[key] = append(t.sliceGroups[key], s)
+			}
+		}
+	}
+	return t.sliceGroups[name]
+}
+
+// entry returns the entry of ing, made anew when ing is new or a Service
+// it names changed.
+func (t *Translator) entry(ing *networkingv1.Ingress) *ingressEntry {
+	e := t.ingresses[ing]
+	if e == nil || !t.depsSame(e) {
+		old := e
+		if old == nil {
+			old = t.byName[objectKey(ing.Namespace, ing.Name)]
+		}
+		next := t.newEntry(ing, old)
+		if e != nil {
+			// The same Ingress: it keeps its place in the order.
+			next.served, next.prevServe, next.ordered, next.inOrder = e.served, e.prevServe, e.ordered, e.inOrder
+			*e = *next
+		} else {
+			e = next
+			t.ingresses[ing] = e
+		}
+		t.byName[e.ref] = e
+	}
+	e.seen = t.gen
+	return e
+}
+
+func (t *Translator) depsSame(e *ingressEntry) bool {
+	for _, d := range e.deps {
+		if t.service(d.name) != d.svc {
+			return false
+		}
+	}
+	return true
+}
+
+// newEntry validates an Ingress's rules and resolves their backends, as
+// Translate always did; routes equal to those of old are reused.
+func (t *Translator) newEntry(ing *networkingv1.Ingress, old *ingressEntry) *ingressEntry {
+	e := &ingressEntry{ing: ing, ref: objectKey(ing.Namespace, ing.Name)}
+	problem := func(ref types.NamespacedName, reason Reason, format string, args ...any) {
+		e.problems = append(e.problems, ingressProblem(ref, reason, format, args...))
+	}
+	reuse := reusableRoutes(old)
+	settings := parseUpstreamSettings(ing, e.ref, problem)
+	if ing.Spec.DefaultBackend != nil {
+		r := &rule{ingress: e.ref, isDefault: true, backend: t.resolve(e, ing.Spec.DefaultBackend), upstream: settings}
+		e.def = newClaimant(r, reuse)
+	}
+	for _, ir := range ing.Spec.Rules {
+		vhost, err := ruleVHost(ir.Host)
+		if err != nil {
+			problem(e.ref, InvalidHost, "rule host %q is invalid (%v); rule ignored", ir.Host, err)
+			continue
+		}
+		if ir.HTTP == nil {
+			continue
+		}
+		for i := range ir.HTTP.Paths {
+			p := &ir.HTTP.Paths[i]
+			match, pathType, err := parsePathMatch(p.Path, p.PathType)
+			if err != nil {
+				problem(e.ref, InvalidPath, "host %q path %q (%s): %v; path ignored", ir.Host, p.Path, pathType, err)
+				continue
+			}
+			r := &rule{
+				ingress: e.ref, host: ir.Host, path: p.Path, pathType: pathType, vhost: vhost, match: match,
+				backend: t.resolve(e, &p.Backend), upstream: settings,
+			}
+			e.rules = append(e.rules, newClaimant(r, reuse))
+		}
+	}
+	return e
+}
+
+// resolve resolves a backend of e against the current Services and
+// remembers which Service it read.
+func (t *Translator) resolve(e *ingressEntry, b *networkingv1.IngressBackend) *backend {
+	switch {
+	case b.Resource != nil:
+		return unusable("", "", UnsupportedBackend,
+			"resource backend %s %q is not supported", resourceKind(b.Resource), b.Resource.Name)
+	case b.Service == nil:
+		return unusable("", "", InvalidBackend, "backend names no service")
+	}
+	key := serviceBackendKey{namespace: e.ing.Namespace, service: b.Service.Name, portNumber: b.Service.Port.Number}
+	if key.portNumber == 0 {
+		key.portName = b.Service.Port.Name
+	}
+	name := objectKey(key.namespace, key.service)
+	svc := t.service(name)
+	if !slices.Contains(e.deps, serviceDep{name, svc}) {
+		e.deps = append(e.deps, serviceDep{name, svc})
+	}
+	return resolveService(key, svc)
+}
+
+func reusableRoutes(old *ingressEntry) map[routeInputs]Route {
+	if old == nil {
+		return nil
+	}
+	m := make(map[routeInputs]Route, len(old.rules)+1)
+	if old.def != nil {
+		m[old.def.inputs] = old.def.route
+	}
+	for _, c := range old.rules {
+		m[c.inputs] = c.route
+	}
+	return m
+}
+
+func newClaimant(r *rule, reuse map[routeInputs]Route) *claimant {
+	c := &claimant{key: ruleKey{vhost: r.vhost, match: r.match}, inputs: inputsOf(r)}
+	if route, ok := reuse[c.inputs]; ok {
+		c.route = route
+	} else if r.isDefault {
+		c.route = newDefaultRoute(r)
+	} else {
+		c.route = newRoute(r)
+	}
+	if !r.backend.usable() {
+		p := ingressProblem(r.ingress, r.backend.reason, "%s", r.backend.unavailable)
+		c.problem = &p
+	}
+	return c
+}
+
+// precedence returns the live served Ingresses that are not duplicates,
+// oldest first: the previous order without those gone, merged with the
+// newcomers.
+func (t *Translator) precedence(served []*ingressEntry) []*ingressEntry {
+	gen := t.gen
+	var newcomers []*ingressEntry
+	for _, e := range served {
+		if t.names[e.ref] != 1 || e.ordered == gen {
+			continue
+		}
+		e.ordered = gen
+		if !e.inOrder {
+			newcomers = append(newcomers, e)
+		}
+	}
+	slices.SortFunc(newcomers, func(a, b *ingressEntry) int { return compareIngressPrecedence(a.ing, b.ing) })
+	order := mergeSorted(t.order, newcomers,
+		func(e *ingressEntry) bool { return e.ordered == gen && e.seen == gen },
+		func(e *ingressEntry, in bool) { e.inOrder = in },
+		func(a, b *ingressEntry) int { return compareIngressPrecedence(a.ing, b.ing) })
+	t.order = order
+	return order
+}
+
+// mergeSorted keeps the elements of prev that are still wanted (keep) and
+// merges add into them; both are sorted by compare, and so is the result.
+// mark records which elements are in the result. prev is not modified.
+func mergeSorted[T any](prev, add []T, keep func(T) bool, mark func(T, bool), compare func(a, b T) int) []T {
+	out := make([]T, 0, len(prev)+len(add))
+	j := 0
+	for _, p := range prev {
+		if !keep(p) {
+			mark(p, false)
+			continue
+		}
+		for j < len(add) && compare(add[j], p) < 0 {
+			out = append(out, add[j])
+			j++
+		}
+		out = append(out, p)
+	}
+	out = append(out, add[j:]...)
+	for _, a := range add {
+		mark(a, true)
+	}
+	return out
+}
+
+// emit puts the winning candidates in route order, ID first (as
+// sortRoutes does), and returns the routes; the previous call's slice when
+// nothing changed.
+func (t *Translator) emit(fresh []*claimant) []Route {
+	gen := t.gen
+	compare := func(a, b *claimant) int {
+		return cmp.Or(cmp.Compare(a.route.Eskip.Id, b.route.Eskip.Id), compareOrigin(a.route, b.route))
+	}
+	slices.SortFunc(fresh, compare)
+	changed := len(fresh) > 0
+	winners := mergeSorted(t.winners, fresh,
+		func(c *claimant) bool {
+			if c.won != gen {
+				changed = true
+				return false
+			}
+			return true
+		},
+		func(c *claimant, in bool) { c.inRoutes = in },
+		compare)
+	t.winners = winners
+	if !changed && t.last.Routes != nil {
+		return t.last.Routes
+	}
+	routes := make([]Route, len(winners))
+	for i, c := range winners {
+		routes[i] = c.route
+	}
+	if renameDuplicateIDs(routes) {
+		slices.SortFunc(routes, func(a, b Route) int { return cmp.Compare(a.Eskip.Id, b.Eskip.Id) })
+	}
+	return routes
+}
+
+// endpoints returns the backends routes name, each once, sorted, with
+// their endpoints, chosen again only for backends whose Service or slices
+// changed.
+func (t *Translator) endpoints(routes []Route, problems *[]Problem) []Backend {
+	gen := t.gen
+	var fresh []*backendEntry
+	changed := false
+	for i := range routes {
+		k := routes[i].Backend
+		if k.IsZero() {
+			continue
+		}
+		be := t.backends[k]
+		if be == nil {
+			be = &backendEntry{key: k}
+			t.backends[k] = be
+		}
+		if be.used == gen {
+			continue
+		}
+		be.used = gen
+		if be.slices == nil || !t.backendSame(be) {
+			t.resolveBackend(be)
+			changed = true
+		}
+		*problems = append(*problems, be.problems...)
+		if !be.inList {
+			fresh = append(fresh, be)
+		}
+	}
+	compare := func(a, b *backendEntry) int { return CompareBackendKeys(a.key, b.key) }
+	slices.SortFunc(fresh, compare)
+	changed = changed || len(fresh) > 0
+	list := mergeSorted(t.backendOrder, fresh,
+		func(be *backendEntry) bool {
+			if be.used != gen {
+				changed = true
+				return false
+			}
+			return true
+		},
+		func(be *backendEntry, in bool) { be.inList = in },
+		compare)
+	t.backendOrder = list
+	if !changed && t.last.Backends != nil {
+		return t.last.Backends
+	}
+	out := make([]Backend, len(list))
+	for i, be := range list {
+		out[i] = be.backend
+	}
+	return out
+}
+
+// backendSame reports whether be's Service and slices are those of the
+// current call.
+func (t *Translator) backendSame(be *backendEntry) bool {
+	name := objectKey(be.key.Namespace, be.key.Service)
+	if t.service(name) != be.svc || t.sliceCount[name] != len(be.slices) {
+		return false
+	}
+	for _, s := range be.slices {
+		if _, ok := t.slicePresent[s]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
+func (t *Translator) resolveBackend(be *backendEntry) {
+	name := objectKey(be.key.Namespace, be.key.Service)
+	be.svc = t.service(name)
+	be.slices = slices.Clone(t.slicesOf(name))
+	if be.slices == nil {
+		be.slices = []*discoveryv1.EndpointSlice{}
+	}
+	be.backend, be.problems = resolveEndpoints(be.key, be.svc, be.slices, t.refuse)
+}
+
+// sweep forgets the Ingresses and backends this call did not see.
+func (t *Translator) sweep() {
+	gen := t.gen
+	for ing, e := range t.ingresses {
+		if e.seen != gen {
+			delete(t.ingresses, ing)
+			if t.byName[e.ref] == e {
+				delete(t.byName, e.ref)
+			}
+		}
+	}
+	for k, be := range t.backends {
+		if be.used != gen {
+			delete(t.backends, k)
+		}
+	}
+}
+
+func ingressProblem(ref types.NamespacedName, reason Reason, format string, args ...any) Problem {
+	return Problem{Kind: "Ingress", Namespace: ref.Namespace, Name: ref.Name, Reason: reason, Message: fmt.Sprintf(format, args...)}
+}
