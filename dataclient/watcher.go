@@ -11,6 +11,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -331,12 +332,25 @@ func sliceServiceKey(obj any) ([]string, error) {
 	return []string{s.Namespace + "/" + svc}, nil
 }
 
-// lean strips what bulkhead never reads before an object enters the cache:
-// managedFields and the last-applied annotation are often larger than the
-// object itself, and at 10,000 Ingresses that is most of the memory.
+// lean is the informers' transform: it keeps of each object what bulkhead
+// reads and drops the rest before the object is cached, since the caches
+// hold every Service and EndpointSlice of the cluster on every node
+// (managedFields alone are often half an object). Kept: of an Ingress,
+// everything but managedFields and kubectl's last-applied copy (translation
+// reads its spec, annotations and creation time, the status writer its
+// status); of a Service, its identity, type and ports; of an EndpointSlice,
+// its identity, the service-name label, the last-change-trigger-time
+// annotation, address type, ports, and per endpoint its first address (the
+// one consumers may use) and conditions. A test shows translation gives
+// the same table from lean objects as from whole ones.
 func lean(obj any) (any, error) {
-	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		return tomb, nil
+	switch o := obj.(type) {
+	case cache.DeletedFinalStateUnknown:
+		return o, nil
+	case *corev1.Service:
+		return leanService(o), nil
+	case *discoveryv1.EndpointSlice:
+		return leanSlice(o), nil
 	}
 	if m, err := meta.Accessor(obj); err == nil {
 		m.SetManagedFields(nil)
@@ -347,6 +361,46 @@ func lean(obj any) (any, error) {
 		}
 	}
 	return obj, nil
+}
+
+// leanMeta is the identity of an object: what caches, tombstones and the
+// deletion guard need.
+func leanMeta(m metav1.ObjectMeta) metav1.ObjectMeta {
+	return metav1.ObjectMeta{Namespace: m.Namespace, Name: m.Name, UID: m.UID, ResourceVersion: m.ResourceVersion,
+		Generation: m.Generation, CreationTimestamp: m.CreationTimestamp, DeletionTimestamp: m.DeletionTimestamp}
+}
+
+func leanService(s *corev1.Service) *corev1.Service {
+	out := &corev1.Service{TypeMeta: s.TypeMeta, ObjectMeta: leanMeta(s.ObjectMeta)}
+	out.Spec.Type = s.Spec.Type
+	if len(s.Spec.Ports) > 0 {
+		out.Spec.Ports = make([]corev1.ServicePort, len(s.Spec.Ports))
+		for i, p := range s.Spec.Ports {
+			out.Spec.Ports[i] = corev1.ServicePort{Name: p.Name, Protocol: p.Protocol, Port: p.Port, TargetPort: p.TargetPort}
+		}
+	}
+	return out
+}
+
+func leanSlice(s *discoveryv1.EndpointSlice) *discoveryv1.EndpointSlice {
+	out := &discoveryv1.EndpointSlice{TypeMeta: s.TypeMeta, ObjectMeta: leanMeta(s.ObjectMeta), AddressType: s.AddressType, Ports: s.Ports}
+	if name, ok := s.Labels[discoveryv1.LabelServiceName]; ok {
+		out.Labels = map[string]string{discoveryv1.LabelServiceName: name}
+	}
+	if t, ok := s.Annotations[corev1.EndpointsLastChangeTriggerTime]; ok {
+		out.Annotations = map[string]string{corev1.EndpointsLastChangeTriggerTime: t}
+	}
+	if len(s.Endpoints) > 0 {
+		out.Endpoints = make([]discoveryv1.Endpoint, len(s.Endpoints))
+		for i, ep := range s.Endpoints {
+			e := discoveryv1.Endpoint{Conditions: ep.Conditions}
+			if len(ep.Addresses) > 0 {
+				e.Addresses = []string{ep.Addresses[0]}
+			}
+			out.Endpoints[i] = e
+		}
+	}
+	return out
 }
 
 // statusOnly reports whether an Ingress update changed nothing translation

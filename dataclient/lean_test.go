@@ -1,0 +1,128 @@
+package dataclient
+
+import (
+	"reflect"
+	"testing"
+
+	"github.com/zalando/skipper/eskip"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/bulkhead-router/bulkhead/routing"
+)
+
+// fatService and fatSlice carry everything a real cluster puts on them.
+func fatService(name string, typ corev1.ServiceType) *corev1.Service {
+	return &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, UID: "u-" + "svc-" + "x", ResourceVersion: "7",
+			Labels:        map[string]string{"app": name, "team": "a"},
+			Annotations:   map[string]string{corev1.LastAppliedConfigAnnotation: `{"big":"json"}`, "note": "x"},
+			ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}},
+		Spec: corev1.ServiceSpec{
+			Type: typ, ClusterIP: "10.96.0.10", ClusterIPs: []string{"10.96.0.10"}, Selector: map[string]string{"app": name},
+			ExternalName: "db.example.com", SessionAffinity: corev1.ServiceAffinityClientIP,
+			Ports: []corev1.ServicePort{
+				{Name: "http", Protocol: corev1.ProtocolTCP, Port: 80, TargetPort: intstr.FromString("web"), NodePort: 30080, AppProtocol: new("http")},
+				{Name: "dns", Protocol: corev1.ProtocolUDP, Port: 53, TargetPort: intstr.FromInt32(53)},
+				{Name: "admin", Port: 9000, TargetPort: intstr.FromInt32(9000)},
+			},
+		},
+		Status: corev1.ServiceStatus{LoadBalancer: corev1.LoadBalancerStatus{Ingress: []corev1.LoadBalancerIngress{{IP: "192.0.2.9"}}}},
+	}
+}
+
+func fatSlice(service, name string, ready, serving, terminating bool, ips ...string) *discoveryv1.EndpointSlice {
+	web, adminName, tcp := "http", "admin", corev1.ProtocolTCP
+	webPort, adminPort := int32(8080), int32(9000)
+	node, zone, host := "node-1", "eu-1a", "pod-host"
+	s := &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, ResourceVersion: "9",
+			Labels: map[string]string{discoveryv1.LabelServiceName: service, discoveryv1.LabelManagedBy: "endpointslice-controller.k8s.io"},
+			Annotations: map[string]string{corev1.EndpointsLastChangeTriggerTime: "2026-12-02T10:00:00Z", "other": "y"},
+			OwnerReferences: []metav1.OwnerReference{{Kind: "Service", Name: service}},
+			ManagedFields:   []metav1.ManagedFieldsEntry{{Manager: "controller"}}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: &web, Protocol: &tcp, Port: &webPort}, {Name: &adminName, Port: &adminPort}},
+	}
+	for _, ip := range ips {
+		s.Endpoints = append(s.Endpoints, discoveryv1.Endpoint{
+			Addresses:  []string{ip, "10.9.9.9"},
+			Conditions: discoveryv1.EndpointConditions{Ready: &ready, Serving: &serving, Terminating: &terminating},
+			Hostname:   &host, NodeName: &node, Zone: &zone,
+			TargetRef: &corev1.ObjectReference{Kind: "Pod", Name: "p-" + ip},
+			Hints:     &discoveryv1.EndpointHints{ForZones: []discoveryv1.ForZone{{Name: zone}}},
+		})
+	}
+	return s
+}
+
+func leanAll[T any](t *testing.T, objs []T) []T {
+	out := make([]T, len(objs))
+	for i, o := range objs {
+		l, err := lean(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[i] = l.(T)
+	}
+	return out
+}
+
+// TestLeanObjectsTranslateTheSame: translation reads nothing lean drops.
+// Everything translation looks at is varied here (named and numbered
+// ports, a UDP port, ExternalName, conditions, several slices, the
+// change-trigger annotation), and the fat objects carry what clusters add.
+func TestLeanObjectsTranslateTheSame(t *testing.T) {
+	rt := ingress("web", "web.example", "web")
+	rt.Spec.Rules[0].HTTP.Paths = append(rt.Spec.Rules[0].HTTP.Paths,
+		pathTo("/admin", "web", networkingv1.ServiceBackendPort{Number: 9000}),
+		pathTo("/dns", "web", networkingv1.ServiceBackendPort{Name: "dns"}),
+		pathTo("/db", "db", networkingv1.ServiceBackendPort{Number: 80}),
+		pathTo("/drain", "drain", networkingv1.ServiceBackendPort{Name: "http"}))
+	full := &routing.Snapshot{
+		IngressClasses: []*networkingv1.IngressClass{ingressClass()},
+		Ingresses:      []*networkingv1.Ingress{rt},
+		Services: []*corev1.Service{fatService("web", corev1.ServiceTypeClusterIP), fatService("db", corev1.ServiceTypeExternalName),
+			fatService("drain", corev1.ServiceTypeClusterIP)},
+		EndpointSlices: []*discoveryv1.EndpointSlice{
+			fatSlice("web", "web-a", true, true, false, "10.0.0.1", "10.0.0.2"),
+			fatSlice("web", "web-b", false, true, true, "10.0.0.3"),
+			fatSlice("drain", "drain-a", false, true, true, "10.0.1.1"),
+		},
+	}
+	slim := &routing.Snapshot{
+		IngressClasses: leanAll(t, full.IngressClasses), Ingresses: leanAll(t, full.Ingresses),
+		Services: leanAll(t, full.Services), EndpointSlices: leanAll(t, full.EndpointSlices),
+	}
+	want, got := routing.Translate(full, routing.Options{}), routing.Translate(slim, routing.Options{})
+	if eskip.Print(eskip.PrettyPrintInfo{}, want.EskipRoutes()...) != eskip.Print(eskip.PrettyPrintInfo{}, got.EskipRoutes()...) ||
+		!reflect.DeepEqual(want.Backends, got.Backends) || !reflect.DeepEqual(want.Problems, got.Problems) {
+		t.Fatalf("lean objects translate differently:\nwhole: %v %+v %+v\nlean:  %v %+v %+v",
+			want.EskipRoutes(), want.Backends, want.Problems, got.EskipRoutes(), got.Backends, got.Problems)
+	}
+	if len(want.Backends) != 3 || len(want.Problems) != 2 {
+		t.Fatalf("the fixture no longer exercises backends and problems: %+v %+v", want.Backends, want.Problems)
+	}
+	for _, s := range slim.EndpointSlices {
+		if changeTime(s).IsZero() {
+			t.Errorf("slice %s lost its last-change-trigger-time", s.Name)
+		}
+		if s.ManagedFields != nil || len(s.Endpoints[0].Addresses) != 1 || s.Endpoints[0].NodeName != nil || s.Endpoints[0].TargetRef != nil {
+			t.Errorf("slice %s not lean: %+v", s.Name, s)
+		}
+	}
+	for _, s := range slim.Services {
+		if s.Spec.Selector != nil || s.Labels != nil || s.Annotations != nil || s.Spec.ClusterIPs != nil || s.Status.LoadBalancer.Ingress != nil {
+			t.Errorf("service %s not lean: %+v", s.Name, s)
+		}
+	}
+}
+
+func pathTo(p, svc string, port networkingv1.ServiceBackendPort) networkingv1.HTTPIngressPath {
+	pt := networkingv1.PathTypePrefix
+	return networkingv1.HTTPIngressPath{Path: p, PathType: &pt,
+		Backend: networkingv1.IngressBackend{Service: &networkingv1.IngressServiceBackend{Name: svc, Port: port}}}
+}
