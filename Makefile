@@ -40,9 +40,9 @@ unit:
 test-outage: deps controlplane
 	BULKHEAD_OUTAGE=60s $(GO) test -count=1 -v -timeout 30m -run 'TestOutage|TestRestartDuringOutage|TestMassDeletion|TestCorruptSnapshot' ./e2e/
 
-## bench-routes: route source at 1k and 10k Ingresses against a real API server
+## bench-routes: route source at 1k and 10k Ingresses against a real API server, this tree beside the build before issue 13 (BENCH_BEFORE)
 bench-routes: deps controlplane
-	$(GO) test -run '^$$' -bench 'BenchmarkRoutes' -benchtime 50x -timeout 60m ./e2e/
+	hack/bench-routes.sh
 
 ## bench-upstream: happy-path throughput through skipper with breakers and retries off and on
 bench-upstream:

@@ -33,8 +33,13 @@ import (
 //   - write-to-live latency measured from outside: each iteration creates an
 //     Ingress for a new host whose Service has no endpoints and times the
 //     API write until the proxy answers 503 for that host instead of 404;
-//   - an endpoint-only change (one EndpointSlice rewritten) from the
-//     router's own convergence histogram, and the mean rebuild time.
+//   - endpoint-only changes (100 EndpointSlices rewritten, one at a time)
+//     from the router's own convergence histogram, the router's CPU time
+//     per change, and how many route tables skipper got for them (0 since
+//     endpoints live beside the routes), and the mean rebuild time.
+//
+// BULKHEAD_BINARY runs another build (make bench-routes runs the build
+// before issue 13 and this one, in one run).
 //
 // The endpoints are TEST-NET addresses (192.0.2.0/24, 198.51.100.0/24,
 // 203.0.113.0/24) and no request is ever sent to them.
@@ -93,21 +98,34 @@ func benchmarkRoutes(b *testing.B, n int) {
 	}
 	b.StopTimer()
 
-	// Endpoint-only changes, from the router's convergence histogram.
+	// Endpoint-only changes, from the router's convergence histogram
+	// (each change's slice carries its write time as the
+	// last-change-trigger-time), with the router's CPU time per change
+	// (less what it spends idle over as long) and the route tables skipper
+	// got meanwhile (none: endpoints live beside the routes).
+	const endpointChanges = 100
+	idleStart, idleCPU := time.Now(), cpuSeconds(b, router.Pid())
+	<-time.After(2 * time.Second) // an idle baseline, not a wait for a condition
+	idleRate := (cpuSeconds(b, router.Pid()) - idleCPU) / time.Since(idleStart).Seconds()
 	before := histogram(b, router, "bulkhead_convergence_latency_seconds")
-	for i := range 20 {
-		s, err := client.DiscoveryV1().EndpointSlices("scale").Get(ctx, fmt.Sprintf("app-%05d", i), metav1.GetOptions{})
+	routeUpdates, counted := router.Metric("bulkhead_route_updates_total")
+	changeStart, changeCPU := time.Now(), cpuSeconds(b, router.Pid())
+	for i := range endpointChanges {
+		s, err := client.DiscoveryV1().EndpointSlices("scale").Get(ctx, fmt.Sprintf("app-%05d", i%n), metav1.GetOptions{})
 		if err != nil {
 			b.Fatal(err)
 		}
-		fresh := scaleSlice(s.Labels[discoveryv1.LabelServiceName], i, 1)
+		fresh := scaleSlice(s.Labels[discoveryv1.LabelServiceName], i%n, 1+i/n)
 		fresh.ResourceVersion = s.ResourceVersion
 		must(b)(client.DiscoveryV1().EndpointSlices("scale").Update(ctx, fresh, metav1.UpdateOptions{}))
 		router.WaitFor(30*time.Second, "endpoint change observed", func() bool {
 			return histogram(b, router, "bulkhead_convergence_latency_seconds").count > before.count+float64(i)
 		})
 	}
+	changeWall := time.Since(changeStart).Seconds()
+	cpuPerChange := (cpuSeconds(b, router.Pid()) - changeCPU - idleRate*changeWall) / endpointChanges
 	after := histogram(b, router, "bulkhead_convergence_latency_seconds")
+	routeUpdatesAfter, _ := router.Metric("bulkhead_route_updates_total")
 
 	slices.Sort(latencies)
 	if os.Getenv("BULKHEAD_BENCH_LOG") != "" {
@@ -120,7 +138,26 @@ func benchmarkRoutes(b *testing.B, n int) {
 	}
 	b.ReportMetric(float64(pct(latencies, 50).Microseconds())/1000, "ms-write-to-live-p50")
 	b.ReportMetric(float64(pct(latencies, 99).Microseconds())/1000, "ms-write-to-live-p99")
+	b.ReportMetric(after.sub(before).quantileUpperBound(0.50)*1000, "ms-endpoint-change-p50-bucket")
 	b.ReportMetric(after.sub(before).quantileUpperBound(0.99)*1000, "ms-endpoint-change-p99-bucket")
+	b.ReportMetric(cpuPerChange*1000, "ms-cpu/endpoint-change")
+	if counted { // builds before the endpoint split do not count them
+		b.ReportMetric(routeUpdatesAfter-routeUpdates, "route-tables-for-endpoint-changes")
+	}
+}
+
+// cpuSeconds is the user and system CPU time the process has used.
+func cpuSeconds(b testing.TB, pid int) float64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Fields after the command name (which may hold spaces, in parentheses).
+	fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+2:]))
+	utime, _ := strconv.ParseFloat(fields[11], 64)
+	stime, _ := strconv.ParseFloat(fields[12], 64)
+	const ticks = 100 // USER_HZ on Linux
+	return (utime + stime) / ticks
 }
 
 func scaleService(name string) *corev1.Service {

@@ -27,8 +27,14 @@ var (
 )
 
 // Binary builds ./cmd/bulkhead (once per process) and returns its path.
+//
+// BULKHEAD_BINARY, when set, names a prebuilt binary to use instead (a
+// benchmark comparing two builds in one run: make bench-routes).
 func Binary(t testing.TB) string {
 	t.Helper()
+	if bin := os.Getenv("BULKHEAD_BINARY"); bin != "" {
+		return bin
+	}
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "bulkhead-bin-")
 		if err != nil {

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# make bench-routes: BenchmarkRoutes1k and 10k against a real kube-apiserver,
+# for this tree and for an earlier build (BENCH_BEFORE, a git revision;
+# default: the last commit before issue 13 took endpoints out of the route
+# table), in one run, printed side by side. The earlier build is compiled
+# once into the cache.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+before_rev="${BENCH_BEFORE:-1cb6dde}"
+sizes="${BENCH_SIZES:-1k 10k}"
+cache="${XDG_CACHE_HOME:-$HOME/.cache}/bulkhead/bench-before-$(git rev-parse --short "$before_rev")"
+if [ ! -x "$cache/bulkhead" ]; then
+  tmp="$(mktemp -d)"
+  git worktree add --detach "$tmp/src" "$before_rev" >/dev/null
+  (cd "$tmp/src" && CGO_ENABLED=0 go build -o "$cache/bulkhead" ./cmd/bulkhead)
+  git worktree remove --force "$tmp/src"
+  rm -rf "$tmp"
+fi
+out="$(mktemp -d)"
+for size in $sizes; do
+  for which in before after; do
+    bin=""
+    [ "$which" = before ] && bin="$cache/bulkhead"
+    echo "== $size, $which" >&2
+    BULKHEAD_BINARY="$bin" go test -run '^$' -bench "BenchmarkRoutes${size}\$" -benchtime 50x -timeout 60m ./e2e/ \
+      | tee /dev/stderr | grep '^BenchmarkRoutes' > "$out/$size-$which" || true
+  done
+done
+# One row per metric: before, after.
+for size in $sizes; do
+  echo
+  echo "BenchmarkRoutes$size: before ($before_rev) | after ($(git rev-parse --short HEAD))"
+  awk 'FNR==1{f++} {for (i=3;i<NF;i+=2) {v[f,$(i+1)]=$i; if (!(($(i+1)) in seen)) {seen[$(i+1)]=1; order[++n]=$(i+1)}}}
+       END {for (k=1;k<=n;k++) {m=order[k]; b=((1,m) in v)?v[1,m]:"-"; a=((2,m) in v)?v[2,m]:"-"; printf "  %-36s %14s %14s\n", m, b, a}}' \
+    "$out/$size-before" "$out/$size-after"
+done
+rm -rf "$out"
