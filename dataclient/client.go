@@ -114,6 +114,10 @@ type Client struct {
 	lastProbs   []routing.Problem
 	nodeAddrs   []netip.Addr // set by SetNodeAddresses; nil: o.Translate's
 	fullRebuild bool         // the options changed: the next rebuild translates everything
+
+	// translator remembers the previous full rebuild's work (routing.Translator);
+	// only the rebuild goroutine uses it.
+	translator *routing.Translator
 }
 
 var (

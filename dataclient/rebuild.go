@@ -59,7 +59,10 @@ func (c *Client) rebuild() {
 	gone := w.takeGone()
 	live := w.snapshot()
 	opts := c.translateOptions()
-	table := routing.Translate(live, opts)
+	if c.translator == nil {
+		c.translator = routing.NewTranslator()
+	}
+	table := c.translator.Translate(live, opts)
 	snap := live
 	if cur != nil {
 		d := c.guard.plan(guardInput{
@@ -69,7 +72,7 @@ func (c *Client) rebuild() {
 		c.reportGuard(d)
 		if c.guard.holding() {
 			snap = c.guard.overlay(live)
-			table = c.guard.keepRoutes(routing.Translate(snap, opts))
+			table = c.guard.keepRoutes(c.translator.Translate(snap, opts))
 		}
 	}
 	c.metrics.rebuild.Observe(time.Since(start).Seconds())

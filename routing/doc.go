@@ -9,7 +9,7 @@ takes it out again.
 # Place in the data flow
 
 The data client builds a Snapshot from its informer caches and calls
-Translate; skipper's routing loads the resulting Table's routes, with
+its Translator (see "Translating again"); skipper's routing loads the resulting Table's routes, with
 NewRestorePathSpec() in its filter registry, and the upstream layer takes
 its Backends. Routes name their backend (a Service port, BackendKey) and
 never list endpoints: an endpoint change is a change of Table.Backends
@@ -198,6 +198,34 @@ Other annotations are not ours and are not looked at.
 Objects that share a kind, namespace and name in one snapshot (which
 informer caches never produce) are all ignored with a DuplicateObject
 problem: keeping one would make the output depend on the input order.
+
+# Translating again
+
+A Translator (NewTranslator) is Translate with a memory, for a caller that
+translates the same cluster over and over: the data client keeps one for
+its full rebuilds. For the same snapshot and options it returns exactly
+what Translate returns (Translate is a fresh Translator's first call, and a
+test compares the two after every step of random change sequences), but it
+reuses the work done for objects that did not change since its previous
+call. It knows objects by pointer: informer caches never modify an object,
+they replace it, so an object at the same address is the same object.
+Remembered are, per Ingress, its settings, its rules validated and with
+their backends resolved, its own problems and its emitted routes, until
+the Ingress or a Service it names (or its absence) changes; per backend,
+its endpoints and their problems, until its Service or the set of its
+EndpointSlices changes, or the options; and the order of the previous
+table (Ingresses by precedence, routes by ID, backends by key), into which
+a call merges what changed instead of sorting everything. What depends on
+several Ingresses (precedence, conflicts, the default backend, the IDs of
+colliding routes) is decided again on every call, by a pass over the
+remembered rules. An emitted route whose inputs did not change is the same
+*eskip.Route as in the previous table (also when its Ingress was replaced
+by an equal object), so the data client tells unchanged routes by pointer.
+This is still a pure function of the snapshot: what is remembered is only
+ever a result computed from objects that are still there, unchanged, and
+nothing remembered or returned is ever modified afterwards (a route whose
+ID must be renamed is copied), which is also why tables a Translator
+returns must not be modified by their users.
 
 # Names and order
 

@@ -59,7 +59,7 @@ type Translator struct {
 
 	// The previous call's results, in their order.
 	order        []*ingressEntry // live served Ingresses, by precedence
-	winners      []*claimant    // emitted routes, by ID and origin
+	winners      []*claimant     // emitted routes, by ID and origin
 	backendOrder []*backendEntry // backends routes name, by key
 	last         Table
 }
