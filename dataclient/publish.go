@@ -145,7 +145,7 @@ func diff(prev, cur *published) (changed []*eskip.Route, deleted []string) {
 		return cur.routes, nil
 	}
 	for _, r := range cur.routes {
-		if old, ok := prev.byID[r.Id]; !ok || !eskip.Eq(old, r) {
+		if old, ok := prev.byID[r.Id]; !ok || old != r && !eskip.Eq(old, r) {
 			changed = append(changed, r)
 		}
 	}
