@@ -211,7 +211,10 @@ func (c *Client) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-c.changed:
-			if !c.holdOff(ctx) {
+			// A change of endpoints alone costs one re-resolution of its
+			// Services: it goes at once. Anything else waits a short
+			// hold-off, so a burst costs one translation.
+			if !c.endpointsOnly() && !c.holdOff(ctx) {
 				return nil
 			}
 			c.rebuild()

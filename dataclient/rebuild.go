@@ -408,3 +408,17 @@ func (c *Client) logProblems(current []routing.Problem) {
 	}
 	c.lastProbs = current
 }
+
+// endpointsOnly reports whether what is pending is a change of
+// EndpointSlices alone that the next rebuild handles without translating
+// (rebuildEndpoints); the rebuild goroutine calls it.
+func (c *Client) endpointsOnly() bool {
+	w := c.currentWatcher()
+	if w == nil || c.guard.holding() {
+		return false
+	}
+	c.mu.Lock()
+	full, cur := c.fullRebuild, c.current
+	c.mu.Unlock()
+	return !full && cur != nil && cur.snap != nil && cur.source == SourceAPIServer && w.onlySlicesDirty()
+}

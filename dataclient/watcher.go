@@ -176,6 +176,14 @@ func (w *watcher) markDirty(kind string, obj any, initialList bool) {
 	w.dirty.mark(kind, obj)
 }
 
+// onlySlicesDirty reports whether only EndpointSlices changed since the
+// last takeDirty.
+func (w *watcher) onlySlicesDirty() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return !w.dirty.all
+}
+
 // takeDirty returns and forgets what changed since the last call.
 func (w *watcher) takeDirty() dirtySet {
 	w.mu.Lock()
