@@ -23,7 +23,7 @@ for size in $sizes; do
     [ "$which" = before ] && bin="$cache/bulkhead"
     echo "== $size, $which" >&2
     BULKHEAD_BINARY="$bin" go test -run '^$' -bench "BenchmarkRoutes${size}\$" -benchtime 50x -timeout 60m ./e2e/ \
-      | tee /dev/stderr | grep '^BenchmarkRoutes' > "$out/$size-$which" || true
+      | tee -a /dev/stderr | grep '^BenchmarkRoutes' > "$out/$size-$which" || true
   done
 done
 # One row per metric: before, after.
