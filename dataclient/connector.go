@@ -2,6 +2,8 @@ package dataclient
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -26,6 +28,11 @@ type Connector interface {
 	// answer at all? (client-go retries refused watch connections quietly,
 	// so a dead server is otherwise noticed only by its silence.)
 	Alive(ctx context.Context) error
+	// ClusterIdentity names the cluster behind the address: the UID of
+	// the default/kubernetes Service, which only a new or wiped store
+	// changes. "" when unknown; ErrNoClusterIdentity when the server has
+	// no such Service (a store just wiped).
+	ClusterIdentity(ctx context.Context) (string, error)
 }
 
 // ClientHooks wrap a new client's transport and dialer; nil: none.
@@ -99,6 +106,45 @@ func (c *RESTConnector) Alive(ctx context.Context) error {
 	return err
 }
 
+// ErrNoClusterIdentity: the API server has no default/kubernetes Service.
+var ErrNoClusterIdentity = errors.New("no default/kubernetes Service")
+
+// ClusterIdentity reads the default/kubernetes Service's UID on a
+// connection of its own.
+func (c *RESTConnector) ClusterIdentity(ctx context.Context) (string, error) {
+	hc, err := c.httpClient()
+	if err != nil {
+		return "", err
+	}
+	defer hc.CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(ctx, c.probeTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(c.config.Host, "/")+"/api/v1/namespaces/default/services/kubernetes", nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		return "", ErrNoClusterIdentity
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("default/kubernetes Service: %s", resp.Status)
+	}
+	var svc struct {
+		Metadata struct {
+			UID string `json:"uid"`
+		} `json:"metadata"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&svc); err != nil {
+		return "", err
+	}
+	return svc.Metadata.UID, nil
+}
+
 // httpClient returns a client with a transport of its own.
 func (c *RESTConnector) httpClient() (*http.Client, error) {
 	cfg := rest.CopyConfig(c.config)
@@ -144,3 +190,5 @@ func (s staticConnector) Probe(ctx context.Context) error {
 }
 
 func (s staticConnector) Alive(ctx context.Context) error { return s.Probe(ctx) }
+
+func (s staticConnector) ClusterIdentity(context.Context) (string, error) { return "", nil }

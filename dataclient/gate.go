@@ -7,8 +7,8 @@ import (
 	"net"
 	"net/http"
 	"path"
+	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -37,9 +37,9 @@ const (
 // (resumes: cheap for the server's watch cache) go at once; full lists
 // (a LIST, or a watch-list stream with sendInitialEvents) wait until
 // relistAt, a random moment per outage, so a fleet's relists are spread.
-// Streams and connections from before the outage are ended then, a stream
-// as a clean end (io.EOF) so the reflector re-watches from where it was
-// rather than relisting.
+// Connections from before the outage are closed then, and a watch stream
+// ends as a clean end (io.EOF) however it ends, so the reflector
+// re-watches from where it was rather than relisting.
 //
 // A passive gate (restart mode) holds nothing; it only counts requests.
 type gate struct {
@@ -52,14 +52,19 @@ type gate struct {
 	up       bool
 	opened   chan struct{} // closed while up
 	relistAt time.Time
-	epoch    uint64 // bumped when the gate closes: streams and connections of older epochs are cut on reopening
-	streams  map[*cutBody]uint64
+	epoch    uint64 // bumped when the gate closes: connections of older epochs are closed on reopening
 	conns    map[*trackedConn]uint64
+	seen     map[string]bool // resources listed or watched so far
+	// mustRelist are the resources whose watches may not resume: the
+	// cluster behind the address changed, so a resourceVersion of ours
+	// means nothing there. Their resumes are answered 410 Gone here, and
+	// their next list reads the current state (no resourceVersion).
+	mustRelist map[string]bool
 }
 
 func newGate(hold bool, spread time.Duration, m *metrics, onDown func(error)) *gate {
 	g := &gate{hold: hold, spread: spread, metrics: m, onDown: onDown, up: true, opened: make(chan struct{}),
-		streams: map[*cutBody]uint64{}, conns: map[*trackedConn]uint64{}}
+		conns: map[*trackedConn]uint64{}, seen: map[string]bool{}, mustRelist: map[string]bool{}}
 	close(g.opened)
 	return g
 }
@@ -95,8 +100,10 @@ func (g *gate) isClosed() bool {
 
 // open lets requests through again: resumes at once, relists after
 // relistDelay. Streams and connections from before the gate closed are
-// ended, so nothing waits on a connection that died silently.
-func (g *gate) open(relistDelay time.Duration) {
+// ended, so nothing waits on a connection that died silently. With
+// forget, the cluster behind the address is another one (or its store was
+// replaced): every resource relists, none resumes.
+func (g *gate) open(relistDelay time.Duration, forget bool) {
 	if !g.hold {
 		return
 	}
@@ -106,14 +113,12 @@ func (g *gate) open(relistDelay time.Duration) {
 		return
 	}
 	g.up = true
-	g.relistAt = time.Now().Add(relistDelay)
-	var streams []*cutBody
-	for s, e := range g.streams {
-		if e < g.epoch {
-			streams = append(streams, s)
-			delete(g.streams, s)
+	if forget {
+		for r := range g.seen {
+			g.mustRelist[r] = true
 		}
 	}
+	g.relistAt = time.Now().Add(relistDelay)
 	var conns []*trackedConn
 	for c, e := range g.conns {
 		if e < g.epoch {
@@ -123,11 +128,12 @@ func (g *gate) open(relistDelay time.Duration) {
 	}
 	close(g.opened)
 	g.mu.Unlock()
-	// Mark the streams first: their reads then end as io.EOF (a watch
-	// that ended), not as the error closing their connection causes.
-	for _, s := range streams {
-		s.cut()
-	}
+	// Closing a connection ends the watch streams on it, as a clean end
+	// (cutBody), after the HTTP/2 transport has taken the connection out
+	// of its pool: the watches then start again on a new connection. (Ending
+	// a stream first could let its re-watch onto the old connection, which
+	// would then die under it within the second client-go calls a very
+	// short watch, and relist.)
 	for _, c := range conns {
 		c.Conn.Close()
 	}
@@ -143,18 +149,17 @@ func (g *gate) relistDelay() time.Duration {
 }
 
 // wait blocks until the gate is open and, for a relist, relistAt has come.
-// It returns the epoch the request runs in.
-func (g *gate) wait(ctx context.Context, relist bool) (uint64, error) {
+func (g *gate) wait(ctx context.Context, relist bool) error {
 	for {
 		g.mu.Lock()
-		up, opened, at, epoch := g.up, g.opened, g.relistAt, g.epoch
+		up, opened, at := g.up, g.opened, g.relistAt
 		g.mu.Unlock()
 		if !up {
 			select {
 			case <-opened:
 				continue
 			case <-ctx.Done():
-				return 0, ctx.Err()
+				return ctx.Err()
 			}
 		}
 		if d := time.Until(at); relist && d > 0 {
@@ -163,11 +168,11 @@ func (g *gate) wait(ctx context.Context, relist bool) (uint64, error) {
 			case <-t.C:
 			case <-ctx.Done():
 				t.Stop()
-				return 0, ctx.Err()
+				return ctx.Err()
 			}
 			continue // the gate may have closed meanwhile
 		}
-		return epoch, nil
+		return nil
 	}
 }
 
@@ -190,9 +195,15 @@ func (t *gatedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	relist := !watching || q.Get("sendInitialEvents") == "true" || rv == "" || rv == "0"
 	resource := path.Base(req.URL.Path)
 	for {
-		epoch, err := t.g.wait(req.Context(), relist)
+		err := t.g.wait(req.Context(), relist)
 		if err != nil {
 			return nil, err
+		}
+		if t.g.hold {
+			var gone bool
+			if req, gone = t.g.forgotten(req, resource, relist); gone {
+				return goneResponse(req), nil
+			}
 		}
 		if relist {
 			t.g.metrics.relists.WithLabelValues(resource).Inc()
@@ -201,8 +212,8 @@ func (t *gatedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		resp, err := t.next.RoundTrip(req)
 		if err == nil {
-			if watching {
-				resp.Body = t.g.track(resp.Body, epoch)
+			if watching && t.g.hold {
+				resp.Body = cutBody{resp.Body}
 			}
 			return resp, nil
 		}
@@ -215,53 +226,69 @@ func (t *gatedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 }
 
+// forgotten applies mustRelist to a request: a resume is to be answered
+// 410 Gone; a list reads the current state instead of one "not older than"
+// a resourceVersion of the other cluster (which would wait for it, or
+// be served from a point that has nothing to do with ours).
+func (g *gate) forgotten(req *http.Request, resource string, relist bool) (*http.Request, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.seen[resource] = true
+	if !g.mustRelist[resource] {
+		return req, false
+	}
+	if !relist {
+		return req, true
+	}
+	delete(g.mustRelist, resource)
+	q := req.URL.Query()
+	if q.Get("resourceVersion") == "" {
+		return req, false
+	}
+	q.Del("resourceVersion")
+	if q.Get("sendInitialEvents") != "true" {
+		q.Del("resourceVersionMatch") // a LIST may not name a match without a version
+	}
+	out := req.Clone(req.Context())
+	out.URL.RawQuery = q.Encode()
+	return out, false
+}
+
+// goneResponse is the API server's answer to a watch from a resourceVersion
+// it no longer has: the reflector relists.
+func goneResponse(req *http.Request) *http.Response {
+	body := `{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",` +
+		`"message":"the cluster behind the API server's address changed: relist","reason":"Expired","code":410}`
+	return &http.Response{
+		Status: "410 Gone", StatusCode: http.StatusGone, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header:        http.Header{"Content-Type": []string{"application/json"}},
+		Body:          io.NopCloser(strings.NewReader(body)),
+		ContentLength: int64(len(body)),
+		Request:       req,
+	}
+}
+
 func (g *gate) down(err error) {
 	if g.close() {
 		g.onDown(err)
 	}
 }
 
-// track registers a watch stream so that reopening after an outage can end
-// it.
-func (g *gate) track(body io.ReadCloser, epoch uint64) io.ReadCloser {
-	if !g.hold {
-		return body
-	}
-	b := &cutBody{ReadCloser: body, g: g}
-	g.mu.Lock()
-	g.streams[b] = epoch
-	g.mu.Unlock()
-	return b
-}
+// cutBody is a watch stream whose end, however it ends, reads as a clean
+// one.
+type cutBody struct{ io.ReadCloser }
 
-// cutBody is a watch stream the gate can end as if the server had closed it.
-type cutBody struct {
-	io.ReadCloser
-	g      *gate
-	isCut  atomic.Bool
-	closed sync.Once
-}
-
-func (b *cutBody) Read(p []byte) (int, error) {
+// Read ends the stream cleanly (io.EOF) however it ended: its connection
+// closed by the gate, lost or reset. client-go reads any other error as a
+// failed watch and relists everything; at a clean end it watches again
+// from the last resourceVersion it saw, which is a resume (the server
+// answers 410 Gone if it cannot).
+func (b cutBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
-	if err != nil && b.isCut.Load() {
+	if err != nil {
 		return n, io.EOF
 	}
-	return n, err
-}
-
-func (b *cutBody) cut() {
-	b.isCut.Store(true)
-	b.closed.Do(func() { b.ReadCloser.Close() })
-}
-
-func (b *cutBody) Close() error {
-	b.g.mu.Lock()
-	delete(b.g.streams, b)
-	b.g.mu.Unlock()
-	var err error
-	b.closed.Do(func() { err = b.ReadCloser.Close() })
-	return err
+	return n, nil
 }
 
 // DialFunc dials a connection to the API server.

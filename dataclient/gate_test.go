@@ -1,12 +1,11 @@
 package dataclient
 
 import (
-	"context"
-	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -46,7 +45,7 @@ func TestGateHoldsRelistsUntilTheirMomentAndLetsResumesGo(t *testing.T) {
 	}
 	opened := time.Now()
 	const delay = 400 * time.Millisecond
-	g.open(delay)
+	g.open(delay, false)
 	resume, relist := <-done, <-done
 	if d := resume.Sub(opened); d >= delay {
 		t.Errorf("the resume went %s after opening, want at once", d)
@@ -90,7 +89,7 @@ func TestGateHoldsARequestThatFailsAtTheTransport(t *testing.T) {
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusTeapot) })}
 	go srv.Serve(l)
 	defer srv.Close()
-	g.open(0)
+	g.open(0, false)
 	if code := <-result; code != http.StatusTeapot {
 		t.Fatalf("the held request ended with %d, want the server's answer (418): it must wait, not fail", code)
 	}
@@ -115,7 +114,7 @@ func TestGateEndsOldStreamsCleanlyOnReopening(t *testing.T) {
 		read <- err
 	}()
 	g.close()
-	g.open(0)
+	g.open(0, false)
 	select {
 	case err := <-read:
 		if err != nil {
@@ -123,11 +122,6 @@ func TestGateEndsOldStreamsCleanlyOnReopening(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("the old stream was not ended on reopening")
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if _, err := g.wait(ctx, true); !errors.Is(err, context.Canceled) && err != nil {
-		t.Fatalf("wait on an open gate: %v", err)
 	}
 }
 
@@ -143,5 +137,43 @@ func TestRelistDelayIsDrawnWithinTheSpread(t *testing.T) {
 	}
 	if len(seen) < 5 {
 		t.Fatalf("100 draws fell into %d of 10 tenths of the spread: not spread", len(seen))
+	}
+}
+
+func TestGateAfterTheClusterChangedAnswersResumesGoneAndListsTheCurrentState(t *testing.T) {
+	queries := make(chan string, 4)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { queries <- r.URL.RawQuery }))
+	defer srv.Close()
+	g := newGate(true, 0, newMetrics(nil, nil), func(error) {})
+	hc := gateClient(g)
+	get := func(query string) int {
+		t.Helper()
+		resp, err := hc.Get(srv.URL + "/api/v1/services?" + query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	get("watch=true&resourceVersion=7") // the resource is known
+	<-queries
+	g.close()
+	g.open(0, true)
+	if code := get("watch=true&resourceVersion=7"); code != http.StatusGone {
+		t.Fatalf("a resume after the cluster changed answered %d, want 410 Gone from the gate", code)
+	}
+	select {
+	case q := <-queries:
+		t.Fatalf("the resume reached the server: %s", q)
+	default:
+	}
+	get("resourceVersion=7&resourceVersionMatch=NotOlderThan&limit=500")
+	if q := <-queries; strings.Contains(q, "resourceVersion") {
+		t.Fatalf("the relist after the cluster changed asked for %q, want the current state (no resourceVersion)", q)
+	}
+	// Relisted: the next watch resumes from the new server's versions.
+	get("watch=true&resourceVersion=9")
+	if q := <-queries; !strings.Contains(q, "resourceVersion=9") {
+		t.Fatalf("the watch after the relist was %q", q)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
@@ -192,8 +193,9 @@ func (c *Client) supervise(ctx context.Context) {
 // no longer finds reaches the deletion guard as unannounced (a tombstone).
 func (c *Client) resume(ctx context.Context) {
 	delay := c.gate.relistDelay()
-	c.gate.open(delay)
 	w := c.currentWatcher()
+	forget := c.clusterChanged(ctx, w)
+	c.gate.open(delay, forget)
 	if !w.hasSynced() {
 		// Never synced (the server was away at start): initialSync waits
 		// for the first listing and reports it.
@@ -205,6 +207,35 @@ func (c *Client) resume(ctx context.Context) {
 	c.log.Info("reconnected to the API server; watches resume where it allows, otherwise relist after this router's delay",
 		"outage", outage.Round(time.Millisecond), "relist_delay", delay.Round(time.Millisecond))
 	c.signal()
+}
+
+// clusterChanged reports whether the cluster behind the address is another
+// one than the informers know (a wiped or replaced store, another cluster):
+// the default/kubernetes Service's UID differs from the cached one. Such a
+// server could accept a watch from one of our resourceVersions and never
+// tell what we hold that it does not have. Unknown counts as unchanged.
+func (c *Client) clusterChanged(ctx context.Context, w *watcher) bool {
+	if w == nil || !w.hasSynced() {
+		return false
+	}
+	obj, ok, err := w.services.GetStore().GetByKey("default/kubernetes")
+	if err != nil || !ok {
+		return false
+	}
+	known, ok := obj.(*corev1.Service)
+	if !ok {
+		return false
+	}
+	id, err := c.conn.ClusterIdentity(ctx)
+	switch {
+	case errors.Is(err, ErrNoClusterIdentity):
+		id = "none" // the store was wiped: the API server has not made it again yet
+	case err != nil || id == "" || id == string(known.UID):
+		return false
+	}
+	c.log.Warn("the API server's cluster is not the one the caches came from (default/kubernetes Service UID changed); relisting every kind, none resumes",
+		"was", known.UID, "now", id)
+	return true
 }
 
 // probeUntilUp probes with backoff until the API server answers, and

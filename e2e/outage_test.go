@@ -173,6 +173,12 @@ func (e *env) changeAfterOutage(t *testing.T) time.Duration {
 	})
 	took := time.Since(written)
 	t.Logf("change after the outage: API write accepted %s after the server came back; live %s after the write", written.Sub(start).Round(time.Millisecond), took.Round(time.Millisecond))
+	if i := strings.LastIndex(e.router.Log(), "msg=\"reconnected to the API server"); i >= 0 {
+		line, _, _ := strings.Cut(e.router.Log()[max(0, strings.LastIndex(e.router.Log()[:i], "\n")+1):], "\n")
+		t.Logf("the router: %s", line)
+	}
+	t.Logf("the router's full lists so far (4 at start): %v; watches resumed: %v",
+		sumMetric(e.router, "bulkhead_apiserver_relists_total"), sumMetric(e.router, "bulkhead_apiserver_watch_resumes_total"))
 	if took > 5*time.Second {
 		t.Errorf("a change made right after the outage took %s to go live, want at most 5 s", took)
 	}
