@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/zalando/skipper/filters"
 )
 
@@ -50,7 +51,43 @@ type backend struct {
 	set atomic.Pointer[endpointSet]
 }
 
-func (be *backend) counters() *stats { return &be.stats }
+// stats is what a backend counts: its retry budget and its metric series
+// (labelled by Config.Label).
+type stats struct {
+	label     string
+	budget    *budget
+	requests  prometheus.Counter
+	failures  prometheus.Counter
+	retries   prometheus.Counter
+	exhausted prometheus.Counter
+	timedOut  [3]prometheus.Counter // connect, response-header, request
+}
+
+func newStats(m *metrics, label string, b *budget) stats {
+	return stats{
+		label:     label,
+		budget:    b,
+		requests:  m.requests.WithLabelValues(label),
+		failures:  m.failures.WithLabelValues(label),
+		retries:   m.retries.WithLabelValues(label),
+		exhausted: m.exhausted.WithLabelValues(label),
+		timedOut: [3]prometheus.Counter{
+			m.timeouts.WithLabelValues(label, timeoutConnect),
+			m.timeouts.WithLabelValues(label, timeoutResponseHeader),
+			m.timeouts.WithLabelValues(label, timeoutRequest),
+		},
+	}
+}
+
+func (s *stats) timeouts(kind string) prometheus.Counter {
+	switch kind {
+	case timeoutConnect:
+		return s.timedOut[0]
+	case timeoutResponseHeader:
+		return s.timedOut[1]
+	}
+	return s.timedOut[2]
+}
 
 // next chooses the endpoint for a retry in the backend's current set,
 // never current when another exists. Preference: untried+available,
@@ -134,9 +171,7 @@ func (u *Upstream) SetEndpoints(update map[string][]string) {
 			left = u.release(be.set.Load(), left)
 			if u.labels[be.label]--; u.labels[be.label] == 0 {
 				delete(u.labels, be.label)
-				if _, legacy := u.pp.budgets[be.label]; !legacy {
-					u.metrics.deleteGroup(be.label)
-				}
+				u.metrics.deleteBackend(be.label)
 			}
 			continue
 		}
@@ -161,12 +196,9 @@ func (u *Upstream) SetEndpoints(update map[string][]string) {
 	u.seeded = true
 
 	// One generation of grace: drop the state of the endpoints that left
-	// in the previous update and are still in no backend (nor in the
-	// legacy table).
+	// in the previous update and are still in no backend.
 	for ep := range u.departed {
-		_, again := left[ep]
-		_, legacy := u.legacyActive[ep]
-		if u.refs[ep] == 0 && !again && !legacy {
+		if _, again := left[ep]; u.refs[ep] == 0 && !again {
 			u.breakers.dropEndpoint(ep)
 		}
 	}

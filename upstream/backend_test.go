@@ -60,7 +60,7 @@ func dynFront(t testing.TB, u *Upstream, routes string, withoutPost ...bool) str
 	return front.Listener.Addr().String()
 }
 
-// webRoute is the route of the backend seam, as routing emits it.
+// webRoute is a route naming testBackendKey, as routing emits it.
 const webRoute = `web: PathSubtree("/") -> bulkheadBackend("default/web:80") -> <dynamic>;`
 
 // get sends a GET to the front and returns the status and body.
@@ -258,6 +258,27 @@ func TestSetEndpointsCopiesTheMapOnlyForNewOrGoneBackends(t *testing.T) {
 	}
 	if n, _ := testutil.GatherAndCount(reg, MetricRequests); n != 2 { // a and c
 		t.Fatalf("%d request series after b left, want 2", n)
+	}
+}
+
+// Config.Label names backends in metrics; backends sharing a label share
+// its series, which go with the last of them.
+func TestBackendsSharingALabel(t *testing.T) {
+	u, reg := newUpstream(t, Config{Label: func(key string) string { return strings.SplitN(key, ":", 2)[0] }})
+	u.SetEndpoints(map[string][]string{"ns/web:80": {"10.0.0.1:80"}, "ns/web:8080": {"10.0.0.1:8080"}})
+	for _, key := range []string{"ns/web:80", "ns/web:8080"} {
+		(*u.backends.Load())[key].requests.Inc()
+	}
+	if v := testutil.ToFloat64(u.metrics.requests.WithLabelValues("ns/web")); v != 2 {
+		t.Fatalf("requests of the shared label %v, want 2", v)
+	}
+	u.SetEndpoints(map[string][]string{"ns/web:80": nil})
+	if n, _ := testutil.GatherAndCount(reg, MetricRequests); n != 1 {
+		t.Fatalf("%d request series while a backend of the label remains, want 1", n)
+	}
+	u.SetEndpoints(map[string][]string{"ns/web:8080": nil})
+	if n, _ := testutil.GatherAndCount(reg, MetricRequests, MetricRetries, MetricTimeouts); n != 0 {
+		t.Fatalf("%d series after the label's last backend left, want 0", n)
 	}
 }
 

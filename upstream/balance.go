@@ -4,8 +4,6 @@ import (
 	"math/rand/v2"
 	"sync/atomic"
 	"time"
-
-	"github.com/zalando/skipper/routing"
 )
 
 // Balancing algorithms, by the names skipper's eskip uses for them.
@@ -22,54 +20,12 @@ const (
 // starts with: enough to warm it up, small enough not to hurt while cold.
 const slowStartFloor = 0.1
 
-// balancer is the LB algorithm of one legacy LB route: round robin or power of two
-// choices on least in-flight, both weighted by slow start and steering
-// around open breakers (unless more than half of the endpoints are
-// unavailable: the panic threshold). It holds the route's endpoint state
-// in route order, so a choice reads atomics, never a map or a lock.
-type balancer struct {
-	leastInFlight bool
-	eps           []*breaker // parallel to the route's LBEndpoints
-	slowStart     int64      // nanoseconds; 0: off
-	b             *Breakers
-	next          atomic.Uint64
-	now           func() time.Time
-}
-
-func newBalancer(r *routing.Route, b *Breakers, leastInFlight bool, slowStart time.Duration) *balancer {
-	bl := &balancer{leastInFlight: leastInFlight, b: b, slowStart: int64(slowStart), now: b.now}
-	bl.eps = make([]*breaker, len(r.LBEndpoints))
-	for i := range r.LBEndpoints {
-		bl.eps[i] = b.get(r.LBEndpoints[i].Host)
-	}
-	bl.next.Store(rand.Uint64())
-	return bl
-}
-
-// Apply implements routing.LBAlgorithm.
-func (bl *balancer) Apply(ctx *routing.LBContext) routing.LBEndpoint {
-	eps := ctx.LBEndpoints
-	n := len(eps)
-	if n == 1 {
-		return eps[0]
-	}
-	state := bl.eps
-	if len(state) != n { // skipper narrowed the list: look endpoints up
-		state = make([]*breaker, n)
-		for i := range eps {
-			state[i] = bl.b.get(eps[i].Host)
-		}
-	}
-	return eps[choose(bl.b, state, bl.leastInFlight, bl.slowStart, &bl.next, bl.now)]
-}
-
-// choose is the balancing decision, shared by the bulkheadBackend filter
-// and the legacy LB-route balancer: it returns an index into state, by
-// power of two choices on least in-flight or round robin (next is the
-// round-robin counter), both weighted by slow start (slowStart in
-// nanoseconds, 0: off), among the endpoints whose breaker lets traffic
-// in unless that leaves half or fewer (the panic threshold). state must
-// not be empty.
+// choose is the bulkheadBackend filter's balancing decision: it returns
+// an index into state (a backend's endpoint set), by power of two choices
+// on least in-flight or round robin (next is the route's round-robin
+// counter), both weighted by slow start (slowStart in nanoseconds, 0:
+// off), among the endpoints whose breaker lets traffic in unless that
+// leaves half or fewer (the panic threshold). state must not be empty.
 func choose(b *Breakers, state []*breaker, leastInFlight bool, slowStart int64, next *atomic.Uint64, nowFn func() time.Time) int {
 	n := len(state)
 	if n == 1 {

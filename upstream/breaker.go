@@ -44,11 +44,10 @@ type BreakerConfig struct {
 	// ConsecutiveFailures opens the breaker. Default 5.
 	ConsecutiveFailures uint32
 	// OpenFor is the cool-down before a single probe is let through.
-	// Default 10s: longer than skipper's Kubernetes poll (3s by default)
-	// plus EndpointSlice propagation, so an endpoint of a terminating
-	// pod normally stays ejected until it leaves the table and is
-	// pruned, while an overloaded-but-alive pod costs at most one probe
-	// (itself retried elsewhere) per 10s.
+	// Default 10s: longer than an EndpointSlice change takes to reach
+	// SetEndpoints, so an endpoint of a terminating pod normally stays
+	// ejected until it leaves its backend, while an overloaded-but-alive
+	// pod costs at most one probe (itself retried elsewhere) per 10s.
 	OpenFor time.Duration
 }
 
@@ -62,9 +61,10 @@ func (c *BreakerConfig) defaults() {
 }
 
 // Breakers is a registry of circuit breakers keyed by endpoint "ip:port".
-// It is independent of route tables: a breaker lives until Prune drops
-// its endpoint. Lookups are lock-free (sync.Map, read-mostly); each
-// breaker only takes its own mutex inside gobreaker.
+// It is independent of route tables and of backends: the breaker of a
+// backend's endpoint lives until the endpoint has been out of every
+// backend for one SetEndpoints update. Lookups are lock-free (sync.Map,
+// read-mostly); each breaker only takes its own mutex inside gobreaker.
 type Breakers struct {
 	cfg     BreakerConfig
 	m       sync.Map // string -> *breaker
@@ -74,10 +74,6 @@ type Breakers struct {
 	// notClosed counts breakers that are open or half-open: while it is
 	// 0, load balancing skips looking at breakers at all.
 	notClosed atomic.Int32
-	// established: endpoints created from now on are new (slow start);
-	// those of the first table are not, they were serving before we
-	// started.
-	established atomic.Bool
 }
 
 // breaker is everything the router keeps per endpoint: its circuit
@@ -85,8 +81,9 @@ type Breakers struct {
 // series.
 type breaker struct {
 	endpoint string
-	// added is when the endpoint entered the table (unix nanos), 0 for
-	// endpoints of the first table: slow start measures from it.
+	// added is when the endpoint joined a backend (unix nanos), 0 for
+	// endpoints of the first SetEndpoints call: slow start measures from
+	// it.
 	added    int64
 	inflight atomic.Int64 // attempts on the wire, until response headers
 	requests prometheus.Counter
@@ -110,8 +107,10 @@ func newBreakers(cfg BreakerConfig, m *metrics, log *slog.Logger) *Breakers {
 	return &Breakers{cfg: cfg, metrics: m, log: log, now: time.Now}
 }
 
+// get returns the endpoint's state, creating it (not new for slow start)
+// if needed.
 func (b *Breakers) get(endpoint string) *breaker {
-	return b.getOrAdd(endpoint, b.established.Load())
+	return b.getOrAdd(endpoint, false)
 }
 
 // getOrAdd returns the endpoint's state, creating it if needed; a state
@@ -262,20 +261,8 @@ func (b *Breakers) available(br *breaker) bool {
 	}
 }
 
-// Prune drops the breakers of endpoints not in active, together with
-// their metric series.
-func (b *Breakers) Prune(active map[string]struct{}) {
-	b.m.Range(func(k, v any) bool {
-		ep := k.(string)
-		if _, ok := active[ep]; ok {
-			return true
-		}
-		b.drop(ep, v.(*breaker))
-		return true
-	})
-}
-
-// dropEndpoint drops one endpoint's breaker, if it has one.
+// dropEndpoint drops one endpoint's breaker, if it has one, together with
+// its metric series.
 func (b *Breakers) dropEndpoint(ep string) {
 	if v, ok := b.m.Load(ep); ok {
 		b.drop(ep, v.(*breaker))

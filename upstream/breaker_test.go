@@ -9,7 +9,7 @@ import (
 )
 
 func TestBreakerLifecycle(t *testing.T) {
-	u, _ := newUpstream(t, Config{Breaker: BreakerConfig{OpenFor: 50 * time.Millisecond}})
+	u, reg := newUpstream(t, Config{Breaker: BreakerConfig{OpenFor: 50 * time.Millisecond}})
 	b := u.Breakers()
 	const ep = "10.0.0.1:8080"
 
@@ -69,20 +69,36 @@ func TestBreakerLifecycle(t *testing.T) {
 		t.Fatalf("changes to open: %v", n)
 	}
 
-	// Prune drops breakers (and their open-gauge share) of gone endpoints.
+	// An endpoint that left every backend is dropped one update later,
+	// with its share of the open gauge; the others keep their state.
 	const other = "10.0.0.2:8080"
+	u.SetEndpoints(map[string][]string{"k": {ep, other}})
 	for i := 0; i < 5; i++ {
 		b.Record(other, Failure)
 	}
 	if g := testutil.ToFloat64(u.metrics.open); g != 1 {
 		t.Fatalf("open gauge %v", g)
 	}
-	b.Prune(map[string]struct{}{ep: {}})
+	u.SetEndpoints(map[string][]string{"k": {ep}})
+	u.SetEndpoints(map[string][]string{"k": {ep}})
 	if b.Len() != 1 || b.State(other) != gobreaker.StateClosed || !b.Available(other) {
-		t.Fatal("pruned breaker still present")
+		t.Fatal("dropped breaker still present")
 	}
 	if g := testutil.ToFloat64(u.metrics.open); g != 0 {
-		t.Fatalf("open gauge after prune %v", g)
+		t.Fatalf("open gauge after the drop %v", g)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == labelEndpoint && l.GetValue() == other {
+					t.Fatalf("%s still has a series of the dropped endpoint", mf.GetName())
+				}
+			}
+		}
 	}
 	if b.State(ep) != gobreaker.StateClosed || b.Len() != 1 {
 		t.Fatal("active breaker dropped")

@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// BudgetConfig is a Finagle/Linkerd style retry budget per endpoint group:
+// BudgetConfig is a Finagle/Linkerd style retry budget per backend:
 // over the sliding Window, retries may not exceed Ratio x requests plus
 // MinPerSecond x Window.
 type BudgetConfig struct {

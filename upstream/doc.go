@@ -5,9 +5,9 @@
 // live endpoints of every backend, outside skipper's route table.
 //
 // Imports point one way: cmd feeds it endpoints (SetEndpoints, from the
-// data client) and registers its filters; the package knows nothing of
-// Kubernetes, and a backend key ("namespace/service:port") is an opaque
-// string to it. Endpoint state is keyed by "ip:port", so it survives
+// data client) and installs its filters, post-processor, round tripper
+// and Handler; the package knows nothing of Kubernetes, and a backend key
+// ("namespace/service:port") is an opaque string to it. Endpoint state is keyed by "ip:port", so it survives
 // endpoint set swaps and route table rebuilds.
 //
 // # Endpoints outside the route table
@@ -35,10 +35,11 @@
 //
 // With <dynamic>, skipper sends a request that no filter gave a target to
 // the host of its Host header. Two guards stop that: PostProcessor drops
-// dynamic routes without BackendFilterName, and with
-// Config.RefuseUnrouted the round tripper answers 502 (skipper's shape,
-// counted in MetricUnroutedRefused) to any request no backend chose an
-// endpoint for, instead of sending it.
+// dynamic routes without BackendFilterName (the only guard for upgrades,
+// which bypass the round tripper), and with Config.RefuseUnrouted the
+// round tripper answers 502 (skipper's shape, counted in
+// MetricUnroutedRefused) to any request no backend chose an endpoint
+// for, instead of sending it.
 //
 // The pieces, sharing one Upstream (see New):
 //
@@ -67,9 +68,11 @@
 //     that choice, so a partial outage never becomes a total one.
 //
 //   - WrapRoundTripper: for proxy.Params.CustomHttpRoundTripperWrap. It
-//     sends to the endpoint the filter chose and retries within the
-//     backend's current endpoint set (never the endpoint that just failed
-//     when another exists; closed breakers preferred), with jittered
+//     sends to the endpoint the filter chose (carried in the request's
+//     slot, see Handler) and retries within the backend's current
+//     endpoint set, which that endpoint may have left meanwhile (never
+//     the endpoint that just failed when another exists; closed breakers
+//     preferred), with jittered
 //     exponential backoff (10-50ms by default), at most Config.MaxRetries
 //     (2) times, never past the request's deadline, and within a
 //     per-backend retry budget (retries <= 20% of requests over 10s plus
@@ -83,19 +86,8 @@
 //     OPTIONS, PUT, DELETE, TRACE) also on 502/503/504 answers, on
 //     resets/EOF after sending and on response header timeouts; other
 //     methods (POST, PATCH) only on routes whose policy sets
-//     retry-non-idempotent. Metrics are per backend, labelled by
-//     Config.Label; a backend's series go when it does.
-//
-// # Legacy: load-balanced routes
-//
-// Until the route source names backends, routes may still carry their
-// endpoints (eskip LB backends). For them PostProcessor (appended after
-// loadbalancer.NewAlgorithmProvider()) gives every LB route the same
-// balancer and publishes endpoint groups (routes' endpoint lists, labelled
-// by Config.GroupLabel), and the round tripper finds the group of
-// req.URL.Host for retries, keeping the endpoints of the previous table
-// for one generation. This path (topology.go, lbWrapper, balancer) goes
-// once routing emits only dynamic routes.
+//     retry-non-idempotent. Metrics are per backend, labelled (label
+//     "group") by Config.Label; a label's series go with its last backend.
 //
 // # Timeouts and per-route policy
 //
@@ -114,7 +106,9 @@
 // outgoing request's context, which skipper derives from the incoming
 // one. No client can set it and no pod can see it, on any path (upgrades
 // included, which simply get none). Without Handler every route gets the
-// defaults and its requests no retries (logged once). On a route
+// defaults and its requests get no retries, timeouts nor breaker
+// accounting (logged once); with Config.RefuseUnrouted they are refused,
+// as no backend's choice reaches the round tripper. On a route
 // without a response header timeout, a retry's wait for headers is cut at
 // the retry deadline. Timeouts answer 504 and count as breaker failures.
 //
@@ -141,10 +135,10 @@
 //     response header timeout and retries apply until the headers arrive,
 //     after that only the request timeout, if the route sets one.
 //   - Streamed or larger-than-limit bodies: never retried (see above).
-//   - Requests that no backend chose an endpoint for (network backends;
-//     legacy: hosts that are not an endpoint of an LB route in the current
-//     or previous table) pass through untouched, or are refused with
-//     Config.RefuseUnrouted.
+//   - Requests that no backend chose an endpoint for (routes without
+//     BackendFilterName: network backends, or skipper LB routes, which
+//     skipper balances alone) pass through untouched, or are refused
+//     with Config.RefuseUnrouted.
 //   - Failures after the response headers arrived (a body cut midway)
 //     reach the client as they are.
 package upstream

@@ -11,9 +11,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/zalando/skipper/eskip"
-	"github.com/zalando/skipper/loadbalancer"
-	"github.com/zalando/skipper/routing"
 )
 
 // testPod is a real HTTP server answering with a fixed status. It echoes
@@ -83,29 +80,6 @@ func deadAddr(t testing.TB) string {
 	return a
 }
 
-// lbRoutes runs skipper's algorithm provider and then our post-processor
-// over one LB route per endpoint list, like skipper's routing does.
-func lbRoutes(t testing.TB, u *Upstream, lists ...[]string) []*routing.Route {
-	var rs []*routing.Route
-	for i, eps := range lists {
-		var addrs []string
-		for _, e := range eps {
-			addrs = append(addrs, "http://"+e)
-		}
-		rs = append(rs, &routing.Route{Route: eskip.Route{
-			Id:          "route" + strconv.Itoa(i),
-			BackendType: eskip.LBBackend,
-			LBAlgorithm: "roundRobin",
-			LBEndpoints: eskip.NewLBEndpoints(addrs),
-		}})
-	}
-	rs = loadbalancer.NewAlgorithmProvider().Do(rs)
-	if len(rs) != len(lists) {
-		t.Fatalf("algorithm provider dropped routes: %d of %d", len(rs), len(lists))
-	}
-	return u.PostProcessor().Do(rs)
-}
-
 func newUpstream(t testing.TB, cfg Config) (*Upstream, *prometheus.Registry) {
 	reg := prometheus.NewRegistry()
 	if cfg.InitialBackoff == 0 {
@@ -144,70 +118,54 @@ func withPolicy(u *Upstream, p Policy) func(*http.Request) {
 	return func(r *http.Request) { slotOf(r).pol = pol }
 }
 
-// seam is one way a request gets its endpoint and its retry scope: a
-// backend named by the bulkheadBackend filter (SetEndpoints), or a legacy
-// LB route. Tests of the round tripper run over both.
-type seam struct {
-	name string
-	// label is the metric label of the endpoints installed.
-	label string
-	// install makes eps the endpoints (of a backend, or of an LB route).
-	install func(t testing.TB, u *Upstream, eps []string)
-	// wrap is u's round tripper around tr, with, for the backend seam,
-	// the request's endpoint (req.URL.Host) recorded in its slot as the
-	// bulkheadBackend filter records its choice.
-	wrap func(u *Upstream, tr http.RoundTripper) http.RoundTripper
-}
-
-// testBackendKey is the backend of the backend seam.
+// testBackendKey is the backend the round tripper's tests install.
 const testBackendKey = "default/web:80"
 
-var seams = []seam{
-	{
-		name:  "backend",
-		label: testBackendKey,
-		install: func(_ testing.TB, u *Upstream, eps []string) {
-			u.SetEndpoints(map[string][]string{testBackendKey: eps})
-		},
-		wrap: func(u *Upstream, tr http.RoundTripper) http.RoundTripper {
-			return pinner{u: u, key: testBackendKey, next: u.WrapRoundTripper(tr)}
-		},
-	},
-	{
-		name:  "legacy",
-		label: "route0",
-		install: func(t testing.TB, u *Upstream, eps []string) {
-			lbRoutes(t, u, eps)
-		},
-		wrap: func(u *Upstream, tr http.RoundTripper) http.RoundTripper { return u.WrapRoundTripper(tr) },
-	},
+// install makes eps the endpoints of testBackendKey.
+func install(u *Upstream, eps []string) {
+	u.SetEndpoints(map[string][]string{testBackendKey: eps})
 }
 
-// forSeams runs f once per seam.
-func forSeams(t *testing.T, f func(t *testing.T, s seam)) {
-	for _, s := range seams {
-		t.Run(s.name, func(t *testing.T) { f(t, s) })
-	}
+// wrap is u's round tripper around tr, with the request's endpoint
+// (req.URL.Host) recorded in its slot as the bulkheadBackend filter
+// records its choice (see pin).
+func wrap(u *Upstream, tr http.RoundTripper) http.RoundTripper {
+	return pinner{u: u, next: u.WrapRoundTripper(tr)}
 }
 
-// pinner records in the request's slot the backend key and the endpoint
-// req.URL.Host (when it is one of the backend's), as the bulkheadBackend
-// filter does with the endpoint it chose.
+// pinner pins every request before passing it on.
 type pinner struct {
 	u    *Upstream
-	key  string
 	next http.RoundTripper
 }
 
 func (p pinner) RoundTrip(req *http.Request) (*http.Response, error) {
-	if be := (*p.u.backends.Load())[p.key]; be != nil {
+	pin(p.u, req)
+	return p.next.RoundTrip(req)
+}
+
+// pin records in req's slot testBackendKey and the endpoint req.URL.Host,
+// as the bulkheadBackend filter does with the endpoint it chose, when the
+// endpoint is in the backend's current set; a slot already pinned is
+// left alone (the request was balanced on an earlier set).
+func pin(u *Upstream, req *http.Request) {
+	s := slotOf(req)
+	if s.be != nil {
+		return
+	}
+	if be := (*u.backends.Load())[testBackendKey]; be != nil {
 		set := be.set.Load()
 		if i := set.index(req.URL.Host); i >= 0 {
-			s := slotOf(req)
 			s.be, s.ep = be, set.state[i]
 		}
 	}
-	return p.next.RoundTrip(req)
+}
+
+// openBreaker records enough failures to open ep's breaker.
+func openBreaker(u *Upstream, ep string) {
+	for i := 0; i < 5; i++ {
+		u.Breakers().Record(ep, Failure)
+	}
 }
 
 // slotOf returns the request's slot, giving it one (as Handler does) if

@@ -65,70 +65,66 @@ func (s *rawServer) serve(c net.Conn, first bool) {
 }
 
 func TestKeepAliveClosedBetweenRequests(t *testing.T) {
-	forSeams(t, func(t *testing.T, s seam) {
-		for _, podGone := range []bool{false, true} {
-			name := map[bool]string{false: "conn-closed", true: "pod-gone"}[podGone]
-			t.Run(name, func(t *testing.T) {
-				log := &hitLog{}
-				u, _ := newUpstream(t, Config{})
-				a, b := newRawServer(t), newBackend(t, 200, log)
-				s.install(t, u, []string{a.l.Addr().String(), b.addr()})
-				rt := s.wrap(u, newTransport(t))
-				body := []byte(`{"op":"create"}`)
+	for _, podGone := range []bool{false, true} {
+		name := map[bool]string{false: "conn-closed", true: "pod-gone"}[podGone]
+		t.Run(name, func(t *testing.T) {
+			log := &hitLog{}
+			u, _ := newUpstream(t, Config{})
+			a, b := newRawServer(t), newBackend(t, 200, log)
+			install(u, []string{a.l.Addr().String(), b.addr()})
+			rt := wrap(u, newTransport(t))
+			body := []byte(`{"op":"create"}`)
 
-				resp, err := do(t, rt, "POST", a.l.Addr().String(), body)
-				if err != nil || resp.StatusCode != 200 {
-					t.Fatal(resp, err)
-				}
-				if podGone {
-					a.l.Close()
-				}
-				close(a.kill)
-				<-a.killed
+			resp, err := do(t, rt, "POST", a.l.Addr().String(), body)
+			if err != nil || resp.StatusCode != 200 {
+				t.Fatal(resp, err)
+			}
+			if podGone {
+				a.l.Close()
+			}
+			close(a.kill)
+			<-a.killed
 
-				// POST (never retried after sending) on the dead keep-alive conn.
-				// Like skipper's outgoing request: the body is the client's
-				// stream, without GetBody.
-				resp, err = do(t, rt, "POST", a.l.Addr().String(), nil, func(r *http.Request) {
-					r.Body, r.GetBody, r.ContentLength = io.NopCloser(bytes.NewReader(body)), nil, int64(len(body))
-				})
-				if err != nil || resp.StatusCode != 200 {
-					t.Fatalf("second request not retried transparently: %v %v", resp, err)
-				}
-				got, _ := io.ReadAll(resp.Body)
-				if podGone && (log.count(b.addr()) != 1 || string(got) != "from "+b.addr()) {
-					t.Fatalf("pod gone: want B, got %q", got)
-				}
-				if !podGone && (string(got) != "raw" || a.accepted.Load() != 2) {
-					t.Fatalf("conn closed: want A on a new connection, got %q (A accepted %d)", got, a.accepted.Load())
-				}
-				t.Logf("A accepted %d connections, retries by bulkhead %v", a.accepted.Load(),
-					testutil.ToFloat64(u.metrics.retries.WithLabelValues(s.label)))
+			// POST (never retried after sending) on the dead keep-alive conn.
+			// Like skipper's outgoing request: the body is the client's
+			// stream, without GetBody.
+			resp, err = do(t, rt, "POST", a.l.Addr().String(), nil, func(r *http.Request) {
+				r.Body, r.GetBody, r.ContentLength = io.NopCloser(bytes.NewReader(body)), nil, int64(len(body))
 			})
-		}
-	})
+			if err != nil || resp.StatusCode != 200 {
+				t.Fatalf("second request not retried transparently: %v %v", resp, err)
+			}
+			got, _ := io.ReadAll(resp.Body)
+			if podGone && (log.count(b.addr()) != 1 || string(got) != "from "+b.addr()) {
+				t.Fatalf("pod gone: want B, got %q", got)
+			}
+			if !podGone && (string(got) != "raw" || a.accepted.Load() != 2) {
+				t.Fatalf("conn closed: want A on a new connection, got %q (A accepted %d)", got, a.accepted.Load())
+			}
+			t.Logf("A accepted %d connections, retries by bulkhead %v", a.accepted.Load(),
+				testutil.ToFloat64(u.metrics.retries.WithLabelValues(testBackendKey)))
+		})
+	}
 }
 
 func TestTLSHandshakeFailureRetried(t *testing.T) {
-	forSeams(t, func(t *testing.T, s seam) {
-		log := &hitLog{}
-		u, _ := newUpstream(t, Config{})
-		plain := newBackend(t, 200, log) // speaks HTTP, not TLS: handshake fails
-		good := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			_, _ = io.WriteString(w, "tls")
-		}))
-		defer good.Close()
-		s.install(t, u, []string{plain.addr(), good.Listener.Addr().String()})
-		tr := newTransport(t)
-		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true}
-		req, _ := http.NewRequest("POST", "https://"+plain.addr()+"/", bytes.NewReader([]byte("x")))
-		resp, err := s.wrap(u, tr).RoundTrip(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		if got, _ := io.ReadAll(resp.Body); string(got) != "tls" {
-			t.Fatalf("got %q", got)
-		}
-	})
+	log := &hitLog{}
+	u, _ := newUpstream(t, Config{})
+	plain := newBackend(t, 200, log) // speaks HTTP, not TLS: handshake fails
+	good := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "tls")
+	}))
+	defer good.Close()
+	install(u, []string{plain.addr(), good.Listener.Addr().String()})
+	tr := newTransport(t)
+	tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true}
+	req, _ := http.NewRequest("POST", "https://"+plain.addr()+"/", bytes.NewReader([]byte("x")))
+	resp, err := wrap(u, tr).RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if got, _ := io.ReadAll(resp.Body); string(got) != "tls" {
+		t.Fatalf("got %q", got)
+	}
 }

@@ -19,7 +19,9 @@ const (
 	MetricTimeouts             = "bulkhead_upstream_timeouts_total"
 	MetricUnroutedRefused      = "bulkhead_upstream_unrouted_refused_total"
 	labelEndpoint, labelTo     = "endpoint", "to"
-	labelGroup                 = "group"
+	// labelGroup carries a backend's Config.Label; the name is kept so
+	// that existing queries keep working.
+	labelGroup = "group"
 )
 
 type metrics struct {
@@ -48,19 +50,19 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: MetricRequests,
-			Help: "Client requests forwarded to a backend (legacy: an endpoint group) (retries not included).",
+			Help: "Client requests forwarded to a backend (retries not included), per backend label.",
 		}, []string{labelGroup}),
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: MetricFailures,
-			Help: "Failed attempts (transport errors, 502/503/504) per endpoint group.",
+			Help: "Failed attempts (transport errors, timeouts, 502/503/504) per backend label.",
 		}, []string{labelGroup}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: MetricRetries,
-			Help: "Retried attempts per endpoint group.",
+			Help: "Retried attempts per backend label.",
 		}, []string{labelGroup}),
 		exhausted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: MetricRetryBudgetExhausted,
-			Help: "Retries refused because the group's retry budget was exhausted.",
+			Help: "Retries refused because the backend's retry budget was exhausted.",
 		}, []string{labelGroup}),
 		endpointRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: MetricEndpointRequests,
@@ -72,7 +74,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{labelEndpoint}),
 		timeouts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: MetricTimeouts,
-			Help: "Attempts cut by a timeout, per endpoint group and kind (connect, response-header, request).",
+			Help: "Attempts cut by a timeout, per backend label and kind (connect, response-header, request).",
 		}, []string{labelGroup, "kind"}),
 		unrouted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: MetricUnroutedRefused,
@@ -90,7 +92,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	return m, nil
 }
 
-func (m *metrics) deleteGroup(label string) {
+// deleteBackend drops the series of a backend label no backend uses any
+// more.
+func (m *metrics) deleteBackend(label string) {
 	m.requests.DeleteLabelValues(label)
 	m.failures.DeleteLabelValues(label)
 	m.retries.DeleteLabelValues(label)

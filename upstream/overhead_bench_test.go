@@ -21,8 +21,8 @@ import (
 // routing and proxy, to two real backends, with the resilience layer off
 // and on, in one run (issue: at least 95% of the throughput without it).
 // Compare the ns/op: go test -bench ProxyOverhead -count 6 ./upstream/
-// "on" is the legacy LB route, "backend" the route naming a backend
-// (bulkheadBackend, skipper's dynamic backend).
+// "off" is an LB route balanced by skipper alone, "backend" the route
+// naming a backend (bulkheadBackend, skipper's dynamic backend).
 func BenchmarkProxyOverhead(b *testing.B) {
 	logrus.SetOutput(io.Discard) // skipper's route-update lines would garble the results
 	backend := func() *httptest.Server {
@@ -33,12 +33,12 @@ func BenchmarkProxyOverhead(b *testing.B) {
 	a, c := backend(), backend()
 	defer a.Close()
 	defer c.Close()
-	// Both algorithms bulkhead offers: off, they are skipper's own; on,
-	// ours with breakers, budgeted retries and timeouts.
+	// Both algorithms bulkhead offers: off, they are skipper's own; with
+	// a backend, ours with breakers, budgeted retries and timeouts.
 	for _, alg := range []string{AlgorithmLeastInFlight, AlgorithmRoundRobin} {
 		route := &eskip.Route{Id: "web", Path: "/", BackendType: eskip.LBBackend, LBAlgorithm: alg,
 			LBEndpoints: []*eskip.LBEndpoint{{Address: a.URL}, {Address: c.URL}}}
-		for _, mode := range []string{"off", "on", "backend"} {
+		for _, mode := range []string{"off", "backend"} {
 			b.Run(alg+"/resilience="+mode, func(b *testing.B) {
 				// As bulkhead's proxy: skipper's endpoint registry (its
 				// powerOfRandomNChoices reads in-flight counts from it).
@@ -48,8 +48,8 @@ func BenchmarkProxyOverhead(b *testing.B) {
 				params := skproxy.Params{Metrics: skmetrics.Void, AccessLogDisabled: true, EndpointRegistry: registry}
 				filterRegistry := builtin.MakeRegistry()
 				r := route
-				if mode != "off" {
-					u, err := New(Config{RefuseUnrouted: mode == "backend"}, prometheus.NewRegistry(), nil)
+				if mode == "backend" {
+					u, err := New(Config{RefuseUnrouted: true}, prometheus.NewRegistry(), nil)
 					if err != nil {
 						b.Fatal(err)
 					}
@@ -57,11 +57,10 @@ func BenchmarkProxyOverhead(b *testing.B) {
 					params.CustomHttpRoundTripperWrap = u.WrapRoundTripper
 					wrap = u.Handler // as bulkhead serves: the request context carries route policies
 					filterRegistry.Register(u.BackendSpec())
-					if mode == "backend" { // the route names a backend; its endpoints are outside the table
-						u.SetEndpoints(map[string][]string{"default/web:80": {a.Listener.Addr().String(), c.Listener.Addr().String()}})
-						r = &eskip.Route{Id: "web", Path: "/", BackendType: eskip.DynamicBackend,
-							Filters: []*eskip.Filter{{Name: BackendFilterName, Args: []any{"default/web:80", alg}}}}
-					}
+					// The route names a backend; its endpoints are outside the table.
+					u.SetEndpoints(map[string][]string{"default/web:80": {a.Listener.Addr().String(), c.Listener.Addr().String()}})
+					r = &eskip.Route{Id: "web", Path: "/", BackendType: eskip.DynamicBackend,
+						Filters: []*eskip.Filter{{Name: BackendFilterName, Args: []any{"default/web:80", alg}}}}
 				}
 				dc := testdataclient.New([]*eskip.Route{r})
 				rt := routing.New(routing.Options{FilterRegistry: filterRegistry, DataClients: []routing.DataClient{dc},

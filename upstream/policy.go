@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/zalando/skipper/eskip"
 	"github.com/zalando/skipper/filters"
 )
 
@@ -220,30 +219,6 @@ func (s *policySlot) Value(key any) any {
 func (ps *policies) requestPolicy(ctx context.Context) *Policy {
 	if s, ok := ctx.Value(policyKey{}).(*policySlot); ok && s.pol != nil {
 		return s.pol
-	}
-	return ps.defaults
-}
-
-// routePolicy reads the effective policy of a route from its eskip
-// filters (for the balancer, which runs per table, not per request).
-func (ps *policies) routePolicy(r *eskip.Route) *Policy {
-	for _, f := range r.Filters {
-		if f.Name != PolicyFilterName {
-			continue
-		}
-		args := make([]string, 0, len(f.Args))
-		for _, a := range f.Args {
-			s, ok := a.(string)
-			if !ok {
-				return ps.defaults
-			}
-			args = append(args, s)
-		}
-		p, err := ParsePolicy(args)
-		if err != nil {
-			return ps.defaults
-		}
-		return ps.intern(p)
 	}
 	return ps.defaults
 }

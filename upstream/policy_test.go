@@ -78,30 +78,24 @@ func (p *policyPod) counts() (requests, posts int) {
 }
 
 // policyFront serves, through skipper's real routing and proxy set up as
-// bulkhead does (Handler, the policy filter, the post-processor, the
-// round tripper), two routes to the same two pods: /pol with a policy
-// (response header timeout 300ms, POST retries) and /plain without one
-// (defaults: response header timeout 5s, no POST retries).
-//
-// On the backend seam the routes name a backend (bulkheadBackend, as
-// routing emits them), on the legacy one they list the pods.
-func policyFront(t *testing.T, s seam, pods ...*policyPod) string {
+// bulkhead does (Handler, the policy and backend filters, the
+// post-processor, the round tripper), two routes naming a backend of the
+// two pods, as routing emits them: /pol with a policy (response header
+// timeout 300ms, POST retries) and /plain without one (defaults: response
+// header timeout 5s, no POST retries).
+func policyFront(t *testing.T, pods ...*policyPod) string {
 	t.Helper()
 	u, err := New(Config{Defaults: Policy{ResponseHeaderTimeout: 5 * time.Second, ResponseHeaderTimeoutSet: true},
-		RefuseUnrouted: s.name == "backend"}, prometheus.NewRegistry(), nil)
+		RefuseUnrouted: true}, prometheus.NewRegistry(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var eps, addrs []string
+	var addrs []string
 	for _, p := range pods {
-		eps = append(eps, fmt.Sprintf("%q", p.srv.URL))
 		addrs = append(addrs, p.srv.Listener.Addr().String())
 	}
-	backend := "<powerOfRandomNChoices, " + strings.Join(eps, ", ") + ">"
-	if s.name == "backend" {
-		backend = BackendFilterName + `("` + testBackendKey + `") -> <dynamic>`
-		u.SetEndpoints(map[string][]string{testBackendKey: addrs})
-	}
+	u.SetEndpoints(map[string][]string{testBackendKey: addrs})
+	backend := BackendFilterName + `("` + testBackendKey + `") -> <dynamic>`
 	routes, err := eskip.Parse(fmt.Sprintf(`
 		pol: PathSubtree("/pol") -> %s("response-header-timeout=300ms", "retry-non-idempotent=true") -> %[2]s;
 		plain: PathSubtree("/plain") -> %[2]s;`, PolicyFilterName, backend))
@@ -186,45 +180,43 @@ var policyWords = []string{KeyConnectTimeout, KeyResponseHeaderTimeout, KeyReque
 // route's policy: every header a pod sees that names or looks like a
 // policy is one the client itself sent, unchanged.
 func TestPodSeesNothingOfThePolicy(t *testing.T) {
-	forSeams(t, func(t *testing.T, s seam) {
-		a, b := newPolicyPod(t), newPolicyPod(t)
-		front := policyFront(t, s, a, b)
-		for _, tr := range tricks {
-			for _, path := range []string{"/pol/x", "/plain/x"} {
-				na, _ := a.counts()
-				nb, _ := b.counts()
-				status, body, _ := rawRequest(t, front, http.MethodGet, path, tr.headers)
-				if status != http.StatusOK {
-					t.Fatalf("%s %s: status %d: %s", tr.name, path, status, body)
-				}
-				sent := http.Header{}
-				for i := 0; i+1 < len(tr.headers); i += 2 {
-					sent.Add(tr.headers[i], tr.headers[i+1])
-				}
-				ma, _ := a.counts()
-				mb, _ := b.counts()
-				if ma+mb != na+nb+1 {
-					t.Fatalf("%s %s: %d requests reached the pods, want 1", tr.name, path, ma+mb-na-nb)
-				}
-				p := a
-				if mb > nb {
-					p = b
-				}
-				p.mu.Lock()
-				last := p.hdr[len(p.hdr)-1]
-				p.mu.Unlock()
-				for name, vs := range last {
-					for _, v := range vs {
-						for _, w := range policyWords {
-							if strings.Contains(strings.ToLower(name+": "+v), w) && !clientSent(sent, name, v) {
-								t.Errorf("%s %s: the pod received %s: %s, which the client did not send", tr.name, path, name, v)
-							}
+	a, b := newPolicyPod(t), newPolicyPod(t)
+	front := policyFront(t, a, b)
+	for _, tr := range tricks {
+		for _, path := range []string{"/pol/x", "/plain/x"} {
+			na, _ := a.counts()
+			nb, _ := b.counts()
+			status, body, _ := rawRequest(t, front, http.MethodGet, path, tr.headers)
+			if status != http.StatusOK {
+				t.Fatalf("%s %s: status %d: %s", tr.name, path, status, body)
+			}
+			sent := http.Header{}
+			for i := 0; i+1 < len(tr.headers); i += 2 {
+				sent.Add(tr.headers[i], tr.headers[i+1])
+			}
+			ma, _ := a.counts()
+			mb, _ := b.counts()
+			if ma+mb != na+nb+1 {
+				t.Fatalf("%s %s: %d requests reached the pods, want 1", tr.name, path, ma+mb-na-nb)
+			}
+			p := a
+			if mb > nb {
+				p = b
+			}
+			p.mu.Lock()
+			last := p.hdr[len(p.hdr)-1]
+			p.mu.Unlock()
+			for name, vs := range last {
+				for _, v := range vs {
+					for _, w := range policyWords {
+						if strings.Contains(strings.ToLower(name+": "+v), w) && !clientSent(sent, name, v) {
+							t.Errorf("%s %s: the pod received %s: %s, which the client did not send", tr.name, path, name, v)
 						}
 					}
 				}
 			}
 		}
-	})
+	}
 }
 
 func clientSent(sent http.Header, name, value string) bool {
@@ -241,53 +233,51 @@ func clientSent(sent http.Header, name, value string) bool {
 // client sends imposes one on a route without a policy: not a 300ms or
 // 1s response header timeout, not POST retries.
 func TestRoutePolicyTravelsInTheContext(t *testing.T) {
-	forSeams(t, func(t *testing.T, s seam) {
-		a, b := newPolicyPod(t), newPolicyPod(t)
-		front := policyFront(t, s, a, b)
-		posts := func() int {
+	a, b := newPolicyPod(t), newPolicyPod(t)
+	front := policyFront(t, a, b)
+	posts := func() int {
+		_, x := a.counts()
+		_, y := b.counts()
+		return x + y
+	}
+
+	// The route's policy applies: its 300ms timeout cuts a 2s answer
+	// (504), and its POSTs are retried on the other pod.
+	status, _, took := rawRequest(t, front, http.MethodGet, "/pol/x?sleep=2s", nil)
+	if status != http.StatusGatewayTimeout || took > 1900*time.Millisecond {
+		t.Fatalf("the route's 300ms response header timeout did not apply: status %d after %s", status, took)
+	}
+	before := posts()
+	if status, _, _ := rawRequest(t, front, http.MethodPost, "/pol/drop", nil); status != http.StatusBadGateway {
+		t.Fatalf("POST to pods that hang up: status %d, want 502", status)
+	}
+	if n := posts() - before; n != 3 {
+		t.Fatalf("the route opts in to POST retries: %d POSTs reached the pods, want 3 (1 + 2 retries)", n)
+	}
+
+	// A client cannot impose a policy on a route without one.
+	for _, tr := range tricks {
+		if strings.Contains(tr.name, "upgrade") {
+			continue // upgrades bypass the round tripper: no timeout and no retry apply at all
+		}
+		t.Run(tr.name, func(t *testing.T) {
+			t.Parallel()
+			a, b := newPolicyPod(t), newPolicyPod(t)
+			front := policyFront(t, a, b)
+			status, body, took := rawRequest(t, front, http.MethodGet, "/plain/x?sleep=1200ms", tr.headers)
+			if status != http.StatusOK || took < 1200*time.Millisecond {
+				t.Errorf("a 1.2s answer on a route with the 5s default got status %d after %s: %.100s", status, took, body)
+			}
+			if status, _, _ := rawRequest(t, front, http.MethodPost, "/plain/drop", tr.headers); status != http.StatusBadGateway {
+				t.Errorf("POST to a pod that hangs up: status %d, want 502", status)
+			}
 			_, x := a.counts()
 			_, y := b.counts()
-			return x + y
-		}
-
-		// The route's policy applies: its 300ms timeout cuts a 2s answer
-		// (504), and its POSTs are retried on the other pod.
-		status, _, took := rawRequest(t, front, http.MethodGet, "/pol/x?sleep=2s", nil)
-		if status != http.StatusGatewayTimeout || took > 1900*time.Millisecond {
-			t.Fatalf("the route's 300ms response header timeout did not apply: status %d after %s", status, took)
-		}
-		before := posts()
-		if status, _, _ := rawRequest(t, front, http.MethodPost, "/pol/drop", nil); status != http.StatusBadGateway {
-			t.Fatalf("POST to pods that hang up: status %d, want 502", status)
-		}
-		if n := posts() - before; n != 3 {
-			t.Fatalf("the route opts in to POST retries: %d POSTs reached the pods, want 3 (1 + 2 retries)", n)
-		}
-
-		// A client cannot impose a policy on a route without one.
-		for _, tr := range tricks {
-			if strings.Contains(tr.name, "upgrade") {
-				continue // upgrades bypass the round tripper: no timeout and no retry apply at all
+			if x+y != 1 {
+				t.Errorf("a client header made a POST replay: %d POSTs reached the pods, want 1", x+y)
 			}
-			t.Run(tr.name, func(t *testing.T) {
-				t.Parallel()
-				a, b := newPolicyPod(t), newPolicyPod(t)
-				front := policyFront(t, s, a, b)
-				status, body, took := rawRequest(t, front, http.MethodGet, "/plain/x?sleep=1200ms", tr.headers)
-				if status != http.StatusOK || took < 1200*time.Millisecond {
-					t.Errorf("a 1.2s answer on a route with the 5s default got status %d after %s: %.100s", status, took, body)
-				}
-				if status, _, _ := rawRequest(t, front, http.MethodPost, "/plain/drop", tr.headers); status != http.StatusBadGateway {
-					t.Errorf("POST to a pod that hangs up: status %d, want 502", status)
-				}
-				_, x := a.counts()
-				_, y := b.counts()
-				if x+y != 1 {
-					t.Errorf("a client header made a POST replay: %d POSTs reached the pods, want 1", x+y)
-				}
-			})
-		}
-	})
+		})
+	}
 }
 
 // TestPolicyFilterWithoutHandler: the filter cannot apply a policy to a

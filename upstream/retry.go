@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"strconv"
@@ -19,46 +18,30 @@ import (
 
 // retrier is the http.RoundTripper installed through
 // proxy.Params.CustomHttpRoundTripperWrap. It serves the backend that the
-// route's bulkheadBackend filter chose (in the request's slot); legacy:
-// the group of an LB route's endpoint (req.URL.Host). Other requests are
-// refused (Config.RefuseUnrouted) or pass through untouched.
+// route's bulkheadBackend filter chose (in the request's slot). Other
+// requests are refused (Config.RefuseUnrouted) or pass through untouched.
 type retrier struct {
 	u    *Upstream
 	next http.RoundTripper
 }
 
-// scope is where a request's retries stay: a backend (its current
-// endpoint set) or, legacy, an LB route's endpoint group.
-type scope interface {
-	counters() *stats
-	// next chooses the endpoint of a retry (nil: none); see backend.next.
-	next(b *Breakers, current string, tried []string, onlyAvailable bool) *breaker
-}
-
 func (r *retrier) RoundTrip(req *http.Request) (*http.Response, error) {
-	var sc scope
+	var be *backend
 	var first *breaker
 	pol := r.u.policies.defaults
 	if slot, ok := req.Context().Value(policyKey{}).(*policySlot); ok {
 		if slot.pol != nil {
 			pol = slot.pol
 		}
-		if slot.be != nil {
-			sc, first = slot.be, slot.ep
-		}
+		be, first = slot.be, slot.ep
 	}
-	if sc == nil {
-		if g := r.u.topo.Load().lookup(req.URL.Host); g != nil {
-			sc, first = g, r.u.breakers.get(req.URL.Host)
-		}
-	}
-	if sc == nil {
+	if be == nil {
 		if r.u.cfg.RefuseUnrouted {
 			return r.refuse(req)
 		}
 		return r.next.RoundTrip(req)
 	}
-	st := sc.counters()
+	st := &be.stats
 	st.requests.Inc()
 	st.budget.request()
 	var cancel context.CancelFunc
@@ -67,7 +50,7 @@ func (r *retrier) RoundTrip(req *http.Request) (*http.Response, error) {
 		ctx, cancel = context.WithTimeout(req.Context(), pol.RequestTimeout)
 		req = req.WithContext(ctx)
 	}
-	resp, err := r.roundTrip(req, sc, first, pol)
+	resp, err := r.roundTrip(req, be, first, pol)
 	if err != nil && errors.Is(req.Context().Err(), context.DeadlineExceeded) {
 		st.timeouts(timeoutRequest).Inc()
 		err = errRequestTimeout
@@ -139,7 +122,9 @@ func badGatewayOnHangUp(req *http.Request, resp *http.Response, err error) (*htt
 	}, nil
 }
 
-func (r *retrier) roundTrip(req *http.Request, sc scope, first *breaker, pol *Policy) (*http.Response, error) {
+// roundTrip sends req to first and retries within be's current set. be
+// is concrete, not an interface, so that tried stays on the stack.
+func (r *retrier) roundTrip(req *http.Request, be *backend, first *breaker, pol *Policy) (*http.Response, error) {
 	body, hasBody, replayable, err := r.bufferBody(req)
 	if err != nil {
 		return nil, err
@@ -147,7 +132,7 @@ func (r *retrier) roundTrip(req *http.Request, sc scope, first *breaker, pol *Po
 	retryAfterSend := pol.RetryNonIdempotent || idempotent(req.Method)
 	ctx := req.Context()
 	b := r.u.breakers
-	st := sc.counters()
+	st := &be.stats
 
 	var triedBuf [4]string
 	tried := triedBuf[:0]
@@ -166,7 +151,7 @@ func (r *retrier) roundTrip(req *http.Request, sc scope, first *breaker, pol *Po
 			// half-open probe is in flight: go to an available endpoint if
 			// there is one, otherwise send anyway (breakers steer, they
 			// never fail a request on their own).
-			if alt := sc.next(b, br.endpoint, tried, true); alt != nil && alt.endpoint != br.endpoint && !contains(tried, alt.endpoint) {
+			if alt := be.next(b, br.endpoint, tried, true); alt != nil && alt.endpoint != br.endpoint && !contains(tried, alt.endpoint) {
 				tried = append(tried, br.endpoint)
 				br = alt
 				continue
@@ -184,7 +169,7 @@ func (r *retrier) roundTrip(req *http.Request, sc scope, first *breaker, pol *Po
 		if retries >= r.u.cfg.MaxRetries || !replayable || !(notReached || (afterSend && retryAfterSend)) {
 			return resp, err
 		}
-		next := sc.next(b, br.endpoint, tried, false)
+		next := be.next(b, br.endpoint, tried, false)
 		if next == nil {
 			return resp, err
 		}
@@ -400,46 +385,6 @@ func isReset(err error) bool {
 	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
 		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		strings.Contains(err.Error(), "transport connection broken")
-}
-
-// pick (legacy) chooses the next endpoint of g, never current when another exists.
-// Preference: untried+available, tried+available, untried+unavailable,
-// tried+unavailable, current (only when it is the group's sole endpoint);
-// random among equals. With onlyAvailable it returns "" rather than an
-// unavailable endpoint (and never current).
-func (g *group) pick(b *Breakers, current string, tried []string, onlyAvailable bool) string {
-	n := len(g.endpoints)
-	if n == 0 {
-		return ""
-	}
-	start := rand.IntN(n)
-	best, bestRank := "", 4
-	for i := 0; i < n; i++ {
-		ep := g.endpoints[(start+i)%n]
-		if ep == current {
-			continue
-		}
-		rank := 0
-		if contains(tried, ep) {
-			rank += 1
-		}
-		if !b.Available(ep) {
-			if onlyAvailable {
-				continue
-			}
-			rank += 2
-		}
-		if rank < bestRank {
-			best, bestRank = ep, rank
-			if rank == 0 {
-				break
-			}
-		}
-	}
-	if best == "" && !onlyAvailable && n == 1 && g.endpoints[0] == current {
-		return current // the only endpoint: retry it rather than nothing
-	}
-	return best
 }
 
 func contains(s []string, v string) bool {

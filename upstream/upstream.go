@@ -28,9 +28,6 @@ type Config struct {
 	// have low cardinality; backends given the same label share its
 	// series. Default: the key itself.
 	Label func(backendKey string) string
-	// GroupLabel (legacy: LB routes) names endpoint groups in metrics.
-	// Default: smallest route ID.
-	GroupLabel LabelFunc
 	// Defaults is the policy of routes that do not set their own (see
 	// Policy and PolicyFilterName). Unset fields take DefaultPolicy's.
 	Defaults Policy
@@ -43,8 +40,7 @@ type Config struct {
 	// (the request timeout, if any, still applies).
 	RetryDeadline time.Duration
 	// RefuseUnrouted: an outgoing request for which no bulkhead backend
-	// chose the endpoint (bulkheadBackend filter; legacy: an LB route's
-	// endpoint) is never sent; it is answered 502 and counted
+	// chose the endpoint (the bulkheadBackend filter) is never sent; it is answered 502 and counted
 	// (MetricUnroutedRefused). With skipper's dynamic backend, a request
 	// no filter gave a target would otherwise go to whatever host the
 	// client's Host header names.
@@ -75,15 +71,12 @@ var DefaultPolicy = Policy{
 	SlowStart: 0, SlowStartSet: true,
 }
 
-// Upstream holds the state shared by the bulkheadBackend filter, the
-// retrying round tripper and (legacy) the route post-processor and its
-// LB wrapper. Create one per process.
+// Upstream holds the state shared by the bulkheadBackend filter and the
+// retrying round tripper. Create one per process.
 type Upstream struct {
 	cfg      Config
 	metrics  *metrics
 	breakers *Breakers
-	topo     atomic.Pointer[topology]
-	pp       *postProcessor
 	policies *policies
 	now      func() time.Time
 	log      *slog.Logger
@@ -93,8 +86,7 @@ type Upstream struct {
 	// only the endpoint set of a backend that stays.
 	backends atomic.Pointer[map[string]*backend]
 
-	// mu serialises SetEndpoints and the legacy post-processor, and
-	// guards what follows.
+	// mu serialises SetEndpoints and guards what follows.
 	mu sync.Mutex
 	// refs counts, per endpoint, the backends that list it.
 	refs map[string]int
@@ -106,10 +98,8 @@ type Upstream struct {
 	labels map[string]int
 	// seeded: SetEndpoints was called once; endpoints joining from now on
 	// are new (slow start).
-	seeded bool
-	// legacyActive is the endpoint set of the last legacy LB table.
-	legacyActive map[string]struct{}
-	unwired      sync.Once
+	seeded  bool
+	unwired sync.Once
 }
 
 // New builds an Upstream registering its metrics on reg (nil: none).
@@ -134,9 +124,6 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Upstream, er
 	if cfg.Label == nil {
 		cfg.Label = func(key string) string { return key }
 	}
-	if cfg.GroupLabel == nil {
-		cfg.GroupLabel = defaultGroupLabel
-	}
 	cfg.Breaker.defaults()
 	cfg.Budget.defaults()
 	m, err := newMetrics(reg)
@@ -152,8 +139,6 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Upstream, er
 		policies: &policies{defaults: &defaults, log: log},
 		refs:     map[string]int{}, labels: map[string]int{}}
 	u.breakers = newBreakers(cfg.Breaker, m, log)
-	u.pp = &postProcessor{u: u}
-	u.topo.Store(&topology{})
 	u.backends.Store(&map[string]*backend{})
 	return u, nil
 }
@@ -161,11 +146,13 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Upstream, er
 // Breakers returns the breaker registry.
 func (u *Upstream) Breakers() *Breakers { return u.breakers }
 
-// PostProcessor returns the routing.PostProcessor to append after
-// loadbalancer.NewAlgorithmProvider() in routing.Options.PostProcessors.
-// It drops dynamic routes that do not choose their endpoint with
-// BackendFilterName, and (legacy) gives LB routes our balancer.
-func (u *Upstream) PostProcessor() routing.PostProcessor { return u.pp }
+// PostProcessor returns a routing.PostProcessor (for
+// routing.Options.PostProcessors, in any position) that drops every
+// dynamic route without the BackendFilterName filter: skipper would send
+// its requests wherever the client's Host header says. RefuseUnrouted
+// stops plain requests in the round tripper, but upgrades bypass the
+// round tripper: this is their only guard.
+func (u *Upstream) PostProcessor() routing.PostProcessor { return unchosenGuard{log: u.log} }
 
 // BackendSpec returns the spec of the BackendFilterName filter; register
 // it with the filter registry.
