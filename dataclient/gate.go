@@ -99,18 +99,19 @@ func (g *gate) isClosed() bool {
 }
 
 // open lets requests through again: resumes at once, relists after
-// relistDelay. Streams and connections from before the gate closed are
-// ended, so nothing waits on a connection that died silently. With
-// forget, the cluster behind the address is another one (or its store was
-// replaced): every resource relists, none resumes.
-func (g *gate) open(relistDelay time.Duration, forget bool) {
+// relistDelay. Connections from before the gate closed are closed, so
+// nothing waits on a connection that died silently. With forget, the
+// cluster behind the address is another one (or its store was replaced):
+// every resource relists, none resumes. It returns whether the gate was
+// closed.
+func (g *gate) open(relistDelay time.Duration, forget bool) bool {
 	if !g.hold {
-		return
+		return false
 	}
 	g.mu.Lock()
 	if g.up {
 		g.mu.Unlock()
-		return
+		return false
 	}
 	g.up = true
 	if forget {
@@ -137,6 +138,7 @@ func (g *gate) open(relistDelay time.Duration, forget bool) {
 	for _, c := range conns {
 		c.Conn.Close()
 	}
+	return true
 }
 
 // relistDelay draws this outage's moment for relists, uniform within the

@@ -195,7 +195,9 @@ func (c *Client) resume(ctx context.Context) {
 	delay := c.gate.relistDelay()
 	w := c.currentWatcher()
 	forget := c.clusterChanged(ctx, w)
-	c.gate.open(delay, forget)
+	if !c.gate.open(delay, forget) {
+		delay = 0 // nothing was held: requests were never stopped
+	}
 	if !w.hasSynced() {
 		// Never synced (the server was away at start): initialSync waits
 		// for the first listing and reports it.
