@@ -50,12 +50,16 @@
 //     on since 1.35, served by kube-apiserver since 1.34) waits for a moment
 //     this router draws at random within -apiserver-relist-spread, so a
 //     fleet's relists are spread instead of arriving within a second of the
-//     server's return. Streams and connections from before the outage are
-//     ended then (a stream as a clean end, so the reflector re-watches from
-//     where it was rather than relisting), so nothing waits on a connection
-//     that died silently. A relist replaces an informer's cache only once
+//     server's return. Connections from before the outage are closed then,
+//     so nothing waits on one that died silently, and a watch stream reads
+//     as a clean end however it ends (client-go relists after any other
+//     error; after a clean end it re-watches from where it was). A relist replaces an informer's cache only once
 //     the whole list has arrived, and what it no longer finds is a tombstone:
-//     an unannounced removal for the guard.
+//     an unannounced removal for the guard. A server whose default/kubernetes
+//     Service has another UID than the cached one (a wiped or replaced
+//     store, another cluster) could accept a watch from one of our
+//     resourceVersions and never tell what we hold that it lacks: then no
+//     watch resumes, every kind is listed afresh.
 //   - restart: new informers on fresh connections (Connector) as soon as
 //     the probe succeeds, installed once fully synced; removals found by
 //     comparing the old caches with the new ones are unannounced. Every
