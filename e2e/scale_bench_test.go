@@ -78,9 +78,28 @@ func benchmarkRoutes(b *testing.B, n int) {
 	if int(routes) < n {
 		b.Fatalf("ready with %v routes, want at least %d", routes, n)
 	}
+	profile := os.Getenv("BULKHEAD_BENCH_PROFILE") // a directory: heap and CPU profiles of the router
+	saveProfile := func(name, path string) {
+		if profile == "" {
+			return
+		}
+		status, body := router.Admin(path)
+		if status == http.StatusOK {
+			os.WriteFile(profile+"/"+name, []byte(body), 0o644)
+		}
+	}
+	saveProfile(fmt.Sprintf("heap-%d.pprof", n), "/debug/pprof/heap?gc=1")
 	rebuildSum, _ := router.Metric("bulkhead_rebuild_duration_seconds_sum")
 	rebuildCount, _ := router.Metric("bulkhead_rebuild_duration_seconds_count")
 
+	profiled := make(chan struct{})
+	go func() {
+		defer close(profiled)
+		saveProfile(fmt.Sprintf("cpu-ingress-%d.pprof", n), "/debug/pprof/profile?seconds=8")
+	}()
+	if profile == "" {
+		<-profiled
+	}
 	// Write-to-live, from outside.
 	probe := &http.Client{Transport: &http.Transport{Proxy: nil}}
 	var latencies []time.Duration
@@ -109,6 +128,8 @@ func benchmarkRoutes(b *testing.B, n int) {
 	idleRate := (cpuSeconds(b, router.Pid()) - idleCPU) / time.Since(idleStart).Seconds()
 	before := histogram(b, router, "bulkhead_convergence_latency_seconds")
 	routeUpdates, counted := router.Metric("bulkhead_route_updates_total")
+	<-profiled
+	go saveProfile(fmt.Sprintf("cpu-endpoints-%d.pprof", n), "/debug/pprof/profile?seconds=5")
 	changeStart, changeCPU := time.Now(), cpuSeconds(b, router.Pid())
 	for i := range endpointChanges {
 		s, err := client.DiscoveryV1().EndpointSlices("scale").Get(ctx, fmt.Sprintf("app-%05d", i%n), metav1.GetOptions{})
