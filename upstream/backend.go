@@ -54,8 +54,14 @@ type backend struct {
 // stats is what a backend counts: its retry budget and its metric series
 // (labelled by Config.Label).
 type stats struct {
-	label     string
-	budget    *budget
+	label   string
+	budget  *budget
+	metrics *metrics
+	series  atomic.Pointer[backendSeries] // made on the first request: see counters
+}
+
+// backendSeries are a backend's metric series.
+type backendSeries struct {
 	requests  prometheus.Counter
 	failures  prometheus.Counter
 	retries   prometheus.Counter
@@ -64,9 +70,18 @@ type stats struct {
 }
 
 func newStats(m *metrics, label string, b *budget) stats {
-	return stats{
-		label:     label,
-		budget:    b,
+	return stats{label: label, budget: b, metrics: m}
+}
+
+// counters returns the backend's series, making them on first use: the
+// router knows every backend in the cluster and most never get a request
+// through this router; series for all would cost memory and every scrape.
+func (s *stats) counters() *backendSeries {
+	if c := s.series.Load(); c != nil {
+		return c
+	}
+	m, label := s.metrics, s.label
+	c := &backendSeries{
 		requests:  m.requests.WithLabelValues(label),
 		failures:  m.failures.WithLabelValues(label),
 		retries:   m.retries.WithLabelValues(label),
@@ -77,16 +92,21 @@ func newStats(m *metrics, label string, b *budget) stats {
 			m.timeouts.WithLabelValues(label, timeoutRequest),
 		},
 	}
+	if !s.series.CompareAndSwap(nil, c) {
+		return s.series.Load()
+	}
+	return c
 }
 
 func (s *stats) timeouts(kind string) prometheus.Counter {
+	c := s.counters()
 	switch kind {
 	case timeoutConnect:
-		return s.timedOut[0]
+		return c.timedOut[0]
 	case timeoutResponseHeader:
-		return s.timedOut[1]
+		return c.timedOut[1]
 	}
-	return s.timedOut[2]
+	return c.timedOut[2]
 }
 
 // next chooses the endpoint for a retry in the backend's current set,

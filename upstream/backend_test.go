@@ -248,8 +248,11 @@ func TestSetEndpointsCopiesTheMapOnlyForNewOrGoneBackends(t *testing.T) {
 	if got := u.Backends(); fmt.Sprint(got) != "map[a:[10.0.0.1:80 10.0.0.3:80] b:[]]" {
 		t.Fatalf("backends %v (want sorted, deduplicated, b kept empty)", got)
 	}
-	u.metrics.requests.WithLabelValues("b").Inc() // a series of b's
+	for _, k := range []string{"a", "b"} { // series exist for backends that had requests
+		(*u.backends.Load())[k].counters().requests.Inc()
+	}
 	u.SetEndpoints(map[string][]string{"b": nil, "c": {"10.0.0.4:80"}})
+	(*u.backends.Load())["c"].counters().requests.Inc()
 	if u.backends.Load() == m {
 		t.Fatal("the key map was not replaced when backends came and went")
 	}
@@ -261,13 +264,36 @@ func TestSetEndpointsCopiesTheMapOnlyForNewOrGoneBackends(t *testing.T) {
 	}
 }
 
+// A router knows every backend and endpoint of the cluster; only those
+// that get a request through it have metric series.
+func TestSeriesOnlyForBackendsWithTraffic(t *testing.T) {
+	u, reg := newUpstream(t, Config{})
+	update := map[string][]string{}
+	for i := range 1000 {
+		update[fmt.Sprintf("ns/svc-%d:80", i)] = []string{fmt.Sprintf("10.1.%d.%d:8080", i/250, i%250+1)}
+	}
+	u.SetEndpoints(update)
+	if n, _ := testutil.GatherAndCount(reg, MetricRequests, MetricRetries, MetricTimeouts, MetricEndpointRequests); n != 0 {
+		t.Fatalf("%d series for 1000 backends without traffic, want 0", n)
+	}
+	be := (*u.backends.Load())["ns/svc-7:80"]
+	be.counters().requests.Inc()
+	be.set.Load().state[0].counters().requests.Inc()
+	if n, _ := testutil.GatherAndCount(reg, MetricRequests); n != 1 {
+		t.Fatalf("%d backend request series after one request, want 1", n)
+	}
+	if n, _ := testutil.GatherAndCount(reg, MetricEndpointRequests); n != 1 {
+		t.Fatalf("%d endpoint request series after one request, want 1", n)
+	}
+}
+
 // Config.Label names backends in metrics; backends sharing a label share
 // its series, which go with the last of them.
 func TestBackendsSharingALabel(t *testing.T) {
 	u, reg := newUpstream(t, Config{Label: func(key string) string { return strings.SplitN(key, ":", 2)[0] }})
 	u.SetEndpoints(map[string][]string{"ns/web:80": {"10.0.0.1:80"}, "ns/web:8080": {"10.0.0.1:8080"}})
 	for _, key := range []string{"ns/web:80", "ns/web:8080"} {
-		(*u.backends.Load())[key].requests.Inc()
+		(*u.backends.Load())[key].counters().requests.Inc()
 	}
 	if v := testutil.ToFloat64(u.metrics.requests.WithLabelValues("ns/web")); v != 2 {
 		t.Fatalf("requests of the shared label %v, want 2", v)

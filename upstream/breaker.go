@@ -86,8 +86,8 @@ type breaker struct {
 	// it.
 	added    int64
 	inflight atomic.Int64 // attempts on the wire, until response headers
-	requests prometheus.Counter
-	failures prometheus.Counter
+	metrics  *metrics
+	series   atomic.Pointer[endpointSeries] // made on the first attempt: see counters
 	cb       *gobreaker.TwoStepCircuitBreaker[struct{}]
 	// mirror of the gobreaker state for the lock-free read path.
 	state     atomic.Int32
@@ -97,6 +97,29 @@ type breaker struct {
 	mu     sync.Mutex // guards isOpen/pruned (gauge bookkeeping; rare)
 	isOpen bool
 	pruned bool
+}
+
+// endpointSeries are an endpoint's metric series.
+type endpointSeries struct {
+	requests, failures prometheus.Counter
+}
+
+// counters returns the endpoint's series, making them on first use: the
+// router knows every endpoint of every backend in the cluster, most never
+// get a request through this router, and a series for each would cost
+// memory and every scrape (at 30,000 endpoints, most of both).
+func (br *breaker) counters() *endpointSeries {
+	if s := br.series.Load(); s != nil {
+		return s
+	}
+	s := &endpointSeries{
+		requests: br.metrics.endpointRequests.WithLabelValues(br.endpoint),
+		failures: br.metrics.endpointFailures.WithLabelValues(br.endpoint),
+	}
+	if !br.series.CompareAndSwap(nil, s) {
+		return br.series.Load()
+	}
+	return s
 }
 
 func newBreakers(cfg BreakerConfig, m *metrics, log *slog.Logger) *Breakers {
@@ -119,10 +142,7 @@ func (b *Breakers) getOrAdd(endpoint string, fresh bool) *breaker {
 	if v, ok := b.m.Load(endpoint); ok {
 		return v.(*breaker)
 	}
-	br := &breaker{endpoint: endpoint,
-		requests: b.metrics.endpointRequests.WithLabelValues(endpoint),
-		failures: b.metrics.endpointFailures.WithLabelValues(endpoint),
-	}
+	br := &breaker{endpoint: endpoint, metrics: b.metrics}
 	if fresh {
 		br.added = b.now().UnixNano()
 	}

@@ -42,7 +42,7 @@ func (r *retrier) RoundTrip(req *http.Request) (*http.Response, error) {
 		return r.next.RoundTrip(req)
 	}
 	st := &be.stats
-	st.requests.Inc()
+	st.counters().requests.Inc()
 	st.budget.request()
 	var cancel context.CancelFunc
 	if pol.RequestTimeout > 0 {
@@ -163,8 +163,8 @@ func (r *retrier) roundTrip(req *http.Request, be *backend, first *breaker, pol 
 			tk.done(outcome)
 		}
 		if outcome == Failure {
-			st.failures.Inc()
-			br.failures.Inc()
+			st.counters().failures.Inc()
+			br.counters().failures.Inc()
 		}
 		if retries >= r.u.cfg.MaxRetries || !replayable || !(notReached || (afterSend && retryAfterSend)) {
 			return resp, err
@@ -204,7 +204,7 @@ func (r *retrier) roundTrip(req *http.Request, be *backend, first *breaker, pol 
 			}
 		}
 		if !st.budget.withdraw() {
-			st.exhausted.Inc()
+			st.counters().exhausted.Inc()
 			return resp, err
 		}
 		t := time.NewTimer(wait)
@@ -219,7 +219,7 @@ func (r *retrier) roundTrip(req *http.Request, be *backend, first *breaker, pol 
 			_, _ = io.CopyN(io.Discard, resp.Body, 4<<10) // lets the connection be reused
 			resp.Body.Close()
 		}
-		st.retries.Inc()
+		st.counters().retries.Inc()
 		retries++
 		tried = append(tried, br.endpoint)
 		br = next

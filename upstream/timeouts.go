@@ -100,7 +100,7 @@ func (r *retrier) attempt(req *http.Request, target string, body []byte, hasBody
 		timer = time.AfterFunc(header, st.fire)
 	}
 
-	br.requests.Inc()
+	br.counters().requests.Inc()
 	br.inflight.Add(1)
 	resp, err := r.next.RoundTrip(a)
 	br.inflight.Add(-1)
