@@ -147,17 +147,32 @@ func writeSchema(b *strings.Builder, t reflect.Type, seen map[reflect.Type]bool)
 // encode renders t as a complete snapshot file. It fails, writing nothing,
 // if a route has no eskip definition or would not parse back equal.
 func encode(t routing.Table, savedAt time.Time) ([]byte, error) {
+	data, _, err := encodeWith(t, savedAt, nil)
+	return data, err
+}
+
+// encodeWith is encode with the texts of routes printed (and checked) by
+// an earlier call: published eskip routes are never modified, and the
+// translator hands over the same route objects for what did not change, so
+// a table that changed in a few routes is printed in those few. It returns
+// the texts of t's routes, for the next call.
+func encodeWith(t routing.Table, savedAt time.Time, known map[*eskip.Route]string) ([]byte, map[*eskip.Route]string, error) {
 	savedAt = savedAt.UTC()
+	texts := make(map[*eskip.Route]string, len(t.Routes))
 	p := payload{SavedAt: savedAt, Table: storedTable{Table: t}}
 	p.Table.Table.Routes = nil
 	if t.Routes != nil {
 		p.Table.Routes = make([]storedRoute, len(t.Routes))
 	}
 	for i, r := range t.Routes {
-		text, err := eskipText(r.Eskip)
-		if err != nil {
-			return nil, fmt.Errorf("tablestore: route %d: %w", i, err)
+		text, ok := known[r.Eskip]
+		if !ok {
+			var err error
+			if text, err = eskipText(r.Eskip); err != nil {
+				return nil, nil, fmt.Errorf("tablestore: route %d: %w", i, err)
+			}
 		}
+		texts[r.Eskip] = text
 		p.Table.Routes[i] = storedRoute{Eskip: text, Route: r}
 		p.Table.Routes[i].Route.Eskip = nil
 	}
@@ -166,7 +181,7 @@ func encode(t routing.Table, savedAt time.Time) ([]byte, error) {
 	enc := json.NewEncoder(&body) // Encode ends the payload with a newline
 	enc.SetEscapeHTML(false)      // keep <shunt> and "->" readable
 	if err := enc.Encode(p); err != nil {
-		return nil, fmt.Errorf("tablestore: encoding the table: %w", err)
+		return nil, nil, fmt.Errorf("tablestore: encoding the table: %w", err)
 	}
 	sum := sha256.Sum256(body.Bytes())
 	h := header{
@@ -180,12 +195,12 @@ func encode(t routing.Table, savedAt time.Time) ([]byte, error) {
 	}
 	line, err := json.Marshal(h)
 	if err != nil {
-		return nil, fmt.Errorf("tablestore: encoding the header: %w", err)
+		return nil, nil, fmt.Errorf("tablestore: encoding the header: %w", err)
 	}
 	out := make([]byte, 0, len(line)+1+body.Len())
 	out = append(out, line...)
 	out = append(out, '\n')
-	return append(out, body.Bytes()...), nil
+	return append(out, body.Bytes()...), texts, nil
 }
 
 // eskipText prints r as an eskip definition (with its ID) and checks that

@@ -15,6 +15,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/zalando/skipper/eskip"
+
 	"github.com/bulkhead-router/bulkhead/routing"
 )
 
@@ -101,6 +103,9 @@ type Store struct {
 	failing bool       // the last write failed
 	failLog time.Time  // when a failure was last logged
 	quiet   int        // failures since then that were not logged
+	// texts are the eskip texts of the last written table's routes, by
+	// route: the next write prints only routes it has not seen.
+	texts map[*eskip.Route]string
 
 	pendingMu sync.Mutex
 	pending   *routing.Table
@@ -203,8 +208,9 @@ func (s *Store) save(t routing.Table) (retry bool, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
-	data, err := encode(t, now)
+	data, texts, err := encodeWith(t, now, s.texts)
 	if err == nil {
+		s.texts = texts
 		retry = true
 		err = s.writeFile(data)
 	}

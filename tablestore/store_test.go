@@ -432,3 +432,33 @@ func TestSaveDoesNotModifyTheTable(t *testing.T) {
 	}
 	requireSameTable(t, fullTable(), tb)
 }
+
+// A write prints only routes the previous write has not seen (published
+// routes are immutable and the translator keeps the objects of unchanged
+// ones); the texts carried over are those of the current routes only.
+func TestEncodeReusesTextsOfKnownRoutes(t *testing.T) {
+	table := bigTable(3)
+	_, texts, err := encodeWith(table, fixedNow, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(texts) != 3 {
+		t.Fatalf("%d texts for 3 routes", len(texts))
+	}
+	// Mark the text of route 0 to see it reused, and drop route 2's.
+	known := map[*eskip.Route]string{table.Routes[0].Eskip: "marked: " + texts[table.Routes[0].Eskip],
+		table.Routes[1].Eskip: texts[table.Routes[1].Eskip], &eskip.Route{Id: "gone"}: "x"}
+	data, next, err := encodeWith(table, fixedNow, known)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(data, []byte("marked: ")) {
+		t.Error("a known route was printed again")
+	}
+	if got := next[table.Routes[2].Eskip]; got != texts[table.Routes[2].Eskip] {
+		t.Errorf("the unknown route printed as %q, want %q", got, texts[table.Routes[2].Eskip])
+	}
+	if len(next) != 3 {
+		t.Errorf("%d texts carried over, want the 3 current routes'", len(next))
+	}
+}
