@@ -94,6 +94,7 @@ func serve(stop context.Context, cfg config, log *slog.Logger) error {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		buildInfo(),
 	)
+	setMemoryLimit(log, "/sys/fs/cgroup/memory.max")
 	ready := health.New(reg, map[string]string{health.ConditionRoutes: "no route table loaded yet"})
 	// Bind every listener before anything else. The proxy socket is bound
 	// now but served only once a route table is live (below): until then
