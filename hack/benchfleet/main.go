@@ -1,24 +1,3 @@
-// Command benchfleet measures what a fleet of bulkhead routers costs a
-// kube-apiserver that comes back from an outage (make bench-fleet).
-//
-// One real etcd and kube-apiserver (internal/controlplane, with an audit
-// log of every list and watch of the kinds bulkhead reads) hold -objects
-// each of Ingresses, Services and EndpointSlices (TEST-NET endpoints, never
-// sent traffic) plus one real pod behind web.fleet. For each mode of
-// -modes, -routers bulkhead processes (the real binary, each with its own
-// ports and state directory, -log-level warn) start and serve; a light
-// load (-rate requests per second per router) runs against web.fleet on
-// every router; kube-apiserver is SIGKILLed, kept down -outage, and
-// started again; a marker Ingress is created at once and every router is
-// polled until it serves it. Reported per mode, in one table:
-//
-//   - kube-apiserver's peak resident memory after the restart (VmHWM);
-//   - the routers' full lists (LIST or streaming watch-list) and watches
-//     resumed, from the audit log, with the spread of the lists in time;
-//   - the latency a client outside the fleet sees for a GET of one
-//     namespace every 100 ms meanwhile;
-//   - the time until every router serves the marker;
-//   - every non-200 answer of the load.
 package main
 
 import (
