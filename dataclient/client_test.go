@@ -16,6 +16,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes/fake"
 )
@@ -355,4 +356,78 @@ func TestSentinelReportsInstalledVersion(t *testing.T) {
 	if n := testutil.CollectAndCount(c.metrics.convergence); n != 1 {
 		t.Errorf("convergence histogram: %d series", n)
 	}
+}
+
+// A change to an object nothing served depends on (another controller's
+// Ingress, a Service no route names) costs a cache update: no translation.
+// A change of our own Ingress, or of a Service a route names, is rebuilt.
+func TestChangesNothingServedDependsOnAreNotRebuilt(t *testing.T) {
+	c, cs, _ := started(t, ingressClass(), service("a"), slice("a", "10.0.0.1"), ingress("a", "a.example", "a"))
+	awaitLoadAll(t, c)
+	ctx := context.Background()
+	full := func() float64 { return testutil.ToFloat64(c.metrics.rebuilds.WithLabelValues("full")) }
+	events := func() float64 {
+		return testutil.ToFloat64(c.metrics.events.WithLabelValues("Ingress", "add")) + testutil.ToFloat64(c.metrics.events.WithLabelValues("Service", "add"))
+	}
+	before, seen := full(), events()
+
+	other := ingress("other", "other.example", "a")
+	otherClass := "nginx"
+	other.Spec.IngressClassName = &otherClass
+	if _, err := cs.NetworkingV1().Ingresses("ns").Create(ctx, other, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.CoreV1().Services("ns").Create(ctx, service("unused"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	await(t, "both adds seen", func() bool { return events() >= seen+2 })
+	// What the rebuild decides from, asked directly (the rebuild goroutine
+	// may have merged these changes with others).
+	c.mu.Lock()
+	cur := c.current
+	c.mu.Unlock()
+	w := c.currentWatcher()
+	name := func(n string) map[types.NamespacedName]bool {
+		return map[types.NamespacedName]bool{{Namespace: "ns", Name: n}: true}
+	}
+	for _, tc := range []struct {
+		what   string
+		dirty  dirtySet
+		unused bool
+	}{
+		{"another controller's Ingress", dirtySet{ingresses: name("other")}, true},
+		{"a Service no route names", dirtySet{objects: name("unused")}, true},
+		{"a served Ingress", dirtySet{ingresses: name("a")}, false},
+		{"a Service a route names", dirtySet{objects: name("a")}, false},
+	} {
+		if got := c.unused(w, cur, tc.dirty); got != tc.unused {
+			t.Errorf("%s: unused = %v, want %v", tc.what, got, tc.unused)
+		}
+	}
+	// The adds are handled by the rebuild goroutine; a change of ours
+	// after them is rebuilt after them, so once it is live they were seen.
+	if _, err := cs.NetworkingV1().Ingresses("ns").Create(ctx, ingress("b", "b.example", "a"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	await(t, "Ingress b in the cache", func() bool {
+		_, ok, _ := c.currentWatcher().ingresses.GetIndexer().GetByKey("ns/b")
+		return ok
+	})
+	if c.unused(c.currentWatcher(), cur, dirtySet{ingresses: name("b")}) {
+		t.Error("a new Ingress of ours, not served yet, counted as unused")
+	}
+	await(t, "Ingress b served", func() bool {
+		tab, _ := c.Table()
+		return len(tab.Routes) == 2
+	})
+	if got := full() - before; got != 1 {
+		t.Fatalf("%v full rebuilds for another controller's Ingress, an unused Service and one Ingress of ours, want 1", got)
+	}
+	// A Service a route names is rebuilt.
+	svc := service("a")
+	svc.Spec.Ports[0].Port = 81
+	if _, err := cs.CoreV1().Services("ns").Update(ctx, svc, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	await(t, "the used Service's change rebuilt", func() bool { return full()-before == 2 })
 }

@@ -40,8 +40,8 @@ func fatSlice(service, name string, ready, serving, terminating bool, ips ...str
 	node, zone, host := "node-1", "eu-1a", "pod-host"
 	s := &discoveryv1.EndpointSlice{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, ResourceVersion: "9",
-			Labels: map[string]string{discoveryv1.LabelServiceName: service, discoveryv1.LabelManagedBy: "endpointslice-controller.k8s.io"},
-			Annotations: map[string]string{corev1.EndpointsLastChangeTriggerTime: "2026-12-02T10:00:00Z", "other": "y"},
+			Labels:          map[string]string{discoveryv1.LabelServiceName: service, discoveryv1.LabelManagedBy: "endpointslice-controller.k8s.io"},
+			Annotations:     map[string]string{corev1.EndpointsLastChangeTriggerTime: "2026-12-02T10:00:00Z", "other": "y"},
 			OwnerReferences: []metav1.OwnerReference{{Kind: "Service", Name: service}},
 			ManagedFields:   []metav1.ManagedFieldsEntry{{Manager: "controller"}}},
 		AddressType: discoveryv1.AddressTypeIPv4,

@@ -8,6 +8,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/bulkhead-router/bulkhead/internal/logging"
@@ -50,10 +51,10 @@ func (c *Client) rebuild() {
 	full := c.fullRebuild
 	c.fullRebuild = false
 	c.mu.Unlock()
-	if !dirty.all && !full && cur != nil && cur.snap != nil && cur.source == SourceAPIServer && !c.guard.holding() {
-		if c.rebuildEndpoints(start, w, cur, dirty.services) {
-			return
-		}
+	if !dirty.all && !full && cur != nil && cur.snap != nil && cur.source == SourceAPIServer && !c.guard.holding() &&
+		c.unused(w, cur, dirty) && c.rebuildEndpoints(start, w, cur, dirty.services) {
+		w.forgetGoneOf(dirty)
+		return
 	}
 	changes := w.takeChanges()
 	gone := w.takeGone()
@@ -83,6 +84,39 @@ func (c *Client) rebuild() {
 	c.mu.Unlock()
 	c.apply(table, SourceAPIServer, time.Time{}, snap)
 	c.log.Debug("route table rebuilt", "routes", len(table.Routes), "problems", len(table.Problems), "duration", time.Since(start))
+}
+
+// unused reports whether the Services and Ingresses that changed are
+// nothing the served table depends on: no route names such a Service, and
+// no such Ingress was served or would be now (another controller's). Their
+// change then costs a cache update and nothing else.
+func (c *Client) unused(w *watcher, cur *published, dirty dirtySet) bool {
+	if len(dirty.objects) > 0 {
+		for _, rt := range cur.table.Routes {
+			if rt.Service != "" && dirty.objects[types.NamespacedName{Namespace: rt.Ingress.Namespace, Name: rt.Service}] {
+				return false
+			}
+		}
+	}
+	if len(dirty.ingresses) == 0 {
+		return true
+	}
+	for _, n := range cur.table.Served {
+		if dirty.ingresses[n] {
+			return false
+		}
+	}
+	var classes []*networkingv1.IngressClass
+	for _, o := range w.ingressClasses.GetStore().List() {
+		classes = append(classes, o.(*networkingv1.IngressClass))
+	}
+	opts := c.translateOptions()
+	for n := range dirty.ingresses {
+		if obj, ok, _ := w.ingresses.GetIndexer().GetByKey(n.String()); ok && routing.Serves(classes, opts, obj.(*networkingv1.Ingress)) {
+			return false
+		}
+	}
+	return true
 }
 
 // rebuildEndpoints is the rebuild of a change that touched only the

@@ -52,31 +52,54 @@ type watcher struct {
 }
 
 // dirtySet is what changed since the last takeDirty: the Services whose
-// EndpointSlices changed, or "all" when anything else did (an Ingress, a
-// Service, a class, an initial listing). A rebuild with only slices
-// dirty re-resolves the endpoints of those Services and nothing else.
+// EndpointSlices changed, the Services and Ingresses that changed, or
+// "all" when anything else did (a class, an initial listing). A rebuild
+// with only slices dirty re-resolves the endpoints of those Services and
+// nothing else; one whose changed Services and Ingresses no route uses and
+// that are not ours does nothing more.
 type dirtySet struct {
-	all      bool
-	services map[types.NamespacedName]bool
+	all       bool
+	services  map[types.NamespacedName]bool // whose slices changed
+	objects   map[types.NamespacedName]bool // Services that changed
+	ingresses map[types.NamespacedName]bool
+}
+
+// onlySlices reports whether nothing but EndpointSlices changed.
+func (d *dirtySet) onlySlices() bool {
+	return !d.all && len(d.objects) == 0 && len(d.ingresses) == 0
 }
 
 func (d *dirtySet) mark(kind string, obj any) {
 	if d.all {
 		return
 	}
-	if kind == "EndpointSlice" {
-		if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-			obj = tomb.Obj
+	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = tomb.Obj
+	}
+	add := func(m *map[types.NamespacedName]bool, n types.NamespacedName) {
+		if *m == nil {
+			*m = map[types.NamespacedName]bool{}
 		}
-		if es, ok := obj.(*discoveryv1.EndpointSlice); ok {
-			if d.services == nil {
-				d.services = map[types.NamespacedName]bool{}
-			}
-			d.services[types.NamespacedName{Namespace: es.Namespace, Name: es.Labels[discoveryv1.LabelServiceName]}] = true
+		(*m)[n] = true
+	}
+	switch o := obj.(type) {
+	case *discoveryv1.EndpointSlice:
+		if kind == "EndpointSlice" {
+			add(&d.services, types.NamespacedName{Namespace: o.Namespace, Name: o.Labels[discoveryv1.LabelServiceName]})
+			return
+		}
+	case *corev1.Service:
+		if kind == "Service" {
+			add(&d.objects, types.NamespacedName{Namespace: o.Namespace, Name: o.Name})
+			return
+		}
+	case *networkingv1.Ingress:
+		if kind == "Ingress" {
+			add(&d.ingresses, types.NamespacedName{Namespace: o.Namespace, Name: o.Name})
 			return
 		}
 	}
-	d.all, d.services = true, nil
+	*d = dirtySet{all: true}
 }
 
 func newWatcher(client kubernetes.Interface, m *metrics, changed chan<- struct{}, onWatchError func(error)) *watcher {
@@ -181,7 +204,7 @@ func (w *watcher) markDirty(kind string, obj any, initialList bool) {
 func (w *watcher) onlySlicesDirty() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return !w.dirty.all
+	return w.dirty.onlySlices()
 }
 
 // takeDirty returns and forgets what changed since the last call.
@@ -234,6 +257,19 @@ func (w *watcher) forgetGone(services map[types.NamespacedName]bool) {
 	defer w.mu.Unlock()
 	for name := range services {
 		delete(w.gone, serviceRef(name.Namespace, name.Name))
+	}
+}
+
+// forgetGoneOf forgets how the Services and Ingresses of dirty left: a
+// rebuild found nothing served depends on them.
+func (w *watcher) forgetGoneOf(d dirtySet) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for n := range d.objects {
+		delete(w.gone, serviceRef(n.Namespace, n.Name))
+	}
+	for n := range d.ingresses {
+		delete(w.gone, ingressRef(n))
 	}
 }
 

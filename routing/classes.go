@@ -26,6 +26,14 @@ type classSelector struct {
 
 // newClassSelector reads the IngressClasses. Set semantics keep it
 // order-independent: a name is ours if any object of that name is ours.
+// Serves reports whether Translate would serve ing given these
+// IngressClasses and options (see doc.go, "Which Ingresses are served"),
+// duplicates aside. The data client uses it to skip the rebuild for a
+// change of an Ingress that is not ours before nor after.
+func Serves(classes []*networkingv1.IngressClass, o Options, ing *networkingv1.Ingress) bool {
+	return ing != nil && newClassSelector(classes, o.withDefaults().ControllerName).serves(ing)
+}
+
 func newClassSelector(classes []*networkingv1.IngressClass, controller string) classSelector {
 	sel := classSelector{ours: map[string]bool{}}
 	for _, c := range classes {
