@@ -207,6 +207,11 @@ func (g *guard) plan(in guardInput) guardDecision {
 	if g.win != nil && in.now.Sub(g.win.start) > g.o.Window {
 		g.win = nil // over: let go of the objects it kept
 	}
+	// The common case, every rebuild of an ordinary day: nothing held and
+	// nothing removed. Said without building a map of every object.
+	if len(g.held) == 0 && nothingRemoved(in.served, in.candidate) {
+		return d
+	}
 
 	liveIngresses := make(map[objectRef]bool, len(in.candidate.Served))
 	for _, n := range in.candidate.Served {
@@ -439,6 +444,47 @@ func (g *guard) capture(in guardInput, ref objectRef) *heldObject {
 		}
 	}
 	return h
+}
+
+// nothingRemoved reports whether candidate serves every Ingress served
+// serves and still has endpoints for every Service whose backends had
+// some in served: then plan would find no removal to judge. Both tables
+// list Served and Backends sorted, so this is a merge, without maps.
+func nothingRemoved(served, candidate routing.Table) bool {
+	i := 0
+	for _, n := range served.Served {
+		for i < len(candidate.Served) && compareNames(candidate.Served[i], n) < 0 {
+			i++
+		}
+		if i == len(candidate.Served) || candidate.Served[i] != n {
+			return false
+		}
+	}
+	for _, b := range served.Backends {
+		if len(b.Endpoints) == 0 {
+			continue
+		}
+		// The candidate's backends of the same Service, any port.
+		j, _ := slices.BinarySearchFunc(candidate.Backends, b.Key, func(c routing.Backend, k routing.BackendKey) int {
+			return cmp.Or(cmp.Compare(c.Key.Namespace, k.Namespace), cmp.Compare(c.Key.Service, k.Service))
+		})
+		usable := false
+		for ; j < len(candidate.Backends) && candidate.Backends[j].Key.Namespace == b.Key.Namespace &&
+			candidate.Backends[j].Key.Service == b.Key.Service; j++ {
+			if len(candidate.Backends[j].Endpoints) > 0 {
+				usable = true
+				break
+			}
+		}
+		if !usable {
+			return false
+		}
+	}
+	return true
+}
+
+func compareNames(a, b types.NamespacedName) int {
+	return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
 }
 
 // servicesWithEndpoints are the Services that routes of t send to: those

@@ -11,6 +11,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/bulkhead-router/bulkhead/routing"
 )
@@ -514,4 +515,40 @@ func TestGuardManyServicesScaledToZeroAtOnceAreHeld(t *testing.T) {
 	w.after(time.Second).build()
 	w.expectHeld("Service ns/b", "Service ns/c")
 	w.expect("a.example", 1)
+}
+
+// nothingRemoved is the guard's shortcut for the ordinary rebuild; it must
+// see every removal plan would judge.
+func TestNothingRemoved(t *testing.T) {
+	key := func(svc string, port int32) routing.BackendKey {
+		return routing.BackendKey{Namespace: "ns", Service: svc, Port: port}
+	}
+	ep := []routing.Endpoint{{Address: "10.0.0.1:80", Ready: true, Serving: true}}
+	served := routing.Table{
+		Served: []types.NamespacedName{{Namespace: "ns", Name: "a"}, {Namespace: "ns", Name: "b"}},
+		Backends: []routing.Backend{{Key: key("x", 80), Endpoints: ep}, {Key: key("y", 80), Endpoints: ep},
+			{Key: key("z", 80), Endpoints: []routing.Endpoint{}}},
+	}
+	for _, c := range []struct {
+		what      string
+		candidate routing.Table
+		want      bool
+	}{
+		{"the same", served, true},
+		{"an Ingress added, a backend added", routing.Table{
+			Served:   append(slices.Clone(served.Served), types.NamespacedName{Namespace: "ns", Name: "c"}),
+			Backends: append(slices.Clone(served.Backends), routing.Backend{Key: key("zz", 80)})}, true},
+		{"an Ingress gone", routing.Table{Served: served.Served[:1], Backends: served.Backends}, false},
+		{"a Service without endpoints now", routing.Table{Served: served.Served,
+			Backends: []routing.Backend{{Key: key("x", 80), Endpoints: ep}, {Key: key("y", 80)}}}, false},
+		{"a Service no route names now", routing.Table{Served: served.Served,
+			Backends: []routing.Backend{{Key: key("x", 80), Endpoints: ep}}}, false},
+		{"a Service on another port now", routing.Table{Served: served.Served,
+			Backends: []routing.Backend{{Key: key("x", 80), Endpoints: ep}, {Key: key("y", 8080), Endpoints: ep}}}, true},
+		{"a Service that had none still has none", routing.Table{Served: served.Served, Backends: served.Backends[:2]}, true},
+	} {
+		if got := nothingRemoved(served, c.candidate); got != c.want {
+			t.Errorf("%s: nothingRemoved = %v, want %v", c.what, got, c.want)
+		}
+	}
 }
