@@ -88,10 +88,14 @@
 // skipper can get a route naming them, and gives skipper a table only when
 // its routes changed; a backend no route names any more is dropped once the
 // table without those routes is live. The watcher records which Services'
-// slices changed; a rebuild caused by slices alone re-resolves only those
-// Services' backends (routing.ResolveEndpoints) and translates nothing,
-// unless a backend would lose its last endpoint, which is left to a full
-// rebuild and the deletion guard.
+// slices, which Services and which Ingresses changed. A rebuild caused by
+// slices alone re-resolves only those Services' backends
+// (routing.ResolveEndpoints) and translates nothing, at once, without the
+// hold-off; unless a backend would lose its last endpoint, which is left to
+// a full rebuild and the deletion guard. Changed Services no route names
+// and Ingresses that are not ours (before nor after) cost nothing more
+// than their cache update. Full rebuilds go through one routing.Translator,
+// which translates again only what changed.
 //
 // Route-live latency is measured end to end: every table carries a sentinel
 // route whose predicate holds the table's version; a skipper post-processor
