@@ -96,6 +96,8 @@ func TestBackendsFollowEndpoints(t *testing.T) {
 	))
 	e.router.WaitReady(30 * time.Second)
 	e.expectAllPods("web.example", "web-0", "web-1")
+	routeTables, _ := e.router.Metric("bulkhead_route_updates_total")
+	fullRebuilds, _ := e.router.Metric(`bulkhead_rebuilds_total{kind="full"}`)
 
 	// A pod added is used.
 	third, err := e.pods.StartPod(e.ctx(), testpods.PodSpec{Namespace: "be", Service: "web", Name: "web-2"})
@@ -108,6 +110,18 @@ func TestBackendsFollowEndpoints(t *testing.T) {
 	e.pods.RemoveFromEndpoints(web[0])
 	e.syncSlice("be", "web")
 	e.expectAllPods("web.example", "web-1", "web-2")
+
+	// Endpoints live beside the routes: those changes gave skipper no
+	// table and translated nothing.
+	if v, _ := e.router.Metric("bulkhead_route_updates_total"); v != routeTables {
+		t.Errorf("endpoint changes gave skipper %v route tables, want none", v-routeTables)
+	}
+	if v, _ := e.router.Metric(`bulkhead_rebuilds_total{kind="full"}`); v != fullRebuilds {
+		t.Errorf("endpoint changes caused %v full rebuilds, want none", v-fullRebuilds)
+	}
+	if v, _ := e.router.Metric(`bulkhead_rebuilds_total{kind="endpoints"}`); v < 2 {
+		t.Errorf(`bulkhead_rebuilds_total{kind="endpoints"} = %v after two endpoint changes`, v)
+	}
 
 	// Scaled to zero: the path stays and answers 503, with a generic body
 	// (internet clients learn no namespace or Service); the reason is on
