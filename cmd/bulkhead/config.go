@@ -28,6 +28,7 @@ type config struct {
 	AdminToken     []byte // from AdminTokenFile; never logged
 	MetricsAddress string
 	StateDir       string
+	StateInterval  time.Duration
 	ControllerName string
 	PublishAddress []string
 	ElectionNS     string
@@ -78,6 +79,8 @@ func parseConfig(args []string, out io.Writer) (config, error) {
 	fs.StringVar(&c.AdminTokenFile, "admin-token-file", "", "file holding a bearer token (at least 16 characters) that every admin request must carry as Authorization: Bearer <token>; required when -admin-address is not a loopback address")
 	fs.StringVar(&c.MetricsAddress, "metrics-address", ":9912", "HOST:PORT of the read-only metrics listener Prometheus scrapes: GET /metrics and nothing else")
 	fs.StringVar(&c.StateDir, "state-dir", "/var/lib/bulkhead", "directory for local state (the last-known-good route table)")
+	fs.DurationVar(&c.StateInterval, "state-write-interval", time.Second,
+		"the stored table is written at most this often while the table keeps changing (a table after a quiet spell is written at once)")
 	fs.StringVar(&c.ControllerName, "controller-name", "bulkhead.io/ingress-controller", "spec.controller of the IngressClasses this router implements")
 	publish := fs.String("publish-address", "", "comma-separated IPs and/or hostnames written into the status of served Ingresses (for example the ALB's DNS name)")
 	fs.StringVar(&c.ElectionNS, "election-namespace", "", "namespace of the Lease that elects the one replica writing Ingress status; empty: $POD_NAMESPACE, else the pod's own namespace, else default")
@@ -158,6 +161,9 @@ func (c config) validate() error {
 	}
 	if c.StateDir == "" {
 		return errors.New("-state-dir must not be empty")
+	}
+	if c.StateInterval <= 0 {
+		return fmt.Errorf("-state-write-interval %s: must be positive", c.StateInterval)
 	}
 	if c.SyncTimeout <= 0 {
 		return fmt.Errorf("-sync-timeout %s: must be positive", c.SyncTimeout)

@@ -152,7 +152,11 @@ func serve(stop context.Context, cfg config, log *slog.Logger) error {
 		log.Error("state directory unusable: running without a stored last-known-good table", logging.KeyError, err)
 	} else {
 		store = storeAdapter{ts}
-		go ts.RunWriter(ctx, time.Second)
+		// At most every -state-write-interval under churn: at 10,000
+		// routes a write costs tens of milliseconds of CPU, and a rollout
+		// changes endpoints many times a second; large clusters may raise
+		// it (what a restart during an outage serves is then that old).
+		go ts.RunWriter(ctx, cfg.StateInterval)
 	}
 	var routes *dataclient.Client
 	status := ingressstatus.New(ingressstatus.Options{
