@@ -20,24 +20,27 @@ import (
 	"github.com/bulkhead-router/bulkhead/upstream"
 )
 
-// frontWithUpstream serves one LB route to the backends through New, with
-// the upstream resilience layer installed as bulkhead does, on a real
-// listener (upgrades need a connection to hijack).
+// frontWithUpstream serves one route to the backends through New, with
+// the upstream resilience layer installed as bulkhead does (the route
+// names its backend; the layer holds its endpoints and refuses what no
+// backend chose), on a real listener (upgrades need a connection to
+// hijack).
 func frontWithUpstream(t *testing.T, policyArgs string, backends ...string) string {
 	t.Helper()
-	u, err := upstream.New(upstream.Config{}, prometheus.NewRegistry(), nil)
+	u, err := upstream.New(upstream.Config{RefuseUnrouted: true}, prometheus.NewRegistry(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var eps []string
 	for _, b := range backends {
-		eps = append(eps, fmt.Sprintf("%q", b))
+		eps = append(eps, strings.TrimPrefix(b, "http://"))
 	}
+	u.SetEndpoints(map[string][]string{"test/web:80": eps})
 	filter := ""
 	if policyArgs != "" {
 		filter = upstream.PolicyFilterName + "(" + policyArgs + ") -> "
 	}
-	routes, err := eskip.Parse(`r: * -> ` + filter + `<powerOfRandomNChoices, ` + strings.Join(eps, ", ") + `>;`)
+	routes, err := eskip.Parse(`r: * -> ` + filter + upstream.BackendFilterName + `("test/web:80") -> <dynamic>;`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +48,7 @@ func frontWithUpstream(t *testing.T, policyArgs string, backends ...string) stri
 	t.Cleanup(dc.Close)
 	px := New(Options{
 		DataClients:      []skrouting.DataClient{dc},
-		Filters:          []filters.Spec{u.PolicySpec()},
+		Filters:          []filters.Spec{u.PolicySpec(), u.BackendSpec()},
 		PostProcessors:   []skrouting.PostProcessor{u.PostProcessor()},
 		WrapRoundTripper: u.WrapRoundTripper,
 	})
