@@ -106,8 +106,8 @@ type Client struct {
 	delivered   *published    // what skipper has been given
 	undelivered []time.Time   // change times in tables not yet given to skipper
 	inFlight    map[uint64][]time.Time
-	unusedAfter map[uint64][]string // backends to drop once this route version is live
-	holdView    []HeldObject        // what the guard holds, for Status; nil when nothing
+	unusedAfter map[uint64][]routing.BackendKey // backends to drop once this route version is live
+	holdView    []HeldObject                    // what the guard holds, for Status; nil when nothing
 	api         connState
 	closed      chan struct{}
 	closeOnce   sync.Once
@@ -167,7 +167,7 @@ func New(o Options) *Client {
 		confirm:     make(chan struct{}, 1),
 		newTable:    make(chan struct{}),
 		inFlight:    map[uint64][]time.Time{},
-		unusedAfter: map[uint64][]string{},
+		unusedAfter: map[uint64][]routing.BackendKey{},
 		closed:      make(chan struct{}),
 		api:         connState{since: time.Now()},
 		watchGen:    make(chan struct{}),

@@ -186,11 +186,11 @@ func (c *Client) tableLive(version uint64) {
 		}
 		delete(c.unusedAfter, v)
 		for _, k := range keys {
-			if _, named := c.current.backendNamed(k); !named {
+			if _, named := c.current.table.Backend(k); !named {
 				if unused == nil {
 					unused = map[string][]string{}
 				}
-				unused[k] = nil
+				unused[k.String()] = nil
 			}
 		}
 	}
@@ -201,15 +201,4 @@ func (c *Client) tableLive(version uint64) {
 	for _, t := range live {
 		c.metrics.convergence.Observe(max(now.Sub(t), 0).Seconds())
 	}
-}
-
-// backendNamed reports whether a route of p names the backend with this
-// key (its String form).
-func (p *published) backendNamed(key string) (routing.Backend, bool) {
-	for _, b := range p.table.Backends {
-		if b.Key.String() == key {
-			return b, true
-		}
-	}
-	return routing.Backend{}, false
 }

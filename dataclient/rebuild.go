@@ -51,7 +51,7 @@ func (c *Client) rebuild() {
 	full := c.fullRebuild
 	c.fullRebuild = false
 	c.mu.Unlock()
-	if !dirty.all && !full && cur != nil && cur.snap != nil && cur.source == SourceAPIServer && !c.guard.holding() &&
+	if !dirty.all && c.resolveOnly(cur, full) &&
 		c.unused(w, cur, dirty) && c.rebuildEndpoints(start, w, cur, dirty.services) {
 		w.forgetGoneOf(dirty)
 		return
@@ -312,7 +312,7 @@ func (c *Client) apply(table routing.Table, source string, savedAt time.Time, sn
 // backendChanges are the endpoint lists of t that differ from prev's
 // (addresses as the upstream layer takes them) and the backends prev had
 // that t has not.
-func backendChanges(prev *published, t routing.Table) (update map[string][]string, removed []string) {
+func backendChanges(prev *published, t routing.Table) (update map[string][]string, removed []routing.BackendKey) {
 	var old []routing.Backend
 	if prev != nil {
 		old = prev.table.Backends
@@ -331,7 +331,7 @@ func backendChanges(prev *published, t routing.Table) (update map[string][]strin
 		}
 		switch {
 		case cmp < 0:
-			removed = append(removed, old[i].Key.String())
+			removed = append(removed, old[i].Key)
 			i++
 		case cmp > 0:
 			update[t.Backends[j].Key.String()] = addresses(t.Backends[j].Endpoints)
@@ -448,11 +448,19 @@ func (c *Client) logProblems(current []routing.Problem) {
 // (rebuildEndpoints); the rebuild goroutine calls it.
 func (c *Client) endpointsOnly() bool {
 	w := c.currentWatcher()
-	if w == nil || c.guard.holding() {
+	if w == nil {
 		return false
 	}
 	c.mu.Lock()
 	full, cur := c.fullRebuild, c.current
 	c.mu.Unlock()
-	return !full && cur != nil && cur.snap != nil && cur.source == SourceAPIServer && w.onlySlicesDirty()
+	return c.resolveOnly(cur, full) && w.onlySlicesDirty()
+}
+
+// resolveOnly reports whether a change that does not touch the routes may
+// be applied to cur without translating: cur was built from live objects
+// (not the stored table, not with held objects overlaid), and no option
+// changed (full).
+func (c *Client) resolveOnly(cur *published, full bool) bool {
+	return !full && cur != nil && cur.snap != nil && cur.source == SourceAPIServer && !c.guard.holding()
 }
