@@ -7,12 +7,10 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"os/exec"
-	"runtime"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/bulkhead-router/bulkhead/internal/podnet"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -33,38 +31,13 @@ type Options struct {
 var ErrClosed = errors.New("testpods: cluster closed")
 
 // MissingPreconditionError says what this host lacks to run pods.
-type MissingPreconditionError struct {
-	Missing []string
-}
-
-func (e *MissingPreconditionError) Error() string {
-	return "testpods: cannot run pods on this host, missing: " + strings.Join(e.Missing, "; ")
-}
+type MissingPreconditionError = podnet.MissingPreconditionError
 
 // CheckPreconditions reports what this host or process lacks to run pods:
 // root, the ip command and, unless opts.TestpodBinary is set, the go
 // command. The error is a *MissingPreconditionError.
 func CheckPreconditions(opts Options) error {
-	var missing []string
-	if uid := os.Geteuid(); uid != 0 {
-		missing = append(missing, fmt.Sprintf(
-			"root (network namespaces, veths and bridges need CAP_NET_ADMIN and CAP_SYS_ADMIN; running as uid %d)", uid))
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		missing = append(missing, "the ip command from iproute2 (not in PATH)")
-	}
-	if opts.TestpodBinary == "" {
-		if _, err := exec.LookPath("go"); err != nil {
-			missing = append(missing, "the go command to build the testpod program (not in PATH; or set Options.TestpodBinary)")
-		}
-	}
-	if _, err := os.Stat("/proc/self/ns/net"); err != nil {
-		missing = append(missing, "network namespace support (/proc/self/ns/net)")
-	}
-	if len(missing) > 0 {
-		return &MissingPreconditionError{Missing: missing}
-	}
-	return nil
+	return podnet.CheckPreconditions(opts.TestpodBinary == "")
 }
 
 // Cluster is a set of pods on this host: one /24 of 10.213.0.0/16, a bridge
@@ -74,11 +47,11 @@ type Cluster struct {
 	log          *slog.Logger
 	client       kubernetes.Interface
 	startTimeout time.Duration
-	ip           ipTool
-	net          *hostNetwork
+	ip           podnet.Tool
+	net          *podnet.Host
 	binary       string
 	release      func()
-	spawner      *spawner
+	spawner      *podnet.Spawner
 	control      *http.Client
 
 	mu       sync.Mutex
@@ -111,16 +84,13 @@ func New(ctx context.Context, client kubernetes.Interface, opts Options) (*Clust
 		log:          log,
 		client:       client,
 		startTimeout: opts.StartTimeout,
-		ip:           ipTool{path: "ip"},
+		ip:           podnet.NewTool(),
 		nextHost:     2,
 		servicePorts: map[serviceKey]int32{},
 		control:      &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}},
 	}
 	if c.startTimeout <= 0 {
 		c.startTimeout = 20 * time.Second
-	}
-	if path, err := exec.LookPath("ip"); err == nil {
-		c.ip.path = path
 	}
 
 	if opts.TestpodBinary != "" {
@@ -129,29 +99,29 @@ func New(ctx context.Context, client kubernetes.Interface, opts Options) (*Clust
 		}
 		c.binary, c.release = opts.TestpodBinary, func() {}
 	} else {
-		path, release, err := acquireTestpod(ctx, log)
+		path, release, err := podnet.BuildProgram(ctx, log, TestpodPackage)
 		if err != nil {
 			return nil, err
 		}
 		c.binary, c.release = path, release
 	}
 
-	hostNet, err := setUpHostNetwork(ctx, c.ip, log)
+	hostNet, err := podnet.NewHost(ctx, c.ip, log)
 	if err != nil {
 		c.release()
 		return nil, err
 	}
 	c.net = hostNet
-	c.spawner = newSpawner()
+	c.spawner = podnet.NewSpawner()
 	return c, nil
 }
 
 // Subnet is the /24 this Cluster's pods get their addresses from.
-func (c *Cluster) Subnet() string { return c.net.subnet.String() }
+func (c *Cluster) Subnet() string { return c.net.Subnet().String() }
 
 // Gateway is the root namespace's address on the pods' bridge; requests
 // from the root namespace to pods come from it.
-func (c *Cluster) Gateway() string { return c.net.gateway.String() }
+func (c *Cluster) Gateway() string { return c.net.Gateway().String() }
 
 // Pods returns the pods started so far, in start order, including killed
 // and terminated ones.
@@ -192,70 +162,14 @@ func (c *Cluster) Close() error {
 			errs = append(errs, err)
 		}
 	}
-	if err := c.net.tearDown(ctx); err != nil {
+	if err := c.net.TearDown(ctx); err != nil {
 		errs = append(errs, err)
 	}
-	c.spawner.stop()
+	c.spawner.Stop()
 	c.release()
-	c.log.Info("cluster closed", "subnet", c.net.subnet.String(), "pods", len(pods))
+	c.log.Info("cluster closed", "subnet", c.net.Subnet().String(), "pods", len(pods))
 	return errors.Join(errs...)
 }
 
-// spawner starts pod processes from one OS thread that stays alive until
-// the Cluster closes. Pod processes get PR_SET_PDEATHSIG, which fires when
-// the thread that started them exits; pinning that thread means a pod dies
-// with the test process (even on SIGKILL) but not before.
-type spawner struct {
-	requests chan spawnRequest
-	quit     chan struct{}
-	done     chan struct{}
-	once     sync.Once
-}
-
-type spawnRequest struct {
-	cmd    *exec.Cmd
-	result chan error
-}
-
-func newSpawner() *spawner {
-	s := &spawner{requests: make(chan spawnRequest), quit: make(chan struct{}), done: make(chan struct{})}
-	go s.run()
-	return s
-}
-
-func (s *spawner) run() {
-	// Locked so that every pod is forked from this one thread while the
-	// Cluster lives. Unlocked before returning: a goroutine that exits
-	// while locked makes the runtime destroy its thread, and that thread
-	// may earlier have forked OTHER processes of this test binary (a
-	// kube-apiserver, a toxiproxy of a parallel test) whose
-	// PR_SET_PDEATHSIG would then kill them. Pods are killed by Close;
-	// the death signal still covers the test process dying, since that
-	// ends every thread.
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	defer close(s.done)
-	for {
-		select {
-		case r := <-s.requests:
-			r.result <- r.cmd.Start()
-		case <-s.quit:
-			return
-		}
-	}
-}
-
-func (s *spawner) start(cmd *exec.Cmd) error {
-	r := spawnRequest{cmd: cmd, result: make(chan error, 1)}
-	select {
-	case s.requests <- r:
-		return <-r.result
-	case <-s.done:
-		return ErrClosed
-	}
-}
-
-func (s *spawner) stop() {
-	s.once.Do(func() { close(s.quit) })
-	<-s.done
-}
+// TestpodPackage is the import path of the pod server program.
+const TestpodPackage = "github.com/bulkhead-router/bulkhead/internal/testpods/testpod"

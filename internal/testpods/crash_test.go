@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/bulkhead-router/bulkhead/internal/podnet"
 	"io"
 	"io/fs"
 	"os"
@@ -56,8 +57,8 @@ func holdCluster() int {
 		return 1
 	}
 	json.NewEncoder(os.Stdout).Encode(helperReport{
-		Subnet: c.Subnet(), Bridge: c.net.bridge, Owner: c.net.owner, PodURL: p.URL("/"),
-		PodPID: p.proc.cmd.Process.Pid, Netns: p.network.netns, Veth: p.network.hostVeth,
+		Subnet: c.Subnet(), Bridge: c.net.Bridge(), Owner: c.net.OwnerRecord(), PodURL: p.URL("/"),
+		PodPID: p.proc.Cmd.Process.Pid, Netns: p.network.Netns, Veth: p.network.HostVeth,
 	})
 	io.Copy(io.Discard, os.Stdin)
 	if err := c.Close(); err != nil {
@@ -171,7 +172,7 @@ func TestCrashedRunIsCleanedUpByNextNew(t *testing.T) {
 	// The pod dies with the process that started it (PR_SET_PDEATHSIG).
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	if err := awaitProcessesGone(ctx, []int{h.report.PodPID}, 10*time.Second); err != nil {
+	if err := podnet.AwaitProcessesGone(ctx, []int{h.report.PodPID}, 10*time.Second); err != nil {
 		t.Errorf("pod of the crashed process: %v", err)
 	}
 

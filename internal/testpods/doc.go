@@ -11,6 +11,9 @@
 //
 // # Network layout
 //
+// The network and process machinery lives in package podnet, shared with
+// package nodeagent; this is what it does for a Cluster.
+//
 // Every Cluster takes one free /24 out of 10.213.0.0/16, say 10.213.X.0/24,
 // chosen at random among the /24s that no other Cluster (in any process)
 // holds and that nothing on the host routes. In the root namespace it
@@ -42,7 +45,7 @@
 //
 // The pod program is ./testpod (see its documentation for the answers,
 // query parameters and control modes). New builds it once per process with
-// `go build`, run from the current directory, which must be inside the
+// `go build` (podnet.BuildProgram), run from the current directory, which must be inside the
 // bulkhead module. StartPod runs it with `ip netns exec` in its own process
 // group, with PR_SET_PDEATHSIG so it dies with the test process, and polls
 // until it answers from the root namespace. Pod.Kill and Pod.Terminate end

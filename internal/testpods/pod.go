@@ -6,16 +6,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
+	"github.com/bulkhead-router/bulkhead/internal/podnet"
 	"k8s.io/apimachinery/pkg/util/validation"
 )
 
@@ -58,8 +57,8 @@ type Pod struct {
 
 	cluster     *Cluster
 	controlAddr string
-	network     podNetwork
-	proc        *podProcess
+	network     podnet.Pod
+	proc        *podnet.Process
 
 	// Endpoint state, guarded by cluster.mu: what the next
 	// SyncEndpointSlice writes for this pod.
@@ -76,7 +75,7 @@ type endpointConditions struct {
 func (p *Pod) URL(pathAndQuery string) string { return "http://" + p.Addr + pathAndQuery }
 
 // Exited is closed once the pod's process has exited.
-func (p *Pod) Exited() <-chan struct{} { return p.proc.exited }
+func (p *Pod) Exited() <-chan struct{} { return p.proc.Exited() }
 
 // controlPortFor keeps the control endpoint off the data port.
 func controlPortFor(dataPort int32) int32 {
@@ -123,7 +122,7 @@ func (c *Cluster) StartPod(ctx context.Context, spec PodSpec) (*Pod, error) {
 	}
 	if c.nextHost > 254 {
 		c.mu.Unlock()
-		return nil, fmt.Errorf("testpods: no addresses left in %s", c.net.subnet)
+		return nil, fmt.Errorf("testpods: no addresses left in %s", c.net.Subnet())
 	}
 	host := c.nextHost
 	c.nextHost++
@@ -181,7 +180,7 @@ func validatePodSpec(spec PodSpec) error {
 
 // startPod does the host side of StartPod: plumbing, process, first answer.
 func (c *Cluster) startPod(ctx context.Context, spec PodSpec, host int) (*Pod, error) {
-	network, err := c.net.addPod(ctx, host, spec.Name)
+	network, err := c.net.AddPod(ctx, host, spec.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -189,17 +188,17 @@ func (c *Cluster) startPod(ctx context.Context, spec PodSpec, host int) (*Pod, e
 		Name:        spec.Name,
 		Namespace:   spec.Namespace,
 		Service:     spec.Service,
-		IP:          network.ip,
+		IP:          network.IP,
 		Port:        spec.Port,
-		Addr:        netip.AddrPortFrom(network.ip, uint16(spec.Port)).String(),
+		Addr:        netip.AddrPortFrom(network.IP, uint16(spec.Port)).String(),
 		cluster:     c,
-		controlAddr: netip.AddrPortFrom(network.ip, uint16(controlPortFor(spec.Port))).String(),
+		controlAddr: netip.AddrPortFrom(network.IP, uint16(controlPortFor(spec.Port))).String(),
 		network:     network,
 		conditions:  endpointConditions{ready: true, serving: true},
 	}
 	log := c.log.With("pod", spec.Namespace+"/"+spec.Name)
 
-	cmd := exec.Command(c.ip.path, "netns", "exec", network.netns, c.binary,
+	cmd := exec.Command(c.ip.Path(), "netns", "exec", network.Netns, c.binary,
 		"-listen", pod.Addr,
 		"-control", pod.controlAddr,
 		"-pod", spec.Name,
@@ -208,7 +207,7 @@ func (c *Cluster) startPod(ctx context.Context, spec PodSpec, host int) (*Pod, e
 		"-shutdown-timeout", spec.ShutdownTimeout.String(),
 		"-shutdown-delay", spec.ShutdownDelay.String(),
 	)
-	output := &podOutput{log: log}
+	output := podnet.NewOutput(log)
 	cmd.Stdout = output
 	cmd.Stderr = output
 	cmd.SysProcAttr = &syscall.SysProcAttr{
@@ -221,13 +220,13 @@ func (c *Cluster) startPod(ctx context.Context, spec PodSpec, host int) (*Pod, e
 	// Wait returns this long after the process exits even if something
 	// still holds its output pipe.
 	cmd.WaitDelay = 2 * time.Second
-	if err := c.spawner.start(cmd); err != nil {
-		c.net.removePod(context.WithoutCancel(ctx), network)
+	if err := c.spawner.Start(cmd); err != nil {
+		c.net.RemovePod(context.WithoutCancel(ctx), network)
 		return nil, fmt.Errorf("testpods: start pod %s: %w", spec.Name, err)
 	}
 	// `ip netns exec` execs the program in place, so this PID is the
 	// testpod itself.
-	pod.proc = watchProcess(cmd, output)
+	pod.proc = podnet.Watch(cmd, output)
 
 	c.mu.Lock()
 	c.pods = append(c.pods, pod)
@@ -238,7 +237,7 @@ func (c *Cluster) startPod(ctx context.Context, spec PodSpec, host int) (*Pod, e
 		c.destroyPod(context.WithoutCancel(ctx), pod)
 		return nil, err
 	}
-	log.Info("pod started", "addr", pod.Addr, "pid", cmd.Process.Pid, "netns", network.netns)
+	log.Info("pod started", "addr", pod.Addr, "pid", cmd.Process.Pid, "netns", network.Netns)
 	return pod, nil
 }
 
@@ -258,15 +257,15 @@ func (c *Cluster) awaitAnswer(ctx context.Context, p *Pod) error {
 		}
 		timer := time.NewTimer(backoff)
 		select {
-		case <-p.proc.exited:
+		case <-p.proc.Exited():
 			timer.Stop()
 			return fmt.Errorf("testpods: pod %s exited before answering (%v); its output:\n%s",
-				p.Name, p.proc.err, p.proc.output.tail())
+				p.Name, p.proc.Err(), p.proc.Output.Tail())
 		case <-ctx.Done():
 			timer.Stop()
 			return fmt.Errorf("testpods: pod %s did not answer at %s within %s: %v "+
 				"(a firewall in the root namespace dropping traffic to %s would do this); its output:\n%s",
-				p.Name, p.controlAddr, c.startTimeout, lastErr, c.net.subnet, p.proc.output.tail())
+				p.Name, p.controlAddr, c.startTimeout, lastErr, c.net.Subnet(), p.proc.Output.Tail())
 		case <-timer.C:
 		}
 		backoff = min(2*backoff, 100*time.Millisecond)
@@ -290,16 +289,16 @@ func (c *Cluster) forgetPod(p *Pod) {
 func (c *Cluster) destroyPod(ctx context.Context, p *Pod) error {
 	var errs []error
 	if p.proc != nil {
-		if err := p.proc.kill(); err != nil {
+		if err := p.proc.Kill(); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	// Anything else that entered the namespace (a debugging shell) goes
 	// too, or the namespace would outlive its name.
-	if err := killNetnsProcesses(ctx, c.ip, p.network.netns); err != nil {
+	if err := podnet.KillNetnsProcesses(ctx, c.ip, p.network.Netns); err != nil {
 		errs = append(errs, err)
 	}
-	if err := c.net.removePod(ctx, p.network); err != nil {
+	if err := c.net.RemovePod(ctx, p.network); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
@@ -372,7 +371,7 @@ func (p *Pod) AwaitStats(ctx context.Context, cond func(Stats) bool) (Stats, err
 // ones, since the address stays up with nothing listening. The pod stays in the EndpointSlice until the test removes
 // it, as a real cluster lags too. Killing an exited pod does nothing.
 func (p *Pod) Kill() error {
-	if err := p.proc.kill(); err != nil {
+	if err := p.proc.Kill(); err != nil {
 		return fmt.Errorf("testpods: kill pod %s: %w", p.Name, err)
 	}
 	p.cluster.log.Info("pod killed", "pod", p.Namespace+"/"+p.Name)
@@ -387,103 +386,22 @@ func (p *Pod) Kill() error {
 // removes it. Terminating an exited pod returns nil.
 func (p *Pod) Terminate(ctx context.Context) error {
 	select {
-	case <-p.proc.exited:
+	case <-p.proc.Exited():
 		return nil
 	default:
 	}
-	if err := p.proc.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+	if err := p.proc.Cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		return fmt.Errorf("testpods: terminate pod %s: %w", p.Name, err)
 	}
 	select {
-	case <-p.proc.exited:
+	case <-p.proc.Exited():
 	case <-ctx.Done():
 		return fmt.Errorf("testpods: terminate pod %s: %w", p.Name, ctx.Err())
 	}
-	p.cluster.log.Info("pod terminated", "pod", p.Namespace+"/"+p.Name, "result", fmt.Sprint(p.proc.err))
-	if p.proc.err != nil {
+	p.cluster.log.Info("pod terminated", "pod", p.Namespace+"/"+p.Name, "result", fmt.Sprint(p.proc.Err()))
+	if p.proc.Err() != nil {
 		return fmt.Errorf("testpods: pod %s did not shut down cleanly: %w; its output:\n%s",
-			p.Name, p.proc.err, p.proc.output.tail())
+			p.Name, p.proc.Err(), p.proc.Output.Tail())
 	}
 	return nil
-}
-
-// podProcess watches one testpod process.
-type podProcess struct {
-	cmd    *exec.Cmd
-	output *podOutput
-	exited chan struct{}
-	err    error // Wait's result, set before exited is closed
-}
-
-func watchProcess(cmd *exec.Cmd, output *podOutput) *podProcess {
-	p := &podProcess{cmd: cmd, output: output, exited: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.exited)
-	}()
-	return p
-}
-
-// kill SIGKILLs the process group and waits for the process to be reaped.
-func (p *podProcess) kill() error {
-	select {
-	case <-p.exited:
-		return nil
-	default:
-	}
-	if err := syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return err
-	}
-	timer := time.NewTimer(10 * time.Second)
-	defer timer.Stop()
-	select {
-	case <-p.exited:
-		return nil
-	case <-timer.C:
-		return fmt.Errorf("process %d still running 10s after SIGKILL", p.cmd.Process.Pid)
-	}
-}
-
-// podOutput forwards the pod's log lines to the Cluster's logger and keeps
-// the last few for error messages.
-type podOutput struct {
-	log     *slog.Logger
-	mu      sync.Mutex
-	partial []byte
-	last    []string
-}
-
-const keptOutputLines = 20
-
-func (o *podOutput) Write(b []byte) (int, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.partial = append(o.partial, b...)
-	for {
-		i := bytes.IndexByte(o.partial, '\n')
-		if i < 0 {
-			break
-		}
-		line := string(o.partial[:i])
-		o.partial = o.partial[i+1:]
-		o.log.Info("pod output", "line", line)
-		o.last = append(o.last, line)
-		if len(o.last) > keptOutputLines {
-			o.last = o.last[1:]
-		}
-	}
-	return len(b), nil
-}
-
-func (o *podOutput) tail() string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	lines := append([]string(nil), o.last...)
-	if len(o.partial) > 0 {
-		lines = append(lines, string(o.partial))
-	}
-	if len(lines) == 0 {
-		return "  (no output)"
-	}
-	return "  " + strings.Join(lines, "\n  ")
 }

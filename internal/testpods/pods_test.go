@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/bulkhead-router/bulkhead/internal/podnet"
 	"io"
 	"io/fs"
 	"net"
@@ -89,8 +90,8 @@ func TestPodsAnswerAtTheirOwnAddresses(t *testing.T) {
 		t.Fatalf("both pods have address %s", a.IP)
 	}
 	for _, p := range []*Pod{a, b} {
-		if !podRange.Contains(p.IP) || p.IP.IsLoopback() || p.IP.IsLinkLocalUnicast() {
-			t.Errorf("pod %s has address %s, want a non-loopback address in %s", p.Name, p.IP, podRange)
+		if !podnet.Range.Contains(p.IP) || p.IP.IsLoopback() || p.IP.IsLinkLocalUnicast() {
+			t.Errorf("pod %s has address %s, want a non-loopback address in %s", p.Name, p.IP, podnet.Range)
 		}
 		if p.Addr != p.IP.String()+":8080" {
 			t.Errorf("pod %s: Addr = %q", p.Name, p.Addr)
@@ -324,13 +325,13 @@ func TestStartPodValidatesSpec(t *testing.T) {
 }
 
 // hostState lists our netns and links, to compare before and after.
-func hostState(t *testing.T, ip ipTool) (namespaces, links []string) {
+func hostState(t *testing.T, ip podnet.Tool) (namespaces, links []string) {
 	t.Helper()
-	ns, err := ip.netnsNames(t.Context())
+	ns, err := ip.NetnsNames(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	ls, err := ip.linkNames(t.Context())
+	ls, err := ip.LinkNames(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -351,14 +352,14 @@ func TestCloseLeavesNothingBehind(t *testing.T) {
 	}
 
 	namespaces, links := hostState(t, c.ip)
-	mine := []string{a.network.netns, b.network.netns, a.network.hostVeth, b.network.hostVeth, c.net.bridge}
+	mine := []string{a.network.Netns, b.network.Netns, a.network.HostVeth, b.network.HostVeth, c.net.Bridge()}
 	for _, name := range mine {
 		if !slices.Contains(namespaces, name) && !slices.Contains(links, name) {
 			t.Fatalf("%s not found before Close; netns %v links %v", name, namespaces, links)
 		}
 	}
-	pids := []int{a.proc.cmd.Process.Pid, b.proc.cmd.Process.Pid}
-	if comm := readComm(a.proc.cmd.Process.Pid); comm != "testpod" {
+	pids := []int{a.proc.Cmd.Process.Pid, b.proc.Cmd.Process.Pid}
+	if comm := readComm(a.proc.Cmd.Process.Pid); comm != "testpod" {
 		t.Errorf("pod process is %q, want testpod itself (ip netns exec should exec in place)", comm)
 	}
 
@@ -376,12 +377,12 @@ func TestCloseLeavesNothingBehind(t *testing.T) {
 		}
 	}
 	for _, pid := range pids {
-		if processRunning(pid) {
+		if podnet.ProcessRunning(pid) {
 			t.Errorf("pod process %d still running after Close", pid)
 		}
 	}
-	if _, err := os.Stat(c.net.owner); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("ownership record %s still exists", c.net.owner)
+	if _, err := os.Stat(c.net.OwnerRecord()); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("ownership record %s still exists", c.net.OwnerRecord())
 	}
 	if _, err := c.StartPod(t.Context(), PodSpec{Service: "web", Name: "late"}); !errors.Is(err, ErrClosed) {
 		t.Errorf("StartPod after Close: %v, want ErrClosed", err)

@@ -1,4 +1,4 @@
-package testpods
+package podnet
 
 import (
 	"bytes"
@@ -19,10 +19,10 @@ import (
 	"time"
 )
 
-// Address plan. Every Cluster gets one /24 out of podRange; the index of
-// that /24 (its third octet) is part of every name the Cluster creates, so
-// a leftover can be traced back to the Cluster that made it.
-var podRange = netip.MustParsePrefix("10.213.0.0/16")
+// Address plan. Every Host gets one /24 out of Range; the index of
+// that /24 (its third octet) is part of every name the Host creates, so
+// a leftover can be traced back to the Host that made it.
+var Range = netip.MustParsePrefix("10.213.0.0/16")
 
 const (
 	// namePrefix starts every interface and network namespace name we
@@ -44,7 +44,7 @@ var (
 )
 
 func subnetFor(index int) netip.Prefix {
-	base := podRange.Addr().As4()
+	base := Range.Addr().As4()
 	base[2] = byte(index)
 	return netip.PrefixFrom(netip.AddrFrom4(base), 24)
 }
@@ -75,14 +75,14 @@ func netnsName(index, host int, pod string) string {
 	return fmt.Sprintf("%s%d-%d-%s", namePrefix, index, host, clean)
 }
 
-// ipTool runs the iproute2 `ip` command.
-type ipTool struct {
+// Tool runs the iproute2 `ip` command.
+type Tool struct {
 	path string
 }
 
 // run executes ip with args and returns its standard output. The error
 // carries ip's standard error, which says what went wrong.
-func (t ipTool) run(ctx context.Context, args ...string) ([]byte, error) {
+func (t Tool) Run(ctx context.Context, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, t.path, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -126,8 +126,8 @@ func isPermission(err error) bool {
 	return errors.As(err, &ie) && strings.Contains(ie.stderr, "Operation not permitted")
 }
 
-func (t ipTool) linkNames(ctx context.Context) ([]string, error) {
-	out, err := t.run(ctx, "-j", "link", "show")
+func (t Tool) LinkNames(ctx context.Context) ([]string, error) {
+	out, err := t.Run(ctx, "-j", "link", "show")
 	if err != nil {
 		return nil, err
 	}
@@ -144,8 +144,8 @@ func (t ipTool) linkNames(ctx context.Context) ([]string, error) {
 	return names, nil
 }
 
-func (t ipTool) netnsNames(ctx context.Context) ([]string, error) {
-	out, err := t.run(ctx, "-j", "netns", "list")
+func (t Tool) NetnsNames(ctx context.Context) ([]string, error) {
+	out, err := t.Run(ctx, "-j", "netns", "list")
 	if err != nil {
 		return nil, err
 	}
@@ -166,8 +166,8 @@ func (t ipTool) netnsNames(ctx context.Context) ([]string, error) {
 }
 
 // netnsPIDs lists the processes running in a named network namespace.
-func (t ipTool) netnsPIDs(ctx context.Context, netns string) ([]int, error) {
-	out, err := t.run(ctx, "netns", "pids", netns)
+func (t Tool) NetnsPIDs(ctx context.Context, netns string) ([]int, error) {
+	out, err := t.Run(ctx, "netns", "pids", netns)
 	if err != nil {
 		return nil, err
 	}
@@ -204,11 +204,11 @@ func (r route) prefix() (netip.Prefix, bool) {
 
 func (r route) isGuard() bool {
 	p, ok := r.prefix()
-	return ok && r.Type == "unreachable" && p == podRange
+	return ok && r.Type == "unreachable" && p == Range
 }
 
-func (t ipTool) routes(ctx context.Context) ([]route, error) {
-	out, err := t.run(ctx, "-4", "-j", "route", "show", "table", "all")
+func (t Tool) routes(ctx context.Context) ([]route, error) {
+	out, err := t.Run(ctx, "-4", "-j", "route", "show", "table", "all")
 	if err != nil {
 		return nil, err
 	}
@@ -220,13 +220,13 @@ func (t ipTool) routes(ctx context.Context) ([]route, error) {
 }
 
 // subnetInUse says whether anything on the host already routes or owns
-// addresses in subnet. Routes broader than podRange (a default route, a
+// addresses in subnet. Routes broader than Range (a default route, a
 // VPN's 10.0.0.0/8) do not count: our more specific routes keep traffic for
 // our pods local, and nobody else uses our /16 (that is checked here too).
 func subnetInUse(routes []route, subnet netip.Prefix) bool {
 	for _, r := range routes {
 		p, ok := r.prefix()
-		if !ok || p.Bits() < podRange.Bits() || r.isGuard() {
+		if !ok || p.Bits() < Range.Bits() || r.isGuard() {
 			continue
 		}
 		if p.Overlaps(subnet) {
@@ -236,10 +236,10 @@ func subnetInUse(routes []route, subnet netip.Prefix) bool {
 	return false
 }
 
-// hostNetwork is one Cluster's share of the root network namespace: a
+// Host is one owner's share of the root network namespace: a
 // bridge holding the gateway address of a /24, and the veths of its pods.
-type hostNetwork struct {
-	ip      ipTool
+type Host struct {
+	ip      Tool
 	log     *slog.Logger
 	index   int
 	subnet  netip.Prefix
@@ -248,17 +248,20 @@ type hostNetwork struct {
 	owner   string // path of the ownership record
 }
 
-// podNetwork is the plumbing of one pod.
-type podNetwork struct {
-	netns    string
-	hostVeth string
-	ip       netip.Addr
+// Pod is the plumbing of one pod.
+type Pod struct {
+	// Netns is the name of the pod's network namespace.
+	Netns string
+	// HostVeth is the root namespace end of its veth pair, a bridge port.
+	HostVeth string
+	// IP is the pod's address on eth0.
+	IP netip.Addr
 }
 
-// setUpHostNetwork cleans leftovers of dead owners, picks a /24 nobody uses
+// NewHost cleans leftovers of dead owners, picks a /24 nobody uses
 // and creates its bridge. Everything happens under the host-wide lock so
-// Clusters in other processes never pick the same /24.
-func setUpHostNetwork(ctx context.Context, ip ipTool, log *slog.Logger) (*hostNetwork, error) {
+// Hosts in other processes never pick the same /24.
+func NewHost(ctx context.Context, ip Tool, log *slog.Logger) (*Host, error) {
 	dir, err := stateDir()
 	if err != nil {
 		return nil, err
@@ -277,7 +280,7 @@ func setUpHostNetwork(ctx context.Context, ip ipTool, log *slog.Logger) (*hostNe
 	if err != nil {
 		return nil, err
 	}
-	links, err := ip.linkNames(ctx)
+	links, err := ip.LinkNames(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -286,22 +289,22 @@ func setUpHostNetwork(ctx context.Context, ip ipTool, log *slog.Logger) (*hostNe
 		existing[l] = true
 	}
 
-	// Random order: a recently closed Cluster's addresses may still be in
+	// Random order: a recently closed Host's addresses may still be in
 	// some test's EndpointSlice, so reusing them at once is the worst pick.
 	self := currentProcess()
 	for _, index := range rand.Perm(256) {
 		subnet := subnetFor(index)
 		owner := filepath.Join(dir, fmt.Sprintf("%d.owner", index))
 		if _, err := os.Stat(owner); err == nil {
-			continue // a live Cluster (dead ones were cleaned above)
+			continue // a live Host (dead ones were cleaned above)
 		}
 		if existing[bridgeName(index)] || subnetInUse(routes, subnet) {
 			continue
 		}
 		if err := os.WriteFile(owner, []byte(self.String()+"\n"), 0o644); err != nil {
-			return nil, fmt.Errorf("testpods: record ownership: %w", err)
+			return nil, fmt.Errorf("podnet: record ownership: %w", err)
 		}
-		n := &hostNetwork{
+		n := &Host{
 			ip: ip, log: log, index: index, subnet: subnet,
 			gateway: hostAddr(subnet, 1), bridge: bridgeName(index), owner: owner,
 		}
@@ -324,11 +327,11 @@ func setUpHostNetwork(ctx context.Context, ip ipTool, log *slog.Logger) (*hostNe
 		log.Info("host network ready", "bridge", n.bridge, "subnet", subnet.String())
 		return n, nil
 	}
-	return nil, fmt.Errorf("testpods: no free /24 left in %s (all in use or routed on this host)", podRange)
+	return nil, fmt.Errorf("podnet: no free /24 left in %s (all in use or routed on this host)", Range)
 }
 
-func (n *hostNetwork) createBridge(ctx context.Context) error {
-	if _, err := n.ip.run(ctx, "link", "add", n.bridge, "type", "bridge"); err != nil {
+func (n *Host) createBridge(ctx context.Context) error {
+	if _, err := n.ip.Run(ctx, "link", "add", n.bridge, "type", "bridge"); err != nil {
 		return err
 	}
 	steps := [][]string{
@@ -336,7 +339,7 @@ func (n *hostNetwork) createBridge(ctx context.Context) error {
 		{"link", "set", n.bridge, "up"},
 	}
 	for _, args := range steps {
-		if _, err := n.ip.run(ctx, args...); err != nil {
+		if _, err := n.ip.Run(ctx, args...); err != nil {
 			n.deleteBridge(ctx)
 			return err
 		}
@@ -344,67 +347,67 @@ func (n *hostNetwork) createBridge(ctx context.Context) error {
 	return nil
 }
 
-func (n *hostNetwork) deleteBridge(ctx context.Context) error {
-	if _, err := n.ip.run(ctx, "link", "del", n.bridge); err != nil && !isNotFound(err) {
+func (n *Host) deleteBridge(ctx context.Context) error {
+	if _, err := n.ip.Run(ctx, "link", "del", n.bridge); err != nil && !isNotFound(err) {
 		return err
 	}
 	return nil
 }
 
-// ensureGuardRoute makes the whole podRange unreachable from the root
-// namespace, except for the /24s of live Clusters (their connected routes
-// are more specific). Without it a packet for a pod whose Cluster is gone,
+// ensureGuardRoute makes the whole Range unreachable from the root
+// namespace, except for the /24s of live Hosts (their connected routes
+// are more specific). Without it a packet for a pod whose Host is gone,
 // e.g. from a stale EndpointSlice or a client still running after Close,
 // follows the default route off the host, and some networks answer it.
 //
-// The route stays after the last Cluster closes, on purpose: traffic for
+// The route stays after the last Host closes, on purpose: traffic for
 // these addresses may only ever reach our namespaces. It is harmless to
-// everything else: nothing else on the host uses the range (setUpHostNetwork
+// everything else: nothing else on the host uses the range (NewHost
 // checks), and its metric is the lowest priority, so a route someone adds
 // later for the same prefix wins over it. `ip route del unreachable
 // 10.213.0.0/16 proto 213` removes it by hand.
-func ensureGuardRoute(ctx context.Context, ip ipTool, routes []route) error {
+func ensureGuardRoute(ctx context.Context, ip Tool, routes []route) error {
 	for _, r := range routes {
 		if r.isGuard() {
 			return nil
 		}
 	}
-	_, err := ip.run(ctx, "route", "add", "unreachable", podRange.String(), "proto", guardProto, "metric", guardMetric)
+	_, err := ip.Run(ctx, "route", "add", "unreachable", Range.String(), "proto", guardProto, "metric", guardMetric)
 	if err != nil && !isExists(err) {
-		return fmt.Errorf("testpods: add guard route: %w", err)
+		return fmt.Errorf("podnet: add guard route: %w", err)
 	}
 	return nil
 }
 
-// addPod creates the pod's netns and veth pair and checks that the root
+// AddPod creates the pod's netns and veth pair and checks that the root
 // namespace routes the pod's address to our bridge and nowhere else.
-func (n *hostNetwork) addPod(ctx context.Context, host int, podName string) (podNetwork, error) {
-	pn := podNetwork{
-		netns:    netnsName(n.index, host, podName),
-		hostVeth: hostVethName(n.index, host),
-		ip:       hostAddr(n.subnet, host),
+func (n *Host) AddPod(ctx context.Context, host int, podName string) (Pod, error) {
+	pn := Pod{
+		Netns:    netnsName(n.index, host, podName),
+		HostVeth: hostVethName(n.index, host),
+		IP:       hostAddr(n.subnet, host),
 	}
 	steps := [][]string{
-		{"netns", "add", pn.netns},
+		{"netns", "add", pn.Netns},
 		// The peer is created directly inside the netns, so no second
 		// eth0 ever appears in the root namespace.
-		{"link", "add", pn.hostVeth, "type", "veth", "peer", "name", podInterface, "netns", pn.netns},
-		{"link", "set", pn.hostVeth, "master", n.bridge},
-		{"link", "set", pn.hostVeth, "up"},
-		{"-n", pn.netns, "addr", "add", netip.PrefixFrom(pn.ip, 24).String(), "dev", podInterface},
-		{"-n", pn.netns, "link", "set", "lo", "up"},
-		{"-n", pn.netns, "link", "set", podInterface, "up"},
-		{"-n", pn.netns, "route", "add", "default", "via", n.gateway.String()},
+		{"link", "add", pn.HostVeth, "type", "veth", "peer", "name", podInterface, "netns", pn.Netns},
+		{"link", "set", pn.HostVeth, "master", n.bridge},
+		{"link", "set", pn.HostVeth, "up"},
+		{"-n", pn.Netns, "addr", "add", netip.PrefixFrom(pn.IP, 24).String(), "dev", podInterface},
+		{"-n", pn.Netns, "link", "set", "lo", "up"},
+		{"-n", pn.Netns, "link", "set", podInterface, "up"},
+		{"-n", pn.Netns, "route", "add", "default", "via", n.gateway.String()},
 	}
 	for _, args := range steps {
-		if _, err := n.ip.run(ctx, args...); err != nil {
-			n.removePod(context.WithoutCancel(ctx), pn)
-			return podNetwork{}, fmt.Errorf("testpods: plumb pod %s: %w", podName, err)
+		if _, err := n.ip.Run(ctx, args...); err != nil {
+			n.RemovePod(context.WithoutCancel(ctx), pn)
+			return Pod{}, fmt.Errorf("podnet: plumb pod %s: %w", podName, err)
 		}
 	}
-	if err := n.checkRoute(ctx, pn.ip); err != nil {
-		n.removePod(context.WithoutCancel(ctx), pn)
-		return podNetwork{}, err
+	if err := n.checkRoute(ctx, pn.IP); err != nil {
+		n.RemovePod(context.WithoutCancel(ctx), pn)
+		return Pod{}, err
 	}
 	return pn, nil
 }
@@ -412,40 +415,40 @@ func (n *hostNetwork) addPod(ctx context.Context, host int, podName string) (pod
 // checkRoute refuses a pod address that the root namespace would send
 // anywhere but our bridge (policy routing, a more specific route), because
 // then test traffic would leave the host.
-func (n *hostNetwork) checkRoute(ctx context.Context, addr netip.Addr) error {
-	out, err := n.ip.run(ctx, "-4", "-j", "route", "get", addr.String())
+func (n *Host) checkRoute(ctx context.Context, addr netip.Addr) error {
+	out, err := n.ip.Run(ctx, "-4", "-j", "route", "get", addr.String())
 	if err != nil {
-		return fmt.Errorf("testpods: route to pod address %s: %w", addr, err)
+		return fmt.Errorf("podnet: route to pod address %s: %w", addr, err)
 	}
 	var rs []route
 	if err := json.Unmarshal(out, &rs); err != nil {
 		return fmt.Errorf("parse ip -j route get: %w", err)
 	}
 	if len(rs) != 1 || rs[0].Dev != n.bridge {
-		return fmt.Errorf("testpods: the host routes pod address %s via %s, not bridge %s; refusing to send test traffic there",
+		return fmt.Errorf("podnet: the host routes pod address %s via %s, not bridge %s; refusing to send test traffic there",
 			addr, strings.TrimSpace(string(out)), n.bridge)
 	}
 	return nil
 }
 
-// removePod deletes the pod's veth pair and netns. Processes inside must be
+// RemovePod deletes the pod's veth pair and netns. Processes inside must be
 // gone already, or the netns lives on (unnamed) until they exit.
-func (n *hostNetwork) removePod(ctx context.Context, pn podNetwork) error {
+func (n *Host) RemovePod(ctx context.Context, pn Pod) error {
 	var errs []error
 	// Deleting one end of a veth pair deletes both; doing it explicitly
 	// rather than through the netns means it is gone when we return, not
 	// when the kernel gets round to destroying the namespace.
-	if _, err := n.ip.run(ctx, "link", "del", pn.hostVeth); err != nil && !isNotFound(err) {
+	if _, err := n.ip.Run(ctx, "link", "del", pn.HostVeth); err != nil && !isNotFound(err) {
 		errs = append(errs, err)
 	}
-	if _, err := n.ip.run(ctx, "netns", "del", pn.netns); err != nil && !isNotFound(err) {
+	if _, err := n.ip.Run(ctx, "netns", "del", pn.Netns); err != nil && !isNotFound(err) {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
 
-// tearDown deletes the bridge and gives the /24 back.
-func (n *hostNetwork) tearDown(ctx context.Context) error {
+// TearDown deletes the bridge and gives the /24 back.
+func (n *Host) TearDown(ctx context.Context) error {
 	var errs []error
 	if err := n.deleteBridge(ctx); err != nil {
 		errs = append(errs, err)
@@ -462,15 +465,15 @@ func (n *hostNetwork) tearDown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// cleanLeftovers removes what Clusters of dead processes left behind:
+// cleanLeftovers removes what Hosts of dead processes left behind:
 // processes in our netns, our netns, veths and bridges, ownership records
 // and testpod build directories. Callers hold the host lock.
-func cleanLeftovers(ctx context.Context, ip ipTool, log *slog.Logger, dir string) error {
-	links, err := ip.linkNames(ctx)
+func cleanLeftovers(ctx context.Context, ip Tool, log *slog.Logger, dir string) error {
+	links, err := ip.LinkNames(ctx)
 	if err != nil {
 		return err
 	}
-	namespaces, err := ip.netnsNames(ctx)
+	namespaces, err := ip.NetnsNames(ctx)
 	if err != nil {
 		return err
 	}
@@ -525,7 +528,7 @@ func cleanLeftovers(ctx context.Context, ip ipTool, log *slog.Logger, dir string
 		log.Info("removing leftovers of a dead testpods owner", "index", index,
 			"netns", l.namespaces, "links", l.links)
 		for _, ns := range l.namespaces {
-			if err := killNetnsProcesses(ctx, ip, ns); err != nil {
+			if err := KillNetnsProcesses(ctx, ip, ns); err != nil {
 				errs = append(errs, err)
 			}
 		}
@@ -534,7 +537,7 @@ func cleanLeftovers(ctx context.Context, ip ipTool, log *slog.Logger, dir string
 			if strings.HasSuffix(name, "b") {
 				continue
 			}
-			if _, err := ip.run(ctx, "link", "del", name); err != nil && !isNotFound(err) {
+			if _, err := ip.Run(ctx, "link", "del", name); err != nil && !isNotFound(err) {
 				errs = append(errs, err)
 			}
 		}
@@ -542,12 +545,12 @@ func cleanLeftovers(ctx context.Context, ip ipTool, log *slog.Logger, dir string
 			if !strings.HasSuffix(name, "b") {
 				continue
 			}
-			if _, err := ip.run(ctx, "link", "del", name); err != nil && !isNotFound(err) {
+			if _, err := ip.Run(ctx, "link", "del", name); err != nil && !isNotFound(err) {
 				errs = append(errs, err)
 			}
 		}
 		for _, ns := range l.namespaces {
-			if _, err := ip.run(ctx, "netns", "del", ns); err != nil && !isNotFound(err) {
+			if _, err := ip.Run(ctx, "netns", "del", ns); err != nil && !isNotFound(err) {
 				errs = append(errs, err)
 			}
 		}
@@ -563,10 +566,10 @@ func cleanLeftovers(ctx context.Context, ip ipTool, log *slog.Logger, dir string
 	return errors.Join(errs...)
 }
 
-// killNetnsProcesses SIGKILLs every process in netns and waits until they
+// KillNetnsProcesses SIGKILLs every process in netns and waits until they
 // are gone, so the namespace really disappears when it is deleted.
-func killNetnsProcesses(ctx context.Context, ip ipTool, netns string) error {
-	pids, err := ip.netnsPIDs(ctx, netns)
+func KillNetnsProcesses(ctx context.Context, ip Tool, netns string) error {
+	pids, err := ip.NetnsPIDs(ctx, netns)
 	if err != nil {
 		if isNotFound(err) {
 			return nil
@@ -576,12 +579,12 @@ func killNetnsProcesses(ctx context.Context, ip ipTool, netns string) error {
 	for _, pid := range pids {
 		syscall.Kill(pid, syscall.SIGKILL)
 	}
-	return awaitProcessesGone(ctx, pids, 10*time.Second)
+	return AwaitProcessesGone(ctx, pids, 10*time.Second)
 }
 
-// awaitProcessesGone polls until none of pids is alive (zombies count as
+// AwaitProcessesGone polls until none of pids is alive (zombies count as
 // gone: they hold no sockets and no namespace).
-func awaitProcessesGone(ctx context.Context, pids []int, limit time.Duration) error {
+func AwaitProcessesGone(ctx context.Context, pids []int, limit time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	ticker := time.NewTicker(10 * time.Millisecond)
@@ -589,7 +592,7 @@ func awaitProcessesGone(ctx context.Context, pids []int, limit time.Duration) er
 	for {
 		var alive []int
 		for _, pid := range pids {
-			if processRunning(pid) {
+			if ProcessRunning(pid) {
 				alive = append(alive, pid)
 			}
 		}
@@ -598,7 +601,7 @@ func awaitProcessesGone(ctx context.Context, pids []int, limit time.Duration) er
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("testpods: processes %v still alive after SIGKILL: %w", alive, ctx.Err())
+			return fmt.Errorf("podnet: processes %v still alive after SIGKILL: %w", alive, ctx.Err())
 		case <-ticker.C:
 		}
 	}

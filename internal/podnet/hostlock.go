@@ -1,4 +1,4 @@
-package testpods
+package podnet
 
 import (
 	"bytes"
@@ -13,7 +13,7 @@ import (
 	"time"
 )
 
-// stateDir is where Clusters of all processes on this host coordinate: the
+// stateDir is where Hosts of all processes on this host coordinate: the
 // lock file and one ownership record per /24 in use. /run is preferred
 // because it is emptied on reboot, like the interfaces and namespaces the
 // records describe; it also holds /run/netns, which `ip netns` relies on.
@@ -27,7 +27,7 @@ func stateDir() (string, error) {
 		}
 		return dir, nil
 	}
-	return "", fmt.Errorf("testpods: no state directory: %w", errors.Join(errs...))
+	return "", fmt.Errorf("podnet: no state directory: %w", errors.Join(errs...))
 }
 
 // lockHost takes the host-wide lock (flock on dir/lock) and returns the
@@ -36,7 +36,7 @@ func stateDir() (string, error) {
 func lockHost(ctx context.Context, dir string) (unlock func(), err error) {
 	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("testpods: open host lock: %w", err)
+		return nil, fmt.Errorf("podnet: open host lock: %w", err)
 	}
 	ticker := time.NewTicker(5 * time.Millisecond)
 	defer ticker.Stop()
@@ -50,12 +50,12 @@ func lockHost(ctx context.Context, dir string) (unlock func(), err error) {
 		}
 		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
 			f.Close()
-			return nil, fmt.Errorf("testpods: take host lock: %w", err)
+			return nil, fmt.Errorf("podnet: take host lock: %w", err)
 		}
 		select {
 		case <-ctx.Done():
 			f.Close()
-			return nil, fmt.Errorf("testpods: waiting for host lock: %w", ctx.Err())
+			return nil, fmt.Errorf("podnet: waiting for host lock: %w", ctx.Err())
 		case <-ticker.C:
 		}
 	}
@@ -91,7 +91,7 @@ func parseProcessIdentity(s string) (processIdentity, error) {
 // alive says whether the very process that wrote the record still runs.
 func (p processIdentity) alive() bool {
 	start, err := processStartTime(p.pid)
-	return err == nil && start == p.startTime && processRunning(p.pid)
+	return err == nil && start == p.startTime && ProcessRunning(p.pid)
 }
 
 // procStat returns the fields of /proc/PID/stat after the command name,
@@ -120,8 +120,8 @@ func processStartTime(pid int) (uint64, error) {
 	return strconv.ParseUint(fields[19], 10, 64)
 }
 
-// processRunning is false for processes that are gone or zombies.
-func processRunning(pid int) bool {
+// ProcessRunning is false for processes that are gone or zombies.
+func ProcessRunning(pid int) bool {
 	fields, err := procStat(pid)
 	if err != nil || len(fields) == 0 {
 		return false
