@@ -1,6 +1,12 @@
 package routing
 
-import "strings"
+import (
+	"net/http"
+	"strings"
+
+	"github.com/zalando/skipper/eskip"
+	"github.com/zalando/skipper/predicates"
+)
 
 // The host key: how a host becomes the first two segments of the path that
 // skipper's path tree matches (see doc.go, "Hosts and precedence"). This
@@ -136,4 +142,81 @@ func needsClean(p string) bool {
 		}
 	}
 	return false
+}
+
+// Shards. skipper rebuilds its whole matcher, and makes every route's
+// filters again, whenever one route of its table changes: at 10,000
+// Ingresses that was most of what an Ingress change cost. The proxy may
+// therefore split the table into shards, one skipper table each, and look
+// a request up in one of them; a change then rebuilds one shard.
+//
+// A request's shard is a hash of its host key (the first two segments of
+// the path PrepareRequest wrote). A route with a static host key belongs
+// to that key's shard only: no request of another shard can match it,
+// since its key's segments are static and differ from the request's. A
+// route that may match any host key, or several (a wildcard host's
+// "/<parent>/:label", a host-less rule's "/:parent/:label", the default
+// backend, which has no path at all), is in every shard. So each shard
+// holds every route that could match its requests, and a lookup in it
+// finds what a lookup in the whole table would.
+
+// RouteShard is the shard of n a route belongs to, or -1 when it belongs
+// to every shard.
+func RouteShard(r *eskip.Route, n int) int {
+	if n <= 1 {
+		return 0
+	}
+	path := r.Path
+	for _, p := range r.Predicates {
+		if (p.Name == predicates.PathSubtreeName || p.Name == predicates.PathName) && len(p.Args) == 1 {
+			if s, ok := p.Args[0].(string); ok {
+				path = s
+			}
+		}
+	}
+	key := hostKeyOf(path)
+	if key == "" || strings.IndexByte(key, ':') >= 0 || strings.IndexByte(key, '*') >= 0 {
+		return -1
+	}
+	return shardOfKey(key, n)
+}
+
+// RequestShard is the shard of n a request prepared by PrepareRequest is
+// looked up in. A request PrepareRequest left alone can match only routes
+// that are in every shard: it gets shard 0.
+func RequestShard(r *http.Request, n int) int {
+	if n <= 1 || r.Pattern == "" || r.URL == nil {
+		return 0
+	}
+	key := hostKeyOf(r.URL.Path)
+	if key == "" {
+		return 0
+	}
+	return shardOfKey(key, n)
+}
+
+// hostKeyOf is the host key ("/<parent>/<label>") a path starts with, or
+// "" when it has none.
+func hostKeyOf(path string) string {
+	if len(path) == 0 || path[0] != '/' {
+		return ""
+	}
+	i := nthSlash(path, 3)
+	if i < 0 {
+		if nthSlash(path, 2) < 0 {
+			return ""
+		}
+		return path // "/<parent>/<label>" without a path after it
+	}
+	return path[:i]
+}
+
+// shardOfKey hashes a host key (FNV-1a, 32 bits) onto n shards.
+func shardOfKey(key string, n int) int {
+	h := uint32(2166136261)
+	for i := 0; i < len(key); i++ {
+		h ^= uint32(key[i])
+		h *= 16777619
+	}
+	return int(h % uint32(n))
 }

@@ -168,10 +168,37 @@ type request struct{ host, path, want string }
 func checkRequests(t *testing.T, fixture string, requests []request) {
 	t.Helper()
 	s, o := loadFixture(t, filepath.Join("testdata", fixture))
-	r := newRouter(t, Translate(s, o))
+	table := Translate(s, o)
+	r := newRouter(t, table)
 	for _, req := range requests {
 		if got := describe(r.lookup(t, req.host, req.path)); got != req.want {
 			t.Errorf("%s %s%s: got %q, want %q", fixture, req.host, req.path, got, req.want)
+		}
+	}
+	// The same table split into shards (RouteShard), each request looked
+	// up in its own shard (RequestShard), chooses the same routes.
+	for _, n := range []int{2, 3, 7} {
+		shards := make([]*router, n)
+		for i := range shards {
+			sub := Table{Backends: table.Backends}
+			for _, route := range table.Routes {
+				if s := RouteShard(route.Eskip, n); s == i || s < 0 {
+					sub.Routes = append(sub.Routes, route)
+				}
+			}
+			shards[i] = newRouter(t, sub)
+		}
+		for _, req := range requests {
+			hr := &http.Request{Method: http.MethodGet, Host: req.host, URL: &url.URL{Path: req.path}, Header: http.Header{}}
+			PrepareRequest(hr)
+			var got *Route
+			if chosen, _ := shards[RequestShard(hr, n)].routing.Route(hr); chosen != nil {
+				route := r.byID[chosen.Id]
+				got = &route
+			}
+			if describe(got) != req.want {
+				t.Errorf("%s %s%s in %d shards: got %q, want %q", fixture, req.host, req.path, n, describe(got), req.want)
+			}
 		}
 	}
 }
