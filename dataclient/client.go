@@ -46,8 +46,9 @@ type Options struct {
 	Log *slog.Logger
 	// Registerer takes the metrics. Nil: not registered.
 	Registerer prometheus.Registerer
-	// HoldOff is how long the rebuild waits after a change for more changes.
-	// Zero: 10 ms.
+	// HoldOff is how long a change that follows a rebuild closely (within
+	// HoldOff) waits for more changes; the first change after a quiet
+	// spell is rebuilt at once. Zero: 10 ms.
 	HoldOff time.Duration
 	// MaxDelay bounds the hold-off under a continuous stream of changes.
 	// Zero: 100 ms.
@@ -57,6 +58,10 @@ type Options struct {
 	// routes then answer 503 wherever the upstream layer does not know
 	// their backend).
 	Endpoints EndpointSink
+	// Shards splits the routes into that many skipper tables
+	// (routing.RouteShard), each fed by Shard(i): a route change gives
+	// skipper only the shards it touched. Zero: 1 (the Client itself).
+	Shards int
 	// OnTable, if set, is called from the rebuild goroutine with every
 	// applied table (the status writer follows it). It must not block long.
 	OnTable func(routing.Table)
@@ -100,14 +105,13 @@ type Client struct {
 	mu          sync.Mutex
 	watch       *watcher // nil until Run
 	stopWatch   context.CancelFunc
-	watchGen    chan struct{} // closed and replaced when another watcher is installed
-	current     *published    // the applied table; nil until there is one
-	newTable    chan struct{} // closed and replaced when current changes
-	delivered   *published    // what skipper has been given
-	undelivered []time.Time   // change times in tables not yet given to skipper
-	inFlight    map[uint64][]time.Time
-	unusedAfter map[uint64][]routing.BackendKey // backends to drop once this route version is live
-	holdView    []HeldObject                    // what the guard holds, for Status; nil when nothing
+	watchGen    chan struct{}  // closed and replaced when another watcher is installed
+	current     *published     // the applied table; nil until there is one
+	newTable    chan struct{}  // closed and replaced when current changes
+	delivered   []*shardTable  // per shard: what skipper has been given
+	undelivered []time.Time    // change times of the next table
+	pending     []pendingTable // tables not live in every shard they changed, oldest first
+	holdView    []HeldObject   // what the guard holds, for Status; nil when nothing
 	api         connState
 	closed      chan struct{}
 	closeOnce   sync.Once
@@ -150,6 +154,9 @@ func New(o Options) *Client {
 	if o.Heartbeat == 0 {
 		o.Heartbeat = 5 * time.Second
 	}
+	if o.Shards <= 0 {
+		o.Shards = 1
+	}
 	if o.Reconnect == "" {
 		o.Reconnect = ReconnectResume
 	}
@@ -159,19 +166,18 @@ func New(o Options) *Client {
 		conn = staticConnector{client: o.Client}
 	}
 	c := &Client{
-		o:           o,
-		log:         o.Log,
-		conn:        conn,
-		changed:     make(chan struct{}, 1),
-		lost:        make(chan struct{}, 1),
-		confirm:     make(chan struct{}, 1),
-		newTable:    make(chan struct{}),
-		inFlight:    map[uint64][]time.Time{},
-		unusedAfter: map[uint64][]routing.BackendKey{},
-		closed:      make(chan struct{}),
-		api:         connState{since: time.Now()},
-		watchGen:    make(chan struct{}),
-		guard:       newGuard(o.Guard),
+		o:         o,
+		log:       o.Log,
+		conn:      conn,
+		changed:   make(chan struct{}, 1),
+		lost:      make(chan struct{}, 1),
+		confirm:   make(chan struct{}, 1),
+		newTable:  make(chan struct{}),
+		delivered: make([]*shardTable, o.Shards),
+		closed:    make(chan struct{}),
+		api:       connState{since: time.Now()},
+		watchGen:  make(chan struct{}),
+		guard:     newGuard(o.Guard),
 	}
 	c.metrics = newMetrics(o.Registerer, c)
 	c.gate = newGate(o.Reconnect == ReconnectResume, o.RelistSpread, c.metrics, c.noteLost)
@@ -198,6 +204,7 @@ func (c *Client) Run(ctx context.Context) error {
 	if !c.initialSync(ctx) {
 		return nil
 	}
+	lastRebuild := time.Now() // the first build, after sync
 	for {
 		// A hold ends on its own clock: nothing that happens meanwhile
 		// moves it.
@@ -212,12 +219,16 @@ func (c *Client) Run(ctx context.Context) error {
 			return nil
 		case <-c.changed:
 			// A change of endpoints alone costs one re-resolution of its
-			// Services: it goes at once. Anything else waits a short
-			// hold-off, so a burst costs one translation.
-			if !c.endpointsOnly() && !c.holdOff(ctx) {
+			// Services: it goes at once. So does the first change after a
+			// quiet spell (no rebuild within HoldOff): an ordinary edit
+			// waits for nothing. A change that follows a rebuild closely
+			// is part of a burst: it waits a short hold-off, so the rest
+			// of the burst costs one translation.
+			if !c.endpointsOnly() && time.Since(lastRebuild) < c.o.HoldOff && !c.holdOff(ctx) {
 				return nil
 			}
 			c.rebuild()
+			lastRebuild = time.Now()
 		case <-holdExpiry:
 			c.rebuild() // the guard releases what is due
 		case <-c.confirm:

@@ -252,7 +252,7 @@ func TestLoadUpdateReturnsOnlyChanges(t *testing.T) {
 	c.mu.Lock()
 	version := c.current.version
 	c.mu.Unlock()
-	c.tableLive(version)
+	c.tableLive(0, version)
 	if _, ok := sk.get("ns/b:80"); ok {
 		t.Fatal("ns/b:80 still in the upstream layer after the table without its route went live")
 	}
@@ -334,27 +334,48 @@ func TestManagedFieldsAndLastAppliedAreStripped(t *testing.T) {
 }
 
 func TestSentinelReportsInstalledVersion(t *testing.T) {
-	c := New(Options{})
-	c.inFlight[3] = []time.Time{time.Now().Add(-50 * time.Millisecond)}
-	c.inFlight[5] = []time.Time{time.Now()}
-	p, err := c.SentinelPredicate().Create([]any{float64(4)})
+	reg := prometheus.NewRegistry()
+	c := New(Options{Shards: 2, Registerer: reg})
+	c.pending = []pendingTable{
+		{version: 3, waiting: []int{0, 1}, times: []time.Time{time.Now().Add(-50 * time.Millisecond)}},
+		{version: 5, waiting: []int{1}, times: []time.Time{time.Now()}},
+	}
+	p, err := c.SentinelPredicate().Create([]any{float64(4), float64(1)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if p.Match(nil) {
 		t.Fatal("the sentinel predicate matched a request")
 	}
-	_ = p
-	// Version 4 is live: changes delivered with 3 are observed, 5 is not yet.
-	c.tableLive(4)
-	if _, ok := c.inFlight[3]; ok {
-		t.Error("changes of an installed version still in flight")
+	if got := p.(versionPredicate); got != (versionPredicate{version: 4, shard: 1}) {
+		t.Fatalf("sentinel predicate %+v, want version 4 of shard 1", got)
 	}
-	if _, ok := c.inFlight[5]; !ok {
-		t.Error("changes of a newer version observed too early")
+	// Shard 1 installs version 4: version 3 still waits for shard 0, 5
+	// for shard 1.
+	c.tableLive(1, 4)
+	if len(c.pending) != 2 || !slices.Equal(c.pending[0].waiting, []int{0}) || !slices.Equal(c.pending[1].waiting, []int{1}) {
+		t.Fatalf("after shard 1 installed version 4: pending %+v", c.pending)
+	}
+	// Shard 0 installs version 4: version 3 is live everywhere.
+	c.tableLive(0, 4)
+	if len(c.pending) != 1 || c.pending[0].version != 5 {
+		t.Fatalf("after shard 0 installed version 4: pending %+v", c.pending)
 	}
 	if n := testutil.CollectAndCount(c.metrics.convergence); n != 1 {
 		t.Errorf("convergence histogram: %d series", n)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var observed uint64
+	for _, mf := range mfs {
+		if mf.GetName() == MetricConvergenceLatency {
+			observed = mf.GetMetric()[0].GetHistogram().GetSampleCount()
+		}
+	}
+	if observed != 1 {
+		t.Errorf("%d changes observed, want 1", observed)
 	}
 }
 

@@ -2,18 +2,22 @@ package dataclient
 
 import (
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/zalando/skipper/eskip"
+	skrouting "github.com/zalando/skipper/routing"
 
 	"github.com/bulkhead-router/bulkhead/routing"
 )
 
-// published is one applied table; immutable once made. Tables that differ
-// only in their endpoints share the routes, their version and the
-// sentinel: skipper is given a table only when its routes changed.
+// published is one applied table; immutable once made. Its routes are
+// split into shards (routing.RouteShard), one skipper table each: a change
+// gives skipper only the shards whose routes changed. Tables that differ
+// only in their endpoints share the shards and the version: skipper is
+// given a table only when its routes changed.
 type published struct {
-	version   uint64 // of the routes
+	version   uint64 // of the routes: bumped when any shard's routes change
 	source    string
 	appliedAt time.Time
 	savedAt   time.Time // for a snapshot: when it was written
@@ -21,42 +25,82 @@ type published struct {
 	// snap is the objects the table was built from (held ones included);
 	// nil for a table loaded from disk.
 	snap   *routing.Snapshot
-	routes []*eskip.Route          // the table's routes plus the version sentinel
-	byID   map[string]*eskip.Route // the same, by ID
+	shards []*shardTable
 }
 
-// newPublished makes the published form of table; it keeps prev's routes
-// (and version) when they are the same.
-func newPublished(prev *published, source string, savedAt time.Time, table routing.Table) *published {
+// shardTable is one shard's routes, as skipper gets them; immutable, and
+// shared by the published tables in which the shard did not change.
+type shardTable struct {
+	version uint64                  // the published version that made it
+	routes  []*eskip.Route          // the shard's routes plus its version sentinel
+	byID    map[string]*eskip.Route // the same, by ID
+}
+
+// newPublished makes the published form of table in n shards; it keeps
+// prev's shards (and version) where their routes are the same.
+func newPublished(prev *published, source string, savedAt time.Time, table routing.Table, n int) *published {
 	p := &published{source: source, appliedAt: time.Now(), savedAt: savedAt, table: table}
-	if prev != nil && sameRoutes(prev, table.Routes) {
-		p.version, p.routes, p.byID = prev.version, prev.routes, prev.byID
+	if prev != nil && len(prev.shards) == n && sameSlice(prev.table.Routes, table.Routes) {
+		// The translator hands back the same routes when they did not
+		// change (an endpoint change): nothing to split or compare.
+		p.version, p.shards = prev.version, prev.shards
 		return p
+	}
+	lists := make([][]*eskip.Route, n)
+	for i := range table.Routes {
+		r := table.Routes[i].Eskip
+		if s := routing.RouteShard(r, n); s >= 0 {
+			lists[s] = append(lists[s], r)
+		} else {
+			for s := range lists {
+				lists[s] = append(lists[s], r)
+			}
+		}
 	}
 	p.version = 1
 	if prev != nil {
+		p.version = prev.version
+	}
+	p.shards = make([]*shardTable, n)
+	reuse := prev != nil && len(prev.shards) == n
+	changed := !reuse
+	for s, routes := range lists {
+		if reuse && sameRoutes(prev.shards[s], routes) {
+			p.shards[s] = prev.shards[s]
+		} else {
+			changed = true
+		}
+	}
+	if prev != nil && changed {
 		p.version = prev.version + 1
 	}
-	p.routes = make([]*eskip.Route, 0, len(table.Routes)+1)
-	for i := range table.Routes {
-		p.routes = append(p.routes, table.Routes[i].Eskip)
-	}
-	p.routes = append(p.routes, versionSentinel(p.version))
-	p.byID = make(map[string]*eskip.Route, len(p.routes))
-	for _, r := range p.routes {
-		p.byID[r.Id] = r
+	for s, routes := range lists {
+		if p.shards[s] != nil {
+			continue
+		}
+		st := &shardTable{version: p.version, routes: append(routes, versionSentinel(p.version, s))}
+		st.byID = make(map[string]*eskip.Route, len(st.routes))
+		for _, r := range st.routes {
+			st.byID[r.Id] = r
+		}
+		p.shards[s] = st
 	}
 	return p
 }
 
+// sameSlice reports whether a and b are the same slice (not only equal).
+func sameSlice(a, b []routing.Route) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
+}
+
 // sameRoutes reports whether routes are prev's (the sentinel aside).
-func sameRoutes(prev *published, routes []routing.Route) bool {
+func sameRoutes(prev *shardTable, routes []*eskip.Route) bool {
 	if len(prev.routes) != len(routes)+1 {
 		return false
 	}
-	for i := range routes {
+	for i, r := range routes {
 		old := prev.routes[i]
-		if old != routes[i].Eskip && (old.Id != routes[i].Eskip.Id || !eskip.Eq(old, routes[i].Eskip)) {
+		if old != r && (old.Id != r.Id || !eskip.Eq(old, r)) {
 			return false
 		}
 	}
@@ -71,20 +115,42 @@ var errNotSynced = errors.New(NotSyncedMessage)
 // first table, so the caller can treat that expected error quietly.
 const NotSyncedMessage = "kubernetes route source has not synced yet"
 
-// LoadAll returns the whole current table. Before there is one it waits
-// (about a second at most) for the first, then fails with errNotSynced:
-// skipper retries a failed LoadAll on every poll tick, and the tick is
-// short so that updates go live fast, so failing at once would spin.
-func (c *Client) LoadAll() ([]*eskip.Route, error) {
+// Shard is the DataClient of shard i of n (Options.Shards) for the skipper
+// table that serves it. The Client itself is shard 0's.
+func (c *Client) Shard(i int) skrouting.DataClient { return shardClient{c: c, shard: i} }
+
+type shardClient struct {
+	c     *Client
+	shard int
+}
+
+func (s shardClient) LoadAll() ([]*eskip.Route, error) { return s.c.loadAll(s.shard) }
+func (s shardClient) LoadUpdate() ([]*eskip.Route, []string, error) {
+	return s.c.loadUpdate(s.shard)
+}
+func (s shardClient) Name() string { return s.c.Name() }
+
+// LoadAll returns shard 0's whole current table (see loadAll).
+func (c *Client) LoadAll() ([]*eskip.Route, error) { return c.loadAll(0) }
+
+// LoadUpdate returns shard 0's changes (see loadUpdate).
+func (c *Client) LoadUpdate() ([]*eskip.Route, []string, error) { return c.loadUpdate(0) }
+
+// loadAll returns a shard's whole current table. Before there is one it
+// waits (about a second at most) for the first, then fails with
+// errNotSynced: skipper retries a failed LoadAll on every poll tick, and
+// the tick is short so that updates go live fast, so failing at once would
+// spin.
+func (c *Client) loadAll(shard int) ([]*eskip.Route, error) {
 	timeout := time.NewTimer(loadUpdateWait)
 	defer timeout.Stop()
 	for {
 		c.mu.Lock()
 		if c.current != nil {
-			c.deliverLocked(c.current)
-			routes := c.current.routes
+			st := c.current.shards[shard]
+			c.deliverLocked(shard, st)
 			c.mu.Unlock()
-			return routes, nil
+			return st.routes, nil
 		}
 		wait := c.newTable
 		c.mu.Unlock()
@@ -102,19 +168,23 @@ func (c *Client) LoadAll() ([]*eskip.Route, error) {
 // so skipper's poll loop still turns over (and can notice its shutdown).
 const loadUpdateWait = time.Second
 
-// LoadUpdate waits for a newer table than skipper has (at most about a
-// second) and returns the routes that changed and the IDs that were deleted.
-func (c *Client) LoadUpdate() ([]*eskip.Route, []string, error) {
+// loadUpdate waits for a newer table of the shard than skipper has (at
+// most about a second) and returns the routes that changed and the IDs
+// that were deleted.
+func (c *Client) loadUpdate(shard int) ([]*eskip.Route, []string, error) {
 	timeout := time.NewTimer(loadUpdateWait)
 	defer timeout.Stop()
 	for {
 		c.mu.Lock()
-		cur, last, wait := c.current, c.delivered, c.newTable
-		if cur != nil && (last == nil || cur.version != last.version) {
-			changed, deleted := diff(last, cur)
-			c.deliverLocked(cur)
-			c.mu.Unlock()
-			return changed, deleted, nil
+		cur, wait := c.current, c.newTable
+		if cur != nil {
+			st, last := cur.shards[shard], c.delivered[shard]
+			if st != last {
+				changed, deleted := diff(last, st)
+				c.deliverLocked(shard, st)
+				c.mu.Unlock()
+				return changed, deleted, nil
+			}
 		}
 		c.mu.Unlock()
 		select {
@@ -127,20 +197,16 @@ func (c *Client) LoadUpdate() ([]*eskip.Route, []string, error) {
 	}
 }
 
-func (c *Client) deliverLocked(p *published) {
-	if c.delivered == nil || c.delivered.version != p.version {
+func (c *Client) deliverLocked(shard int, st *shardTable) {
+	if c.delivered[shard] != st {
 		c.metrics.routeUpdates.Inc()
 	}
-	c.delivered = p
-	if len(c.undelivered) > 0 {
-		c.inFlight[p.version] = append(c.inFlight[p.version], c.undelivered...)
-		c.undelivered = nil
-	}
+	c.delivered[shard] = st
 }
 
 // diff returns the routes of cur that are new or different from prev, and
 // the IDs of prev that cur no longer has.
-func diff(prev, cur *published) (changed []*eskip.Route, deleted []string) {
+func diff(prev, cur *shardTable) (changed []*eskip.Route, deleted []string) {
 	if prev == nil {
 		return cur.routes, nil
 	}
@@ -167,25 +233,36 @@ func (c *Client) Table() (routing.Table, bool) {
 	return c.current.table, true
 }
 
+// pendingTable is a published version whose route changes are not live
+// in every shard yet: the change times it carries are observed, and the
+// backends no route names any more are dropped, once each shard it changed
+// has installed it (or a newer table).
+type pendingTable struct {
+	version uint64
+	waiting []int // shards still to install it
+	times   []time.Time
+	unused  []routing.BackendKey
+}
+
 // tableLive is called (by the sentinel post-processor) when skipper has
-// installed the table with this version: every change it contains is live.
-func (c *Client) tableLive(version uint64) {
+// installed a shard's table of that version: every change it contains is
+// live in that shard.
+func (c *Client) tableLive(shard int, version uint64) {
 	now := time.Now()
 	c.mu.Lock()
 	var live []time.Time
-	for v, times := range c.inFlight {
-		if v <= version {
-			live = append(live, times...)
-			delete(c.inFlight, v)
-		}
-	}
 	var unused map[string][]string
-	for v, keys := range c.unusedAfter {
-		if v > version {
+	keep := c.pending[:0]
+	for _, p := range c.pending {
+		if p.version <= version {
+			p.waiting = slices.DeleteFunc(p.waiting, func(s int) bool { return s == shard })
+		}
+		if len(p.waiting) > 0 {
+			keep = append(keep, p)
 			continue
 		}
-		delete(c.unusedAfter, v)
-		for _, k := range keys {
+		live = append(live, p.times...)
+		for _, k := range p.unused {
 			if _, named := c.current.table.Backend(k); !named {
 				if unused == nil {
 					unused = map[string][]string{}
@@ -194,6 +271,8 @@ func (c *Client) tableLive(version uint64) {
 			}
 		}
 	}
+	clear(c.pending[len(keep):])
+	c.pending = keep
 	c.mu.Unlock()
 	if len(unused) > 0 && c.o.Endpoints != nil {
 		c.o.Endpoints.SetEndpoints(unused)

@@ -266,7 +266,7 @@ func (c *Client) apply(table routing.Table, source string, savedAt time.Time, sn
 	c.mu.Lock()
 	prev := c.current
 	c.mu.Unlock()
-	next := newPublished(prev, source, savedAt, table)
+	next := newPublished(prev, source, savedAt, table, c.o.Shards)
 	next.snap = snap
 	update, removed := backendChanges(prev, table)
 	if len(update) > 0 && c.o.Endpoints != nil {
@@ -277,15 +277,28 @@ func (c *Client) apply(table routing.Table, source string, savedAt time.Time, sn
 	c.mu.Lock()
 	c.current = next
 	routesChanged := prev == nil || prev.version != next.version
-	if routesChanged {
-		if len(removed) > 0 {
-			// Backends no route names any more leave the upstream layer
-			// once skipper has installed a table without those routes.
-			c.unusedAfter[next.version] = append(c.unusedAfter[next.version], removed...)
+	switch {
+	case routesChanged:
+		// Live once every shard whose routes changed has installed its
+		// table; backends no route names any more leave the upstream
+		// layer then.
+		p := pendingTable{version: next.version, times: c.undelivered, unused: removed}
+		for s, st := range next.shards {
+			if st.version == next.version {
+				p.waiting = append(p.waiting, s)
+			}
 		}
+		c.pending = append(c.pending, p)
+		c.undelivered = nil
 		close(c.newTable)
 		c.newTable = make(chan struct{})
-	} else if c.delivered != nil && c.delivered.version == next.version {
+	case len(c.pending) > 0:
+		// Only endpoints changed, while a route change is on its way:
+		// live with it.
+		last := &c.pending[len(c.pending)-1]
+		last.times = append(last.times, c.undelivered...)
+		c.undelivered = nil
+	default:
 		// Only endpoints changed, and skipper has every route: the
 		// changes are live now.
 		live, c.undelivered = c.undelivered, nil

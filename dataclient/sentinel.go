@@ -19,12 +19,13 @@ const (
 	sentinelPath      = "/.well-known/bulkhead/table-version"
 )
 
-func versionSentinel(version uint64) *eskip.Route {
+// versionSentinel is the sentinel of a shard's table made at version.
+func versionSentinel(version uint64, shard int) *eskip.Route {
 	return &eskip.Route{
 		Id: sentinelID,
 		Predicates: []*eskip.Predicate{
 			{Name: "Path", Args: []any{sentinelPath}},
-			{Name: sentinelPredicate, Args: []any{float64(version)}},
+			{Name: sentinelPredicate, Args: []any{float64(version), float64(shard)}},
 		},
 		BackendType: eskip.ShuntBackend,
 		Shunt:       true,
@@ -45,18 +46,29 @@ type sentinelSpec struct{}
 func (sentinelSpec) Name() string { return sentinelPredicate }
 
 func (sentinelSpec) Create(args []any) (skrouting.Predicate, error) {
-	if len(args) != 1 {
-		return nil, fmt.Errorf("%s takes one argument", sentinelPredicate)
+	if len(args) < 1 || len(args) > 2 {
+		return nil, fmt.Errorf("%s takes a table version and a shard", sentinelPredicate)
 	}
 	v, ok := args[0].(float64)
 	if !ok || v < 0 {
 		return nil, fmt.Errorf("%s wants a table version, got %v", sentinelPredicate, args[0])
 	}
-	return versionPredicate(uint64(v)), nil
+	p := versionPredicate{version: uint64(v)}
+	if len(args) == 2 {
+		s, ok := args[1].(float64)
+		if !ok || s < 0 {
+			return nil, fmt.Errorf("%s wants a shard, got %v", sentinelPredicate, args[1])
+		}
+		p.shard = int(s)
+	}
+	return p, nil
 }
 
-// versionPredicate never matches; it only carries the version.
-type versionPredicate uint64
+// versionPredicate never matches; it only carries the version and shard.
+type versionPredicate struct {
+	version uint64
+	shard   int
+}
 
 func (versionPredicate) Match(*http.Request) bool { return false }
 
@@ -69,7 +81,7 @@ func (o sentinelObserver) Do(routes []*skrouting.Route) []*skrouting.Route {
 		}
 		for _, p := range r.Predicates {
 			if v, ok := p.(versionPredicate); ok {
-				o.c.tableLive(uint64(v))
+				o.c.tableLive(v.shard, v.version)
 			}
 		}
 		break

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"log/slog"
 	"net/http"
 	"time"
@@ -21,6 +22,15 @@ type Options struct {
 	// when a client returns an error and replaces it on success, so a client
 	// must return an error, never an empty table, until it really knows.
 	DataClients []skrouting.DataClient
+	// Shards, above 1, splits the routes into that many skipper tables,
+	// each with its own matcher, fed by ShardDataClients(i) (DataClients
+	// is then unused); ShardOf names the shard a request is looked up in,
+	// after PrepareRequest. skipper rebuilds a whole table on any change,
+	// so a change then costs a shard's rebuild, not the whole table's. The
+	// shards share one transport to the backends.
+	Shards           int
+	ShardDataClients func(shard int) []skrouting.DataClient
+	ShardOf          func(*http.Request) int
 	// Predicates are custom predicate specifications the routes use.
 	Predicates []skrouting.PredicateSpec
 	// Filters are custom filter specifications the routes use, registered
@@ -88,10 +98,12 @@ type Options struct {
 
 // Proxy is the serving path: route lookup and forwarding to endpoints.
 type Proxy struct {
-	routing *skrouting.Routing
-	proxy   *skproxy.Proxy
-	prepare func(*http.Request)
-	log     *slog.Logger
+	shards    []shard
+	shardOf   func(*http.Request) int
+	firstLoad chan struct{}
+	closed    chan struct{}
+	prepare   func(*http.Request)
+	log       *slog.Logger
 
 	trust          ForwardedTrust
 	maxFieldBytes  int
@@ -126,6 +138,43 @@ func New(o Options) *Proxy {
 	if o.BackendConnectTimeoutCap <= 0 {
 		o.BackendConnectTimeoutCap = time.Minute
 	}
+	n := max(o.Shards, 1)
+	p := &Proxy{shardOf: o.ShardOf, firstLoad: make(chan struct{}), closed: make(chan struct{}), prepare: o.PrepareRequest, log: o.Log,
+		trust: o.Trust, maxFieldBytes: o.MaxHeaderFieldBytes, maxHeaderCount: o.MaxHeaderCount,
+		bodyLimit: o.BufferedBodyLimit, bodyTimeout: o.BodyTimeout, maxBody: o.MaxBodyBytes}
+	if n == 1 || p.shardOf == nil {
+		n, p.shardOf = 1, nil
+	}
+	var shared []http.RoundTripper // the first shard's transports, wrapped; every shard uses them
+	for i := range n {
+		clients := o.DataClients
+		if n > 1 {
+			clients = o.ShardDataClients(i)
+		}
+		p.shards = append(p.shards, newShard(o, clients, &shared))
+	}
+	go func() {
+		for _, sh := range p.shards {
+			select {
+			case <-sh.routing.FirstLoad():
+			case <-p.closed:
+				return
+			}
+		}
+		close(p.firstLoad)
+	}()
+	return p
+}
+
+// shard is one skipper routing table and the proxy that looks requests up
+// in it.
+type shard struct {
+	routing *skrouting.Routing
+	proxy   *skproxy.Proxy
+}
+
+func newShard(o Options, clients []skrouting.DataClient, shared *[]http.RoundTripper) shard {
+	calls := 0
 	registry := builtin.MakeRegistry()
 	for _, f := range o.Filters {
 		registry.Register(f)
@@ -133,7 +182,7 @@ func New(o Options) *Proxy {
 	endpoints := skrouting.NewEndpointRegistry(skrouting.RegistryOptions{})
 	rt := skrouting.New(skrouting.Options{
 		FilterRegistry:  registry,
-		DataClients:     o.DataClients,
+		DataClients:     clients,
 		Predicates:      o.Predicates,
 		PreProcessors:   o.PreProcessors,
 		PollTimeout:     o.PollInterval,
@@ -157,6 +206,11 @@ func New(o Options) *Proxy {
 		// Wraps skipper's transport: sees each request's chosen endpoint in
 		// req.URL.Host. (WebSocket upgrades do not pass through it.)
 		CustomHttpRoundTripperWrap: func(rt http.RoundTripper) http.RoundTripper {
+			// skipper wraps its transports in a fixed order (HTTP, then
+			// h2c); later shards get the first shard's, in that order.
+			if calls++; calls <= len(*shared) {
+				return (*shared)[calls-1]
+			}
 			if tr, ok := rt.(*http.Transport); ok {
 				// Per transport, not skipper's ticker that closes every
 				// idle connection at once (it exists for DNS changes; our
@@ -164,8 +218,9 @@ func New(o Options) *Proxy {
 				tr.IdleConnTimeout = o.BackendIdleTimeout
 			}
 			if o.WrapRoundTripper != nil {
-				return o.WrapRoundTripper(rt)
+				rt = o.WrapRoundTripper(rt)
 			}
+			*shared = append(*shared, rt)
 			return rt
 		},
 		CloseIdleConnsPeriod: -1,
@@ -180,9 +235,7 @@ func New(o Options) *Proxy {
 		// new 8 KiB buffer per request.
 		EnableCopyStreamPoolExperimental: true,
 	})
-	return &Proxy{routing: rt, proxy: px, prepare: o.PrepareRequest, log: o.Log,
-		trust: o.Trust, maxFieldBytes: o.MaxHeaderFieldBytes, maxHeaderCount: o.MaxHeaderCount,
-		bodyLimit: o.BufferedBodyLimit, bodyTimeout: o.BodyTimeout, maxBody: o.MaxBodyBytes}
+	return shard{routing: rt, proxy: px}
 }
 
 // ServeHTTP forwards r along the matching route.
@@ -213,16 +266,25 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if p.prepare != nil {
 		p.prepare(r)
 	}
-	p.proxy.ServeHTTP(cw, r)
+	sh := &p.shards[0]
+	if p.shardOf != nil {
+		sh = &p.shards[p.shardOf(r)]
+	}
+	sh.proxy.ServeHTTP(cw, r)
 	cw.finish()
 }
 
-// FirstLoad is closed once the first route table is live.
-func (p *Proxy) FirstLoad() <-chan struct{} { return p.routing.FirstLoad() }
+// FirstLoad is closed once the first route table is live (in every
+// shard).
+func (p *Proxy) FirstLoad() <-chan struct{} { return p.firstLoad }
 
-// Close stops the update loop and releases idle backend connections.
+// Close stops the update loops and releases idle backend connections.
 func (p *Proxy) Close() error {
-	err := p.proxy.Close()
-	p.routing.Close()
+	close(p.closed)
+	var err error
+	for _, sh := range p.shards {
+		err = cmp.Or(err, sh.proxy.Close())
+		sh.routing.Close()
+	}
 	return err
 }

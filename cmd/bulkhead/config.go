@@ -29,6 +29,7 @@ type config struct {
 	MetricsAddress string
 	StateDir       string
 	StateInterval  time.Duration
+	RouteShards    int
 	ControllerName string
 	PublishAddress []string
 	ElectionNS     string
@@ -81,6 +82,8 @@ func parseConfig(args []string, out io.Writer) (config, error) {
 	fs.StringVar(&c.StateDir, "state-dir", "/var/lib/bulkhead", "directory for local state (the last-known-good route table)")
 	fs.DurationVar(&c.StateInterval, "state-write-interval", time.Second,
 		"the stored table is written at most this often while the table keeps changing (a table after a quiet spell is written at once)")
+	fs.IntVar(&c.RouteShards, "route-shards", 32,
+		"skipper route tables the routes are split into by host (1 to 256); skipper rebuilds a whole table on any change, so an Ingress change costs a shard's rebuild; routes of wildcard and host-less rules and default backends are in every shard")
 	fs.StringVar(&c.ControllerName, "controller-name", "bulkhead.io/ingress-controller", "spec.controller of the IngressClasses this router implements")
 	publish := fs.String("publish-address", "", "comma-separated IPs and/or hostnames written into the status of served Ingresses (for example the ALB's DNS name)")
 	fs.StringVar(&c.ElectionNS, "election-namespace", "", "namespace of the Lease that elects the one replica writing Ingress status; empty: $POD_NAMESPACE, else the pod's own namespace, else default")
@@ -164,6 +167,9 @@ func (c config) validate() error {
 	}
 	if c.StateInterval <= 0 {
 		return fmt.Errorf("-state-write-interval %s: must be positive", c.StateInterval)
+	}
+	if c.RouteShards < 1 || c.RouteShards > 256 {
+		return fmt.Errorf("-route-shards %d: want 1 to 256", c.RouteShards)
 	}
 	if c.SyncTimeout <= 0 {
 		return fmt.Errorf("-sync-timeout %s: must be positive", c.SyncTimeout)

@@ -197,10 +197,14 @@ func serve(stop context.Context, cfg config, log *slog.Logger) error {
 		Registerer: reg,
 		OnTable:    func(t routing.Table) { status.SetServed(t.Served) },
 		Endpoints:  resilience,
+		Shards:     cfg.RouteShards,
 	})
 	nodeAddrs.connect(routes.SetNodeAddresses)
 	px := proxy.New(proxy.Options{
 		DataClients:        []skrouting.DataClient{routes},
+		Shards:             cfg.RouteShards,
+		ShardDataClients:   func(i int) []skrouting.DataClient { return []skrouting.DataClient{routes.Shard(i)} },
+		ShardOf:            func(r *http.Request) int { return routing.RequestShard(r, cfg.RouteShards) },
 		PrepareRequest:     routing.PrepareRequest,
 		Filters:            []filters.Spec{routing.NewRestorePathSpec(), resilience.PolicySpec(), resilience.BackendSpec()},
 		Predicates:         []skrouting.PredicateSpec{routes.SentinelPredicate()},
