@@ -452,3 +452,30 @@ func TestChangesNothingServedDependsOnAreNotRebuilt(t *testing.T) {
 	}
 	await(t, "the used Service's change rebuilt", func() bool { return full()-before == 2 })
 }
+
+// A snapshot lists again only the kinds whose caches changed: the others
+// keep their lists (the same slice, in the same order), which the
+// translator then does not index again.
+func TestSnapshotListsAgainOnlyChangedKinds(t *testing.T) {
+	c, cs, _ := started(t, ingressClass(), service("a"), slice("a", "10.0.0.1"), ingress("a", "a.example", "a"))
+	awaitLoadAll(t, c)
+	w := c.currentWatcher()
+	first := w.snapshot()
+	if len(first.Services) != 1 || len(first.EndpointSlices) != 1 || len(first.Ingresses) != 1 {
+		t.Fatalf("snapshot %+v", first)
+	}
+	if _, err := cs.NetworkingV1().Ingresses("ns").Create(context.Background(), ingress("b", "b.example", "a"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	await(t, "Ingress b in the cache", func() bool {
+		_, ok, _ := w.ingresses.GetIndexer().GetByKey("ns/b")
+		return ok
+	})
+	second := w.snapshot()
+	if &second.Services[0] != &first.Services[0] || &second.EndpointSlices[0] != &first.EndpointSlices[0] {
+		t.Error("Services or EndpointSlices listed again after an Ingress change")
+	}
+	if len(second.Ingresses) != 2 {
+		t.Errorf("%d Ingresses after b was added, want 2", len(second.Ingresses))
+	}
+}

@@ -215,10 +215,20 @@ the Ingress or a Service it names (or its absence) changes; per backend,
 its endpoints and their problems, until its Service or the set of its
 EndpointSlices changes, or the options; and the order of the previous
 table (Ingresses by precedence, routes by ID, backends by key), into which
-a call merges what changed instead of sorting everything. What depends on
+a call merges what changed instead of sorting everything. When a call's
+Services and EndpointSlices lists hold the same objects in the same order
+as the previous call's (the data client lists again only the kinds that
+changed), they are not indexed again and no backend is checked. What depends on
 several Ingresses (precedence, conflicts, the default backend, the IDs of
 colliding routes) is decided again on every call, by a pass over the
-remembered rules. An emitted route whose inputs did not change is the same
+remembered rules.
+
+The routes can be split into shards by host key (RouteShard, RequestShard):
+a request can only match routes of its own host key and routes that match
+any (wildcard and host-less rules, the default backend), so a shard holding
+the routes of its keys plus every route of the second kind answers each of
+its requests as the whole table would. The proxy gives skipper one table
+per shard, so a change rebuilds one shard's matcher. An emitted route whose inputs did not change is the same
 *eskip.Route as in the previous table (also when its Ingress was replaced
 by an equal object), so the data client tells unchanged routes by pointer.
 This is still a pure function of the snapshot: what is remembered is only

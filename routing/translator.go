@@ -26,7 +26,11 @@ import (
 //     set of its EndpointSlices changes, or the options;
 //   - the order of the previous call: Ingresses by precedence, routes by
 //     ID, backends by key, Table.Served; a call merges the changes into
-//     them instead of sorting everything again.
+//     them instead of sorting everything again;
+//   - the Services and EndpointSlices lists of the previous call: when a
+//     call's lists hold the same objects in the same order (a caller that
+//     lists again only the kinds that changed), they are not indexed
+//     again and no backend's endpoints are checked.
 //
 // The cross-Ingress step (precedence, conflicts, the default backend) is
 // a pass over the remembered rules. A route whose inputs did not change
@@ -56,12 +60,20 @@ type Translator struct {
 	slicesNow    []*discoveryv1.EndpointSlice                          // the snapshot's, during a call
 	names        map[types.NamespacedName]int
 	claims       map[ruleKey]types.NamespacedName
+	// The lists the indexes above were made from, and the Services'
+	// problems: a call whose lists hold the same objects in the same
+	// order (a caller that lists again only what changed) indexes nothing
+	// again.
+	indexedServices []*corev1.Service
+	indexedSlices   []*discoveryv1.EndpointSlice
+	serviceProblems []Problem
 
 	// The previous call's results, in their order.
 	order        []*ingressEntry // live served Ingresses, by precedence
 	winners      []*claimant     // emitted routes, by ID and origin
 	backendOrder []*backendEntry // backends routes name, by key
 	last         Table
+	sameInputs   bool // this call's Services and slices are the previous call's
 }
 
 // NewTranslator returns a Translator that remembers nothing yet.
@@ -174,13 +186,28 @@ func (t *Translator) Translate(s *Snapshot, o Options) Table {
 	t.gen++
 	gen := t.gen
 	var problems []Problem
-	t.indexServices(s.Services, &problems)
-	t.indexSlices(s.EndpointSlices)
+	// Unchanged lists (the same objects in the same order): the backends
+	// resolved in the previous call still stand, and the Ingresses' deps.
+	sameInputs := t.gen > 1 && slices.Equal(s.Services, t.indexedServices) && slices.Equal(s.EndpointSlices, t.indexedSlices)
+	if !slices.Equal(s.Services, t.indexedServices) || t.gen == 1 {
+		t.serviceProblems = t.serviceProblems[:0]
+		t.indexServices(s.Services, &t.serviceProblems)
+		t.indexedServices = append(t.indexedServices[:0], s.Services...)
+	}
+	problems = append(problems, t.serviceProblems...)
+	if !slices.Equal(s.EndpointSlices, t.indexedSlices) || t.gen == 1 {
+		t.indexSlices(s.EndpointSlices)
+		t.indexedSlices = append(t.indexedSlices[:0], s.EndpointSlices...)
+	} else {
+		t.slicesNow, t.sliceGroups = s.EndpointSlices, nil
+	}
+	t.sameInputs = sameInputs
 
 	// Ingresses selected by class; their entries, made or checked.
 	sel := newClassSelector(s.IngressClasses, o.ControllerName)
 	clear(t.names)
 	var served []*ingressEntry
+	var added []types.NamespacedName // served now, not in the previous Served
 	servedSame := true
 	for _, ing := range s.Ingresses {
 		if ing == nil || !sel.serves(ing) {
@@ -193,6 +220,7 @@ func (t *Translator) Translate(s *Snapshot, o Options) Table {
 				// Newly served: Served stays the same only if its name was.
 				if _, ok := slices.BinarySearchFunc(t.last.Served, e.ref, compareNames); !ok {
 					servedSame = false
+					added = append(added, e.ref)
 				}
 			}
 		}
@@ -200,9 +228,24 @@ func (t *Translator) Translate(s *Snapshot, o Options) Table {
 		served = append(served, e)
 	}
 	var servedNames []types.NamespacedName
-	if servedSame && len(t.names) == len(t.last.Served) && t.started && t.last.Served != nil {
+	slices.SortFunc(added, compareNames)
+	added = slices.Compact(added)
+	switch {
+	case servedSame && len(t.names) == len(t.last.Served) && t.started && t.last.Served != nil:
 		servedNames = t.last.Served
-	} else {
+	case len(added) > 0 && len(t.names) == len(t.last.Served)+len(added):
+		// Only additions (every name served before still is): merged in.
+		servedNames = make([]types.NamespacedName, 0, len(t.names))
+		j := 0
+		for _, n := range t.last.Served {
+			for j < len(added) && compareNames(added[j], n) < 0 {
+				servedNames = append(servedNames, added[j])
+				j++
+			}
+			servedNames = append(servedNames, n)
+		}
+		servedNames = append(servedNames, added[j:]...)
+	default:
 		servedNames = make([]types.NamespacedName, 0, len(t.names))
 		for name := range t.names {
 			servedNames = append(servedNames, name)
@@ -566,8 +609,9 @@ func (t *Translator) endpoints(routes []Route, problems *[]Problem) []Backend {
 		if be.used == gen {
 			continue
 		}
+		checked := t.sameInputs && be.used == gen-1 // resolved or checked in the previous call, against the same inputs
 		be.used = gen
-		if be.slices == nil || !t.backendSame(be) {
+		if be.slices == nil || !checked && !t.backendSame(be) {
 			t.resolveBackend(be)
 			changed = true
 		}
