@@ -104,3 +104,14 @@ func removeStaleBuildDirs(log *slog.Logger) error {
 	}
 	return nil
 }
+
+// OwnedTempDir makes a temporary directory named after this process, like
+// the program builds, so that NewHost removes it once this process is gone
+// even if it never got to remove it itself.
+func OwnedTempDir() (string, error) {
+	dir, err := os.MkdirTemp("", buildDirPrefix+strings.ReplaceAll(currentProcess().String(), " ", "-")+"-")
+	if err != nil {
+		return "", fmt.Errorf("podnet: %w", err)
+	}
+	return dir, nil
+}

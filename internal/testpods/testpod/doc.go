@@ -7,6 +7,10 @@
 //
 //	testpod -listen IP:PORT [-control IP:PORT] -pod NAME -service NAME -namespace NAME [-shutdown-timeout 30s] [-shutdown-delay 0s]
 //
+// Without -pod, -service and -namespace the identity comes from the
+// environment: POD_NAME (else HOSTNAME), SERVICE_NAME, POD_NAMESPACE (else
+// NAMESPACE), as the node agent's downward API and runtime set them.
+//
 // Every request to -listen is answered with a JSON document describing the
 // pod (pod, service, namespace) and the request as the pod saw it (method,
 // host, path, rawQuery, proto, headers, remoteAddr, bodyBytes), followed by a

@@ -34,9 +34,13 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.listen, "listen", "", "IP:PORT the pod serves HTTP on (required)")
 	fs.StringVar(&cfg.control, "control", "", "IP:PORT of the control endpoint (optional)")
-	fs.StringVar(&cfg.identity.Pod, "pod", "", "pod name reported in every answer")
-	fs.StringVar(&cfg.identity.Service, "service", "", "service name reported in every answer")
-	fs.StringVar(&cfg.identity.Namespace, "namespace", "", "namespace reported in every answer")
+	// The defaults come from the environment so that a pod run by the node
+	// agent from a Deployment (no flags but the image's) reports who it is:
+	// POD_NAME and POD_NAMESPACE from the downward API, else HOSTNAME, which
+	// a container runtime sets to the pod name.
+	fs.StringVar(&cfg.identity.Pod, "pod", firstEnv("POD_NAME", "HOSTNAME"), "pod name reported in every answer (default $POD_NAME, else $HOSTNAME)")
+	fs.StringVar(&cfg.identity.Service, "service", firstEnv("SERVICE_NAME"), "service name reported in every answer (default $SERVICE_NAME)")
+	fs.StringVar(&cfg.identity.Namespace, "namespace", firstEnv("POD_NAMESPACE", "NAMESPACE"), "namespace reported in every answer (default $POD_NAMESPACE, else $NAMESPACE)")
 	fs.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", 30*time.Second,
 		"how long in-flight requests may take to finish after SIGTERM")
 	fs.DurationVar(&cfg.shutdownDelay, "shutdown-delay", 0,
@@ -57,6 +61,16 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return cfg, errors.New("-shutdown-delay must not be negative")
 	}
 	return cfg, nil
+}
+
+// firstEnv returns the first non-empty of the named environment variables.
+func firstEnv(names ...string) string {
+	for _, n := range names {
+		if v := os.Getenv(n); v != "" {
+			return v
+		}
+	}
+	return ""
 }
 
 // run is main without os.Exit, returning the exit code.
