@@ -60,7 +60,7 @@ func TestShardsGetOnlyTheirChanges(t *testing.T) {
 	}
 
 	// h07's route changes (another backend type): only its shard changes.
-	changed := hostRoutes(labels...)
+	changed := slices.Clone(c.current.table.Routes) // the same route objects but one, as the translator hands them
 	for i, r := range changed {
 		if r.Eskip.Id == "r_h07" {
 			cp := *r.Eskip
@@ -90,9 +90,38 @@ func TestShardsGetOnlyTheirChanges(t *testing.T) {
 		t.Fatalf("pending %+v after the shard installed its table", c.pending)
 	}
 
+	// A route leaves: its shard changes, and only it.
+	before := c.current
+	without := slices.DeleteFunc(slices.Clone(c.current.table.Routes), func(r routing.Route) bool { return r.Eskip.Id == "r_h03" })
+	c.apply(routing.Table{Routes: without}, SourceAPIServer, time.Time{}, nil)
+	h03 := routing.RouteShard(&eskip.Route{Predicates: []*eskip.Predicate{{Name: "PathSubtree", Args: []any{"/example/h03"}}}}, n)
+	for s := range n {
+		_, has := c.current.shards[s].byID["r_h03"]
+		if same := c.current.shards[s] == before.shards[s]; same == (s == h03) || has {
+			t.Errorf("shard %d after r_h03 left: unchanged %v, still has it %v", s, same, has)
+		}
+	}
+	// The host-less route changes: every shard changes.
+	before = c.current
+	anyChanged := slices.Clone(c.current.table.Routes)
+	for i, r := range anyChanged {
+		if r.Eskip.Id == "any" {
+			cp := *r.Eskip
+			cp.Predicates = []*eskip.Predicate{{Name: "PathSubtree", Args: []any{"/:parent/:label/other"}}}
+			anyChanged[i].Eskip = &cp
+		}
+	}
+	c.apply(routing.Table{Routes: anyChanged}, SourceAPIServer, time.Time{}, nil)
+	for s := range n {
+		if c.current.shards[s] == before.shards[s] || c.current.shards[s].byID["any"].Predicates[0].Args[0] != "/:parent/:label/other" {
+			t.Errorf("shard %d did not get the host-less route's change", s)
+		}
+	}
+
 	// An endpoint change keeps the routes: no shard changes, no version.
+	versionBefore := c.current.version
 	c.apply(routing.Table{Routes: c.current.table.Routes, Backends: []routing.Backend{{}}}, SourceAPIServer, time.Time{}, nil)
-	if v := c.current.version; v != first.version+1 {
-		t.Errorf("version %d after an endpoint change, want %d", v, first.version+1)
+	if v := c.current.version; v != versionBefore {
+		t.Errorf("version %d after an endpoint change, want %d", v, versionBefore)
 	}
 }
