@@ -15,8 +15,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/zalando/skipper/eskip"
-
 	"github.com/bulkhead-router/bulkhead/routing"
 )
 
@@ -103,9 +101,10 @@ type Store struct {
 	failing bool       // the last write failed
 	failLog time.Time  // when a failure was last logged
 	quiet   int        // failures since then that were not logged
-	// texts are the eskip texts of the last written table's routes, by
-	// route: the next write prints only routes it has not seen.
-	texts map[*eskip.Route]string
+	// written is what the last write encoded (eskip texts, the JSON of
+	// routes and backends), by identity: the next write encodes only what
+	// it has not seen.
+	written *encodeCache
 
 	pendingMu sync.Mutex
 	pending   *routing.Table
@@ -208,9 +207,9 @@ func (s *Store) save(t routing.Table) (retry bool, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
-	data, texts, err := encodeWith(t, now, s.texts)
+	data, written, err := encodeCached(t, now, s.written)
 	if err == nil {
-		s.texts = texts
+		s.written = written
 		retry = true
 		err = s.writeFile(data)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -460,5 +461,49 @@ func TestEncodeReusesTextsOfKnownRoutes(t *testing.T) {
 	}
 	if len(next) != 3 {
 		t.Errorf("%d texts carried over, want the 3 current routes'", len(next))
+	}
+}
+
+// The payload put together from routes and backends encoded one by one
+// (and kept from the last write) is byte for byte the encoding of the
+// whole payload at once.
+func TestEncodeSplicedEqualsWholeEncoding(t *testing.T) {
+	whole := func(tb routing.Table) []byte {
+		p := payload{SavedAt: fixedNow.UTC(), Table: storedTable{Table: tb}}
+		p.Table.Table.Routes = nil
+		if tb.Routes != nil {
+			p.Table.Routes = make([]storedRoute, len(tb.Routes))
+		}
+		for i, r := range tb.Routes {
+			text, err := eskipText(r.Eskip)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p.Table.Routes[i] = storedRoute{Eskip: text, Route: r}
+			p.Table.Routes[i].Route.Eskip = nil
+		}
+		var b bytes.Buffer
+		enc := json.NewEncoder(&b)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(p); err != nil {
+			t.Fatal(err)
+		}
+		return b.Bytes()
+	}
+	body := func(data []byte) []byte { return data[bytes.IndexByte(data, '\n')+1:] }
+	var cache *encodeCache
+	first := fullTable()
+	second := fullTable()
+	second.Routes = append(slices.Clone(first.Routes[1:]), bigTable(2).Routes...) // some routes kept, one gone, two new
+	second.Backends = nil
+	for i, tb := range []routing.Table{first, second, {}, first} {
+		data, next, err := encodeCached(tb, fixedNow, cache)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := whole(tb); !bytes.Equal(body(data), want) {
+			t.Fatalf("table %d: spliced payload differs:\n%s\nwant\n%s", i, body(data), want)
+		}
+		cache = next
 	}
 }
