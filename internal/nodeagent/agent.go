@@ -114,7 +114,7 @@ type Agent struct {
 	nodes []*node
 
 	progMu   sync.Mutex
-	programs map[string]string // package -> binary
+	programs map[string]*programBuild // by package
 	releases []func()
 
 	closeOnce sync.Once
@@ -134,7 +134,7 @@ func Start(ctx context.Context, client kubernetes.Interface, opts Options) (*Age
 	a := &Agent{
 		opts: opts, log: opts.Logger, client: client, ip: podnet.NewTool(),
 		spawner: podnet.NewSpawner(), ctx: runCtx, cancel: cancel,
-		programs: map[string]string{},
+		programs: map[string]*programBuild{},
 	}
 	dir, err := podnet.OwnedTempDir()
 	if err != nil {
@@ -142,6 +142,21 @@ func Start(ctx context.Context, client kubernetes.Interface, opts Options) (*Age
 		return nil, err
 	}
 	a.podDir = dir
+	// Build the programs while the nodes register, so the first pod does
+	// not wait for `go build` (a few seconds even with a warm cache).
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		seen := map[string]bool{}
+		for _, im := range Images {
+			if !seen[im.Package] && a.ctx.Err() == nil {
+				seen[im.Package] = true
+				if _, err := a.program(a.ctx, im.Package); err != nil && a.ctx.Err() == nil {
+					a.log.Warn("building a pod program failed; pods of its images will say so", "package", im.Package, "err", err)
+				}
+			}
+		}
+	}()
 	for i, name := range opts.Nodes {
 		host, err := podnet.NewHost(ctx, a.ip, a.log.With("node", name))
 		if err != nil {
@@ -187,20 +202,48 @@ func (a *Agent) Nodes() []NodeInfo {
 	return out
 }
 
-// program returns the binary of pkg, building it on first use.
+// program returns the binary of pkg, building it on first use. Builds of
+// different packages do not wait for each other; a failed build is tried
+// again by the next caller.
 func (a *Agent) program(ctx context.Context, pkg string) (string, error) {
 	a.progMu.Lock()
-	defer a.progMu.Unlock()
-	if p, ok := a.programs[pkg]; ok {
-		return p, nil
+	b := a.programs[pkg]
+	if b != nil {
+		select {
+		case <-b.done:
+			if b.err != nil {
+				b = nil
+			}
+		default:
+		}
 	}
-	p, release, err := podnet.BuildProgram(ctx, a.log, pkg)
-	if err != nil {
-		return "", err
+	if b == nil {
+		b = &programBuild{done: make(chan struct{})}
+		a.programs[pkg] = b
+		a.progMu.Unlock()
+		var release func()
+		b.path, release, b.err = podnet.BuildProgram(a.ctx, a.log, pkg)
+		if b.err == nil {
+			a.progMu.Lock()
+			a.releases = append(a.releases, release)
+			a.progMu.Unlock()
+		}
+		close(b.done)
+	} else {
+		a.progMu.Unlock()
 	}
-	a.programs[pkg] = p
-	a.releases = append(a.releases, release)
-	return p, nil
+	select {
+	case <-b.done:
+		return b.path, b.err
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+}
+
+type programBuild struct {
+	done chan struct{}
+	path string
+	err  error
 }
 
 // Close stops the agent: it stops renewing leases and node status, kills

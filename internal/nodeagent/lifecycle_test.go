@@ -13,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/utils/ptr"
 )
 
@@ -45,6 +46,8 @@ func TestDeletionRunsPreStopThenSIGTERMAndDeletes(t *testing.T) {
 	for i, name := range names {
 		pod := testpodPod(name, a.Nodes()[i].Name)
 		pod.Spec.Containers[0].Lifecycle = &corev1.Lifecycle{PreStop: hooks[name]}
+		// Ready means it listens: refusals then come from the shutdown.
+		pod.Spec.Containers[0].ReadinessProbe = fastProbe("http")
 		createPod(t, client, pod)
 	}
 	for _, name := range names {
@@ -75,6 +78,12 @@ func TestDeletionKillsAfterGracePeriod(t *testing.T) {
 	createPod(t, client, pod)
 	p := awaitPod(t, client, "default", "stubborn", 30*time.Second, "ready", podReady)
 	pid := containerPID(t, p)
+	w, err := client.CoreV1().Pods("default").Watch(t.Context(), metav1.ListOptions{
+		FieldSelector: "metadata.name=stubborn", ResourceVersion: p.ResourceVersion})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
 
 	start := time.Now()
 	if err := client.CoreV1().Pods("default").Delete(t.Context(), "stubborn", metav1.DeleteOptions{}); err != nil {
@@ -91,6 +100,20 @@ func TestDeletionKillsAfterGracePeriod(t *testing.T) {
 	}
 	if podnet.ProcessRunning(pid) {
 		t.Errorf("process %d still running", pid)
+	}
+	// The last status before the object went, as a kubelet writes it.
+	var final *corev1.Pod
+	for ev := range w.ResultChan() {
+		if ev.Type == watch.Deleted {
+			break
+		}
+		if pod, ok := ev.Object.(*corev1.Pod); ok {
+			final = pod
+		}
+	}
+	if final == nil || final.Status.Phase != corev1.PodFailed || podReady(final) ||
+		final.Status.ContainerStatuses[0].State.Terminated == nil || final.Status.ContainerStatuses[0].State.Terminated.ExitCode != 137 {
+		t.Errorf("final status: %s", describe(final))
 	}
 }
 

@@ -525,7 +525,7 @@ func cleanLeftovers(ctx context.Context, ip Tool, log *slog.Logger, dir string) 
 		if l.owner != nil && l.owner.alive() {
 			continue
 		}
-		log.Info("removing leftovers of a dead testpods owner", "index", index,
+		log.Info("removing leftovers of a dead owner", "index", index,
 			"netns", l.namespaces, "links", l.links)
 		for _, ns := range l.namespaces {
 			if err := KillNetnsProcesses(ctx, ip, ns); err != nil {
