@@ -215,54 +215,43 @@ func encodeCached(t routing.Table, savedAt time.Time, known *encodeCache) ([]byt
 		return bytes.Clone(bytes.TrimSuffix(elem.Bytes(), []byte("\n"))), nil
 	}
 
-	var routes []byte
-	if t.Routes != nil {
-		routes = append(routes, '[')
-		for i, r := range t.Routes {
-			frag, ok := known.routes[r.Eskip]
-			text, textOK := known.texts[r.Eskip]
-			if !ok || !textOK {
-				if !textOK {
-					var err error
-					if text, err = eskipText(r.Eskip); err != nil {
-						return nil, nil, fmt.Errorf("tablestore: route %d: %w", i, err)
-					}
-				}
-				sr := storedRoute{Eskip: text, Route: r}
-				sr.Route.Eskip = nil
+	// The fragments first, then one buffer of their size: appending to a
+	// growing buffer copied megabytes at every doubling.
+	routeFrags := make([][]byte, len(t.Routes))
+	for i, r := range t.Routes {
+		frag, ok := known.routes[r.Eskip]
+		text, textOK := known.texts[r.Eskip]
+		if !ok || !textOK {
+			if !textOK {
 				var err error
-				if frag, err = encodeElem(sr); err != nil {
-					return nil, nil, fmt.Errorf("tablestore: encoding route %d: %w", i, err)
+				if text, err = eskipText(r.Eskip); err != nil {
+					return nil, nil, fmt.Errorf("tablestore: route %d: %w", i, err)
 				}
 			}
-			next.texts[r.Eskip], next.routes[r.Eskip] = text, frag
-			if i > 0 {
-				routes = append(routes, ',')
+			sr := storedRoute{Eskip: text, Route: r}
+			sr.Route.Eskip = nil
+			var err error
+			if frag, err = encodeElem(sr); err != nil {
+				return nil, nil, fmt.Errorf("tablestore: encoding route %d: %w", i, err)
 			}
-			routes = append(routes, frag...)
 		}
-		routes = append(routes, ']')
+		next.texts[r.Eskip], next.routes[r.Eskip] = text, frag
+		routeFrags[i] = frag
 	}
-	var backends []byte
-	if t.Backends != nil {
-		backends = append(backends, '[')
-		for i := range t.Backends {
-			ref := refOf(&t.Backends[i])
-			frag, ok := known.backends[ref]
-			if !ok {
-				var err error
-				if frag, err = encodeElem(t.Backends[i]); err != nil {
-					return nil, nil, fmt.Errorf("tablestore: encoding backend %s: %w", t.Backends[i].Key, err)
-				}
+	backendFrags := make([][]byte, len(t.Backends))
+	for i := range t.Backends {
+		ref := refOf(&t.Backends[i])
+		frag, ok := known.backends[ref]
+		if !ok {
+			var err error
+			if frag, err = encodeElem(t.Backends[i]); err != nil {
+				return nil, nil, fmt.Errorf("tablestore: encoding backend %s: %w", t.Backends[i].Key, err)
 			}
-			next.backends[ref] = frag
-			if i > 0 {
-				backends = append(backends, ',')
-			}
-			backends = append(backends, frag...)
 		}
-		backends = append(backends, ']')
+		next.backends[ref] = frag
+		backendFrags[i] = frag
 	}
+	routes, backends := jsonArray(t.Routes != nil, routeFrags), jsonArray(t.Backends != nil, backendFrags)
 
 	p := payload{SavedAt: savedAt, Table: storedTable{Table: t}}
 	p.Table.Table.Routes, p.Table.Table.Backends = nil, nil
@@ -294,6 +283,27 @@ func encodeCached(t routing.Table, savedAt time.Time, known *encodeCache) ([]byt
 	out = append(out, line...)
 	out = append(out, '\n')
 	return append(out, body...), next, nil
+}
+
+// jsonArray is the JSON array of the encoded elements; nil (for null)
+// when there is no slice.
+func jsonArray(some bool, frags [][]byte) []byte {
+	if !some {
+		return nil
+	}
+	n := 2 + len(frags)
+	for _, f := range frags {
+		n += len(f)
+	}
+	out := make([]byte, 0, n)
+	out = append(out, '[')
+	for i, f := range frags {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = append(out, f...)
+	}
+	return append(out, ']')
 }
 
 // splice puts the routes and backends (nil: none, as encoded) into the
