@@ -76,8 +76,10 @@
 // per-pod directory; since pods share the host's filesystem, a mountPath
 // is not mounted: env values, command and args naming a path under it are
 // rewritten to the directory (how the conformance tls-backend finds its
-// certificate). Init containers, sidecars and resource limits are not
-// implemented.
+// certificate). Init containers, sidecars, resource limits, hostNetwork
+// and securityContext are not implemented, and there is no kubelet
+// endpoint: kubectl logs, exec and port-forward do not work (a pod's
+// output goes to the agent's logger with the pod's name).
 //
 // # Probes, restarts, status
 //

@@ -228,10 +228,11 @@ func setRequestedHeaders(w http.ResponseWriter, h http.Header) {
 	for _, list := range h["X-Echo-Set-Header"] {
 		for kv := range strings.SplitSeq(list, ",") {
 			name, value, _ := strings.Cut(strings.TrimSpace(kv), ":")
+			value = strings.TrimSpace(value) // the same on the wire, where clients trim
 			if len(w.Header()[name]) == 0 {
 				w.Header()[name] = []string{value}
 			} else {
-				w.Header()[name][0] += "," + strings.TrimSpace(value)
+				w.Header()[name][0] += "," + value
 			}
 		}
 	}
