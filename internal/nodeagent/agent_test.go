@@ -220,6 +220,12 @@ func TestTestpodBecomesReadyAndAnswers(t *testing.T) {
 	if e.Pod != "web-1" || e.Path != "/hello" {
 		t.Errorf("echo %+v, want pod web-1 (downward API) and path /hello", e)
 	}
+
+	// Without a probe a pod is ready once its process runs.
+	start = time.Now()
+	createPod(t, client, testpodPod("web-2", node.Name))
+	awaitPod(t, client, "default", "web-2", 30*time.Second, "ready", podReady)
+	t.Logf("pod start latency without a readiness probe: %s", time.Since(start).Round(time.Millisecond))
 }
 
 func TestUnknownImageIsAStatusError(t *testing.T) {
