@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os/exec"
 	"strconv"
 	"syscall"
@@ -207,9 +208,7 @@ func (c *container) start(binary string, argv, env []string) error {
 // supervise runs the probes of the running process and waits for it to
 // exit (by itself, killed after a failed liveness or startup probe, or
 // stopped by the pod's termination), then records the termination.
-func (c *container) supervise(log interface {
-	Info(string, ...any)
-}) {
+func (c *container) supervise(log *slog.Logger) {
 	r := c.runner
 	r.mu.Lock()
 	proc := c.proc
@@ -263,10 +262,10 @@ func (c *container) probeGrace() time.Duration {
 	return 30 * time.Second
 }
 
-// stopGracefully runs the preStop hook (when hook is non-empty... always
-// for a running container), sends SIGTERM, and SIGKILL at deadline (at
-// least 2 s after SIGTERM, as kubelet). It returns when the process is
-// gone. event, if set, is recorded as a Killing event.
+// stopGracefully stops a running container as kubelet does: the preStop
+// hook (bounded by deadline), SIGTERM, and SIGKILL at deadline but at
+// least 2 s after SIGTERM. It returns when the process is gone. event, if
+// set, is recorded as a Killing event (the liveness path records its own).
 func (c *container) stopGracefully(deadline time.Time, event string) {
 	r := c.runner
 	r.mu.Lock()

@@ -257,3 +257,37 @@ func TestNodesRegisterAndLeasesRenew(t *testing.T) {
 		}
 	}
 }
+
+// Exec handlers run host commands in the pod's netns; a command that does
+// not exist here is a FailedPreStopHook event and termination goes on.
+func TestExecProbeAndMissingPreStopCommand(t *testing.T) {
+	client, a := setUp(t, testOptions())
+	pod := testpodPod("exec", a.Nodes()[0].Name)
+	pod.Spec.Containers[0].ReadinessProbe = &corev1.Probe{
+		// Succeeds only inside the pod's netns, where eth0 has the pod IP.
+		ProbeHandler:  corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"sh", "-c", "ip -4 addr show eth0 | grep -q 10.213."}}},
+		PeriodSeconds: 1, FailureThreshold: 1, SuccessThreshold: 1, TimeoutSeconds: 2,
+	}
+	pod.Spec.Containers[0].Lifecycle = &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{
+		Exec: &corev1.ExecAction{Command: []string{"/no/such/nginx", "-s", "quit"}}}}
+	createPod(t, client, pod)
+	p := awaitPod(t, client, "default", "exec", 30*time.Second, "ready", podReady)
+	if err := client.CoreV1().Pods("default").Delete(t.Context(), "exec", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	awaitPod(t, client, "default", "exec", 15*time.Second, "gone", func(*corev1.Pod) bool { return false })
+	events, err := client.CoreV1().Events("default").List(t.Context(), metav1.ListOptions{
+		FieldSelector: "involvedObject.uid=" + string(p.UID)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reasons []string
+	found := false
+	for _, e := range events.Items {
+		reasons = append(reasons, e.Reason)
+		found = found || e.Reason == "FailedPreStopHook" && strings.Contains(e.Message, "/no/such/nginx")
+	}
+	if !found {
+		t.Errorf("no FailedPreStopHook event naming the command; events: %v", reasons)
+	}
+}

@@ -146,9 +146,10 @@ func (c *container) probeOnce(ctx context.Context, p *corev1.Probe, timeout time
 	return fmt.Errorf("probe has no handler")
 }
 
-// httpGet is an HTTP GET probe or hook: success is a status in
+// httpGet is an HTTP GET probe or hook. A probe succeeds on a status in
 // [200, 400); redirects are not followed (kubelet follows only those to
-// the same host, and reports others as success).
+// the same host, and reports others as success). A hook succeeds on any
+// answer, as kubelet's handler runner only reports transport errors.
 func (c *container) httpGet(ctx context.Context, g *corev1.HTTPGetAction, podIP netip.Addr, hook bool) error {
 	port, err := c.resolvePort(g.Port)
 	if err != nil {
