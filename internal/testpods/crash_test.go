@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/bulkhead-router/bulkhead/internal/podnet"
 	"io"
 	"io/fs"
 	"os"
@@ -15,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/bulkhead-router/bulkhead/internal/podnet"
 )
 
 // The test binary doubles as a second process holding a Cluster, to test
