@@ -30,6 +30,7 @@ type container struct {
 	started      bool
 	done         bool // will not run again
 	runs         int  // processes started so far
+	launched     bool // run was started (exited will close)
 	proc         *podnet.Process
 	id           string
 	image        Image
@@ -315,10 +316,13 @@ func (c *container) stopGracefully(deadline time.Time, event string) {
 func (c *container) killNow() {
 	r := c.runner
 	r.mu.Lock()
-	proc := c.proc
+	proc, launched := c.proc, c.launched
 	r.mu.Unlock()
 	if proc != nil {
 		proc.Kill()
+	}
+	if !launched {
+		return
 	}
 	select {
 	case <-c.exited:

@@ -113,8 +113,11 @@ func (r *podRunner) run() {
 	}()
 	r.changed()
 
-	if r.latest().DeletionTimestamp == nil {
-		r.setUp()
+	// A failed sandbox is tried again, with a back-off, as kubelet does.
+	var retry <-chan time.Time
+	wait := time.Second
+	if r.latest().DeletionTimestamp == nil && !r.setUp() {
+		retry = time.After(wait)
 	}
 	for {
 		if r.latest().DeletionTimestamp != nil {
@@ -122,6 +125,12 @@ func (r *podRunner) run() {
 			return
 		}
 		select {
+		case <-retry:
+			retry = nil
+			if !r.setUp() {
+				wait = min(2*wait, 30*time.Second)
+				retry = time.After(wait)
+			}
 		case <-r.updates:
 		case <-r.gone:
 			r.log.Info("pod object deleted without graceful termination; killing")
@@ -134,8 +143,9 @@ func (r *podRunner) run() {
 	}
 }
 
-// setUp creates the sandbox (netns, address) and starts the containers.
-func (r *podRunner) setUp() {
+// setUp creates the sandbox (netns, address) and starts the containers;
+// false if the sandbox could not be made.
+func (r *podRunner) setUp() bool {
 	a := r.agent
 	host, err := r.node.allocateHost()
 	if err == nil {
@@ -155,13 +165,16 @@ func (r *podRunner) setUp() {
 		r.netErr = err.Error()
 		r.mu.Unlock()
 		r.event(corev1.EventTypeWarning, "FailedCreatePodSandBox", err.Error())
-		for _, c := range r.containers {
-			close(c.exited) // never run
-		}
 		r.changed()
-		return
+		return false
 	}
 	r.log.Info("pod sandbox ready", "podIP", r.net.IP.String(), "netns", r.net.Netns)
+	r.mu.Lock()
+	r.netErr = ""
+	for _, c := range r.containers {
+		c.launched = true
+	}
+	r.mu.Unlock()
 	r.changed()
 	for _, c := range r.containers {
 		a.wg.Add(1)
@@ -170,6 +183,7 @@ func (r *podRunner) setUp() {
 			c.run()
 		}()
 	}
+	return true
 }
 
 // terminate is the graceful deletion: preStop, SIGTERM, SIGKILL after the
