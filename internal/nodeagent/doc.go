@@ -55,7 +55,8 @@
 //
 // The conformance suite v1.6.3 uses echo-basic v1.5.1, v1.6.0-dev.2 and
 // v1.6.0-dev.3, and coredns v1.12.2 in its base manifests, which
-// GATEWAY-HTTP needs all ready; echo-advanced (mesh only) is not mapped.
+// GATEWAY-HTTP needs all ready (the HTTPRoute tests add no images of
+// their own); echo-advanced (mesh only) is not mapped.
 // Programs are built with `go build` once per agent, from the current
 // directory, which must be inside the bulkhead module. A container's
 // command replaces the image's entrypoint (its first word must name the
@@ -65,7 +66,9 @@
 //
 // # Containers
 //
-// Each container is one process started with `ip netns exec` in the pod's
+// A pod's sandbox (netns, address) that cannot be made is tried again
+// with a back-off of 1 s doubling to 30 s. Each container is one process
+// started with `ip netns exec` in the pod's
 // netns, in its own process group, with PR_SET_PDEATHSIG. Its environment:
 // PATH, HOSTNAME (the pod name, as a runtime sets it), the image's ENV,
 // envFrom and env with $(VAR) expansion, valueFrom.fieldRef (metadata.name,

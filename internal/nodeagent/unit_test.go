@@ -1,10 +1,14 @@
 package nodeagent
 
 import (
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 func TestLookupImage(t *testing.T) {
@@ -103,5 +107,27 @@ func TestBackoff(t *testing.T) {
 	want := []time.Duration{0, 10 * time.Second, 20 * time.Second, 40 * time.Second, 80 * time.Second, 160 * time.Second, 5 * time.Minute, 5 * time.Minute}
 	if !slices.Equal(got, want) {
 		t.Errorf("back-off %v, want %v", got, want)
+	}
+}
+
+func TestDownwardAPIFields(t *testing.T) {
+	r := &podRunner{netReady: true}
+	r.net.IP = netip.MustParseAddr("10.213.7.9")
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "web-1", Namespace: "shop", UID: "u-1",
+			Labels: map[string]string{"app": "web"}, Annotations: map[string]string{"a/b": "c"}},
+		Spec: corev1.PodSpec{NodeName: "bulkhead-node-2", ServiceAccountName: "default"},
+	}
+	for path, want := range map[string]string{
+		"metadata.name": "web-1", "metadata.namespace": "shop", "metadata.uid": "u-1",
+		"spec.nodeName": "bulkhead-node-2", "spec.serviceAccountName": "default", "status.podIP": "10.213.7.9",
+		"metadata.labels['app']": "web", "metadata.annotations['a/b']": "c",
+	} {
+		if got, err := r.fieldValue(pod, path); err != nil || got != want {
+			t.Errorf("%s: %q %v, want %q", path, got, err, want)
+		}
+	}
+	if _, err := r.fieldValue(pod, "status.phase"); err == nil {
+		t.Error("unsupported field accepted")
 	}
 }
