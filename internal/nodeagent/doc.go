@@ -66,23 +66,23 @@
 //
 // # Containers
 //
-// A pod's sandbox (netns, address) that cannot be made is tried again
-// with a back-off of 1 s doubling to 30 s. Each container is one process
-// started with `ip netns exec` in the pod's
-// netns, in its own process group, with PR_SET_PDEATHSIG. Its environment:
-// PATH, HOSTNAME (the pod name, as a runtime sets it), the image's ENV,
-// envFrom and env with $(VAR) expansion, valueFrom.fieldRef (metadata.name,
-// namespace, uid, labels['k'], annotations['k'], spec.nodeName,
-// spec.serviceAccountName, status.podIP, status.hostIP),
-// resourceFieldRef (the container's own requests/limits), configMapKeyRef
-// and secretKeyRef. Secret, configMap and emptyDir volumes are written to a
-// per-pod directory; since pods share the host's filesystem, a mountPath
-// is not mounted: env values, command and args naming a path under it are
-// rewritten to the directory (how the conformance tls-backend finds its
-// certificate). Init containers, sidecars, resource limits, hostNetwork
-// and securityContext are not implemented, and there is no kubelet
-// endpoint: kubectl logs, exec and port-forward do not work (a pod's
-// output goes to the agent's logger with the pod's name).
+// A pod's sandbox (netns, address) that cannot be made is tried again with
+// a back-off of 1 s doubling to 30 s. Each container is one process started
+// with `ip netns exec` in the pod's netns, in its own process group, with
+// PR_SET_PDEATHSIG. Its environment: PATH, HOSTNAME (the pod name, as a
+// runtime sets it), the image's ENV, envFrom and env with $(VAR) expansion,
+// valueFrom.fieldRef (metadata.name, namespace, uid, labels['k'],
+// annotations['k'], spec.nodeName, spec.serviceAccountName, status.podIP,
+// status.hostIP), resourceFieldRef (the container's own requests/limits),
+// configMapKeyRef and secretKeyRef. Secret, configMap and emptyDir volumes
+// are written to a per-pod directory; since pods share the host's
+// filesystem, a mountPath is not mounted: env values, command and args
+// naming a path under it are rewritten to the directory (how the
+// conformance tls-backend finds its certificate). Init containers,
+// sidecars, resource limits, hostNetwork and securityContext are not
+// implemented, and there is no kubelet endpoint: kubectl logs, exec and
+// port-forward do not work (a pod's output goes to the agent's logger with
+// the pod's name).
 //
 // # Probes, restarts, status
 //
