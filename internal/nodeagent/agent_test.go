@@ -388,3 +388,31 @@ func TestRestartPolicies(t *testing.T) {
 		t.Errorf("always: %s", describe(p))
 	}
 }
+
+func TestStartupProbe(t *testing.T) {
+	client, a := setUp(t, testOptions())
+	ok := testpodPod("starts", a.Nodes()[0].Name)
+	ok.Spec.Containers[0].StartupProbe = fastProbe("http")
+	ok.Spec.Containers[0].StartupProbe.FailureThreshold = 30
+	never := testpodPod("never-starts", a.Nodes()[1].Name)
+	never.Spec.TerminationGracePeriodSeconds = ptr.To[int64](2)
+	never.Spec.Containers[0].StartupProbe = &corev1.Probe{
+		ProbeHandler:  corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(9)}},
+		PeriodSeconds: 1, TimeoutSeconds: 1, FailureThreshold: 2, SuccessThreshold: 1,
+	}
+	createPod(t, client, ok)
+	createPod(t, client, never)
+
+	p := awaitPod(t, client, "default", "starts", 30*time.Second, "ready", podReady)
+	if cs := p.Status.ContainerStatuses[0]; cs.Started == nil || !*cs.Started {
+		t.Errorf("ready without started: %s", describe(p))
+	}
+	// A startup probe that never passes: killed and restarted, never ready.
+	p = awaitPod(t, client, "default", "never-starts", 30*time.Second, "restarted by its startup probe", func(p *corev1.Pod) bool {
+		cs := p.Status.ContainerStatuses
+		return len(cs) == 1 && cs[0].RestartCount >= 1
+	})
+	if podReady(p) || *p.Status.ContainerStatuses[0].Started {
+		t.Errorf("never-starts: %s", describe(p))
+	}
+}
