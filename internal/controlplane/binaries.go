@@ -15,9 +15,11 @@ const KubernetesVersion = "v1.36.3"
 
 // Binaries are the paths of the control-plane programs.
 type Binaries struct {
-	Etcd          string
-	KubeAPIServer string
-	Kubectl       string
+	Etcd                  string
+	KubeAPIServer         string
+	KubeControllerManager string
+	KubeScheduler         string
+	Kubectl               string
 }
 
 // EnsureBinaries returns the control-plane binaries, building them first
@@ -29,21 +31,25 @@ func EnsureBinaries(ctx context.Context, progress io.Writer) (Binaries, error) {
 		Name:      "kube-" + KubernetesVersion,
 		ModuleDir: filepath.Join("hack", "kube"),
 		Programs: map[string]string{
-			"etcd":           "./etcd",
-			"kube-apiserver": "./kube-apiserver",
-			"kubectl":        "./kubectl",
+			"etcd":                    "./etcd",
+			"kube-apiserver":          "./kube-apiserver",
+			"kube-controller-manager": "./kube-controller-manager",
+			"kube-scheduler":          "./kube-scheduler",
+			"kubectl":                 "./kubectl",
 		},
 		LDFlags: versionLDFlags(),
-		What:    "etcd, kube-apiserver and kubectl " + KubernetesVersion,
-		Expect:  "about 4 minutes on 2 cores",
+		What:    "etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kubectl " + KubernetesVersion,
+		Expect:  "about 5 minutes on an idle 2-core machine",
 	}, progress)
 	if err != nil {
 		return Binaries{}, err
 	}
 	return Binaries{
-		Etcd:          filepath.Join(dir, "etcd"),
-		KubeAPIServer: filepath.Join(dir, "kube-apiserver"),
-		Kubectl:       filepath.Join(dir, "kubectl"),
+		Etcd:                  filepath.Join(dir, "etcd"),
+		KubeAPIServer:         filepath.Join(dir, "kube-apiserver"),
+		KubeControllerManager: filepath.Join(dir, "kube-controller-manager"),
+		KubeScheduler:         filepath.Join(dir, "kube-scheduler"),
+		Kubectl:               filepath.Join(dir, "kubectl"),
 	}, nil
 }
 
