@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -45,9 +46,43 @@ type Options struct {
 	Audit bool
 	// APIServerArgs are more kube-apiserver flags.
 	APIServerArgs []string
+
+	// Controllers also starts kube-controller-manager (the controllers of
+	// ManagedControllers) and kube-scheduler once kube-apiserver is ready
+	// (StartControllers does it later on a running control plane),
+	// so Deployments get ReplicaSets and Pods, Pods get bound to Nodes,
+	// EndpointSlices follow Services and Pods, and deleted namespaces
+	// finish. Off (the default), nothing but the test writes objects: no
+	// EndpointSlice appears behind a test's back. Pods still need a node
+	// agent to run them and to write their status.
+	Controllers bool
+	// NodeMonitorGracePeriod is how long a Node may go without renewing its
+	// Lease in kube-node-lease (or changing its Ready condition's heartbeat)
+	// before the node lifecycle controller sets Ready=Unknown, marks its
+	// pods not ready and taints it node.kubernetes.io/unreachable. Zero:
+	// DefaultNodeMonitorGracePeriod (40 s). A node agent should renew its
+	// Lease at least four times within it. An API server outage longer
+	// than it marks every Node NotReady once the server is back (their
+	// renewals could not be seen), as in a real cluster; with all Nodes
+	// NotReady the controller evicts nothing. Used by the controllers.
+	NodeMonitorGracePeriod time.Duration
+	// PodEvictionToleration is the tolerationSeconds kube-apiserver's
+	// DefaultTolerationSeconds admission gives every new pod for the
+	// not-ready and unreachable NoExecute taints: how long after its node
+	// is marked unreachable or not ready a pod is evicted (deleted).
+	// Zero: DefaultPodEvictionToleration (30 s). kube-apiserver is always
+	// started with it, so StartControllers later is no different from
+	// Options.Controllers; without controllers nothing acts on it.
+	PodEvictionToleration time.Duration
+	// ControllerManagerArgs and SchedulerArgs are more flags for those
+	// programs, after the harness's own: a scalar flag given again wins, a
+	// list flag (--controllers) given again is added to.
+	ControllerManagerArgs []string
+	SchedulerArgs         []string
 }
 
-// ControlPlane is a running etcd and kube-apiserver on loopback.
+// ControlPlane is a running etcd and kube-apiserver on loopback, and with
+// Options.Controllers kube-controller-manager and kube-scheduler.
 type ControlPlane struct {
 	opts       Options
 	dir        string
@@ -58,18 +93,31 @@ type ControlPlane struct {
 	token      string
 	kubeconfig string
 
+	ctrlMgrPort, schedulerPort int
+	componentTokens            map[string]string // user name -> static token (controllers)
+
 	mu        sync.Mutex
 	etcd      *process
 	apiserver *process
+	ctrlMgr   *process // nil unless Options.Controllers
+	scheduler *process // nil unless Options.Controllers
 }
 
-// Start runs etcd and kube-apiserver and waits until both are ready.
+// Start runs etcd and kube-apiserver (and with Options.Controllers
+// kube-controller-manager and kube-scheduler) and waits until each is ready
+// (answers its health check).
 func Start(ctx context.Context, opts Options) (_ *ControlPlane, err error) {
 	if opts.Progress == nil {
 		opts.Progress = io.Discard
 	}
 	if opts.ReadyTimeout == 0 {
 		opts.ReadyTimeout = 90 * time.Second
+	}
+	if opts.NodeMonitorGracePeriod == 0 {
+		opts.NodeMonitorGracePeriod = DefaultNodeMonitorGracePeriod
+	}
+	if opts.PodEvictionToleration == 0 {
+		opts.PodEvictionToleration = DefaultPodEvictionToleration
 	}
 	if opts.Binaries.KubeAPIServer == "" {
 		if opts.Binaries, err = EnsureBinaries(ctx, opts.Progress); err != nil {
@@ -96,13 +144,16 @@ func Start(ctx context.Context, opts Options) (_ *ControlPlane, err error) {
 	if err := cp.writeCredentials(); err != nil {
 		return nil, err
 	}
-	ports, err := freeport.Get(3) // below the ephemeral range: the API server restarts on its port
+	ports, err := freeport.Get(5) // below the ephemeral range: the API server restarts on its port
 	if err != nil {
 		return nil, err
 	}
 	cp.etcdURL = "http://127.0.0.1:" + strconv.Itoa(ports[0])
 	cp.etcdPeer = "http://127.0.0.1:" + strconv.Itoa(ports[1])
 	cp.apiPort = ports[2]
+	// The controllers' own HTTPS ports (health, metrics): not their fixed
+	// defaults (10257, 10259), so parallel control planes do not collide.
+	cp.ctrlMgrPort, cp.schedulerPort = ports[3], ports[4]
 
 	if err := cp.startEtcd(ctx); err != nil {
 		return nil, err
@@ -110,8 +161,13 @@ func Start(ctx context.Context, opts Options) (_ *ControlPlane, err error) {
 	if err := cp.StartAPIServer(ctx); err != nil {
 		return nil, err
 	}
-	if err := cp.writeKubeconfig(); err != nil {
+	if err := cp.writeKubeconfigs(); err != nil {
 		return nil, err
+	}
+	if opts.Controllers {
+		if err := cp.StartControllers(ctx); err != nil {
+			return nil, err
+		}
 	}
 	return cp, nil
 }
@@ -199,15 +255,22 @@ func (cp *ControlPlane) APIServerRunning() bool {
 	return cp.apiserver != nil && !cp.apiserver.exited()
 }
 
-// Stop kills both processes and, if Start made the directory, removes it.
-// It is safe to call more than once.
+// Stop kills every process (controllers, kube-apiserver, etcd) and, if
+// Start made the directory, removes it. It is safe to call more than once.
 func (cp *ControlPlane) Stop() {
 	cp.mu.Lock()
 	api, etcd := cp.apiserver, cp.etcd
-	cp.apiserver, cp.etcd = nil, nil
+	ctrlMgr, scheduler := cp.ctrlMgr, cp.scheduler
+	cp.apiserver, cp.etcd, cp.ctrlMgr, cp.scheduler = nil, nil, nil, nil
 	cp.mu.Unlock()
 	// SIGKILL: with watchers connected kube-apiserver can take a minute to
-	// leave on SIGTERM, and its state is throwaway.
+	// leave on SIGTERM, and its state is throwaway. The controllers go
+	// first so they do not log a storm of connection errors.
+	for _, p := range []*process{ctrlMgr, scheduler} {
+		if p != nil {
+			p.kill()
+		}
+	}
 	if api != nil {
 		api.kill()
 	}
@@ -287,6 +350,13 @@ func (cp *ControlPlane) StartAPIServer(ctx context.Context) error {
 		"--profiling=false",
 		"-v=0",
 	}
+	// Pods get these tolerations at admission; only a controller acts on
+	// them, so they are set even while none runs (StartControllers may
+	// start one later).
+	tol := strconv.Itoa(int(cp.opts.PodEvictionToleration / time.Second))
+	args = append(args,
+		"--default-not-ready-toleration-seconds="+tol,
+		"--default-unreachable-toleration-seconds="+tol)
 	if cp.opts.Audit {
 		audit, err := cp.auditArgs()
 		if err != nil {
@@ -316,20 +386,23 @@ func (cp *ControlPlane) StartAPIServer(ctx context.Context) error {
 func (cp *ControlPlane) writeCredentials() error {
 	certs := filepath.Join(cp.dir, "certs")
 	tokenPath := filepath.Join(certs, "tokens.csv")
-	if data, err := os.ReadFile(filepath.Join(certs, "admin.token")); err == nil {
-		cp.token = string(data) // a reused directory (devcluster) keeps its token
-	} else {
-		raw := make([]byte, 16)
-		if _, err := rand.Read(raw); err != nil {
-			return err
-		}
-		cp.token = hex.EncodeToString(raw)
-		if err := os.WriteFile(filepath.Join(certs, "admin.token"), []byte(cp.token), 0o600); err != nil {
-			return err
-		}
+	var err error
+	if cp.token, err = readOrMakeToken(filepath.Join(certs, "admin.token")); err != nil {
+		return err
 	}
-	line := fmt.Sprintf("%s,admin,admin-uid,\"system:masters\"\n", cp.token)
-	if err := os.WriteFile(tokenPath, []byte(line), 0o600); err != nil {
+	lines := fmt.Sprintf("%s,admin,admin-uid,\"system:masters\"\n", cp.token)
+	// The controllers authenticate as the users Kubernetes' bootstrap RBAC
+	// policy binds their roles to, as in a kubeadm cluster.
+	cp.componentTokens = map[string]string{}
+	for _, user := range []string{controllerManagerUser, schedulerUser} {
+		tok, err := readOrMakeToken(filepath.Join(certs, strings.TrimPrefix(user, "system:")+".token"))
+		if err != nil {
+			return err
+		}
+		cp.componentTokens[user] = tok
+		lines += fmt.Sprintf("%s,%s,%s-uid\n", tok, user, strings.TrimPrefix(user, "system:"))
+	}
+	if err := os.WriteFile(tokenPath, []byte(lines), 0o600); err != nil {
 		return err
 	}
 	keyPath := filepath.Join(certs, "service-account.key")
@@ -347,14 +420,47 @@ func (cp *ControlPlane) writeCredentials() error {
 	return os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), 0o600)
 }
 
-func (cp *ControlPlane) writeKubeconfig() error {
+// readOrMakeToken returns the token stored at path, making and storing a
+// random one first if there is none: a reused directory (devcluster) keeps
+// its tokens, so kubeconfigs handed out earlier stay valid.
+func readOrMakeToken(path string) (string, error) {
+	if data, err := os.ReadFile(path); err == nil {
+		return string(data), nil
+	}
+	raw := make([]byte, 16)
+	if _, err := rand.Read(raw); err != nil {
+		return "", err
+	}
+	tok := hex.EncodeToString(raw)
+	return tok, os.WriteFile(path, []byte(tok), 0o600)
+}
+
+// writeKubeconfigs writes the admin kubeconfig (Kubeconfig) and one for
+// each controller program.
+func (cp *ControlPlane) writeKubeconfigs() error {
+	cp.kubeconfig = filepath.Join(cp.dir, "kubeconfig")
+	if err := cp.writeKubeconfig(cp.kubeconfig, "admin", cp.token); err != nil {
+		return err
+	}
+	for user, tok := range cp.componentTokens {
+		if err := cp.writeKubeconfig(cp.componentKubeconfig(user), user, tok); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (cp *ControlPlane) componentKubeconfig(user string) string {
+	return filepath.Join(cp.dir, strings.TrimPrefix(user, "system:")+".kubeconfig")
+}
+
+func (cp *ControlPlane) writeKubeconfig(path, user, token string) error {
 	cfg := clientcmdapi.NewConfig()
 	cfg.Clusters["bulkhead-local"] = &clientcmdapi.Cluster{Server: cp.URL(), CertificateAuthority: cp.CAFile()}
-	cfg.AuthInfos["admin"] = &clientcmdapi.AuthInfo{Token: cp.token}
-	cfg.Contexts["bulkhead-local"] = &clientcmdapi.Context{Cluster: "bulkhead-local", AuthInfo: "admin", Namespace: "default"}
+	cfg.AuthInfos[user] = &clientcmdapi.AuthInfo{Token: token}
+	cfg.Contexts["bulkhead-local"] = &clientcmdapi.Context{Cluster: "bulkhead-local", AuthInfo: user, Namespace: "default"}
 	cfg.CurrentContext = "bulkhead-local"
-	cp.kubeconfig = filepath.Join(cp.dir, "kubeconfig")
-	return clientcmd.WriteToFile(*cfg, cp.kubeconfig)
+	return clientcmd.WriteToFile(*cfg, path)
 }
 
 // waitReady polls url until it answers 200, the process exits, or the

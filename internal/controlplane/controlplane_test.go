@@ -19,6 +19,9 @@ import (
 func TestOutageLifecycle(t *testing.T) {
 	cp := ForTest(t)
 	ctx := context.Background()
+	if _, _, err := cp.ControllerPIDs(); err == nil {
+		t.Fatal("a control plane started without Options.Controllers runs controllers")
+	}
 
 	fromKubeconfig, err := clientcmd.BuildConfigFromFlags("", cp.Kubeconfig())
 	if err != nil {

@@ -8,8 +8,8 @@ import (
 )
 
 // ForTest starts a control plane for one test and stops it when the test
-// ends. On failure the tails of the etcd and kube-apiserver logs are added
-// to the test output, which is usually what explains an integration failure.
+// ends. On failure the tails of the etcd, kube-apiserver and (if started)
+// controller logs are added to the test output, which is usually what explains an integration failure.
 //
 // A control plane that cannot be built or started fails the test; it is
 // never skipped, because the tests that need it prove the product works.
@@ -32,7 +32,10 @@ func ForTestWith(t testing.TB, o Options) *ControlPlane {
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			for _, name := range []string{"etcd.log", "kube-apiserver.log"} {
+			for _, name := range []string{"etcd.log", "kube-apiserver.log", "kube-controller-manager.log", "kube-scheduler.log"} {
+				if _, err := os.Stat(filepath.Join(cp.Dir(), "logs", name)); err != nil {
+					continue // no controllers
+				}
 				t.Logf("--- tail of %s:\n%s", name, tail(filepath.Join(cp.Dir(), "logs", name), 15))
 			}
 		}
