@@ -19,7 +19,7 @@ build:
 deps:
 	@hack/install-deps.sh
 
-## controlplane: build etcd, kube-apiserver and kubectl once (cached)
+## controlplane: build etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kubectl once (cached)
 controlplane:
 	@$(GO) run ./hack/devcluster build
 
@@ -71,7 +71,7 @@ vet:
 	$(GO) vet ./...
 	@unformatted=$$(gofmt -l .); if [ -n "$$unformatted" ]; then echo "not gofmt-ed: $$unformatted" >&2; exit 1; fi
 
-## cluster-up / cluster-down: a local API server for kubectl, in the background
+## cluster-up / cluster-down: a local control plane with controllers and scheduler for kubectl, in the background
 cluster-up: controlplane
 	@$(GO) run ./hack/devcluster up
 cluster-down:

@@ -125,11 +125,19 @@ func up(ctx context.Context, dir string) error {
 
 // serve runs the control plane until SIGTERM or SIGINT.
 func serve(ctx context.Context, dir string) error {
-	cp, err := controlplane.Start(ctx, controlplane.Options{Dir: filepath.Join(dir, "data"), Progress: os.Stdout})
+	cp, err := controlplane.Start(ctx, controlplane.Options{
+		Dir:         filepath.Join(dir, "data"),
+		Progress:    os.Stdout,
+		Controllers: true, // Deployments, EndpointSlices, namespaces, node lifecycle, scheduling
+	})
 	if err != nil {
 		return err
 	}
 	defer cp.Stop()
+	// Nodes. The node agent (internal/nodeagent, issue 14 part 2) starts
+	// here: it registers the Nodes and runs their pods as processes in
+	// network namespaces, and is stopped before cp. Until it exists the
+	// cluster has no Nodes, so the scheduler leaves pods Pending.
 	if err := os.WriteFile(pidFile(dir), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
 		return err
 	}
