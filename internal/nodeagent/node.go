@@ -30,9 +30,10 @@ const (
 	LabelArch     = "kubernetes.io/arch"
 
 	leaseNamespace = "kube-node-lease"
-	// kubeletVersion is what nodes report; the "-bulkhead" suffix tells
-	// anyone reading `kubectl get nodes` that no kubelet runs here.
-	kubeletVersion = "v1.34.4-bulkhead"
+	// kubeletVersion is what nodes report: the control plane's release
+	// (hack/kube) with a "-bulkhead" suffix that tells anyone reading
+	// `kubectl get nodes` that no kubelet runs here.
+	kubeletVersion = "v1.36.3-bulkhead"
 )
 
 // node is one registered Node, its /24 and its pods.

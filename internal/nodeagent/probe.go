@@ -172,7 +172,7 @@ func (c *container) httpGet(ctx context.Context, g *corev1.HTTPGetAction, podIP 
 	if err != nil {
 		return err
 	}
-	req.Header.Set("User-Agent", "kube-probe/1.34")
+	req.Header.Set("User-Agent", "kube-probe/1.36")
 	for _, h := range g.HTTPHeaders {
 		if strings.EqualFold(h.Name, "Host") {
 			req.Host = h.Value
