@@ -64,8 +64,8 @@ func TestShortSubset(t *testing.T) {
 	if got, want := strings.Join(names, ","), "apiserver-kill,pod-kill,rolling-update,mass-deletion"; got != want {
 		t.Errorf("CI subset = %s, want %s", got, want)
 	}
-	if n := len(Select(LocalScenarios(), regexp.MustCompile(`^pod-`), false)); n != 3 {
-		t.Errorf("-run ^pod- selects %d scenarios, want 3", n)
+	if n := len(Select(LocalScenarios(), regexp.MustCompile(`^pod-`), false)); n != 4 {
+		t.Errorf("-run ^pod- selects %d scenarios, want 4", n)
 	}
 	seen := map[string]bool{}
 	for _, s := range LocalScenarios() {

@@ -386,8 +386,11 @@ func ClusterScenarios(o ClusterOptions) []Scenario[*Cluster] {
 		// Both act on the router's own pods and nodes, which this tool
 		// leaves alone in a real cluster; docs/CHAOS.md says how to run
 		// them by hand (kubectl delete pod / kubectl cordon under load).
-		"router-drain-sigterm": "acts on bulkhead's own pods: run by hand with kubectl delete pod (docs/CHAOS.md)",
-		"node-cordon":          "acts on a node: run by hand with kubectl cordon (docs/CHAOS.md)",
+		"router-drain-sigterm":     "acts on bulkhead's own pods: run by hand with kubectl delete pod (docs/CHAOS.md)",
+		"node-cordon":              "acts on a node: run by hand with kubectl cordon (docs/CHAOS.md)",
+		"node-drain":               "drains a node: run by hand with kubectl drain under load (docs/CHAOS.md)",
+		"pod-force-delete":         "force-deletes a pod of a Deployment: pod-delete is this tool's gentle form; run by hand with kubectl delete pod --grace-period=0 --force",
+		"rolling-update-exact-lag": "writes its EndpointSlice by hand to control the lag exactly; a real cluster's controller writes them (rolling-update runs there)",
 	}
 	for _, s := range LocalScenarios() {
 		if reason, ok := skipped[s.Name]; ok {

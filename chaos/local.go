@@ -23,9 +23,11 @@ import (
 
 	"github.com/bulkhead-router/bulkhead/dataclient"
 	"github.com/bulkhead-router/bulkhead/internal/controlplane"
+	"github.com/bulkhead-router/bulkhead/internal/nodeagent"
 	"github.com/bulkhead-router/bulkhead/internal/testpods"
 	"github.com/bulkhead-router/bulkhead/internal/testrouter"
 	"github.com/bulkhead-router/bulkhead/internal/toxiproxy"
+	"github.com/bulkhead-router/bulkhead/internal/workloads"
 )
 
 const (
@@ -61,8 +63,13 @@ type Local struct {
 	// Proxy is toxiproxy between the router and the API server, when
 	// StartOptions.ViaToxiproxy was set.
 	Proxy *toxiproxy.Proxy
-	// Web are the pods of service "web", in start order.
+	// Web are the pods of service "web", in start order (none when it is
+	// a Deployment).
 	Web []*testpods.Pod
+	// Agent runs the pods of Deployments, when StartOptions.Deployment
+	// was set.
+	Agent *nodeagent.Agent
+	app   workloads.App
 
 	http *http.Client
 	// Measurements some bounds need: how long the router was down on
@@ -152,6 +159,12 @@ type StartOptions struct {
 	// PodShutdownDelay is how long every pod started from now on keeps
 	// serving after SIGTERM (a preStop sleep); 0: they shut down at once.
 	PodShutdownDelay time.Duration
+	// Deployment, when set, replaces the hand-made pods: the control
+	// plane's controllers and the node agent are started, and service
+	// "web" is this Deployment (its Namespace and Name are set here) of the
+	// node agent's test image, with a selector Service whose EndpointSlices
+	// the real EndpointSlice controller writes. Pods is ignored.
+	Deployment *workloads.App
 }
 
 // Start is the standard setup: IngressClass "bulkhead", service "web" with
@@ -170,7 +183,15 @@ func (e *Local) Start(o StartOptions) error {
 		return fmt.Errorf("create IngressClass: %w", err)
 	}
 	e.podShutdownDelay = o.PodShutdownDelay
+	if o.Deployment != nil {
+		if err := e.startDeployment(*o.Deployment); err != nil {
+			return err
+		}
+	}
 	for i := range o.Pods {
+		if o.Deployment != nil {
+			break
+		}
 		p, err := e.StartPod("web", fmt.Sprintf("web-%d", i))
 		if err != nil {
 			return err
@@ -204,6 +225,58 @@ func (e *Local) Start(o StartOptions) error {
 	names := make([]string, len(e.Web))
 	for i, p := range e.Web {
 		names[i] = p.Name
+	}
+	if o.Deployment != nil {
+		var err error
+		if names, err = e.DeploymentPods(); err != nil {
+			return err
+		}
+	}
+	return e.ExpectPods(15*time.Second, names...)
+}
+
+// startDeployment starts the controllers and the node agent, and creates
+// app as service "web" and waits for its rollout.
+func (e *Local) startDeployment(app workloads.App) error {
+	ctx, cancel := context.WithTimeout(e.Context(), 3*time.Minute)
+	defer cancel()
+	if err := e.CP.StartControllers(ctx); err != nil {
+		return err
+	}
+	e.Agent = nodeagent.ForTest(e.T, e.Client, nodeagent.Options{Logger: e.Log.With("component", "nodeagent")})
+	app.Namespace, app.Name = Namespace, "web"
+	e.app = app
+	if err := workloads.Create(ctx, e.Client, app); err != nil {
+		return err
+	}
+	return workloads.AwaitRollout(ctx, e.Client, app.Namespace, app.Name)
+}
+
+// DeploymentPods returns the names of the running, ready pods of the
+// Deployment "web".
+func (e *Local) DeploymentPods() ([]string, error) {
+	names, _, err := workloads.RunningPods(e.Context(), e.Client, e.app.Namespace, e.app.Selector())
+	return names, err
+}
+
+// Kubectl runs the real kubectl against the scenario's cluster.
+func (e *Local) Kubectl(timeout time.Duration, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(e.Context(), timeout)
+	defer cancel()
+	return workloads.Kubectl{Binary: e.CP.Binaries().Kubectl, Kubeconfig: e.CP.Kubeconfig()}.Run(ctx, args...)
+}
+
+// AwaitRollout waits until the Deployment "web" is rolled out with no old
+// pod left, then until exactly its pods answer.
+func (e *Local) AwaitRollout(timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(e.Context(), timeout)
+	defer cancel()
+	if err := workloads.AwaitRollout(ctx, e.Client, e.app.Namespace, e.app.Name); err != nil {
+		return err
+	}
+	names, err := e.DeploymentPods()
+	if err != nil {
+		return err
 	}
 	return e.ExpectPods(15*time.Second, names...)
 }

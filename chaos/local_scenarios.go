@@ -47,7 +47,7 @@ func LocalScenarios() []Scenario[*Local] {
 		}
 	}
 	zeroAndLive := zeroAndLiveWithin(changeLiveBound)
-	return []Scenario[*Local]{
+	return withWorkloadScenarios([]Scenario[*Local]{
 		{
 			Name:    "apiserver-kill",
 			Summary: "kube-apiserver SIGKILLed for the outage, started again, a new pod published at once",
@@ -286,13 +286,12 @@ func LocalScenarios() []Scenario[*Local] {
 			},
 		},
 		{
-			Name: "rolling-update",
-			Summary: "3 pods replaced one by one as a Deployment does: a new pod added ready and given traffic; then the old pod " +
+			Name: "rolling-update-exact-lag",
+			Summary: "hand-made pods and EndpointSlice, for exact control of the lag: 3 pods replaced one by one as a Deployment does: a new pod added ready and given traffic; then the old pod " +
 				"marked terminating (ready=false, serving=true) and SIGTERMed at once; it serves on for its 1s preStop sleep, " +
 				"then finishes in-flight requests (some take 300ms) and exits, then leaves the EndpointSlice; GETs, slow GETs and POSTs " +
 				"(pods that exit at once lose a POST caught on a closing keep-alive connection: see the e2e test and README)",
 			Bound: "0 failed of any method; /readyz always 200; every old pod exited cleanly",
-			Short: true,
 			Loads: []LoadSpec{
 				{Method: http.MethodGet},
 				{Method: http.MethodGet, Path: "/slow?sleep=300ms", Share: 0.2},
@@ -564,7 +563,7 @@ func LocalScenarios() []Scenario[*Local] {
 				return nil
 			},
 		},
-	}
+	})
 }
 
 // metricTimeouts counts upstream timeouts by kind (being added with the

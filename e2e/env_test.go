@@ -51,13 +51,19 @@ func newEnvOn(t *testing.T, cp *controlplane.ControlPlane) *env {
 	t.Helper()
 	e := &env{t: t, cp: cp, client: cp.Client()}
 	e.pods = testpods.ForTest(t, e.client, testpods.Options{})
-	e.http = &http.Client{
+	e.http = newTestHTTPClient()
+	return e
+}
+
+// newTestHTTPClient is the client tests send requests through the router
+// with.
+func newTestHTTPClient() *http.Client {
+	return &http.Client{
 		Timeout:   10 * time.Second,
 		Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 8},
 		// Redirects are answers to check, not to follow.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
-	return e
 }
 
 // errNotYet is what a condition returns while it does not hold yet.
