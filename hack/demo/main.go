@@ -15,7 +15,8 @@ import (
 	"time"
 
 	"github.com/bulkhead-router/bulkhead/internal/controlplane"
-	"github.com/bulkhead-router/bulkhead/internal/testpods"
+	"github.com/bulkhead-router/bulkhead/internal/nodeagent"
+	"github.com/bulkhead-router/bulkhead/internal/podnet"
 )
 
 const (
@@ -42,7 +43,7 @@ func run() error {
 			return err
 		}
 	}
-	if err := testpods.CheckPreconditions(testpods.Options{}); err != nil {
+	if err := podnet.CheckPreconditions(true); err != nil {
 		return err
 	}
 	work, err := os.MkdirTemp("", "bulkhead-demo-")
@@ -51,8 +52,8 @@ func run() error {
 	}
 	defer os.RemoveAll(work)
 
-	step("starting the control plane (etcd, kube-apiserver)")
-	cp, err := controlplane.Start(ctx, controlplane.Options{Dir: filepath.Join(work, "controlplane"), Progress: os.Stdout})
+	step("starting the control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler)")
+	cp, err := controlplane.Start(ctx, controlplane.Options{Dir: filepath.Join(work, "controlplane"), Progress: os.Stdout, Controllers: true})
 	if err != nil {
 		return err
 	}
@@ -63,24 +64,28 @@ func run() error {
 		return cmd.Run()
 	}
 
-	step("starting example pods in network namespaces")
-	podLog := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	pods, err := testpods.New(ctx, cp.Client(), testpods.Options{Logger: podLog})
+	step("starting the node agent: three Nodes whose pods are processes in network namespaces")
+	agentLog := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	agent, err := nodeagent.Start(ctx, cp.Client(), nodeagent.Options{Logger: agentLog})
 	if err != nil {
 		return err
 	}
-	defer pods.Close()
-	for _, p := range []struct{ service, name string }{{"web", "web-0"}, {"web", "web-1"}, {"api", "api-0"}, {"api", "api-1"}} {
-		pod, err := pods.StartPod(ctx, testpods.PodSpec{Namespace: "demo", Service: p.service, Name: p.name})
-		if err != nil {
-			return err
-		}
-		fmt.Printf("  pod demo/%s (service %s) at %s\n", pod.Name, pod.Service, pod.Addr)
+	defer agent.Close()
+	for _, n := range agent.Nodes() {
+		fmt.Printf("  node %s (zone %s), pods from %s\n", n.Name, n.Zone, n.PodCIDR)
 	}
 
-	step("applying the example IngressClass and Ingresses (hack/demo/examples.yaml)")
+	step("applying the example Deployments, Services, IngressClass and Ingresses (hack/demo/examples.yaml)")
 	if err := kubectl("apply", "-f", "hack/demo/examples.yaml"); err != nil {
 		return fmt.Errorf("kubectl apply: %w", err)
+	}
+	for _, d := range []string{"web", "api"} {
+		if err := kubectl("-n", "demo", "rollout", "status", "deployment/"+d, "--timeout=180s"); err != nil {
+			return fmt.Errorf("deployment demo/%s: %w", d, err)
+		}
+	}
+	if err := kubectl("-n", "demo", "get", "pods", "-o", "wide"); err != nil {
+		return err
 	}
 
 	step("starting bulkhead (bin/bulkhead); its log follows")
@@ -191,6 +196,12 @@ func printTryThis(cp *controlplane.ControlPlane) {
   export KUBECONFIG=%[4]s
   %[5]s get ingress -A                 # ADDRESS is written by bulkhead (-publish-address)
   %[5]s -n demo delete ingress broken  # routes follow within milliseconds
+
+  # pods move; clients do not notice (run the curl loop below meanwhile)
+  %[5]s -n demo get pods -o wide                         # processes in network namespaces on 3 Nodes
+  %[5]s -n demo rollout restart deployment/web           # a rolling update by the real controllers
+  %[5]s -n demo scale deployment/api --replicas=4
+  %[5]s drain bulkhead-node-1 --ignore-daemonsets        # evicts its pods; then: uncordon bulkhead-node-1
 
   # the API server dies; traffic and readiness do not notice
   while sleep 0.2; do curl -s -o /dev/null -w '%%{http_code} ' -H 'Host: shop.example' http://%[1]s/; done

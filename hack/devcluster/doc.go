@@ -3,9 +3,15 @@
 // kube-scheduler, from internal/controlplane), for people who want to point
 // kubectl and a locally built bulkhead at a real cluster: Deployments get
 // ReplicaSets and Pods, Services get EndpointSlices from the real controller,
-// deleted namespaces finish. There are no Nodes yet (the node agent that
-// will run pods as processes in network namespaces is to be started in
-// serve), so pods stay Pending.
+// deleted namespaces finish. The node agent (internal/nodeagent) registers
+// three Nodes in two zones and runs their pods as processes in network
+// namespaces, so `kubectl create deployment web
+// --image=bulkhead.local/testpod --replicas=3` and `kubectl expose
+// deployment web --port=80 --target-port=8080` give running, ready pods
+// and an EndpointSlice a router can send to from this host. There is no
+// container runtime, kube-proxy or CNI: an image names a program of this
+// repository (internal/nodeagent lists them), and Service ClusterIPs do not
+// route. It needs root.
 //
 //	go run ./hack/devcluster up       # build on first use, start, print the kubeconfig
 //	go run ./hack/devcluster status   # running or not, and where

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/bulkhead-router/bulkhead/internal/controlplane"
+	"github.com/bulkhead-router/bulkhead/internal/nodeagent"
 )
 
 func main() {
@@ -134,10 +136,17 @@ func serve(ctx context.Context, dir string) error {
 		return err
 	}
 	defer cp.Stop()
-	// Nodes. The node agent (internal/nodeagent, issue 14 part 2) starts
-	// here: it registers the Nodes and runs their pods as processes in
-	// network namespaces, and is stopped before cp. Until it exists the
-	// cluster has no Nodes, so the scheduler leaves pods Pending.
+	// The Nodes: the node agent registers them and runs their pods as
+	// processes in network namespaces. It stops before the control plane
+	// (defers run last first); the Nodes stay and are marked NotReady, and
+	// the next up runs their pods again, as a rebooted kubelet does.
+	agent, err := nodeagent.Start(ctx, cp.Client(), nodeagent.Options{
+		Logger: slog.New(slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{Level: slog.LevelInfo})),
+	})
+	if err != nil {
+		return fmt.Errorf("node agent: %w", err)
+	}
+	defer agent.Close()
 	if err := os.WriteFile(pidFile(dir), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
 		return err
 	}
