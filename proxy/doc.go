@@ -1,5 +1,5 @@
 // Package proxy assembles bulkhead's serving path from skipper's libraries:
-// a skipper routing table fed by data clients (skrouting), skipper's load
+// skipper routing tables fed by data clients (skrouting), skipper's load
 // balancer post-processors, and skipper's proxy, behind one http.Handler.
 //
 // It knows nothing of Kubernetes: route sources arrive as skipper
@@ -10,6 +10,12 @@
 // path, and its bulkheadRestorePath filter, which takes it out again).
 // Keeping this seam small is what lets the upstream resilience layer and
 // the route source evolve independently.
+//
+// skipper rebuilds a routing table's whole matcher on any change of it, so
+// the routes may be split into shards (Options.Shards): one skipper table
+// and proxy per shard, each fed by its own data clients, the shard of a
+// request named by the ShardOf hook after PrepareRequest, one transport to
+// the backends for all. A change then costs the rebuild of its shard.
 //
 // Toward backends it sets what skipper leaves to its embedder: idle
 // keep-alive connections closed after BackendIdleTimeout (4s, before the
