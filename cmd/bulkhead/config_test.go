@@ -50,6 +50,8 @@ func TestBadFlagValuesAreOneLineAndExit2(t *testing.T) {
 		{"-publish-address", "lb.example.com,,10.0.0.1"},
 		{"-publish-address", "under_score.example"},
 		{"-log-level", "loud"},
+		{"-route-shards", "0"},
+		{"-route-shards", "257"},
 		{"-log-format", "xml"},
 		{"-drain-delay", "-1s"},
 		{"-drain-timeout", "soon"},
