@@ -163,7 +163,6 @@ func sameSlice(a, b []routing.Route) bool {
 	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }
 
-
 // errNotSynced is what skipper gets until there is a table: an error keeps
 // skipper's current table, where an empty success would wipe it.
 var errNotSynced = errors.New(NotSyncedMessage)
