@@ -17,8 +17,9 @@ import (
 )
 
 // A fixture is a multi-document YAML file of Kubernetes objects
-// (IngressClass, Ingress, Service, EndpointSlice, and HeldIngress for
-// Snapshot.HeldIngresses) plus, optionally, one
+// (IngressClass, Ingress, Service, EndpointSlice, HeldIngress for
+// Snapshot.HeldIngresses, and the Gateway API's GatewayClass, Gateway,
+// HTTPRoute, ReferenceGrant, with Namespace) plus, optionally, one
 // document of kind TranslateOptions carrying Options.
 type translateOptionsDoc struct {
 	APIVersion string `json:"apiVersion,omitempty"`
@@ -61,6 +62,16 @@ func parseFixture(data []byte, strict bool) (*Snapshot, Options, error) {
 			s.Services, err = appendDecoded(s.Services, doc, unmarshal)
 		case "EndpointSlice":
 			s.EndpointSlices, err = appendDecoded(s.EndpointSlices, doc, unmarshal)
+		case "GatewayClass":
+			s.GatewayClasses, err = appendDecoded(s.GatewayClasses, doc, unmarshal)
+		case "Gateway":
+			s.Gateways, err = appendDecoded(s.Gateways, doc, unmarshal)
+		case "HTTPRoute":
+			s.HTTPRoutes, err = appendDecoded(s.HTTPRoutes, doc, unmarshal)
+		case "ReferenceGrant":
+			s.ReferenceGrants, err = appendDecoded(s.ReferenceGrants, doc, unmarshal)
+		case "Namespace":
+			s.Namespaces, err = appendDecoded(s.Namespaces, doc, unmarshal)
 		case "TranslateOptions":
 			var d translateOptionsDoc
 			err = unmarshal([]byte(doc), &d)
@@ -154,6 +165,7 @@ func renderTable(t Table) string {
 		}
 		b.WriteString("\n")
 	}
+	renderGatewayStatus(&b, t)
 	if len(t.Routes) > 0 {
 		b.WriteString("\n")
 		eskip.Fprint(&b, eskip.PrettyPrintInfo{Pretty: true, IndentStr: "  "}, t.EskipRoutes()...)

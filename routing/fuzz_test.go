@@ -143,6 +143,10 @@ func checkPredicates(t *testing.T, r Route) {
 			path, subtree = p.Args[0].(string), true
 			checkTreePath(t, e.Id, path, true)
 		case "Weight":
+		case GatewayPortName, "Host", "Method", "Header", "HeaderRegexp", "QueryParam", "TrafficSegment":
+			if r.Gateway == nil {
+				t.Fatalf("%s: predicate %s on an Ingress route", e.Id, p.Name)
+			}
 		default:
 			t.Fatalf("%s: unexpected predicate %s", e.Id, p.Name)
 		}
@@ -154,6 +158,9 @@ func checkPredicates(t *testing.T, r Route) {
 		return
 	}
 	key := ruleHostKey(r.VirtualHost)
+	if len(e.HostRegexps) > 0 { // a Gateway wildcard's deeper names: host-less key, Host regexp
+		key = ruleHostKey(anyHostVHostKey)
+	}
 	rest, ok := strings.CutPrefix(path, key)
 	if !ok || rest != "" && rest[0] != '/' || !subtree && rest == "" {
 		t.Fatalf("%s: path %q does not start with the key %q of its host %q", e.Id, path, key, r.Host)

@@ -87,7 +87,18 @@ func shuffledSnapshot(s *Snapshot, rng *rand.Rand) *Snapshot {
 		Services:       slices.Clone(s.Services),
 		EndpointSlices: slices.Clone(s.EndpointSlices),
 		HeldIngresses:  slices.Clone(s.HeldIngresses),
+
+		GatewayClasses:  slices.Clone(s.GatewayClasses),
+		Gateways:        slices.Clone(s.Gateways),
+		HTTPRoutes:      slices.Clone(s.HTTPRoutes),
+		ReferenceGrants: slices.Clone(s.ReferenceGrants),
+		Namespaces:      slices.Clone(s.Namespaces),
 	}
+	shuffle(rng, c.GatewayClasses)
+	shuffle(rng, c.Gateways)
+	shuffle(rng, c.HTTPRoutes)
+	shuffle(rng, c.ReferenceGrants)
+	shuffle(rng, c.Namespaces)
 	shuffle(rng, c.IngressClasses)
 	shuffle(rng, c.Ingresses)
 	shuffle(rng, c.Services)

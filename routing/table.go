@@ -11,6 +11,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/types"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
 
 // DefaultControllerName is the IngressClass spec.controller served when
@@ -32,6 +33,13 @@ type Snapshot struct {
 	// replaces its held copy, and they are not listed in Table.Served (there
 	// is no object to write status to).
 	HeldIngresses []*networkingv1.Ingress `json:"heldIngresses,omitempty"`
+	// Gateway API inputs (see doc.go, "Gateway API"); Namespaces only for
+	// their labels (allowedRoutes selectors).
+	GatewayClasses  []*gatewayv1.GatewayClass   `json:"gatewayClasses,omitempty"`
+	Gateways        []*gatewayv1.Gateway        `json:"gateways,omitempty"`
+	HTTPRoutes      []*gatewayv1.HTTPRoute      `json:"httpRoutes,omitempty"`
+	ReferenceGrants []*gatewayv1.ReferenceGrant `json:"referenceGrants,omitempty"`
+	Namespaces      []*corev1.Namespace         `json:"namespaces,omitempty"`
 }
 
 // Options tune a translation.
@@ -55,6 +63,16 @@ type Options struct {
 	// node), and a route keeps its other endpoints.
 	SelfAddresses []netip.Addr `json:"selfAddresses,omitempty"`
 	NodeAddresses []netip.Addr `json:"nodeAddresses,omitempty"`
+	// GatewayControllerName is the GatewayClass spec.controllerName we
+	// implement; empty means DefaultGatewayControllerName.
+	GatewayControllerName string `json:"gatewayControllerName,omitempty"`
+	// GatewayPorts are the Gateway listener ports this router serves; a
+	// listener on another port is not accepted (PortUnavailable).
+	GatewayPorts []int32 `json:"gatewayPorts,omitempty"`
+	// PublishAddresses are the addresses reported in Gateway status (IPs
+	// or hostnames, such as the load balancer's); without any a Gateway is
+	// not Programmed (AddressNotAssigned).
+	PublishAddresses []string `json:"publishAddresses,omitempty"`
 }
 
 func (o Options) withDefaults() Options {
@@ -173,6 +191,8 @@ type Route struct {
 	// port, an ExternalName Service, a resource backend). Its endpoints
 	// are in Table.Backends.
 	Backend BackendKey `json:"backend"`
+	// Gateway is set on routes of an HTTPRoute (Ingress is then zero).
+	Gateway *GatewayOrigin `json:"gateway,omitempty"`
 }
 
 // BackendKey names a Service port routes send to, the port by number
@@ -217,6 +237,12 @@ type Table struct {
 	// key, each once. They change without the routes changing: an
 	// endpoint change is a change of Backends alone.
 	Backends []Backend
+	// Gateway API status for the leader to write (see gateway_status.go),
+	// each sorted by name: our GatewayClasses, our Gateways, and the
+	// HTTPRoutes with a parentRef to one of our Gateways.
+	GatewayClasses []GatewayClassStatus
+	Gateways       []GatewayStatus
+	HTTPRoutes     []HTTPRouteStatus
 }
 
 // Backend returns the endpoints of k, if a route names it.

@@ -309,11 +309,22 @@ func (t *Translator) Translate(s *Snapshot, o Options) Table {
 	}
 
 	routes := t.emit(fresh)
-	backends := t.endpoints(routes, &problems)
+	// Gateway API: translated again on every call (gateway.go), merged
+	// into the returned routes; t.last keeps the Ingress routes alone,
+	// which emit reuses.
+	gw := translateGateway(s, o, t.service)
+	all := routes
+	if len(gw.routes) > 0 {
+		all = mergeGatewayRoutes(routes, gw.routes)
+	}
+	problems = append(problems, gw.problems...)
+	backends := t.endpoints(all, &problems)
 	t.sweep()
 	t.slicesNow, t.sliceGroups = nil, nil // keep no snapshot alive
 	t.last = Table{Routes: routes, Problems: sortedProblems(problems), Served: servedNames, Backends: backends}
-	return t.last
+	out := t.last
+	out.Routes, out.GatewayClasses, out.Gateways, out.HTTPRoutes = all, gw.classes, gw.gateways, gw.httpRoutes
+	return out
 }
 
 func sameOptions(a, b Options) bool {

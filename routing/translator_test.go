@@ -25,8 +25,11 @@ func renderFull(t Table) string {
 	fmt.Fprintf(&b, "// Served: %v\n", t.Served)
 	for _, r := range t.Routes {
 		meta := r
-		meta.Eskip = nil
+		meta.Eskip, meta.Gateway = nil, nil
 		fmt.Fprintf(&b, "// %s: %+v\n", r.Eskip.Id, meta)
+		if r.Gateway != nil {
+			fmt.Fprintf(&b, "//   gateway origin: %+v\n", *r.Gateway)
+		}
 	}
 	return b.String()
 }

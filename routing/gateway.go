@@ -1,0 +1,927 @@
+package routing
+
+import (
+	"cmp"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/zalando/skipper/eskip"
+	"github.com/zalando/skipper/predicates"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+)
+
+// Gateway API translation (see doc.go, "Gateway API"). It is a pass of its
+// own after the Ingress one, recomputed on every call: it shares the
+// Services (for backends), the host-key path tree and the emitted route
+// shape with the Ingress routes, nothing else.
+
+const (
+	gatewayGroup = gatewayv1.GroupName
+	kindGateway  = "Gateway"
+	kindHTTP     = "HTTPRoute"
+	kindService  = "Service"
+
+	// gatewayLeafStep spaces the total weights of the Gateway routes of one
+	// path-tree node: skipper adds one per predicate other than the path
+	// and Weight (at most 16 headers, 16 query params, method, host, port:
+	// 35), so a step of 64 keeps the precedence order whatever a route's
+	// predicates are.
+	gatewayLeafStep = 64
+
+	internalErrorBody = "Internal Server Error\n"
+)
+
+type gatewayResult struct {
+	routes     []Route
+	problems   []Problem
+	classes    []GatewayClassStatus
+	gateways   []GatewayStatus
+	httpRoutes []HTTPRouteStatus
+}
+
+type gwListener struct {
+	gw       *gatewayv1.Gateway
+	ref      types.NamespacedName
+	spec     *gatewayv1.Listener
+	host     string // lowercased; "" any
+	accepted bool
+	kindOK   bool // HTTPRoute is among the supported kinds
+	attached map[types.NamespacedName]struct{}
+}
+
+// gwMatch is one match of one rule on one listener and vhost, before it is
+// split by backend.
+type gwMatch struct {
+	route    *gatewayv1.HTTPRoute
+	ref      types.NamespacedName
+	rule     int
+	ruleName string
+	match    int
+	l        *gwListener
+	vhost    string
+	deep     bool // the deep form of a wildcard vhost: host-less key and a Host regexp
+	path     pathMatch
+	pathType string
+	method   string
+	headers  []*eskip.Predicate
+	queries  []*eskip.Predicate
+	backends []gwBackend
+	fail     bool // the rule answers 500 as a whole
+	leaf     string
+	weight   int
+}
+
+type gwBackend struct {
+	index  int
+	weight int32
+	b      *backend
+}
+
+type gatewayTranslation struct {
+	o        Options
+	service  func(types.NamespacedName) *corev1.Service
+	ns       map[string]*corev1.Namespace
+	grants   []*gatewayv1.ReferenceGrant
+	gateways map[types.NamespacedName]*gatewayv1.Gateway
+	lists    map[types.NamespacedName][]*gwListener
+	res      gatewayResult
+}
+
+// translateGateway translates the Gateway API objects of s. service looks
+// a Service up by name (nil: none, or a duplicate).
+func translateGateway(s *Snapshot, o Options, service func(types.NamespacedName) *corev1.Service) gatewayResult {
+	if len(s.GatewayClasses) == 0 || len(s.Gateways) == 0 && len(s.HTTPRoutes) == 0 {
+		t := gatewayTranslation{o: o}
+		t.classStatuses(s.GatewayClasses)
+		return t.res
+	}
+	t := gatewayTranslation{o: o, service: service, ns: map[string]*corev1.Namespace{},
+		gateways: map[types.NamespacedName]*gatewayv1.Gateway{}, lists: map[types.NamespacedName][]*gwListener{}}
+	ours := t.classStatuses(s.GatewayClasses)
+	for _, n := range s.Namespaces {
+		if n != nil {
+			t.ns[n.Name] = n
+		}
+	}
+	for _, g := range s.ReferenceGrants {
+		if g != nil {
+			t.grants = append(t.grants, g)
+		}
+	}
+	gws := uniqueObjects(s.Gateways, "Gateway", &t.res.problems)
+	for _, gw := range gws {
+		if _, ok := ours[string(gw.Spec.GatewayClassName)]; !ok {
+			continue
+		}
+		ref := objectKey(gw.Namespace, gw.Name)
+		t.gateways[ref] = gw
+		t.lists[ref] = t.listeners(gw)
+	}
+	var matches []*gwMatch
+	for _, hr := range uniqueObjects(s.HTTPRoutes, "HTTPRoute", &t.res.problems) {
+		matches = append(matches, t.httpRoute(hr)...)
+	}
+	for _, gw := range gws {
+		if ref := objectKey(gw.Namespace, gw.Name); t.gateways[ref] != nil {
+			t.res.gateways = append(t.res.gateways, t.gatewayStatus(gw, t.lists[ref]))
+		}
+	}
+	assignGatewayWeights(matches)
+	for _, m := range matches {
+		t.res.routes = append(t.res.routes, emitGatewayMatch(m)...)
+	}
+	return t.res
+}
+
+// uniqueObjects returns the objects sorted by namespace and name, those
+// that share a name left out with a DuplicateObject problem.
+func uniqueObjects[T any, P interface {
+	*T
+	metav1.Object
+}](list []P, kind string, problems *[]Problem) []P {
+	var out []P
+	for _, o := range list {
+		if o != nil {
+			out = append(out, o)
+		}
+	}
+	slices.SortFunc(out, func(a, b P) int {
+		return cmp.Or(cmp.Compare(a.GetNamespace(), b.GetNamespace()), cmp.Compare(a.GetName(), b.GetName()))
+	})
+	uniq := out[:0:0]
+	for i := 0; i < len(out); {
+		j := i + 1
+		for j < len(out) && out[j].GetNamespace() == out[i].GetNamespace() && out[j].GetName() == out[i].GetName() {
+			j++
+		}
+		if j-i > 1 {
+			*problems = append(*problems, duplicateProblem(kind, objectKey(out[i].GetNamespace(), out[i].GetName()), j-i))
+		} else {
+			uniq = append(uniq, out[i])
+		}
+		i = j
+	}
+	return uniq
+}
+
+func (t *gatewayTranslation) controller() string {
+	if t.o.GatewayControllerName == "" {
+		return DefaultGatewayControllerName
+	}
+	return t.o.GatewayControllerName
+}
+
+// classStatuses accepts every GatewayClass of our controllerName and
+// returns their names.
+func (t *gatewayTranslation) classStatuses(classes []*gatewayv1.GatewayClass) map[string]struct{} {
+	ours := map[string]struct{}{}
+	var dup []Problem
+	for _, c := range uniqueObjects(classes, "GatewayClass", &dup) {
+		if string(c.Spec.ControllerName) != t.controller() {
+			continue
+		}
+		ours[c.Name] = struct{}{}
+		t.res.classes = append(t.res.classes, GatewayClassStatus{Name: c.Name, Status: gatewayv1.GatewayClassStatus{
+			Conditions: []metav1.Condition{condition(string(gatewayv1.GatewayClassConditionStatusAccepted), true,
+				string(gatewayv1.GatewayClassReasonAccepted), "accepted by "+t.controller(), c.Generation)},
+		}})
+	}
+	t.res.problems = append(t.res.problems, dup...)
+	return ours
+}
+
+func condition(typ string, ok bool, reason, message string, gen int64) metav1.Condition {
+	st := metav1.ConditionFalse
+	if ok {
+		st = metav1.ConditionTrue
+	}
+	return metav1.Condition{Type: typ, Status: st, Reason: reason, Message: message, ObservedGeneration: gen}
+}
+
+// listeners validates a Gateway's listeners.
+func (t *gatewayTranslation) listeners(gw *gatewayv1.Gateway) []*gwListener {
+	ref := objectKey(gw.Namespace, gw.Name)
+	out := make([]*gwListener, len(gw.Spec.Listeners))
+	for i := range gw.Spec.Listeners {
+		l := &gw.Spec.Listeners[i]
+		gl := &gwListener{gw: gw, ref: ref, spec: l, attached: map[types.NamespacedName]struct{}{}}
+		if l.Hostname != nil {
+			gl.host = strings.TrimSuffix(lowerASCII(string(*l.Hostname)), ".")
+		}
+		out[i] = gl
+	}
+	return out
+}
+
+// listenerState is the status of one listener, and whether routes may
+// attach to it.
+func (t *gatewayTranslation) listenerState(all []*gwListener, i int) gatewayv1.ListenerStatus {
+	gl := all[i]
+	l := gl.spec
+	gen := gl.gw.Generation
+	st := gatewayv1.ListenerStatus{Name: l.Name, SupportedKinds: []gatewayv1.RouteGroupKind{}}
+	// Kinds: HTTPRoute is the only one; default when none is listed.
+	kindsOK := true
+	if l.AllowedRoutes == nil || len(l.AllowedRoutes.Kinds) == 0 {
+		gl.kindOK = l.Protocol == gatewayv1.HTTPProtocolType
+	} else {
+		for _, k := range l.AllowedRoutes.Kinds {
+			if (k.Group == nil || *k.Group == gatewayGroup) && k.Kind == kindHTTP {
+				gl.kindOK = true
+			} else {
+				kindsOK = false
+			}
+		}
+	}
+	if gl.kindOK {
+		st.SupportedKinds = append(st.SupportedKinds, gatewayv1.RouteGroupKind{Group: new(gatewayv1.Group(gatewayGroup)), Kind: kindHTTP})
+	}
+	conflict := ""
+	for j, o := range all {
+		if j == i || o.spec.Port != l.Port {
+			continue
+		}
+		if o.spec.Protocol != l.Protocol {
+			conflict = string(gatewayv1.ListenerReasonProtocolConflict)
+			break
+		}
+		if o.host == gl.host {
+			conflict = string(gatewayv1.ListenerReasonHostnameConflict)
+		}
+	}
+	reason, msg := string(gatewayv1.ListenerReasonAccepted), "accepted"
+	switch {
+	case l.Protocol != gatewayv1.HTTPProtocolType:
+		reason, msg = string(gatewayv1.ListenerReasonUnsupportedProtocol), fmt.Sprintf("protocol %s is not supported (HTTP only)", l.Protocol)
+	case !slices.Contains(t.o.GatewayPorts, l.Port):
+		reason, msg = string(gatewayv1.ListenerReasonPortUnavailable), fmt.Sprintf("port %d is not one this router serves %v", l.Port, t.o.GatewayPorts)
+	case conflict != "":
+		reason, msg = conflict, "another listener has the same port and hostname (or another protocol on the port)"
+	}
+	gl.accepted = reason == string(gatewayv1.ListenerReasonAccepted)
+	st.Conditions = append(st.Conditions, condition(string(gatewayv1.ListenerConditionAccepted), gl.accepted, reason, msg, gen))
+	if conflict != "" {
+		st.Conditions = append(st.Conditions, condition(string(gatewayv1.ListenerConditionConflicted), true, conflict, msg, gen))
+	} else {
+		st.Conditions = append(st.Conditions, condition(string(gatewayv1.ListenerConditionConflicted), false, string(gatewayv1.ListenerReasonNoConflicts), "no conflicts", gen))
+	}
+	if kindsOK {
+		st.Conditions = append(st.Conditions, condition(string(gatewayv1.ListenerConditionResolvedRefs), true, string(gatewayv1.ListenerReasonResolvedRefs), "resolved", gen))
+	} else {
+		st.Conditions = append(st.Conditions, condition(string(gatewayv1.ListenerConditionResolvedRefs), false, string(gatewayv1.ListenerReasonInvalidRouteKinds), "only HTTPRoute (gateway.networking.k8s.io) is supported", gen))
+	}
+	if gl.accepted {
+		st.Conditions = append(st.Conditions, condition(string(gatewayv1.ListenerConditionProgrammed), true, string(gatewayv1.ListenerReasonProgrammed), "programmed", gen))
+	} else {
+		st.Conditions = append(st.Conditions, condition(string(gatewayv1.ListenerConditionProgrammed), false, string(gatewayv1.ListenerReasonInvalid), msg, gen))
+	}
+	return st
+}
+
+func (t *gatewayTranslation) gatewayStatus(gw *gatewayv1.Gateway, ls []*gwListener) GatewayStatus {
+	gen := gw.Generation
+	var st gatewayv1.GatewayStatus
+	valid := 0
+	for i := range ls {
+		ls[i].accepted = false
+	}
+	for i := range ls {
+		lst := t.listenerState(ls, i)
+		lst.AttachedRoutes = int32(len(ls[i].attached))
+		st.Listeners = append(st.Listeners, lst)
+		if ls[i].accepted {
+			valid++
+		}
+	}
+	reason := string(gatewayv1.GatewayReasonAccepted)
+	accepted := true
+	switch {
+	case len(gw.Spec.Addresses) > 0:
+		accepted, reason = false, string(gatewayv1.GatewayReasonUnsupportedAddress)
+	case valid == 0:
+		accepted, reason = false, string(gatewayv1.GatewayReasonListenersNotValid)
+	case valid < len(ls):
+		reason = string(gatewayv1.GatewayReasonListenersNotValid)
+	}
+	st.Conditions = append(st.Conditions, condition(string(gatewayv1.GatewayConditionAccepted), accepted, reason, "", gen))
+	for _, a := range t.o.PublishAddresses {
+		typ := gatewayv1.HostnameAddressType
+		if _, err := netip.ParseAddr(a); err == nil {
+			typ = gatewayv1.IPAddressType
+		}
+		st.Addresses = append(st.Addresses, gatewayv1.GatewayStatusAddress{Type: new(typ), Value: a})
+	}
+	switch {
+	case !accepted:
+		st.Conditions = append(st.Conditions, condition(string(gatewayv1.GatewayConditionProgrammed), false, string(gatewayv1.GatewayReasonInvalid), "not accepted", gen))
+	case len(st.Addresses) == 0:
+		st.Conditions = append(st.Conditions, condition(string(gatewayv1.GatewayConditionProgrammed), false, string(gatewayv1.GatewayReasonAddressNotAssigned), "the router has no publish address", gen))
+	default:
+		st.Conditions = append(st.Conditions, condition(string(gatewayv1.GatewayConditionProgrammed), true, string(gatewayv1.GatewayReasonProgrammed), "programmed", gen))
+	}
+	return GatewayStatus{Gateway: objectKey(gw.Namespace, gw.Name), Status: st}
+}
+
+// listenerReady decides a listener's acceptance before routes attach:
+// gatewayStatus computes the same again for the status.
+func (t *gatewayTranslation) listenerReady(ls []*gwListener, i int) bool {
+	t.listenerState(ls, i)
+	return ls[i].accepted
+}
+
+func (t *gatewayTranslation) allowedNamespace(gl *gwListener, ns string) bool {
+	from := gatewayv1.NamespacesFromSame
+	var sel *metav1.LabelSelector
+	if ar := gl.spec.AllowedRoutes; ar != nil && ar.Namespaces != nil {
+		if ar.Namespaces.From != nil {
+			from = *ar.Namespaces.From
+		}
+		sel = ar.Namespaces.Selector
+	}
+	switch from {
+	case gatewayv1.NamespacesFromAll:
+		return true
+	case gatewayv1.NamespacesFromSame:
+		return ns == gl.gw.Namespace
+	case gatewayv1.NamespacesFromSelector:
+		if sel == nil {
+			return false
+		}
+		s, err := metav1.LabelSelectorAsSelector(sel)
+		if err != nil {
+			return false
+		}
+		var l map[string]string
+		if n := t.ns[ns]; n != nil {
+			l = n.Labels
+		}
+		return s.Matches(labels.Set(l))
+	}
+	return false
+}
+
+// intersectHost is the hostname a request must have to match both a
+// listener hostname and a route hostname (lowercased; "" is any), and
+// whether there is one. Gateway wildcards match one or more labels.
+func intersectHost(listener, route string) (string, bool) {
+	switch {
+	case listener == "":
+		return route, true
+	case route == "":
+		return listener, true
+	case listener == route:
+		return listener, true
+	}
+	lw, lok := strings.CutPrefix(listener, wildcardPrefix)
+	rw, rok := strings.CutPrefix(route, wildcardPrefix)
+	switch {
+	case lok && !rok:
+		return route, strings.HasSuffix(route, "."+lw)
+	case !lok && rok:
+		return listener, strings.HasSuffix(listener, "."+rw)
+	case lok && rok:
+		if strings.HasSuffix(lw, "."+rw) {
+			return listener, true
+		}
+		if strings.HasSuffix(rw, "."+lw) {
+			return route, true
+		}
+	}
+	return "", false
+}
+
+// httpRoute attaches an HTTPRoute to its parents, writes its status and
+// returns its matches on every listener it attached to.
+func (t *gatewayTranslation) httpRoute(hr *gatewayv1.HTTPRoute) []*gwMatch {
+	ref := objectKey(hr.Namespace, hr.Name)
+	gen := hr.Generation
+	var hosts []string
+	for _, h := range hr.Spec.Hostnames {
+		hosts = append(hosts, strings.TrimSuffix(lowerASCII(string(h)), "."))
+	}
+	if len(hosts) == 0 {
+		hosts = []string{""}
+	}
+	rules, unsupported, refsOK, refsReason, refsMsg := t.rules(hr)
+	var parents []gatewayv1.RouteParentStatus
+	var out []*gwMatch
+	type attachKey struct {
+		l     *gwListener
+		vhost string
+	}
+	seen := map[attachKey]struct{}{}
+	for _, pr := range hr.Spec.ParentRefs {
+		if pr.Group != nil && *pr.Group != gatewayGroup || pr.Kind != nil && *pr.Kind != kindGateway {
+			continue
+		}
+		ns := hr.Namespace
+		if pr.Namespace != nil {
+			ns = string(*pr.Namespace)
+		}
+		gref := objectKey(ns, string(pr.Name))
+		ls, ok := t.lists[gref]
+		if !ok {
+			continue // not one of our Gateways: not ours to report on
+		}
+		ps := gatewayv1.RouteParentStatus{ParentRef: pr, ControllerName: gatewayv1.GatewayController(t.controller())}
+		var cands []*gwListener
+		for i, gl := range ls {
+			if pr.SectionName != nil && *pr.SectionName != gl.spec.Name || pr.Port != nil && *pr.Port != gl.spec.Port {
+				continue
+			}
+			_ = i
+			cands = append(cands, gl)
+		}
+		reason, msg := string(gatewayv1.RouteReasonAccepted), "accepted"
+		var attached []attachKey
+		if len(cands) == 0 {
+			reason, msg = string(gatewayv1.RouteReasonNoMatchingParent), "no listener matches the parentRef's sectionName and port"
+		} else {
+			allowed := false
+			for _, gl := range cands {
+				i := slices.Index(ls, gl)
+				if !t.listenerReady(ls, i) || !gl.kindOK || !t.allowedNamespace(gl, hr.Namespace) {
+					continue
+				}
+				allowed = true
+				for _, h := range hosts {
+					if vh, ok := intersectHost(gl.host, h); ok {
+						attached = append(attached, attachKey{gl, vh})
+					}
+				}
+			}
+			switch {
+			case !allowed:
+				reason, msg = string(gatewayv1.RouteReasonNotAllowedByListeners), "no accepted listener allows this route (namespace, kind, or the listener is invalid)"
+			case len(attached) == 0:
+				reason, msg = string(gatewayv1.RouteReasonNoMatchingListenerHostname), "no hostname of the route matches a listener hostname"
+			}
+		}
+		accepted := reason == string(gatewayv1.RouteReasonAccepted)
+		if accepted && unsupported != "" && len(rules) == 0 {
+			accepted, reason, msg = false, string(gatewayv1.RouteReasonUnsupportedValue), unsupported
+		}
+		ps.Conditions = append(ps.Conditions, condition(string(gatewayv1.RouteConditionAccepted), accepted, reason, msg, gen))
+		if accepted && unsupported != "" {
+			ps.Conditions = append(ps.Conditions, condition(string(gatewayv1.RouteConditionPartiallyInvalid), true, string(gatewayv1.RouteReasonUnsupportedValue), unsupported, gen))
+		}
+		if refsOK {
+			ps.Conditions = append(ps.Conditions, condition(string(gatewayv1.RouteConditionResolvedRefs), true, string(gatewayv1.RouteReasonResolvedRefs), "resolved", gen))
+		} else {
+			ps.Conditions = append(ps.Conditions, condition(string(gatewayv1.RouteConditionResolvedRefs), false, refsReason, refsMsg, gen))
+		}
+		parents = append(parents, ps)
+		if !accepted && reason != string(gatewayv1.RouteReasonUnsupportedValue) {
+			continue
+		}
+		for _, a := range attached {
+			a.l.attached[ref] = struct{}{}
+			if _, dup := seen[a]; dup {
+				continue
+			}
+			seen[a] = struct{}{}
+			for _, r := range rules {
+				for _, m := range r {
+					c := *m
+					c.l, c.vhost = a.l, a.vhost
+					out = append(out, &c)
+					if strings.HasPrefix(a.vhost, wildcardPrefix) {
+						d := c
+						d.deep = true
+						out = append(out, &d)
+					}
+				}
+			}
+		}
+	}
+	if len(parents) > 0 {
+		t.res.httpRoutes = append(t.res.httpRoutes, HTTPRouteStatus{Route: ref, Parents: parents})
+	}
+	if unsupported != "" {
+		t.res.problems = append(t.res.problems, Problem{Kind: kindHTTP, Namespace: hr.Namespace, Name: hr.Name,
+			Reason: Reason(gatewayv1.RouteReasonUnsupportedValue), Message: unsupported})
+	}
+	if !refsOK {
+		t.res.problems = append(t.res.problems, Problem{Kind: kindHTTP, Namespace: hr.Namespace, Name: hr.Name,
+			Reason: Reason(refsReason), Message: refsMsg})
+	}
+	return out
+}
+
+// rules parses the route's rules into match templates (listener and vhost
+// not yet set), one slice per rule. unsupported says what was not
+// supported (the first such thing); refs* the first backend that did not
+// resolve.
+func (t *gatewayTranslation) rules(hr *gatewayv1.HTTPRoute) (rules [][]*gwMatch, unsupported string, refsOK bool, refsReason, refsMsg string) {
+	refsOK = true
+	ref := objectKey(hr.Namespace, hr.Name)
+	unsup := func(format string, args ...any) {
+		if unsupported == "" {
+			unsupported = fmt.Sprintf(format, args...)
+		}
+	}
+	for ri := range hr.Spec.Rules {
+		rule := &hr.Spec.Rules[ri]
+		name := ""
+		if rule.Name != nil {
+			name = string(*rule.Name)
+		}
+		fail := false
+		if len(rule.Filters) > 0 {
+			fail = true
+			unsup("rule %d: filter %s is not supported yet; the rule answers 500", ri, rule.Filters[0].Type)
+		}
+		var backends []gwBackend
+		for bi := range rule.BackendRefs {
+			br := &rule.BackendRefs[bi]
+			w := int32(1)
+			if br.Weight != nil {
+				w = *br.Weight
+			}
+			b, reason, msg := t.backendRef(hr, &br.BackendRef)
+			if reason != "" && refsOK {
+				refsOK, refsReason, refsMsg = false, reason, fmt.Sprintf("rule %d backendRef %d: %s", ri, bi, msg)
+			}
+			if len(br.Filters) > 0 {
+				fail = true
+				unsup("rule %d backendRef %d: backendRef filters are not supported yet; the rule answers 500", ri, bi)
+			}
+			backends = append(backends, gwBackend{index: bi, weight: w, b: b})
+		}
+		matches := rule.Matches
+		if len(matches) == 0 {
+			matches = []gatewayv1.HTTPRouteMatch{{}}
+		}
+		var ms []*gwMatch
+		for mi := range matches {
+			m, err := parseGatewayMatch(&matches[mi])
+			if err != "" {
+				unsup("rule %d match %d: %s; the match is ignored", ri, mi, err)
+				continue
+			}
+			m.route, m.ref, m.rule, m.ruleName, m.match = hr, ref, ri, name, mi
+			m.backends, m.fail = backends, fail
+			ms = append(ms, m)
+		}
+		if len(ms) > 0 {
+			rules = append(rules, ms)
+		}
+	}
+	return rules, unsupported, refsOK, refsReason, refsMsg
+}
+
+// parseGatewayMatch reads one HTTPRouteMatch; a non-empty string says what
+// is not supported.
+func parseGatewayMatch(hm *gatewayv1.HTTPRouteMatch) (*gwMatch, string) {
+	m := &gwMatch{path: pathMatch{kind: prefixMatch, path: "/"}, pathType: string(gatewayv1.PathMatchPathPrefix)}
+	if p := hm.Path; p != nil {
+		typ := gatewayv1.PathMatchPathPrefix
+		if p.Type != nil {
+			typ = *p.Type
+		}
+		value := "/"
+		if p.Value != nil {
+			value = *p.Value
+		}
+		m.pathType = string(typ)
+		switch typ {
+		case gatewayv1.PathMatchExact:
+			m.path.kind = exactMatch
+		case gatewayv1.PathMatchPathPrefix:
+		default:
+			return nil, fmt.Sprintf("path match type %s is not supported", typ)
+		}
+		if value == "" || checkRoutablePath(value) != nil {
+			return nil, fmt.Sprintf("path %q cannot be routed (not absolute or clean, or contains ':' or '*')", value)
+		}
+		if m.path.kind == prefixMatch && value != "/" {
+			value = strings.TrimSuffix(value, "/")
+		}
+		m.path.path = value
+	}
+	if hm.Method != nil {
+		m.method = string(*hm.Method)
+	}
+	seen := map[string]bool{}
+	for _, h := range hm.Headers {
+		key := strings.ToLower(string(h.Name))
+		if seen[key] {
+			continue // the spec: only the first match of a name counts
+		}
+		seen[key] = true
+		if h.Type != nil && *h.Type == gatewayv1.HeaderMatchRegularExpression {
+			if _, err := regexp.Compile(h.Value); err != nil {
+				return nil, fmt.Sprintf("header %s: invalid regular expression", h.Name)
+			}
+			m.headers = append(m.headers, &eskip.Predicate{Name: predicates.HeaderRegexpName, Args: []any{string(h.Name), h.Value}})
+		} else {
+			m.headers = append(m.headers, &eskip.Predicate{Name: predicates.HeaderName, Args: []any{string(h.Name), h.Value}})
+		}
+	}
+	seenQ := map[string]bool{}
+	for _, q := range hm.QueryParams {
+		if seenQ[string(q.Name)] {
+			continue
+		}
+		seenQ[string(q.Name)] = true
+		rx := "^" + regexp.QuoteMeta(q.Value) + "$"
+		if q.Type != nil && *q.Type == gatewayv1.QueryParamMatchRegularExpression {
+			if _, err := regexp.Compile(q.Value); err != nil {
+				return nil, fmt.Sprintf("query param %s: invalid regular expression", q.Name)
+			}
+			rx = q.Value
+		}
+		m.queries = append(m.queries, &eskip.Predicate{Name: predicates.QueryParamName, Args: []any{string(q.Name), rx}})
+	}
+	return m, ""
+}
+
+// backendRef resolves a backendRef; a reason (RouteConditionReason) when it
+// cannot be used, with the backend answering 500.
+func (t *gatewayTranslation) backendRef(hr *gatewayv1.HTTPRoute, br *gatewayv1.BackendRef) (*backend, string, string) {
+	ns := hr.Namespace
+	if br.Namespace != nil {
+		ns = string(*br.Namespace)
+	}
+	name := string(br.Name)
+	port := ""
+	if br.Port != nil {
+		port = strconv.Itoa(int(*br.Port))
+	}
+	fail := func(reason gatewayv1.RouteConditionReason, format string, args ...any) (*backend, string, string) {
+		b := unusable(name, port, Reason(reason), format, args...)
+		return b, string(reason), b.unavailable
+	}
+	if br.Group != nil && *br.Group != "" && *br.Group != "core" || br.Kind != nil && *br.Kind != kindService {
+		return fail(gatewayv1.RouteReasonInvalidKind, "backend kind is not a core Service")
+	}
+	if ns != hr.Namespace && !t.granted(hr.Namespace, ns, name) {
+		return fail(gatewayv1.RouteReasonRefNotPermitted, "no ReferenceGrant in %s allows HTTPRoutes of %s to Service %s", ns, hr.Namespace, name)
+	}
+	if br.Port == nil {
+		return fail(gatewayv1.RouteReasonBackendNotFound, "service %s/%s: port is required", ns, name)
+	}
+	b := resolveService(serviceBackendKey{namespace: ns, service: name, portNumber: *br.Port}, t.service(objectKey(ns, name)))
+	if !b.usable() {
+		return fail(gatewayv1.RouteReasonBackendNotFound, "%s", b.unavailable)
+	}
+	return b, "", ""
+}
+
+func (t *gatewayTranslation) granted(from, to, name string) bool {
+	for _, g := range t.grants {
+		if g.Namespace != to {
+			continue
+		}
+		fromOK := false
+		for _, f := range g.Spec.From {
+			if f.Group == gatewayGroup && f.Kind == kindHTTP && string(f.Namespace) == from {
+				fromOK = true
+			}
+		}
+		if !fromOK {
+			continue
+		}
+		for _, to := range g.Spec.To {
+			if (to.Group == "" || to.Group == "core") && to.Kind == kindService && (to.Name == nil || string(*to.Name) == name) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// hostSpecificity orders vhosts as the spec's hostname precedence: an
+// exact host first, then wildcards by the length of their suffix, then no
+// host.
+func hostSpecificity(vhost string) int {
+	switch {
+	case vhost == "":
+		return 0
+	case strings.HasPrefix(vhost, wildcardPrefix):
+		return 1 + len(vhost)
+	default:
+		return 1000 + len(vhost)
+	}
+}
+
+// compareGatewayMatches orders matches by the spec's precedence, best
+// first: host, Exact before prefix, longer prefix, method, more headers,
+// more query params, then the older route, namespace/name, rule and match
+// order; port and the tree forms last (they never share a request).
+func compareGatewayMatches(a, b *gwMatch) int {
+	return cmp.Or(
+		-cmp.Compare(hostSpecificity(a.vhost), hostSpecificity(b.vhost)),
+		-cmp.Compare(a.path.kind, b.path.kind),
+		-cmp.Compare(len(a.path.path), len(b.path.path)),
+		-cmp.Compare(hasInt(a.method != ""), hasInt(b.method != "")),
+		-cmp.Compare(len(a.headers), len(b.headers)),
+		-cmp.Compare(len(a.queries), len(b.queries)),
+		a.route.CreationTimestamp.Time.Compare(b.route.CreationTimestamp.Time),
+		cmp.Compare(a.ref.Namespace, b.ref.Namespace),
+		cmp.Compare(a.ref.Name, b.ref.Name),
+		cmp.Compare(a.rule, b.rule),
+		cmp.Compare(a.match, b.match),
+		cmp.Compare(a.l.spec.Port, b.l.spec.Port),
+		cmp.Compare(a.l.ref.Namespace, b.l.ref.Namespace),
+		cmp.Compare(a.l.ref.Name, b.l.ref.Name),
+		cmp.Compare(a.l.spec.Name, b.l.spec.Name),
+		cmp.Compare(a.vhost, b.vhost),
+		cmp.Compare(a.path.path, b.path.path),
+		cmp.Compare(a.pathType, b.pathType),
+	)
+}
+
+func (m *gwMatch) key() string {
+	if m.deep || m.vhost == "" {
+		return ruleHostKey(anyHostVHostKey)
+	}
+	return ruleHostKey(m.vhost)
+}
+
+// treePath is the path-tree node of the match: the host key and the path.
+func (m *gwMatch) treePath() string {
+	if m.path.kind == prefixMatch && m.path.path == "/" {
+		return m.key()
+	}
+	return m.key() + m.path.path
+}
+
+// assignGatewayWeights gives the matches of each path-tree node total
+// weights in precedence order, gatewayLeafStep apart, the lowest one step:
+// above an Ingress route of the same node (0, or 1 for Exact).
+func assignGatewayWeights(ms []*gwMatch) {
+	for _, m := range ms {
+		m.leaf = m.treePath()
+	}
+	slices.SortFunc(ms, func(a, b *gwMatch) int {
+		return cmp.Or(cmp.Compare(a.leaf, b.leaf), compareGatewayMatches(a, b))
+	})
+	for i := 0; i < len(ms); {
+		j := i
+		for j < len(ms) && ms[j].leaf == ms[i].leaf {
+			j++
+		}
+		for k := i; k < j; k++ {
+			ms[k].weight = gatewayLeafStep * (j - k)
+		}
+		i = j
+	}
+}
+
+// emitGatewayMatch is the routes of one match: one per backendRef with a
+// weight (TrafficSegment shares when there are several), or one answering
+// 500 for the whole rule.
+func emitGatewayMatch(m *gwMatch) []Route {
+	var total int64
+	var live []gwBackend
+	for _, b := range m.backends {
+		if b.weight > 0 {
+			total += int64(b.weight)
+			live = append(live, b)
+		}
+	}
+	if m.fail || total == 0 {
+		return []Route{gatewayRoute(m, gwBackend{index: -1}, nil)}
+	}
+	out := make([]Route, 0, len(live))
+	var acc int64
+	for _, b := range live {
+		var seg *eskip.Predicate
+		if len(live) > 1 {
+			lo := float64(acc) / float64(total)
+			acc += int64(b.weight)
+			hi := float64(acc) / float64(total)
+			seg = &eskip.Predicate{Name: predicates.TrafficSegmentName, Args: []any{lo, hi}}
+		}
+		out = append(out, gatewayRoute(m, b, seg))
+	}
+	return out
+}
+
+func gatewayRoute(m *gwMatch, b gwBackend, seg *eskip.Predicate) Route {
+	origin := &GatewayOrigin{HTTPRoute: m.ref, Rule: m.rule, RuleName: m.ruleName, Match: m.match,
+		Gateway: m.l.ref, Listener: string(m.l.spec.Name), Port: m.l.spec.Port, BackendRef: b.index}
+	r := Route{Gateway: origin, Host: m.vhost, VirtualHost: m.vhost, Path: m.path.path, PathType: m.pathType}
+	def := &eskip.Route{Id: gatewayRouteID(m, b.index), Namespace: m.ref.Namespace, Name: m.ref.Name}
+	var preds []*eskip.Predicate
+	if m.path.kind == exactMatch {
+		def.Path = m.treePath()
+	} else {
+		preds = append(preds, &eskip.Predicate{Name: predicates.PathSubtreeName, Args: []any{m.treePath()}})
+	}
+	// Host, Method and headers in the fields eskip's parser puts them in,
+	// so that the route prints and parses back the same.
+	others := 1 // the port predicate
+	if m.deep {
+		def.HostRegexps = []string{deepWildcardRegexp(m.vhost)}
+		others++
+	}
+	if m.method != "" {
+		def.Method = m.method
+		others++
+	}
+	for _, h := range m.headers {
+		name, value := h.Args[0].(string), h.Args[1].(string)
+		if h.Name == predicates.HeaderRegexpName {
+			if def.HeaderRegexps == nil {
+				def.HeaderRegexps = map[string][]string{}
+			}
+			def.HeaderRegexps[name] = []string{value}
+		} else {
+			if def.Headers == nil {
+				def.Headers = map[string]string{}
+			}
+			def.Headers[name] = value
+		}
+	}
+	others += len(m.headers)
+	preds = append(preds, &eskip.Predicate{Name: GatewayPortName, Args: []any{float64(m.l.spec.Port)}})
+	preds = append(preds, m.queries...)
+	others += len(m.queries)
+	if seg != nil {
+		preds = append(preds, seg) // weighs -1 and counts one: 0 in all
+	}
+	preds = append(preds, &eskip.Predicate{Name: predicates.WeightName, Args: []any{float64(m.weight - others)}})
+	def.Predicates = preds
+	if b.b == nil || !b.b.usable() {
+		def.Filters = []*eskip.Filter{
+			{Name: RestorePathName},
+			{Name: "status", Args: []any{float64(500)}},
+			{Name: "inlineContent", Args: []any{internalErrorBody}},
+		}
+		def.BackendType = eskip.ShuntBackend
+		def.Shunt = true
+	} else {
+		r.Service, r.Port, r.Backend = b.b.service, b.b.port, b.b.key
+		def.Filters = []*eskip.Filter{{Name: RestorePathName}, {Name: backendFilter, Args: []any{b.b.key.String()}}}
+		def.BackendType = eskip.DynamicBackend
+	}
+	if b.b != nil && !b.b.usable() {
+		r.Service, r.Port = b.b.service, b.b.port
+	}
+	r.Eskip = def
+	return r
+}
+
+// deepWildcardRegexp matches the hosts of "*.foo.com" with two or more
+// labels before "foo.com" (one label is the tree's "/foo.com/:label"),
+// with an optional trailing dot and port, case-insensitively.
+func deepWildcardRegexp(vhost string) string {
+	suffix := strings.TrimPrefix(vhost, wildcardPrefix)
+	return `(?i)^[a-z0-9_-]+(\.[a-z0-9_-]+)+\.` + regexp.QuoteMeta(suffix) + `\.?(:[0-9]+)?$`
+}
+
+func gatewayRouteID(m *gwMatch, backendIndex int) string {
+	var b strings.Builder
+	b.WriteString("gw")
+	writeIDPart(&b, m.ref.Namespace, "")
+	writeIDPart(&b, m.ref.Name, "")
+	rule := m.ruleName
+	if rule == "" {
+		rule = "rule" + strconv.Itoa(m.rule)
+	}
+	writeIDPart(&b, rule, "")
+	writeIDPart(&b, "m"+strconv.Itoa(m.match), "")
+	writeIDPart(&b, m.l.ref.Namespace, "")
+	writeIDPart(&b, m.l.ref.Name, "")
+	writeIDPart(&b, string(m.l.spec.Name), "")
+	host := hostIDText(m.vhost)
+	if m.deep {
+		host = "deep." + host
+	}
+	writeIDPart(&b, host, "anyhost")
+	be := "fail"
+	if backendIndex >= 0 {
+		be = "b" + strconv.Itoa(backendIndex)
+	}
+	writeIDPart(&b, be, "")
+	writeIDPart(&b, idHash(m.ref.Namespace, m.ref.Name, strconv.Itoa(m.rule), strconv.Itoa(m.match),
+		m.l.ref.Namespace, m.l.ref.Name, string(m.l.spec.Name), m.vhost, strconv.FormatBool(m.deep), strconv.Itoa(backendIndex)), "")
+	return b.String()
+}
+
+// mergeGatewayRoutes returns the Ingress routes and the Gateway routes in
+// one list sorted by ID, without touching either input.
+func mergeGatewayRoutes(ingress, gateway []Route) []Route {
+	out := make([]Route, 0, len(ingress)+len(gateway))
+	out = append(out, ingress...)
+	out = append(out, gateway...)
+	slices.SortStableFunc(out, func(a, b Route) int { return cmp.Compare(a.Eskip.Id, b.Eskip.Id) })
+	return out
+}
+
+func hasInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
