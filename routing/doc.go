@@ -1,6 +1,7 @@
 /*
 Package routing translates a snapshot of Kubernetes objects (IngressClasses,
-Ingresses, Services, EndpointSlices) into a skipper route table, and
+Ingresses, Services, EndpointSlices, and the Gateway API's GatewayClasses,
+Gateways, HTTPRoutes and ReferenceGrants) into a skipper route table, and
 provides the two request-time pieces those routes rely on: PrepareRequest,
 which puts the request's host in front of its path before skipper's route
 lookup, and the bulkheadRestorePath filter (NewRestorePathSpec), which
@@ -21,9 +22,10 @@ it uses no clients, globals, clock or logging, does not modify its input,
 gives byte-identical output for the same objects in any order, and never
 panics; a bad object becomes a Problem and everything else is still
 translated. This package imports nothing of bulkhead; it imports skipper
-(eskip, filters, predicates), httppath (skipper's path cleaning) and the
-Kubernetes API types only; skipper's routing and proxy packages (routing
-imported as skrouting) only in tests.
+(eskip, filters, predicates), httppath (skipper's path cleaning), the
+Kubernetes and Gateway API types, and skipper's routing package (imported
+as skrouting) only for the PredicateSpec interface of BulkheadGatewayPort;
+skipper's proxy package only in tests.
 
 # Which Ingresses are served
 
@@ -236,6 +238,112 @@ ever a result computed from objects that are still there, unchanged, and
 nothing remembered or returned is ever modified afterwards (a route whose
 ID must be renamed is copied), which is also why tables a Translator
 returns must not be modified by their users.
+
+# Gateway API
+
+Gateway API objects (GatewayClass, Gateway, HTTPRoute, ReferenceGrant, all
+read as gateway.networking.k8s.io/v1, and Namespaces for their labels) are
+a second input of the same translation (gateway.go). Their routes are
+Routes like the Ingress ones (Route.Gateway says where they came from:
+HTTPRoute, rule, match, Gateway listener, backendRef), in the same path
+tree, ending in the same bulkheadBackend filter and <dynamic> backend, with
+their Services' endpoints in the same Table.Backends; the status the leader
+is to write (Table.GatewayClasses, Gateways, HTTPRoutes) is part of the
+output, every condition with its observedGeneration and without
+lastTransitionTime (the writer keeps the old time when a condition's status
+did not change). This pass is computed afresh on every call; a Translator
+remembers nothing of it.
+
+  - A GatewayClass is ours, and Accepted, when its controllerName is
+    Options.GatewayControllerName (default bulkhead.io/gateway-controller);
+    a Gateway is ours when its class is.
+  - Listeners: only protocol HTTP is accepted (HTTPS and TLS:
+    Accepted=False UnsupportedProtocol until TLS is done here), only on a
+    port in Options.GatewayPorts (else PortUnavailable: a per-node router
+    listens on fixed ports). Listeners of one Gateway on one port with the
+    same hostname, or another protocol, are Conflicted (HostnameConflict,
+    ProtocolConflict) and not accepted. allowedRoutes.kinds may list only
+    HTTPRoute; others make ResolvedRefs=False InvalidRouteKinds, and
+    supportedKinds lists what is left. allowedRoutes.namespaces: Same
+    (default), All, Selector (on the Namespace's labels; a missing
+    Namespace has none), None. attachedRoutes counts the HTTPRoutes
+    attached to the listener. A Gateway is Accepted when a listener is
+    (reason ListenersNotValid when some are not), not when it asks for
+    spec.addresses (UnsupportedAddress); Programmed when accepted and
+    Options.PublishAddresses is not empty (they are its status addresses,
+    IPs as IPAddress, others as Hostname), else AddressNotAssigned.
+  - An HTTPRoute attaches through each parentRef naming one of our
+    Gateways (other parents get no status entry from us) to the listeners
+    matching its sectionName and port: none is NoMatchingParent; none that
+    is accepted and allows the route's namespace and kind is
+    NotAllowedByListeners; none whose hostname intersects one of the
+    route's is NoMatchingListenerHostname. The intersection is the more
+    specific of the two hostnames (a wildcard "*.foo.com" matches one or
+    more labels: "a.foo.com", "a.b.foo.com", never "foo.com").
+  - Matches: path Exact and PathPrefix (as Ingress Exact and Prefix:
+    element-wise, trailing slash ignored); RegularExpression is not
+    supported in this slice (skipper's tree cannot hold it beside the host
+    key): such a match is dropped. Headers Exact (skipper's Header) and
+    RegularExpression (HeaderRegexp), the first of each name only, as the
+    spec says; queryParams Exact (QueryParam with the quoted value
+    anchored) and RegularExpression; method. A rule without matches
+    matches every path ("/" prefix).
+  - Filters (all kinds, and backendRef filters) are not supported yet: a
+    rule with one answers 500 as a whole, as the spec requires for a
+    filter that cannot be applied (never skipped silently). Unsupported
+    values make the route PartiallyInvalid=True UnsupportedValue (Accepted
+    stays True for the rest), or Accepted=False UnsupportedValue when
+    every match of every rule was dropped; they are also an UnsupportedValue problem. Timeouts,
+    retry and session persistence are ignored in this slice.
+  - backendRefs: core Services only (else InvalidKind); in another
+    namespace only with a ReferenceGrant there from HTTPRoutes of the
+    route's namespace to that Service or all Services (else
+    RefNotPermitted); a missing Service or port is BackendNotFound. The
+    first such failure is ResolvedRefs=False on every parent, and a
+    problem. Each backendRef with a weight above 0 gets its own route,
+    with skipper's TrafficSegment(lo, hi) splitting the rule's traffic by
+    weight (skipper draws one number per request, so exactly one share
+    matches); an invalid backend's share answers 500; weight 0 gets no
+    route; a rule without backendRefs, or with all weights 0, answers 500.
+
+Hosts in the tree. An exact hostname uses its host key, as an Ingress rule
+does; no hostname uses the host-less "/:parent/:label". A wildcard
+"*.foo.com" is emitted twice: under "/foo.com/:label" for the names one
+label deeper, exactly as an Ingress wildcard, and under the host-less key
+with a case-insensitive Host regexp that requires two or more labels before
+"foo.com", for the deeper names (the tree's host key holds only the first
+label, so nothing static can). The deeper names therefore rank with the
+host-less rules: for "a.b.foo.com", a host-less rule with a longer path
+wins over "*.foo.com", where the spec would prefer the wildcard; on the
+same path the wildcard wins (its weight, below). One-label names, the
+common case, follow the spec fully. Listeners on one port share the tree;
+different ports are kept apart by BulkheadGatewayPort.
+
+Precedence. Skipper's tree already orders by host class and path length
+(longest first, with fall-through). Within one tree node, skipper sorts the
+routes by weight (the Weight() value plus one per other predicate; Method,
+Host, each header, query and port predicate count one, TrafficSegment
+none) with a stable sort over an insertion order that is not
+deterministic. So the Gateway routes of each node are ranked by the spec's
+order (most specific host, Exact before prefix, longer path, method, more
+headers, more query params, oldest route, namespace/name, rule and match
+order) and given total weights 64 apart in that order (the Weight()
+argument is the total minus the other predicates; 64 exceeds the most a
+route's other predicates can add), the last one 64: above any Ingress
+route of the same node (0, or 1 for Exact), which happens only on
+host-less and deep-wildcard nodes. The shares of one rule's TrafficSegment
+split share a weight; they never match together.
+
+Listener ports. Every Gateway route carries BulkheadGatewayPort(<listener
+port>) (gatewayport.go). The proxy must put the Gateway port a request
+came in on into its context with WithGatewayPort (and skipper's routing
+context, skrouting.NewContext, which skipper's proxy adds and
+TrafficSegment needs) before the lookup, and register NewGatewayPortSpec,
+TrafficSegment and QueryParam predicates; a request without a port matches
+no Gateway route (fail closed). Route IDs are "gw__<namespace>__<route>__
+<rule name or ruleN>__m<match>__<gateway namespace>__<gateway>__<listener>
+__<host>__<bN or fail>__<hash>", the host "deep_wildcard_..." for the
+deeper-names copy of a wildcard.
 
 # Names and order
 

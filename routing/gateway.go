@@ -483,7 +483,9 @@ func (t *gatewayTranslation) httpRoute(hr *gatewayv1.HTTPRoute) []*gwMatch {
 			continue
 		}
 		for _, a := range attached {
-			a.l.attached[ref] = struct{}{}
+			if accepted {
+				a.l.attached[ref] = struct{}{}
+			}
 			if _, dup := seen[a]; dup {
 				continue
 			}
