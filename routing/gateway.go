@@ -52,6 +52,7 @@ type gwListener struct {
 	ref      types.NamespacedName
 	spec     *gatewayv1.Listener
 	host     string // lowercased; "" any
+	badHost  bool   // the hostname is not a DNS name nor a wildcard of one
 	accepted bool
 	kindOK   bool // HTTPRoute is among the supported kinds
 	attached map[types.NamespacedName]struct{}
@@ -214,7 +215,11 @@ func (t *gatewayTranslation) listeners(gw *gatewayv1.Gateway) []*gwListener {
 		l := &gw.Spec.Listeners[i]
 		gl := &gwListener{gw: gw, ref: ref, spec: l, attached: map[types.NamespacedName]struct{}{}}
 		if l.Hostname != nil {
-			gl.host = strings.TrimSuffix(lowerASCII(string(*l.Hostname)), ".")
+			vh, err := ruleVHost(string(*l.Hostname))
+			if err != nil {
+				gl.badHost = true
+			}
+			gl.host = vh
 		}
 		out[i] = gl
 	}
@@ -259,6 +264,8 @@ func (t *gatewayTranslation) listenerState(all []*gwListener, i int) gatewayv1.L
 	}
 	reason, msg := string(gatewayv1.ListenerReasonAccepted), "accepted"
 	switch {
+	case gl.badHost:
+		reason, msg = string(gatewayv1.ListenerReasonUnsupportedValue), fmt.Sprintf("hostname %q is not a DNS name nor a wildcard of one", *l.Hostname)
 	case l.Protocol != gatewayv1.HTTPProtocolType:
 		reason, msg = string(gatewayv1.ListenerReasonUnsupportedProtocol), fmt.Sprintf("protocol %s is not supported (HTTP only)", l.Protocol)
 	case !slices.Contains(t.o.GatewayPorts, l.Port):
@@ -403,14 +410,21 @@ func intersectHost(listener, route string) (string, bool) {
 func (t *gatewayTranslation) httpRoute(hr *gatewayv1.HTTPRoute) []*gwMatch {
 	ref := objectKey(hr.Namespace, hr.Name)
 	gen := hr.Generation
+	rules, unsupported, refsOK, refsReason, refsMsg := t.rules(hr)
 	var hosts []string
 	for _, h := range hr.Spec.Hostnames {
-		hosts = append(hosts, strings.TrimSuffix(lowerASCII(string(h)), "."))
+		vh, err := ruleVHost(string(h))
+		if err != nil || vh == anyHostVHostKey {
+			if unsupported == "" {
+				unsupported = fmt.Sprintf("hostname %q is not a DNS name nor a wildcard of one; it is ignored", h)
+			}
+			continue
+		}
+		hosts = append(hosts, vh)
 	}
-	if len(hosts) == 0 {
+	if len(hr.Spec.Hostnames) == 0 {
 		hosts = []string{""}
 	}
-	rules, unsupported, refsOK, refsReason, refsMsg := t.rules(hr)
 	var parents []gatewayv1.RouteParentStatus
 	var out []*gwMatch
 	type attachKey struct {
