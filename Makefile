@@ -7,7 +7,7 @@ GO ?= go
 # machines room, but not forever.
 TEST_TIMEOUT ?= 20m
 
-.PHONY: all build demo test unit vet deps controlplane cluster-up cluster-down clean bench-routes test-outage bench-upstream chaos chaos-short bench-peers bench-fleet
+.PHONY: all build demo test unit vet deps controlplane cluster-up cluster-down clean bench-routes test-outage bench-upstream chaos chaos-short bench-peers bench-fleet conformance-gateway
 
 all: build
 
@@ -76,6 +76,14 @@ cluster-up: controlplane
 	@$(GO) run ./hack/devcluster up
 cluster-down:
 	@$(GO) run ./hack/devcluster down
+
+## conformance-gateway: the upstream Gateway API conformance suite (v1.6.3, GATEWAY-HTTP, unmodified) against bin/bulkhead on a local control plane; report in docs/conformance/ (root; docs/CONFORMANCE.md)
+CONFORMANCE_TIMEOUT ?= 60m
+CONFORMANCE_FLAGS ?=
+conformance-gateway: deps controlplane build
+	mkdir -p docs/conformance
+	cd hack/conformance && BULKHEAD_BINARY=$(CURDIR)/bin/bulkhead BULKHEAD_CONFORMANCE_REPORT=$(CURDIR)/docs/conformance/gateway-http-report.yaml \
+		$(GO) test -count=1 -v -timeout $(CONFORMANCE_TIMEOUT) -run '^TestGatewayConformance$$' . $(CONFORMANCE_FLAGS)
 
 clean:
 	rm -rf bin

@@ -1,0 +1,154 @@
+package conformance
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bulkhead-router/bulkhead/internal/controlplane"
+	"github.com/bulkhead-router/bulkhead/internal/gatewaycrds"
+	"github.com/bulkhead-router/bulkhead/internal/nodeagent"
+	"github.com/bulkhead-router/bulkhead/internal/testrouter"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientset "k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+	"sigs.k8s.io/gateway-api/apis/v1alpha2"
+	"sigs.k8s.io/gateway-api/apis/v1alpha3"
+	xv1alpha1 "sigs.k8s.io/gateway-api/apisx/v1alpha1"
+	"sigs.k8s.io/gateway-api/conformance"
+	confv1 "sigs.k8s.io/gateway-api/conformance/apis/v1"
+	conformanceconfig "sigs.k8s.io/gateway-api/conformance/utils/config"
+	"sigs.k8s.io/gateway-api/conformance/utils/flags"
+	"sigs.k8s.io/gateway-api/conformance/utils/suite"
+	"sigs.k8s.io/gateway-api/pkg/features"
+)
+
+const (
+	// GatewayClassName and ControllerName: the GatewayClass the harness
+	// creates and the controller name bulkhead answers to.
+	GatewayClassName = "bulkhead"
+	ControllerName   = "bulkhead.io/gateway-controller"
+)
+
+// SupportedFeatures is the one place that says what bulkhead claims. Core
+// only for now; add a feature here when its tests pass.
+var SupportedFeatures = []features.FeatureName{
+	features.SupportGateway,
+	features.SupportHTTPRoute,
+	features.SupportReferenceGrant,
+}
+
+// routerGatewayArgs are the router flags that turn on Gateway API support.
+// PLACE FOR THE GATEWAY FLAGS: none exist yet (issue 15). Expected, e.g.:
+//
+//	-gateway-controller-name=bulkhead.io/gateway-controller
+//	-gateway-address=127.0.0.1   (written to Gateway status.addresses)
+//	-gateway-ports=80,443,8080   (listener ports the suite uses, see docs/CONFORMANCE.md)
+//
+// Until then the router runs without them, and the suite fails waiting
+// for the GatewayClass to be Accepted.
+func routerGatewayArgs() []string {
+	return nil
+}
+
+func TestGatewayConformance(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the conformance suite needs a control plane, root and several minutes")
+	}
+	// controller-runtime complains unless a logger is set.
+	log.SetLogger(zap.New(zap.WriteTo(os.Stdout), zap.UseDevMode(true)))
+	start := time.Now()
+	step := func(what string) { t.Logf("harness: %s after %v", what, time.Since(start).Round(100*time.Millisecond)) }
+
+	cp := controlplane.ForTestWith(t, controlplane.Options{Controllers: true})
+	step("control plane with controllers up")
+	nodeagent.ForTest(t, cp.Client(), nodeagent.Options{})
+	step("node agent running")
+
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	crds, err := gatewaycrds.Install(ctx, cp.RESTConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	step("Gateway API CRDs established (" + strings.Join(crds, ", ") + ")")
+
+	cfg, err := clientcmd.BuildConfigFromFlags("", cp.Kubeconfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(cfg, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, install := range []func(*runtime.Scheme) error{v1alpha3.Install, v1alpha2.Install, xv1alpha1.Install, gatewayv1.Install, apiextensionsv1.AddToScheme} {
+		if err := install(c.Scheme()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cs, err := clientset.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	testrouter.Start(t, testrouter.Options{Kubeconfig: cp.Kubeconfig(), Args: routerGatewayArgs()})
+	step("router started")
+
+	gwc := &gatewayv1.GatewayClass{
+		ObjectMeta: metav1.ObjectMeta{Name: GatewayClassName},
+		Spec:       gatewayv1.GatewayClassSpec{ControllerName: ControllerName},
+	}
+	if err := c.Create(ctx, gwc); err != nil {
+		t.Fatal(err)
+	}
+	step("GatewayClass " + GatewayClassName + " created; handing over to the suite")
+
+	opts := suite.ConformanceOptions{
+		ConfigurableOptions: suite.ConfigurableOptions{
+			GatewayClassName:     GatewayClassName,
+			CleanupBaseResources: true,
+			CleanupTestResources: true,
+			SupportedFeatures:    SupportedFeatures,
+			ConformanceProfiles:  []suite.ConformanceProfileName{suite.GatewayHTTPConformanceProfileName},
+			Mode:                 flags.DefaultMode,
+			TimeoutConfig:        conformanceconfig.DefaultTimeoutConfig(),
+			Implementation: confv1.Implementation{
+				Organization: "bulkhead-router",
+				Project:      "bulkhead",
+				URL:          "https://github.com/bulkhead-router/bulkhead",
+				Version:      gitVersion(t),
+				Contact:      []string{"https://github.com/bulkhead-router/bulkhead/issues"},
+			},
+			// Written only when asked (make conformance-gateway).
+			ReportOutputPath: os.Getenv("BULKHEAD_CONFORMANCE_REPORT"),
+		},
+		Client:     c,
+		Clientset:  cs,
+		RestConfig: cfg,
+	}
+	// The suite's own flags (-run-test, -skip-tests, -debug, -exempt-features,
+	// ...) still work: go test ./... -args -run-test=HTTPRouteSimpleSameNamespace.
+	flags.ApplyAll(&opts.ConfigurableOptions)
+	conformance.RunConformanceWithOptions(t, opts)
+}
+
+// gitVersion names the commit under test: git describe, "-dirty" if the
+// tree has changes.
+func gitVersion(t *testing.T) string {
+	out, err := exec.Command("git", "-C", filepath.Join("..", ".."), "describe", "--always", "--dirty", "--tags").Output()
+	if err != nil {
+		t.Logf("git describe: %v; version \"dev\"", err)
+		return "dev"
+	}
+	return strings.TrimSpace(string(out))
+}
