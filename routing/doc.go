@@ -288,8 +288,15 @@ remembers nothing of it.
     spec says; queryParams Exact (QueryParam with the quoted value
     anchored) and RegularExpression; method. A rule without matches
     matches every path ("/" prefix).
-  - Filters (all kinds, and backendRef filters) are not supported yet: a
-    rule with one answers 500 as a whole, as the spec requires for a
+  - Filters: RequestHeaderModifier and ResponseHeaderModifier become
+    bulkheadRequestHeaders / bulkheadResponseHeaders("set"|"add"|"remove",
+    name, value, ...) after bulkheadRestorePath (gatewayfilters.go; the
+    proxy registers NewRequestHeadersSpec and NewResponseHeadersSpec).
+    They are ours because skipper's setRequestHeader expands "${...}"
+    templates, and a user's value must reach the pod as written. The other
+    filters (RequestRedirect, URLRewrite, RequestMirror, CORS,
+    ExternalAuth, ExtensionRef) and backendRef filters are not supported
+    yet: a rule with one answers 500 as a whole, as the spec requires for a
     filter that cannot be applied (never skipped silently). Unsupported
     values make the route PartiallyInvalid=True UnsupportedValue (Accepted
     stays True for the rest), or Accepted=False UnsupportedValue when

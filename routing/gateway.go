@@ -76,6 +76,7 @@ type gwMatch struct {
 	queries  []*eskip.Predicate
 	backends []gwBackend
 	fail     bool // the rule answers 500 as a whole
+	filters  []*eskip.Filter
 	leaf     string
 	weight   int
 }
@@ -551,9 +552,24 @@ func (t *gatewayTranslation) rules(hr *gatewayv1.HTTPRoute) (rules [][]*gwMatch,
 			name = string(*rule.Name)
 		}
 		fail := false
-		if len(rule.Filters) > 0 {
-			fail = true
-			unsup("rule %d: filter %s is not supported yet; the rule answers 500", ri, rule.Filters[0].Type)
+		var rfilters []*eskip.Filter
+		for fi := range rule.Filters {
+			f := &rule.Filters[fi]
+			var name string
+			var args []any
+			switch f.Type {
+			case gatewayv1.HTTPRouteFilterRequestHeaderModifier:
+				name, args = RequestHeadersName, headerFilterArgs(f.RequestHeaderModifier)
+			case gatewayv1.HTTPRouteFilterResponseHeaderModifier:
+				name, args = ResponseHeadersName, headerFilterArgs(f.ResponseHeaderModifier)
+			default:
+				fail = true
+				unsup("rule %d: filter %s is not supported yet; the rule answers 500", ri, f.Type)
+				continue
+			}
+			if len(args) > 0 {
+				rfilters = append(rfilters, &eskip.Filter{Name: name, Args: args})
+			}
 		}
 		var backends []gwBackend
 		for bi := range rule.BackendRefs {
@@ -584,7 +600,7 @@ func (t *gatewayTranslation) rules(hr *gatewayv1.HTTPRoute) (rules [][]*gwMatch,
 				continue
 			}
 			m.route, m.ref, m.rule, m.ruleName, m.match = hr, ref, ri, name, mi
-			m.backends, m.fail = backends, fail
+			m.backends, m.fail, m.filters = backends, fail, rfilters
 			ms = append(ms, m)
 		}
 		if len(ms) > 0 {
@@ -878,7 +894,9 @@ func gatewayRoute(m *gwMatch, b gwBackend, seg *eskip.Predicate) Route {
 		def.Shunt = true
 	} else {
 		r.Service, r.Port, r.Backend = b.b.service, b.b.port, b.b.key
-		def.Filters = []*eskip.Filter{{Name: RestorePathName}, {Name: backendFilter, Args: []any{b.b.key.String()}}}
+		def.Filters = []*eskip.Filter{{Name: RestorePathName}}
+		def.Filters = append(def.Filters, m.filters...)
+		def.Filters = append(def.Filters, &eskip.Filter{Name: backendFilter, Args: []any{b.b.key.String()}})
 		def.BackendType = eskip.DynamicBackend
 	}
 	if b.b != nil && !b.b.usable() {

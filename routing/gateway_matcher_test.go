@@ -5,7 +5,12 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"reflect"
 	"testing"
+
+	"github.com/zalando/skipper/filters"
+	"github.com/zalando/skipper/filters/filtertest"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/zalando/skipper/predicates/query"
 	"github.com/zalando/skipper/predicates/traffic"
@@ -20,7 +25,7 @@ func newGatewayRouter(t *testing.T, table Table) *router {
 	dc := testdataclient.New(table.EskipRoutes())
 	log := &recordingLog{}
 	rt := skrouting.New(skrouting.Options{
-		FilterRegistry:  filterRegistry(),
+		FilterRegistry:  gatewayFilterRegistry(),
 		Predicates:      []skrouting.PredicateSpec{NewGatewayPortSpec(), traffic.NewSegment(), query.New()},
 		DataClients:     []skrouting.DataClient{dc},
 		SignalFirstLoad: true,
@@ -160,5 +165,47 @@ func TestGatewayPortPredicate(t *testing.T) {
 	}
 	if p.Match(req.WithContext(WithGatewayPort(t.Context(), 80))) {
 		t.Error("port 80 matched BulkheadGatewayPort(8080)")
+	}
+}
+
+func gatewayFilterRegistry() filters.Registry {
+	reg := filterRegistry()
+	reg.Register(NewRequestHeadersSpec())
+	reg.Register(NewResponseHeadersSpec())
+	return reg
+}
+
+// The header filters take values literally (skipper's setRequestHeader
+// would expand "${...}"), in the spec's order: set, add, remove.
+func TestGatewayHeaderFilters(t *testing.T) {
+	for _, bad := range [][]any{nil, {"set", "X"}, {"replace", "X", "v"}, {"set", "", "v"}, {"set", "X", 1.0}} {
+		if _, err := NewRequestHeadersSpec().CreateFilter(bad); err == nil {
+			t.Errorf("CreateFilter(%v) accepted", bad)
+		}
+	}
+	args := headerFilterArgs(&gatewayv1.HTTPHeaderFilter{
+		Set:    []gatewayv1.HTTPHeader{{Name: "x-template", Value: "${request.path}"}},
+		Add:    []gatewayv1.HTTPHeader{{Name: "X-Added", Value: "2"}},
+		Remove: []string{"x-internal"},
+	})
+	f, err := NewRequestHeadersSpec().CreateFilter(args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := &http.Request{Header: http.Header{"X-Template": {"old"}, "X-Added": {"1"}, "X-Internal": {"secret"}}, URL: &url.URL{Path: "/p"}}
+	f.Request(&filtertest.Context{FRequest: req})
+	want := http.Header{"X-Template": {"${request.path}"}, "X-Added": {"1", "2"}}
+	if !reflect.DeepEqual(req.Header, want) {
+		t.Errorf("request headers %v, want %v", req.Header, want)
+	}
+	rf, err := NewResponseHeadersSpec().CreateFilter([]any{"set", "cache-control", "no-store"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsp := &http.Response{Header: http.Header{"Cache-Control": {"max-age=60"}}}
+	rf.Request(&filtertest.Context{FRequest: req, FResponse: rsp})
+	rf.Response(&filtertest.Context{FRequest: req, FResponse: rsp})
+	if got := rsp.Header.Get("Cache-Control"); got != "no-store" {
+		t.Errorf("Cache-Control %q, want no-store", got)
 	}
 }
