@@ -19,8 +19,10 @@ const (
 
 // NewRequestHeadersSpec and NewResponseHeadersSpec return the filter specs
 // for skipper's filter registry.
-func NewRequestHeadersSpec() filters.Spec  { return headersSpec{name: RequestHeadersName} }
-func NewResponseHeadersSpec() filters.Spec { return headersSpec{name: ResponseHeadersName, response: true} }
+func NewRequestHeadersSpec() filters.Spec { return headersSpec{name: RequestHeadersName} }
+func NewResponseHeadersSpec() filters.Spec {
+	return headersSpec{name: ResponseHeadersName, response: true}
+}
 
 type headersSpec struct {
 	name     string
