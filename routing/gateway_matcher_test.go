@@ -83,7 +83,24 @@ func (r *router) gatewayLookup(t *testing.T, port int32, method, host, target st
 
 func TestGatewayMatcherPrecedence(t *testing.T) {
 	s, o := loadFixture(t, filepath.Join("testdata", "gateway_precedence.yaml"))
-	r := newGatewayRouter(t, Translate(s, o))
+	table := Translate(s, o)
+	r := newGatewayRouter(t, table)
+	// The table split into shards (RouteShard), each request looked up in
+	// its own shard (RequestShard), chooses the same routes.
+	shards := map[int][]*router{}
+	for _, n := range []int{2, 3} {
+		for i := range n {
+			sub := Table{Backends: table.Backends}
+			for _, route := range table.Routes {
+				if s := RouteShard(route.Eskip, n); s == i || s < 0 {
+					sub.Routes = append(sub.Routes, route)
+				}
+			}
+			sr := newGatewayRouter(t, sub)
+			sr.byID = r.byID
+			shards[n] = append(shards[n], sr)
+		}
+	}
 	canary := http.Header{"X-Canary": {"yes"}}
 	for _, c := range []struct {
 		port         int32
@@ -121,6 +138,13 @@ func TestGatewayMatcherPrecedence(t *testing.T) {
 	} {
 		if got := r.gatewayLookup(t, c.port, c.method, c.host, c.target, c.header); got != c.want {
 			t.Errorf("port %d %s %s%s %v: got %q, want %q", c.port, c.method, c.host, c.target, c.header, got, c.want)
+		}
+		for n, rs := range shards {
+			probe := &http.Request{Host: c.host, URL: &url.URL{Path: c.target}}
+			PrepareRequest(probe)
+			if got := rs[RequestShard(probe, n)].gatewayLookup(t, c.port, c.method, c.host, c.target, c.header); got != c.want {
+				t.Errorf("%d shards: port %d %s %s%s: got %q, want %q", n, c.port, c.method, c.host, c.target, got, c.want)
+			}
 		}
 	}
 }
