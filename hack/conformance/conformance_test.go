@@ -70,6 +70,9 @@ func TestGatewayConformance(t *testing.T) {
 	start := time.Now()
 	step := func(what string) { t.Logf("harness: %s after %v", what, time.Since(start).Round(100*time.Millisecond)) }
 
+	// The internal packages find hack/kube and the router's sources from
+	// the main module (go env GOMOD), so run from its root.
+	t.Chdir(filepath.Join("..", ".."))
 	cp := controlplane.ForTestWith(t, controlplane.Options{Controllers: true})
 	step("control plane with controllers up")
 	nodeagent.ForTest(t, cp.Client(), nodeagent.Options{})
@@ -145,7 +148,7 @@ func TestGatewayConformance(t *testing.T) {
 // gitVersion names the commit under test: git describe, "-dirty" if the
 // tree has changes.
 func gitVersion(t *testing.T) string {
-	out, err := exec.Command("git", "-C", filepath.Join("..", ".."), "describe", "--always", "--dirty", "--tags").Output()
+	out, err := exec.Command("git", "describe", "--always", "--dirty", "--tags").Output()
 	if err != nil {
 		t.Logf("git describe: %v; version \"dev\"", err)
 		return "dev"
