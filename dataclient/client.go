@@ -223,8 +223,12 @@ func (c *Client) Run(ctx context.Context) error {
 			// quiet spell (no rebuild within HoldOff): an ordinary edit
 			// waits for nothing. A change that follows a rebuild closely
 			// is part of a burst: it waits a short hold-off, so the rest
-			// of the burst costs one translation.
-			if !c.endpointsOnly() && time.Since(lastRebuild) < c.o.HoldOff && !c.holdOff(ctx) {
+			// of the burst costs one translation. A removal always waits:
+			// the deletion guard must see a mass deletion as one burst,
+			// not apply its first deletion alone and hold the rest (the
+			// first one's routes would answer 404 until the hold).
+			burst := time.Since(lastRebuild) < c.o.HoldOff || c.removalPending()
+			if !c.endpointsOnly() && burst && !c.holdOff(ctx) {
 				return nil
 			}
 			c.rebuild()

@@ -459,6 +459,13 @@ func (c *Client) logProblems(current []routing.Problem) {
 // endpointsOnly reports whether what is pending is a change of
 // EndpointSlices alone that the next rebuild handles without translating
 // (rebuildEndpoints); the rebuild goroutine calls it.
+// removalPending reports whether an Ingress, Service, IngressClass or
+// EndpointSlice left since the last rebuild.
+func (c *Client) removalPending() bool {
+	w := c.currentWatcher()
+	return w != nil && w.removalPending()
+}
+
 func (c *Client) endpointsOnly() bool {
 	w := c.currentWatcher()
 	if w == nil {

@@ -296,6 +296,13 @@ func (w *watcher) forgetGoneOf(d dirtySet) {
 	}
 }
 
+// removalPending reports whether an object left since the last takeGone.
+func (w *watcher) removalPending() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.gone) > 0
+}
+
 // takeGone returns and forgets how objects left since the last call.
 func (w *watcher) takeGone() goneSet {
 	w.mu.Lock()
