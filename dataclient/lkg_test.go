@@ -221,3 +221,53 @@ func translateFrom(t *testing.T, cs *fake.Clientset) routing.Table {
 	table, _ := c.Table()
 	return table
 }
+
+// TestMassDeletionAfterAQuietSpellIsHeldWhole: the first change after a
+// quiet spell is rebuilt at once (no hold-off), but a removal is not: the
+// deletions of a mass deletion arriving one by one are held together, and
+// no table without the first deleted Ingress is ever given to skipper
+// (its routes would answer 404 until the guard brought them back).
+func TestMassDeletionAfterAQuietSpellIsHeldWhole(t *testing.T) {
+	cs := fake.NewClientset(ingressClass(),
+		service("a"), slice("a", "10.0.0.1"), ingress("a", "a.example", "a"),
+		service("b"), slice("b", "10.0.0.2"), ingress("b", "b.example", "b"),
+		service("c"), slice("c", "10.0.0.3"), ingress("c", "c.example", "c"))
+	const holdOff = 300 * time.Millisecond
+	c := runClient(t, Options{Client: cs, HoldOff: holdOff, MaxDelay: 3 * time.Second, Guard: GuardOptions{HoldPeriod: time.Hour}})
+	awaitLoadAll(t, c)
+	// A quiet spell: the hold-off's leading edge applies to the next change.
+	<-time.After(2 * holdOff)
+	// Watch the served table's size meanwhile (every millisecond; a table
+	// built between the deletions would be served for a sixth of the
+	// hold-off).
+	fewest := make(chan int)
+	stop := make(chan struct{})
+	go func() {
+		least := c.Status().Table.Routes
+		for {
+			select {
+			case <-stop:
+				fewest <- least
+				return
+			case <-time.After(time.Millisecond):
+				least = min(least, c.Status().Table.Routes)
+			}
+		}
+	}()
+	for _, name := range []string{"a", "b", "c"} {
+		if err := cs.NetworkingV1().Ingresses("ns").Delete(context.Background(), name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		// The pace of a script deleting one by one: well inside the
+		// hold-off, long enough for a rebuild to run in between.
+		<-time.After(holdOff / 6)
+	}
+	await(t, "a hold", func() bool { return c.Status().Hold != nil })
+	close(stop)
+	if st := c.Status(); st.Table.Routes != 3 || st.Hold.Ingresses != 3 {
+		t.Fatalf("while holding: %+v %+v", st.Table, st.Hold)
+	}
+	if n := <-fewest; n != 3 {
+		t.Fatalf("a table of %d routes was served before the hold: the first deletions were applied alone", n)
+	}
+}
