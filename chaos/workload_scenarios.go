@@ -94,6 +94,31 @@ func workloadScenarios() []Scenario[*Local] {
 			Check: retriesNoted,
 		},
 		{
+			Name: "scale-down-up",
+			Summary: "`kubectl scale` of a Deployment of 3 pods (1s preStop sleep) to 1 (two pods terminate at once) and back to 3 " +
+				"(two new pods join); GETs and POSTs",
+			Bound: "0 failed of any method; /readyz always 200; exactly the remaining, then the new pods serving",
+			Loads: []LoadSpec{{Method: http.MethodGet}, {Method: http.MethodPost, Path: "/orders", Share: 0.5}},
+			Setup: func(e *Local) error { return e.Start(StartOptions{Deployment: web(3)}) },
+			Fault: func(e *Local) error {
+				for _, n := range []string{"1", "3"} {
+					if _, err := e.Kubectl(time.Minute, "-n", Namespace, "scale", "deployment/web", "--replicas="+n); err != nil {
+						return err
+					}
+					if err := e.AwaitRollout(2 * time.Minute); err != nil {
+						return err
+					}
+					pods, err := e.DeploymentPods()
+					if err != nil {
+						return err
+					}
+					e.Note("scaled to %s: %v", n, pods)
+				}
+				return nil
+			},
+			Check: retriesNoted,
+		},
+		{
 			Name: "node-drain",
 			Summary: "`kubectl drain` of a Node running one of 3 pods (spread over 3 Nodes, 1s preStop sleep): the pod is evicted " +
 				"and replaced on another Node; GETs and POSTs; then `kubectl uncordon`",
