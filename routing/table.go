@@ -239,10 +239,13 @@ type Table struct {
 	Backends []Backend
 	// Gateway API status for the leader to write (see gateway_status.go),
 	// each sorted by name: our GatewayClasses, our Gateways, and the
-	// HTTPRoutes with a parentRef to one of our Gateways.
-	GatewayClasses []GatewayClassStatus
-	Gateways       []GatewayStatus
-	HTTPRoutes     []HTTPRouteStatus
+	// HTTPRoutes with a parentRef to one of our Gateways. Status describes
+	// the live objects, so it is not part of the stored last-known-good
+	// table (json "-"): a table loaded from disk has none, and the status
+	// writer writes only what a translation of live objects reports.
+	GatewayClasses []GatewayClassStatus `json:"-"`
+	Gateways       []GatewayStatus      `json:"-"`
+	HTTPRoutes     []HTTPRouteStatus    `json:"-"`
 }
 
 // Backend returns the endpoints of k, if a route names it.

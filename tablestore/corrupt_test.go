@@ -106,7 +106,7 @@ func TestCorruptSnapshots(t *testing.T) {
 		"header key unknown":   {data: reseal(t, good, replaceOnce(t, `"routes":`, `"extra":1,"routes":`), nil), kind: KindMalformed, reason: "unknown field"},
 		"header not canonical": {data: reseal(t, good, replaceOnce(t, `"routes":`, `"routes" :`), nil), kind: KindMalformed, reason: "not in the form"},
 		"trailing data":        {data: append(bytes.Clone(good), "more\n"...), kind: KindMalformed, reason: "after the"},
-		"route count differs":  {data: reseal(t, good, replaceOnce(t, `"routes":5,`, `"routes":4,`), nil), kind: KindMalformed, reason: "does not match payload"},
+		"route count differs":  {data: reseal(t, good, replaceOnce(t, `"routes":6,`, `"routes":5,`), nil), kind: KindMalformed, reason: "does not match payload"},
 		"payload not JSON":     {data: reseal(t, good, nil, func(string) string { return "{\n" }), kind: KindMalformed, reason: "malformed payload"},
 		"payload unknown field": {
 			data: reseal(t, good, nil, replaceOnce(t, `"table":{`, `"table":{"Extra":1,`)),

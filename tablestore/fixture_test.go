@@ -109,6 +109,19 @@ func fullTable() routing.Table {
 				Host:    "a.example.org", Path: "/", PathType: "Prefix", VirtualHost: "a.example.org",
 				Service: "gone", Port: "80",
 			},
+			{
+				// A route of an HTTPRoute: its origin instead of an Ingress.
+				Eskip: &eskip.Route{
+					Id: "zz_gateway", Path: "/com/example/checkout", BackendType: eskip.ShuntBackend,
+				},
+				Gateway: &routing.GatewayOrigin{
+					HTTPRoute: types.NamespacedName{Namespace: "shop", Name: "checkout"},
+					Rule:      1, RuleName: "pay", Match: 2,
+					Gateway:  types.NamespacedName{Namespace: "infra", Name: "edge"},
+					Listener: "http", Port: 80, BackendRef: 1,
+				},
+				Host: "example.com", Path: "/checkout", PathType: "Exact", VirtualHost: "example.com",
+			},
 		},
 		Problems: []routing.Problem{
 			{Kind: "Ingress", Namespace: "shop", Name: "cart", Reason: routing.NoEndpoints, Message: "service shop/cart port web has no ready endpoints"},
@@ -191,7 +204,7 @@ func checkPopulated(t *testing.T, v any) {
 			}
 		case reflect.Struct:
 			for f := range ty.Fields() {
-				if f.IsExported() {
+				if f.IsExported() && f.Tag.Get("json") != "-" { // "-": not stored
 					all[path+"."+f.Name] = true
 					walkType(f.Type, path+"."+f.Name)
 				}
