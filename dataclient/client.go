@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	skrouting "github.com/zalando/skipper/routing"
 	"k8s.io/client-go/kubernetes"
+	gatewayclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 
 	"github.com/bulkhead-router/bulkhead/routing"
 )
@@ -21,6 +22,12 @@ type Options struct {
 	// Client is a fixed client (tests with a fake clientset): informers are
 	// never restarted on new connections.
 	Client kubernetes.Interface
+	// GatewayClient goes with Client: a fixed Gateway API client; nil:
+	// with Client, the Gateway API is not read.
+	GatewayClient gatewayclient.Interface
+	// DisableGatewayAPI: never read the Gateway API, even where the API
+	// server serves it.
+	DisableGatewayAPI bool
 	// Translate are the translation options (the controller name).
 	Translate routing.Options
 	// Store keeps the last applied table on local disk. Nil: none.
@@ -163,7 +170,7 @@ func New(o Options) *Client {
 	o.Guard = o.Guard.withDefaults()
 	conn := o.Connector
 	if conn == nil {
-		conn = staticConnector{client: o.Client}
+		conn = staticConnector{client: o.Client, gateway: o.GatewayClient}
 	}
 	c := &Client{
 		o:         o,

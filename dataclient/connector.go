@@ -15,13 +15,14 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/transport"
+	gatewayclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 )
 
 // Connector gives the data client its connections to the API server.
 type Connector interface {
-	// NewClient returns a client on connections of its own (not shared
-	// with other clients), its transport and dialer wrapped by hooks.
-	NewClient(hooks ClientHooks) (kubernetes.Interface, error)
+	// NewClient returns clients on connections of their own (not shared
+	// with other clients), their transport and dialer wrapped by hooks.
+	NewClient(hooks ClientHooks) (Clients, error)
 	// Probe checks, quickly, that the API server is ready to serve.
 	Probe(ctx context.Context) error
 	// Alive is the cheap heartbeat while connected: does the API server
@@ -33,6 +34,15 @@ type Connector interface {
 	// changes. "" when unknown; ErrNoClusterIdentity when the server has
 	// no such Service (a store just wiped).
 	ClusterIdentity(ctx context.Context) (string, error)
+}
+
+// Clients are the API clients of one set of connections: the Gateway API
+// client shares the Kubernetes client's transport, so the gate holds both.
+type Clients struct {
+	Kube kubernetes.Interface
+	// Gateway reads the Gateway API (gateway.networking.k8s.io); nil: the
+	// Gateway API is not read.
+	Gateway gatewayclient.Interface
 }
 
 // ClientHooks wrap a new client's transport and dialer; nil: none.
@@ -62,10 +72,10 @@ func NewRESTConnector(cfg *rest.Config, probeTimeout time.Duration) *RESTConnect
 
 var _ Connector = (*RESTConnector)(nil)
 
-// NewClient builds a clientset with its own transport. client-go shares one
-// transport among clients of equal configuration; a dial function of our
-// own (a new one per call) opts out of that sharing.
-func (c *RESTConnector) NewClient(hooks ClientHooks) (kubernetes.Interface, error) {
+// NewClient builds the clientsets on one transport of their own. client-go
+// shares one transport among clients of equal configuration; a dial
+// function of our own (a new one per call) opts out of that sharing.
+func (c *RESTConnector) NewClient(hooks ClientHooks) (Clients, error) {
 	cfg := rest.CopyConfig(c.config)
 	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 	dial := DialFunc(dialer.DialContext)
@@ -76,7 +86,19 @@ func (c *RESTConnector) NewClient(hooks ClientHooks) (kubernetes.Interface, erro
 	if hooks.WrapTransport != nil {
 		cfg.WrapTransport = transport.Wrappers(cfg.WrapTransport, hooks.WrapTransport)
 	}
-	return kubernetes.NewForConfig(cfg)
+	hc, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return Clients{}, err
+	}
+	kube, err := kubernetes.NewForConfigAndClient(cfg, hc)
+	if err != nil {
+		return Clients{}, err
+	}
+	gw, err := gatewayclient.NewForConfigAndClient(cfg, hc)
+	if err != nil {
+		return Clients{}, err
+	}
+	return Clients{Kube: kube, Gateway: gw}, nil
 }
 
 // Probe asks /readyz on a connection of its own, closed afterwards: after
@@ -176,11 +198,14 @@ func (c *RESTConnector) get(ctx context.Context, hc *http.Client, path string) e
 // staticConnector always hands out the same client; for tests with a fake
 // clientset, where there are no connections to renew.
 type staticConnector struct {
-	client kubernetes.Interface
-	probe  func(context.Context) error
+	client  kubernetes.Interface
+	gateway gatewayclient.Interface
+	probe   func(context.Context) error
 }
 
-func (s staticConnector) NewClient(ClientHooks) (kubernetes.Interface, error) { return s.client, nil }
+func (s staticConnector) NewClient(ClientHooks) (Clients, error) {
+	return Clients{Kube: s.client, Gateway: s.gateway}, nil
+}
 
 func (s staticConnector) Probe(ctx context.Context) error {
 	if s.probe == nil {

@@ -93,9 +93,15 @@ func (c *Client) rebuild() {
 func (c *Client) unused(w *watcher, cur *published, dirty dirtySet) bool {
 	if len(dirty.objects) > 0 {
 		for _, rt := range cur.table.Routes {
-			if rt.Service != "" && dirty.objects[types.NamespacedName{Namespace: rt.Ingress.Namespace, Name: rt.Service}] {
+			if rt.Service != "" && rt.Gateway == nil && dirty.objects[types.NamespacedName{Namespace: rt.Ingress.Namespace, Name: rt.Service}] {
 				return false
 			}
+		}
+		// An HTTPRoute may name a Service in another namespace, or one
+		// that does not exist yet (its route answers 500 and names none):
+		// ask the HTTPRoutes themselves.
+		if w.namedByHTTPRoute(dirty.objects) {
+			return false
 		}
 	}
 	if len(dirty.ingresses) == 0 {

@@ -96,11 +96,14 @@ func (c *Client) startWatcher(ctx context.Context) error {
 }
 
 func (c *Client) newStartedWatcher(ctx context.Context) (*watcher, context.CancelFunc, error) {
-	client, err := c.conn.NewClient(c.gate.hooks())
+	clients, err := c.conn.NewClient(c.gate.hooks())
 	if err != nil {
 		return nil, nil, fmt.Errorf("kubernetes client: %w", err)
 	}
-	w := newWatcher(client, c.metrics, c.changed, c.noteLost)
+	if c.o.DisableGatewayAPI {
+		clients.Gateway = nil
+	}
+	w := newWatcher(clients, c.metrics, c.changed, c.noteLost)
 	wctx, stop := context.WithCancel(ctx)
 	w.start(wctx)
 	return w, stop, nil

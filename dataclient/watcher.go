@@ -17,6 +17,8 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+	gatewayclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 
 	"github.com/bulkhead-router/bulkhead/routing"
 )
@@ -31,6 +33,8 @@ const maxPendingChanges = 4096
 
 // watcher owns the informers. Its handlers only record and signal.
 type watcher struct {
+	kube           kubernetes.Interface
+	gatewayClient  gatewayclient.Interface // nil: the Gateway API is not read
 	factory        informers.SharedInformerFactory
 	ingressClasses cache.SharedIndexInformer
 	ingresses      cache.SharedIndexInformer
@@ -47,7 +51,11 @@ type watcher struct {
 	handlersSynced []cache.InformerSynced
 
 	mu      sync.Mutex
-	changes []time.Time
+	gw      *gatewayWatch // nil until discovery finds the Gateway API served
+	// gwDiscovered: discovery has answered (served or not), so the first
+	// table can be built.
+	gwDiscovered bool
+	changes      []time.Time
 	gone    goneSet // how objects left since the last takeGone
 	dirty   dirtySet
 	// listed is the last snapshot's lists, and stale the kinds that
@@ -111,9 +119,11 @@ func (d *dirtySet) mark(kind string, obj any) {
 	*d = dirtySet{all: true}
 }
 
-func newWatcher(client kubernetes.Interface, m *metrics, changed chan<- struct{}, onWatchError func(error)) *watcher {
-	f := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(lean))
+func newWatcher(clients Clients, m *metrics, changed chan<- struct{}, onWatchError func(error)) *watcher {
+	f := informers.NewSharedInformerFactoryWithOptions(clients.Kube, 0, informers.WithTransform(lean))
 	w := &watcher{
+		kube:           clients.Kube,
+		gatewayClient:  clients.Gateway,
 		factory:        f,
 		ingressClasses: f.Networking().V1().IngressClasses().Informer(),
 		ingresses:      f.Networking().V1().Ingresses().Informer(),
@@ -137,10 +147,14 @@ func newWatcher(client kubernetes.Interface, m *metrics, changed chan<- struct{}
 		}
 		w.handlersSynced = append(w.handlersSynced, reg.HasSynced)
 	}
+	w.handlersSynced = append(w.handlersSynced, w.gatewaySynced)
 	return w
 }
 
-func (w *watcher) start(ctx context.Context) { w.factory.Start(ctx.Done()) }
+func (w *watcher) start(ctx context.Context) {
+	w.factory.Start(ctx.Done())
+	go w.discoverGateway(ctx, w.kube, w.gatewayClient)
+}
 
 // waitForSync waits until every informer has listed and our handlers have
 // seen the listing, or ctx ends.
@@ -207,9 +221,11 @@ func (w *watcher) handler(kind string) cache.ResourceEventHandler {
 
 // markStale records that the cache of kind changed: the next snapshot
 // lists it again.
-func (w *watcher) markStale(kind string) {
+func (w *watcher) markStale(kinds ...string) {
 	w.mu.Lock()
-	w.stale[kind] = true
+	for _, kind := range kinds {
+		w.stale[kind] = true
+	}
 	w.mu.Unlock()
 }
 
@@ -390,6 +406,26 @@ func (w *watcher) snapshot() *routing.Snapshot {
 	if stale["EndpointSlice"] {
 		w.listed.EndpointSlices = listOf[*discoveryv1.EndpointSlice](w.slices)
 	}
+	w.mu.Lock()
+	g := w.gw
+	w.mu.Unlock()
+	if g != nil {
+		if stale[kindGatewayClass] {
+			w.listed.GatewayClasses = listOf[*gatewayv1.GatewayClass](g.classes)
+		}
+		if stale[kindGateway] {
+			w.listed.Gateways = listOf[*gatewayv1.Gateway](g.gateways)
+		}
+		if stale[kindHTTPRoute] {
+			w.listed.HTTPRoutes = listOf[*gatewayv1.HTTPRoute](g.routes)
+		}
+		if stale[kindReferenceGrant] {
+			w.listed.ReferenceGrants = listOf[*gatewayv1.ReferenceGrant](g.grants)
+		}
+		if stale[kindNamespace] {
+			w.listed.Namespaces = listOf[*corev1.Namespace](g.namespaces)
+		}
+	}
 	s := w.listed
 	return &s
 }
@@ -444,6 +480,8 @@ func lean(obj any) (any, error) {
 		return leanService(o), nil
 	case *discoveryv1.EndpointSlice:
 		return leanSlice(o), nil
+	case *corev1.Namespace:
+		return leanNamespace(o), nil
 	}
 	if m, err := meta.Accessor(obj); err == nil {
 		m.SetManagedFields(nil)
@@ -496,13 +534,20 @@ func leanSlice(s *discoveryv1.EndpointSlice) *discoveryv1.EndpointSlice {
 	return out
 }
 
-// statusOnly reports whether an Ingress update changed nothing translation
-// reads: the spec (tracked by metadata.generation), labels and annotations.
+// statusOnly reports whether an update of an Ingress or a Gateway API
+// object changed nothing translation reads: the spec (tracked by
+// metadata.generation), labels and annotations. Our own status writes come
+// back as such updates.
 func statusOnly(oldObj, newObj any) bool {
-	o, ok1 := oldObj.(*networkingv1.Ingress)
-	n, ok2 := newObj.(*networkingv1.Ingress)
-	return ok1 && ok2 && o.Generation != 0 && o.Generation == n.Generation &&
-		maps.Equal(o.Annotations, n.Annotations) && maps.Equal(o.Labels, n.Labels)
+	switch oldObj.(type) {
+	case *networkingv1.Ingress, *gatewayv1.GatewayClass, *gatewayv1.Gateway, *gatewayv1.HTTPRoute, *gatewayv1.ReferenceGrant:
+	default:
+		return false
+	}
+	o, err1 := meta.Accessor(oldObj)
+	n, err2 := meta.Accessor(newObj)
+	return err1 == nil && err2 == nil && o.GetGeneration() != 0 && o.GetGeneration() == n.GetGeneration() &&
+		maps.Equal(o.GetAnnotations(), n.GetAnnotations()) && maps.Equal(o.GetLabels(), n.GetLabels())
 }
 
 func resourceVersion(obj any) string {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/bulkhead-router/bulkhead/admin"
 	"github.com/bulkhead-router/bulkhead/internal/logging"
+	"github.com/bulkhead-router/bulkhead/routing"
 )
 
 // config is every setting of the router, parsed and validated once.
@@ -31,7 +32,12 @@ type config struct {
 	StateInterval  time.Duration
 	RouteShards    int
 	ControllerName string
-	PublishAddress []string
+	// Gateway API: served at all, the GatewayClass controllerName, and
+	// which Gateway listener ports this router serves where.
+	GatewayAPI        bool
+	GatewayController string
+	GatewayListeners  []gatewayListener
+	PublishAddress    []string
 	ElectionNS     string
 	ElectionID     string
 	LogLevel       slog.Level
@@ -85,6 +91,9 @@ func parseConfig(args []string, out io.Writer) (config, error) {
 	fs.IntVar(&c.RouteShards, "route-shards", 32,
 		"skipper route tables the routes are split into by host (1 to 256); skipper rebuilds a whole table on any change, so an Ingress change costs a shard's rebuild; routes of wildcard and host-less rules and default backends are in every shard")
 	fs.StringVar(&c.ControllerName, "controller-name", "bulkhead.io/ingress-controller", "spec.controller of the IngressClasses this router implements")
+	fs.BoolVar(&c.GatewayAPI, "gateway-api", true, "serve the Gateway API (GatewayClass, Gateway, HTTPRoute, ReferenceGrant) when the API server has its CRDs; checked again every minute while it does not")
+	fs.StringVar(&c.GatewayController, "gateway-controller-name", routing.DefaultGatewayControllerName, "spec.controllerName of the GatewayClasses this router implements")
+	gatewayListen := fs.String("gateway-listeners", "80", "comma-separated Gateway listener ports this router serves: PORT (served on the proxy listener, -address) or PORT=HOST:PORT (a listener of its own); a Gateway listener on any other port is refused with PortUnavailable; empty: none")
 	publish := fs.String("publish-address", "", "comma-separated IPs and/or hostnames written into the status of served Ingresses (for example the ALB's DNS name)")
 	fs.StringVar(&c.ElectionNS, "election-namespace", "", "namespace of the Lease that elects the one replica writing Ingress status; empty: $POD_NAMESPACE, else the pod's own namespace, else default")
 	fs.StringVar(&c.ElectionID, "election-id", "bulkhead-ingress-status", "name of that Lease")
@@ -124,6 +133,9 @@ func parseConfig(args []string, out io.Writer) (config, error) {
 	if c.LogLevel, err = logging.ParseLevel(*level); err != nil {
 		return c, fmt.Errorf("-log-level: %w", err)
 	}
+	if c.GatewayListeners, err = parseGatewayListeners(*gatewayListen, c.Address); err != nil {
+		return c, fmt.Errorf("-gateway-listeners: %w", err)
+	}
 	if c.PublishAddress, err = parsePublishAddresses(*publish); err != nil {
 		return c, fmt.Errorf("-publish-address: %w", err)
 	}
@@ -150,6 +162,14 @@ func (c config) validate() error {
 	}
 	if len(map[string]bool{c.Address: true, c.HealthAddress: true, c.AdminAddress: true, c.MetricsAddress: true}) != 4 {
 		return errors.New("-address, -health-address, -admin-address and -metrics-address must be different")
+	}
+	for _, gl := range c.GatewayListeners {
+		if gl.Address != "" && (gl.Address == c.HealthAddress || gl.Address == c.AdminAddress || gl.Address == c.MetricsAddress) {
+			return fmt.Errorf("-gateway-listeners: port %d on %s: that address is the health, admin or metrics listener's", gl.Port, gl.Address)
+		}
+	}
+	if msgs := validation.IsDomainPrefixedPath(nil, c.GatewayController); len(msgs) > 0 {
+		return fmt.Errorf("-gateway-controller-name %q: %s", c.GatewayController, msgs[0].Detail)
 	}
 	// The admin endpoint can apply a held mass deletion and profile the
 	// process: off loopback, only for whoever holds the token.
@@ -262,4 +282,74 @@ func printUsage(fs *flag.FlagSet, out io.Writer) {
 	fs.SetOutput(out)
 	fs.PrintDefaults()
 	fs.SetOutput(io.Discard)
+}
+
+// gatewayListener is a Gateway listener port this router serves, and where:
+// Address "" is the proxy listener (-address).
+type gatewayListener struct {
+	Port    int32
+	Address string
+}
+
+// parseGatewayListeners parses "PORT[=HOST:PORT],...". A port given the
+// proxy listener's own address is served there.
+func parseGatewayListeners(s, proxyAddress string) ([]gatewayListener, error) {
+	var out []gatewayListener
+	ports, addrs := map[int32]bool{}, map[string]bool{}
+	for item := range strings.SplitSeq(s, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		portText, addr, _ := strings.Cut(item, "=")
+		port, err := strconv.ParseUint(strings.TrimSpace(portText), 10, 16)
+		if err != nil || port == 0 {
+			return nil, fmt.Errorf("%q: want PORT or PORT=HOST:PORT, PORT from 1 to 65535", item)
+		}
+		gl := gatewayListener{Port: int32(port), Address: strings.TrimSpace(addr)}
+		if gl.Address == proxyAddress {
+			gl.Address = ""
+		}
+		if gl.Address != "" {
+			if err := validateListenAddress(gl.Address); err != nil {
+				return nil, fmt.Errorf("%q: %w", item, err)
+			}
+			if addrs[gl.Address] {
+				return nil, fmt.Errorf("%q: %s serves another port already", item, gl.Address)
+			}
+			addrs[gl.Address] = true
+		}
+		if ports[gl.Port] {
+			return nil, fmt.Errorf("port %d given twice", gl.Port)
+		}
+		if gl.Address == "" && addrs[""] {
+			return nil, fmt.Errorf("%q: another port is served on the proxy listener already; give this one PORT=HOST:PORT", item)
+		}
+		if gl.Address == "" {
+			addrs[""] = true
+		}
+		ports[gl.Port] = true
+		out = append(out, gl)
+	}
+	return out, nil
+}
+
+// gatewayPorts are the Gateway listener ports served, for translation.
+func (c config) gatewayPorts() []int32 {
+	out := make([]int32, 0, len(c.GatewayListeners))
+	for _, gl := range c.GatewayListeners {
+		out = append(out, gl.Port)
+	}
+	return out
+}
+
+// proxyGatewayPort is the Gateway listener port served on the proxy
+// listener; 0: none.
+func (c config) proxyGatewayPort() int32 {
+	for _, gl := range c.GatewayListeners {
+		if gl.Address == "" {
+			return gl.Port
+		}
+	}
+	return 0
 }

@@ -2,8 +2,10 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -62,6 +64,14 @@ func TestBadFlagValuesAreOneLineAndExit2(t *testing.T) {
 		{"-deletion-guard-window", "0s"},
 		{"-deletion-guard-share", "0"},
 		{"-deletion-guard-period", "-1s"},
+		{"-gateway-listeners", "0"},
+		{"-gateway-listeners", "70000"},
+		{"-gateway-listeners", "80,80=:9080"},
+		{"-gateway-listeners", "80,8080"}, // two on the proxy listener
+		{"-gateway-listeners", "80=:9080,8080=:9080"},
+		{"-gateway-listeners", "80=:8081"}, // the health listener
+		{"-gateway-listeners", "80=nope"},
+		{"-gateway-controller-name", "not a path"},
 		{"-no-such-flag"},
 		{"stray-argument"},
 	} {
@@ -110,5 +120,28 @@ func TestAdminOffLoopbackNeedsAToken(t *testing.T) {
 	c, err := parseConfig(nil, &bytes.Buffer{})
 	if err != nil || c.AdminAddress != "127.0.0.1:9911" || c.MetricsAddress != ":9912" {
 		t.Fatalf("defaults: %v, admin %q, metrics %q", err, c.AdminAddress, c.MetricsAddress)
+	}
+}
+
+func TestGatewayListeners(t *testing.T) {
+	for _, tc := range []struct {
+		flag string
+		want []gatewayListener
+		port int32 // served on the proxy listener
+	}{
+		{"80", []gatewayListener{{Port: 80}}, 80},
+		{"", nil, 0},
+		{"80=:8080", []gatewayListener{{Port: 80}}, 80}, // -address itself
+		{"80, 8080=127.0.0.1:9080", []gatewayListener{{Port: 80}, {Port: 8080, Address: "127.0.0.1:9080"}}, 80},
+		{"443=:9443", []gatewayListener{{Port: 443, Address: ":9443"}}, 0},
+	} {
+		c, err := parseConfig([]string{"-gateway-listeners", tc.flag}, io.Discard)
+		if err != nil {
+			t.Errorf("%q: %v", tc.flag, err)
+			continue
+		}
+		if !slices.Equal(c.GatewayListeners, tc.want) || c.proxyGatewayPort() != tc.port {
+			t.Errorf("%q: %+v (proxy listener port %d), want %+v (%d)", tc.flag, c.GatewayListeners, c.proxyGatewayPort(), tc.want, tc.port)
+		}
 	}
 }

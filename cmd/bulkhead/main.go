@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -19,6 +20,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/zalando/skipper/filters"
+	"github.com/zalando/skipper/predicates/query"
+	"github.com/zalando/skipper/predicates/traffic"
 	skrouting "github.com/zalando/skipper/routing"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -106,9 +109,19 @@ func serve(stop context.Context, cfg config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	gatewayListeners, err := listenGateway(cfg)
+	if err != nil {
+		for _, l := range listeners {
+			l.Close()
+		}
+		return err
+	}
 	defer func() {
 		for _, l := range listeners {
 			l.Close() // Serve closes its listener; this covers the ones never served
+		}
+		for _, l := range gatewayListeners {
+			l.Close()
 		}
 	}()
 
@@ -187,8 +200,10 @@ func serve(stop context.Context, cfg config, log *slog.Logger) error {
 		return err
 	}
 	routes = dataclient.New(dataclient.Options{
-		Connector:   dataclient.NewRESTConnector(restConfig, 0),
-		Translate:   routing.Options{ControllerName: cfg.ControllerName, SelfAddresses: localAddresses(log)},
+		Connector:         dataclient.NewRESTConnector(restConfig, 0),
+		DisableGatewayAPI: !cfg.GatewayAPI,
+		Translate: routing.Options{ControllerName: cfg.ControllerName, SelfAddresses: localAddresses(log),
+			GatewayControllerName: cfg.GatewayController, GatewayPorts: cfg.gatewayPorts(), PublishAddresses: cfg.PublishAddress},
 		Store:       store,
 		SyncTimeout: cfg.SyncTimeout,
 		Reconnect:   cfg.Reconnect, RelistSpread: cfg.RelistSpread,
@@ -207,8 +222,11 @@ func serve(stop context.Context, cfg config, log *slog.Logger) error {
 		ShardDataClients:   func(i int) []skrouting.DataClient { return []skrouting.DataClient{routes.Shard(i)} },
 		ShardOf:            func(r *http.Request) int { return routing.RequestShard(r, cfg.RouteShards) },
 		PrepareRequest:     routing.PrepareRequest,
-		Filters:            []filters.Spec{routing.NewRestorePathSpec(), resilience.PolicySpec(), resilience.BackendSpec()},
-		Predicates:         []skrouting.PredicateSpec{routes.SentinelPredicate()},
+		Filters: []filters.Spec{routing.NewRestorePathSpec(), resilience.PolicySpec(), resilience.BackendSpec(),
+			routing.NewRequestHeadersSpec(), routing.NewResponseHeadersSpec()},
+		// Gateway API routes: the listener port a request came in on,
+		// weighted backendRefs and query parameter matches.
+		Predicates:         []skrouting.PredicateSpec{routes.SentinelPredicate(), routing.NewGatewayPortSpec(), traffic.NewSegment(), query.New()},
 		PostProcessors:     []skrouting.PostProcessor{resilience.PostProcessor(), routes.PostProcessor()},
 		WrapRoundTripper:   resilience.WrapRoundTripper,
 		BackendIdleTimeout: cfg.BackendIdleTimeout,
@@ -241,14 +259,27 @@ func serve(stop context.Context, cfg config, log *slog.Logger) error {
 	// Bind every listener before serving any, so a port conflict is one
 	// clear error at start rather than a half-running router.
 	errorLog := slog.NewLogLogger(log.Handler(), slog.LevelDebug) // client-side noise (bad requests, resets) is not ours to shout about
-	servers := []*http.Server{
-		{
-			Handler:           resilience.Handler(px),
+	proxyHandler := resilience.Handler(px)
+	proxyServer := func(gatewayPort int32) *http.Server {
+		srv := &http.Server{
+			Handler:           proxyHandler,
 			ReadHeaderTimeout: cfg.Edge.HeaderTimeout, // slow clients cannot hold connections open by trickling headers
 			IdleTimeout:       cfg.Edge.IdleTimeout,   // longer than the ALB's default 60 s idle timeout, so the ALB closes first
 			MaxHeaderBytes:    cfg.Edge.serverMaxHeaderBytes(),
 			ErrorLog:          errorLog,
-		},
+		}
+		if gatewayPort != 0 {
+			// Gateway routes match only requests that came in on their
+			// listener's port (routing.WithGatewayPort); the port is the
+			// listener's, never anything the client sent.
+			srv.ConnContext = func(ctx context.Context, _ net.Conn) context.Context {
+				return routing.WithGatewayPort(ctx, gatewayPort)
+			}
+		}
+		return srv
+	}
+	servers := []*http.Server{
+		proxyServer(cfg.proxyGatewayPort()),
 		{Handler: health.Handler(ready), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: cfg.Edge.IdleTimeout, ErrorLog: errorLog},
 		adminServer(admin.Options{Gatherer: reg, Table: routes.Table, Source: routes,
 			Endpoints: endpointView(routes, resilience), Token: cfg.AdminToken}, errorLog),
@@ -269,12 +300,25 @@ func serve(stop context.Context, cfg config, log *slog.Logger) error {
 		"health_address", listeners[1].Addr().String(), "admin_address", listeners[2].Addr().String(),
 		"admin_token", len(cfg.AdminToken) > 0, "metrics_address", listeners[3].Addr().String())
 
+	var gatewayServers []*http.Server
+	for _, gl := range gatewayListeners {
+		srv := proxyServer(gl.port)
+		gatewayServers = append(gatewayServers, srv)
+		log.Info("Gateway listener port bound", "gateway_port", gl.port, "address", gl.Addr().String())
+	}
 	go func() {
 		select {
 		case <-px.FirstLoad():
 			// skipper closes FirstLoad after it has installed the table, so
 			// the first request served is matched against real routes.
 			startServing(0)
+			for i, srv := range gatewayServers {
+				go func() {
+					if err := srv.Serve(gatewayListeners[i]); !errors.Is(err, http.ErrServerClosed) {
+						serveErr <- err
+					}
+				}()
+			}
 			ready.Set(health.ConditionRoutes, true, "")
 			log.Info("route table loaded; serving traffic and ready", "since_start", time.Since(started).Round(time.Millisecond))
 		case <-ctx.Done():
@@ -287,7 +331,7 @@ func serve(stop context.Context, cfg config, log *slog.Logger) error {
 		return err
 	}
 
-	drain(servers[0], ready, cfg, log)
+	drain(append([]*http.Server{servers[0]}, gatewayServers...), ready, cfg, log)
 	stopBackground()
 	for _, s := range servers[1:] {
 		s.Close()
@@ -320,13 +364,39 @@ func listen(cfg config) ([4]net.Listener, error) {
 	return listeners, nil
 }
 
+// portListener is a Gateway listener port's own listener.
+type portListener struct {
+	net.Listener
+	port int32
+}
+
+// listenGateway binds the Gateway listener ports that have an address of
+// their own (the others are served on the proxy listener).
+func listenGateway(cfg config) ([]portListener, error) {
+	var out []portListener
+	for _, gl := range cfg.GatewayListeners {
+		if gl.Address == "" {
+			continue
+		}
+		l, err := net.Listen("tcp", gl.Address)
+		if err != nil {
+			for _, open := range out {
+				open.Close()
+			}
+			return nil, fmt.Errorf("-gateway-listeners: port %d: %w", gl.Port, err)
+		}
+		out = append(out, portListener{Listener: l, port: gl.Port})
+	}
+	return out, nil
+}
+
 // drain takes the router out of service without failing a request: it
 // fails /readyz and keeps serving for the drain delay, while the load
 // balancer notices and stops sending; then it stops accepting connections,
 // closes idle keep-alive connections, answers in-flight HTTP/1.1 requests
 // with Connection: close (Go's server does both once Shutdown starts) and
 // waits up to the drain timeout for them to finish.
-func drain(proxySrv *http.Server, ready *health.State, cfg config, log *slog.Logger) {
+func drain(proxyServers []*http.Server, ready *health.State, cfg config, log *slog.Logger) {
 	start := time.Now()
 	ready.Set(health.ConditionDraining, false, "shutting down")
 	log.Info("draining: /readyz fails now, traffic is still served until the load balancer stops sending",
@@ -335,8 +405,21 @@ func drain(proxySrv *http.Server, ready *health.State, cfg config, log *slog.Log
 	log.Info("drain delay over: closing listener and keep-alive connections, finishing in-flight requests")
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
 	defer cancel()
-	if err := proxySrv.Shutdown(ctx); err != nil {
-		proxySrv.Close()
+	errs := make(chan error, len(proxyServers))
+	for _, srv := range proxyServers {
+		go func() {
+			err := srv.Shutdown(ctx)
+			if err != nil {
+				srv.Close()
+			}
+			errs <- err
+		}()
+	}
+	var err error
+	for range proxyServers {
+		err = cmp.Or(err, <-errs)
+	}
+	if err != nil {
 		log.Warn("in-flight requests did not finish within the drain timeout; their connections were closed",
 			"drain_timeout", cfg.DrainTimeout, logging.KeyError, err)
 		return

@@ -1,0 +1,193 @@
+package e2e
+
+import (
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+	gatewayclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
+
+	"github.com/bulkhead-router/bulkhead/internal/gatewaycrds"
+	"github.com/bulkhead-router/bulkhead/internal/testrouter"
+)
+
+const gatewayController = "bulkhead.io/gateway-controller"
+
+// gwEnv is an env whose API server serves the Gateway API.
+type gwEnv struct {
+	*env
+	gw gatewayclient.Interface
+}
+
+// newGatewayEnv installs the Gateway API CRDs of the pinned release, then
+// starts the router with args.
+func newGatewayEnv(t *testing.T, routerArgs ...string) *gwEnv {
+	t.Helper()
+	e := newEnvNoRouter(t)
+	if _, err := gatewaycrds.Install(e.ctx(), e.cp.RESTConfig()); err != nil {
+		t.Fatalf("installing the Gateway API CRDs: %v", err)
+	}
+	gw, err := gatewayclient.NewForConfig(e.cp.RESTConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.router = testrouter.Start(t, testrouter.Options{Kubeconfig: e.cp.Kubeconfig(), Args: routerArgs})
+	return &gwEnv{env: e, gw: gw}
+}
+
+func (e *gwEnv) gatewayClass(name string) {
+	e.t.Helper()
+	gc := &gatewayv1.GatewayClass{ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: gatewayv1.GatewayClassSpec{ControllerName: gatewayController}}
+	if _, err := e.gw.GatewayV1().GatewayClasses().Create(e.ctx(), gc, metav1.CreateOptions{}); err != nil {
+		e.t.Fatalf("create GatewayClass: %v", err)
+	}
+}
+
+// gateway creates a Gateway of class "bulkhead" with one HTTP listener per
+// port, routes from all namespaces allowed.
+func (e *gwEnv) gateway(namespace, name string, ports ...int32) {
+	e.t.Helper()
+	ensureNamespace(e.t, e.client, namespace)
+	all := gatewayv1.NamespacesFromAll
+	g := &gatewayv1.Gateway{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
+		Spec: gatewayv1.GatewaySpec{GatewayClassName: "bulkhead"}}
+	for _, p := range ports {
+		g.Spec.Listeners = append(g.Spec.Listeners, gatewayv1.Listener{
+			Name: gatewayv1.SectionName(fmt.Sprintf("http-%d", p)), Port: p, Protocol: gatewayv1.HTTPProtocolType,
+			AllowedRoutes: &gatewayv1.AllowedRoutes{Namespaces: &gatewayv1.RouteNamespaces{From: &all}},
+		})
+	}
+	if _, err := e.gw.GatewayV1().Gateways(namespace).Create(e.ctx(), g, metav1.CreateOptions{}); err != nil {
+		e.t.Fatalf("create Gateway: %v", err)
+	}
+}
+
+// applyRoute creates or replaces an HTTPRoute.
+func (e *gwEnv) applyRoute(hr *gatewayv1.HTTPRoute) {
+	e.t.Helper()
+	ensureNamespace(e.t, e.client, hr.Namespace)
+	api := e.gw.GatewayV1().HTTPRoutes(hr.Namespace)
+	old, err := api.Get(e.ctx(), hr.Name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		_, err = api.Create(e.ctx(), hr, metav1.CreateOptions{})
+	case err == nil:
+		hr.ResourceVersion = old.ResourceVersion
+		_, err = api.Update(e.ctx(), hr, metav1.UpdateOptions{})
+	}
+	if err != nil {
+		e.t.Fatalf("apply HTTPRoute %s/%s: %v", hr.Namespace, hr.Name, err)
+	}
+}
+
+func (e *gwEnv) deleteRoute(namespace, name string) {
+	e.t.Helper()
+	if err := e.gw.GatewayV1().HTTPRoutes(namespace).Delete(e.ctx(), name, metav1.DeleteOptions{}); err != nil {
+		e.t.Fatalf("delete HTTPRoute: %v", err)
+	}
+}
+
+// httpRoute is an HTTPRoute attached to gateway/gw for host, its rules
+// given.
+func httpRoute(namespace, name, gwNamespace, gw, host string, rules ...gatewayv1.HTTPRouteRule) *gatewayv1.HTTPRoute {
+	ns := gatewayv1.Namespace(gwNamespace)
+	return &gatewayv1.HTTPRoute{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
+		Spec: gatewayv1.HTTPRouteSpec{
+			CommonRouteSpec: gatewayv1.CommonRouteSpec{ParentRefs: []gatewayv1.ParentReference{{Name: gatewayv1.ObjectName(gw), Namespace: &ns}}},
+			Hostnames:       []gatewayv1.Hostname{gatewayv1.Hostname(host)},
+			Rules:           rules,
+		}}
+}
+
+// toService is a rule sending path prefix p to services by weight
+// (service, weight, service, weight, ...).
+func toService(p string, backends ...any) gatewayv1.HTTPRouteRule {
+	kind := gatewayv1.PathMatchPathPrefix
+	r := gatewayv1.HTTPRouteRule{Matches: []gatewayv1.HTTPRouteMatch{{Path: &gatewayv1.HTTPPathMatch{Type: &kind, Value: &p}}}}
+	for i := 0; i+1 < len(backends); i += 2 {
+		port := gatewayv1.PortNumber(80)
+		w := int32(backends[i+1].(int))
+		r.BackendRefs = append(r.BackendRefs, gatewayv1.HTTPBackendRef{BackendRef: gatewayv1.BackendRef{
+			BackendObjectReference: gatewayv1.BackendObjectReference{Name: gatewayv1.ObjectName(backends[i].(string)), Port: &port},
+			Weight:                 &w,
+		}})
+	}
+	return r
+}
+
+// TestGatewayHTTPRouteLifecycle walks an HTTPRoute's life on a router that
+// also serves an Ingress: create, use, split by weight, match a header,
+// delete, create the next; a Gateway listener on a port this router does
+// not serve gets no traffic; the Ingress is untouched throughout.
+func TestGatewayHTTPRouteLifecycle(t *testing.T) {
+	e := newGatewayEnv(t) // -gateway-listeners defaults to 80 on the proxy listener
+	e.startPods("shop", "web", 2)
+	e.startPods("shop", "canary", 1)
+	e.startPods("shop", "legacy", 1)
+	e.ingressClass("bulkhead", false)
+	e.apply(ingress("shop", "legacy", "bulkhead", rule("legacy.example", path("/", prefix(), "legacy"))))
+	e.router.WaitReady(30 * time.Second)
+	e.expectPod("legacy.example", "/", "legacy", "")
+
+	e.gatewayClass("bulkhead")
+	e.gateway("infra", "edge", 80)
+	e.applyRoute(httpRoute("shop", "web", "infra", "edge", "shop.example", toService("/", "web", 1)))
+	e.expectPod("shop.example", "/anything", "web", "")
+
+	// A canary: weights 1:1, both answer.
+	e.applyRoute(httpRoute("shop", "web", "infra", "edge", "shop.example", toService("/", "web", 1, "canary", 1)))
+	seen := map[string]int{}
+	e.eventually(15*time.Second, "both backends answer", func() error {
+		a, err := e.get("shop.example", "/")
+		if err != nil {
+			return err
+		}
+		if a.status != http.StatusOK {
+			return fmt.Errorf("status %d: %.200s", a.status, a.body)
+		}
+		seen[a.echo.Service]++
+		if seen["web"] == 0 || seen["canary"] == 0 {
+			return errNotYet
+		}
+		return nil
+	})
+
+	// A header match takes priority over the plain prefix.
+	rule := toService("/", "canary", 1)
+	rule.Matches[0].Headers = []gatewayv1.HTTPHeaderMatch{{Name: "X-Canary", Value: "yes"}}
+	e.applyRoute(httpRoute("shop", "web", "infra", "edge", "shop.example", toService("/", "web", 1), rule))
+	e.eventually(10*time.Second, "header match", func() error {
+		a, err := e.get("shop.example", "/", "X-Canary", "yes")
+		if err != nil {
+			return err
+		}
+		if a.echo.Service != "canary" {
+			return fmt.Errorf("X-Canary: yes answered by %q (%d)", a.echo.Service, a.status)
+		}
+		return nil
+	})
+	for range 20 {
+		a, err := e.get("shop.example", "/")
+		if err != nil || a.echo.Service != "web" {
+			t.Fatalf("without the header: %v %q %d", err, a.echo.Service, a.status)
+		}
+	}
+
+	// A listener on a port the router does not serve: its routes never
+	// answer here.
+	e.gateway("infra", "elsewhere", 8443)
+	e.applyRoute(httpRoute("shop", "other", "infra", "elsewhere", "other.example", toService("/", "web", 1)))
+
+	// Delete, then create the next.
+	e.deleteRoute("shop", "web")
+	e.expectStatus("shop.example", "/", http.StatusNotFound)
+	e.applyRoute(httpRoute("shop", "next", "infra", "edge", "next.example", toService("/", "canary", 1)))
+	e.expectPod("next.example", "/", "canary", "")
+	e.expectStatus("other.example", "/", http.StatusNotFound)
+	e.expectPod("legacy.example", "/", "legacy", "")
+}
