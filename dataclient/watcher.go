@@ -50,14 +50,14 @@ type watcher struct {
 	// initial listing (an informer can be synced before its handlers are).
 	handlersSynced []cache.InformerSynced
 
-	mu      sync.Mutex
-	gw      *gatewayWatch // nil until discovery finds the Gateway API served
+	mu sync.Mutex
+	gw *gatewayWatch // nil until discovery finds the Gateway API served
 	// gwDiscovered: discovery has answered (served or not), so the first
 	// table can be built.
 	gwDiscovered bool
 	changes      []time.Time
-	gone    goneSet // how objects left since the last takeGone
-	dirty   dirtySet
+	gone         goneSet // how objects left since the last takeGone
+	dirty        dirtySet
 	// listed is the last snapshot's lists, and stale the kinds that
 	// changed since: a kind that did not change keeps its list, the same
 	// slice in the same order, and the translator then skips indexing it

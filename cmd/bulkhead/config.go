@@ -38,21 +38,21 @@ type config struct {
 	GatewayController string
 	GatewayListeners  []gatewayListener
 	PublishAddress    []string
-	ElectionNS     string
-	ElectionID     string
-	LogLevel       slog.Level
-	LogFormat      string
-	DrainDelay     time.Duration
-	DrainTimeout   time.Duration
-	NodeName       string
-	WatchNode      bool
-	SyncTimeout    time.Duration
-	Reconnect      string
-	RelistSpread   time.Duration
-	GuardShare     float64
-	GuardHold      time.Duration
-	GuardMin       int
-	GuardWindow    time.Duration
+	ElectionNS        string
+	ElectionID        string
+	LogLevel          slog.Level
+	LogFormat         string
+	DrainDelay        time.Duration
+	DrainTimeout      time.Duration
+	NodeName          string
+	WatchNode         bool
+	SyncTimeout       time.Duration
+	Reconnect         string
+	RelistSpread      time.Duration
+	GuardShare        float64
+	GuardHold         time.Duration
+	GuardMin          int
+	GuardWindow       time.Duration
 
 	ConnectTimeout        time.Duration
 	ResponseHeaderTimeout time.Duration

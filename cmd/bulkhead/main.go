@@ -217,11 +217,11 @@ func serve(stop context.Context, cfg config, log *slog.Logger) error {
 	})
 	nodeAddrs.connect(routes.SetNodeAddresses)
 	px := proxy.New(proxy.Options{
-		DataClients:        []skrouting.DataClient{routes},
-		Shards:             cfg.RouteShards,
-		ShardDataClients:   func(i int) []skrouting.DataClient { return []skrouting.DataClient{routes.Shard(i)} },
-		ShardOf:            func(r *http.Request) int { return routing.RequestShard(r, cfg.RouteShards) },
-		PrepareRequest:     routing.PrepareRequest,
+		DataClients:      []skrouting.DataClient{routes},
+		Shards:           cfg.RouteShards,
+		ShardDataClients: func(i int) []skrouting.DataClient { return []skrouting.DataClient{routes.Shard(i)} },
+		ShardOf:          func(r *http.Request) int { return routing.RequestShard(r, cfg.RouteShards) },
+		PrepareRequest:   routing.PrepareRequest,
 		Filters: []filters.Spec{routing.NewRestorePathSpec(), resilience.PolicySpec(), resilience.BackendSpec(),
 			routing.NewRequestHeadersSpec(), routing.NewResponseHeadersSpec()},
 		// Gateway API routes: the listener port a request came in on,
