@@ -281,27 +281,64 @@ remembers nothing of it.
     specific of the two hostnames (a wildcard "*.foo.com" matches one or
     more labels: "a.foo.com", "a.b.foo.com", never "foo.com").
   - Matches: path Exact and PathPrefix (as Ingress Exact and Prefix:
-    element-wise, trailing slash ignored); RegularExpression is not
-    supported in this slice (skipper's tree cannot hold it beside the host
-    key): such a match is dropped. Headers Exact (skipper's Header) and
+    element-wise, trailing slash ignored), and RegularExpression: Go's RE2
+    syntax, matched against the whole path (anchored at both ends,
+    case-sensitive), cleaned as the other matches see it, by the
+    BulkheadPathRegexp predicate (gatewaypath.go), which strips the host
+    key first (skipper's PathRegexp would see the key, and an expression's
+    own "^" could not follow it); an expression that does not compile
+    drops its match. Headers Exact (skipper's Header) and
     RegularExpression (HeaderRegexp), the first of each name only, as the
     spec says; queryParams Exact (QueryParam with the quoted value
     anchored) and RegularExpression; method. A rule without matches
     matches every path ("/" prefix).
-  - Filters: RequestHeaderModifier and ResponseHeaderModifier become
+  - Filters, all after bulkheadRestorePath, so that they see the request
+    as the client sent it, and in the rule's order (gatewayfilters.go):
+    RequestHeaderModifier and ResponseHeaderModifier become
     bulkheadRequestHeaders / bulkheadResponseHeaders("set"|"add"|"remove",
-    name, value, ...) after bulkheadRestorePath (gatewayfilters.go; the
-    proxy registers NewRequestHeadersSpec and NewResponseHeadersSpec).
-    They are ours because skipper's setRequestHeader expands "${...}"
-    templates, and a user's value must reach the pod as written. The other
-    filters (RequestRedirect, URLRewrite, RequestMirror, CORS,
-    ExternalAuth, ExtensionRef) and backendRef filters are not supported
-    yet: a rule with one answers 500 as a whole, as the spec requires for a
-    filter that cannot be applied (never skipped silently). Unsupported
-    values make the route PartiallyInvalid=True UnsupportedValue (Accepted
-    stays True for the rest), or Accepted=False UnsupportedValue when
-    every match of every rule was dropped; they are also an UnsupportedValue problem. Timeouts,
-    retry and session persistence are ignored in this slice.
+    name, value, ...), ours because skipper's setRequestHeader expands
+    "${...}" templates, and a user's value must reach the pod as written.
+    RequestRedirect becomes bulkheadRedirect("status=302",
+    "listener-port=80", ...), last on a <shunt> route: it answers with the
+    Location the spec describes (scheme: the filter's, else the request's;
+    hostname: the filter's, else the Host header's without port; port:
+    the filter's, else the scheme's well-known port when the filter sets a
+    scheme, else the listener port; 80 with http and 443 with https left
+    out; the path as sent, or with ReplaceFullPath / ReplacePrefixMatch
+    applied; the query kept). URLRewrite becomes bulkheadRewrite: hostname
+    is the Host the pod receives (skipper's outgoing host), the path
+    ReplaceFullPath or ReplacePrefixMatch. ReplacePrefixMatch replaces the
+    match's prefix element by element ("/foo/bar" with prefix "/foo" and
+    "/xyz" is "/xyz/bar", with "" or "/" it is "/bar"; empty is "/"); the
+    filter gets the prefix of its route's match as an argument, and
+    compares it with the cleaned path as the match did, so a path that
+    was not clean is sent clean after a prefix replacement; escapes in the
+    rest of the path are kept. Header modifiers on a backendRef apply to
+    that backend's share only, after the rule's filters. RequestMirror,
+    CORS, ExternalAuth, ExtensionRef, and other filter types on a
+    backendRef are not supported: a rule with one answers 500 as a whole,
+    as the spec requires for a filter that cannot be applied (never
+    skipped silently), and the route is PartiallyInvalid=True
+    UnsupportedValue (Accepted stays True for the rest), or
+    Accepted=False UnsupportedValue when every match of every rule was
+    dropped. Values the spec says make a route not accepted (an unknown
+    filter type, redirect scheme, status code or path modifier type;
+    ReplacePrefixMatch beside a match that is not PathPrefix; a redirect
+    beside a URLRewrite or backendRefs; a hostname that is not a DNS name;
+    bad timeouts) make it Accepted=False UnsupportedValue: that rule
+    answers 500, the route's other rules are still served (a not accepted
+    route is not counted in attachedRoutes). Each is also an
+    UnsupportedValue problem.
+  - Timeouts: request becomes the upstream layer's request-timeout (the
+    whole request, retries and response body included) and backendRequest
+    its response-header-timeout (each attempt, until the pod's response
+    headers: the upstream layer has no per-attempt bound on the body,
+    which request covers), in the same bulkheadUpstream filter the
+    Ingress annotations use; "0s" disables either; a timeout answers 504.
+    A value that is not a Gateway API duration, one above 24h (the
+    upstream layer's limit), or a backendRequest above a non-zero request
+    is refused (see above). Retry and session persistence (experimental)
+    are ignored.
   - backendRefs: core Services only (else InvalidKind); in another
     namespace only with a ReferenceGrant there from HTTPRoutes of the
     route's namespace to that Service or all Services (else
@@ -327,29 +364,37 @@ common case, follow the spec fully. Listeners on one port share the tree;
 different ports are kept apart by BulkheadGatewayPort.
 
 Precedence. Skipper's tree already orders by host class and path length
-(longest first, with fall-through). Within one tree node, skipper sorts the
-routes by weight (the Weight() value plus one per other predicate; Method,
-Host, each header, query and port predicate count one, TrafficSegment
-none) with a stable sort over an insertion order that is not
-deterministic. So the Gateway routes of each node are ranked by the spec's
-order (most specific host, Exact before prefix, longer path, method, more
-headers, more query params, oldest route, namespace/name, rule and match
-order) and given total weights 64 apart in that order (the Weight()
-argument is the total minus the other predicates; 64 exceeds the most a
-route's other predicates can add), the last one 64: above any Ingress
-route of the same node (0, or 1 for Exact), which happens only on
-host-less and deep-wildcard nodes. The shares of one rule's TrafficSegment
-split share a weight; they never match together.
+(longest first, with fall-through). A RegularExpression match is placed
+at its host's root node (PathSubtree of the host key), where the only
+other path is PathPrefix "/" (and Exact "/"): it ranks after Exact and
+after every longer PathPrefix of its host (their nodes are tried first),
+and before PathPrefix "/" (the spec leaves regular expression precedence
+to the implementation). Within one tree node, skipper sorts the routes
+by weight (the Weight() value plus one per other predicate; Method,
+Host, BulkheadPathRegexp, each header, query and port predicate count
+one, TrafficSegment none) with a stable sort over an insertion order
+that is not deterministic. So the Gateway routes of each node are ranked
+by the spec's order (most specific host; Exact, then regular expression,
+then prefix; longer path, method, more headers, more query params,
+oldest route, namespace/name, rule and match order) and given total
+weights 64 apart in that order (the Weight() argument is the total minus
+the other predicates; 64 exceeds the most a route's other predicates can
+add), the last one 64: above any Ingress route of the same node (0, or 1
+for Exact), which happens only on host-less and deep-wildcard nodes. The
+shares of one rule's TrafficSegment split share a weight; they never
+match together.
 
 Listener ports. Every Gateway route carries BulkheadGatewayPort(<listener
 port>) (gatewayport.go). The proxy must put the Gateway port a request
 came in on into its context with WithGatewayPort (and skipper's routing
 context, skrouting.NewContext, which skipper's proxy adds and
-TrafficSegment needs) before the lookup, and register NewGatewayPortSpec,
-TrafficSegment and QueryParam predicates; a request without a port matches
-no Gateway route (fail closed). Route IDs are "gw__<namespace>__<route>__
+TrafficSegment needs) before the lookup, and register the
+NewGatewayPortSpec, NewPathRegexpSpec, TrafficSegment and QueryParam
+predicates and the NewRequestHeadersSpec, NewResponseHeadersSpec,
+NewRedirectSpec and NewRewriteSpec filters; a request without a port
+matches no Gateway route (fail closed). Route IDs are "gw__<namespace>__<route>__
 <rule name or ruleN>__m<match>__<gateway namespace>__<gateway>__<listener>
-__<host>__<bN or fail>__<hash>", the host "deep_wildcard_..." for the
+__<host>__<bN, redirect or fail>__<hash>", the host "deep_wildcard_..." for the
 deeper-names copy of a wildcard.
 
 # Names and order

@@ -143,7 +143,7 @@ func checkPredicates(t *testing.T, r Route) {
 			path, subtree = p.Args[0].(string), true
 			checkTreePath(t, e.Id, path, true)
 		case "Weight":
-		case GatewayPortName, "Host", "Method", "Header", "HeaderRegexp", "QueryParam", "TrafficSegment":
+		case GatewayPortName, PathRegexpName, "Host", "Method", "Header", "HeaderRegexp", "QueryParam", "TrafficSegment":
 			if r.Gateway == nil {
 				t.Fatalf("%s: predicate %s on an Ingress route", e.Id, p.Name)
 			}

@@ -31,9 +31,9 @@ const (
 
 	// gatewayLeafStep spaces the total weights of the Gateway routes of one
 	// path-tree node: skipper adds one per predicate other than the path
-	// and Weight (at most 16 headers, 16 query params, method, host, port:
-	// 35), so a step of 64 keeps the precedence order whatever a route's
-	// predicates are.
+	// and Weight (at most 16 headers, 16 query params, method, host, path
+	// regexp, port: 36), so a step of 64 keeps the precedence order
+	// whatever a route's predicates are.
 	gatewayLeafStep = 64
 
 	internalErrorBody = "Internal Server Error\n"
@@ -70,21 +70,56 @@ type gwMatch struct {
 	vhost    string
 	deep     bool // the deep form of a wildcard vhost: host-less key and a Host regexp
 	path     pathMatch
+	regex    string // a RegularExpression path match; path is then prefix "/"
 	pathType string
 	method   string
 	headers  []*eskip.Predicate
 	queries  []*eskip.Predicate
 	backends []gwBackend
 	fail     bool // the rule answers 500 as a whole
-	filters  []*eskip.Filter
+	filters  []gwFilter
+	redirect *gwFilter // the rule answers with a redirect (when not fail)
+	policy   []any     // bulkheadUpstream arguments: the rule's timeouts
 	leaf     string
 	weight   int
 }
 
 type gwBackend struct {
-	index  int
-	weight int32
-	b      *backend
+	index   int
+	weight  int32
+	b       *backend
+	filters []*eskip.Filter // the backendRef's own filters
+}
+
+// gwFilter is a filter of a rule; prefix filters (a ReplacePrefixMatch)
+// get the match's path prefix as one more argument, and the redirect
+// filter the listener port, when the match is emitted.
+type gwFilter struct {
+	name   string
+	args   []any
+	prefix bool
+}
+
+// eskip is the filter of f for match m.
+func (f gwFilter) eskip(m *gwMatch) *eskip.Filter {
+	args := slices.Clone(f.args)
+	if f.name == RedirectName {
+		args = append(args, argListenerPort+"="+strconv.Itoa(int(m.l.spec.Port)))
+	}
+	if f.prefix {
+		args = append(args, argPrefix+"="+m.path.path)
+	}
+	return &eskip.Filter{Name: f.name, Args: args}
+}
+
+// ruleParse is what rules found wrong: unsupported is the first thing not
+// supported (the route stays Accepted, PartiallyInvalid); rejected the
+// first value the spec says makes the route not Accepted (UnsupportedValue);
+// refs* the first backend that did not resolve.
+type ruleParse struct {
+	unsupported, rejected string
+	refsOK                bool
+	refsReason, refsMsg   string
 }
 
 type gatewayTranslation struct {
@@ -411,7 +446,8 @@ func intersectHost(listener, route string) (string, bool) {
 func (t *gatewayTranslation) httpRoute(hr *gatewayv1.HTTPRoute) []*gwMatch {
 	ref := objectKey(hr.Namespace, hr.Name)
 	gen := hr.Generation
-	rules, unsupported, refsOK, refsReason, refsMsg := t.rules(hr)
+	rules, rp := t.rules(hr)
+	unsupported, refsOK, refsReason, refsMsg := rp.unsupported, rp.refsOK, rp.refsReason, rp.refsMsg
 	var hosts []string
 	for _, h := range hr.Spec.Hostnames {
 		vh, err := ruleVHost(string(h))
@@ -481,7 +517,10 @@ func (t *gatewayTranslation) httpRoute(hr *gatewayv1.HTTPRoute) []*gwMatch {
 			}
 		}
 		accepted := reason == string(gatewayv1.RouteReasonAccepted)
-		if accepted && unsupported != "" && len(rules) == 0 {
+		switch {
+		case accepted && rp.rejected != "":
+			accepted, reason, msg = false, string(gatewayv1.RouteReasonUnsupportedValue), rp.rejected
+		case accepted && unsupported != "" && len(rules) == 0:
 			accepted, reason, msg = false, string(gatewayv1.RouteReasonUnsupportedValue), unsupported
 		}
 		ps.Conditions = append(ps.Conditions, condition(string(gatewayv1.RouteConditionAccepted), accepted, reason, msg, gen))
@@ -522,9 +561,11 @@ func (t *gatewayTranslation) httpRoute(hr *gatewayv1.HTTPRoute) []*gwMatch {
 	if len(parents) > 0 {
 		t.res.httpRoutes = append(t.res.httpRoutes, HTTPRouteStatus{Route: ref, Parents: parents})
 	}
-	if unsupported != "" {
-		t.res.problems = append(t.res.problems, Problem{Kind: kindHTTP, Namespace: hr.Namespace, Name: hr.Name,
-			Reason: Reason(gatewayv1.RouteReasonUnsupportedValue), Message: unsupported})
+	for _, m := range []string{rp.rejected, unsupported} {
+		if m != "" {
+			t.res.problems = append(t.res.problems, Problem{Kind: kindHTTP, Namespace: hr.Namespace, Name: hr.Name,
+				Reason: Reason(gatewayv1.RouteReasonUnsupportedValue), Message: m})
+		}
 	}
 	if !refsOK {
 		t.res.problems = append(t.res.problems, Problem{Kind: kindHTTP, Namespace: hr.Namespace, Name: hr.Name,
@@ -534,15 +575,18 @@ func (t *gatewayTranslation) httpRoute(hr *gatewayv1.HTTPRoute) []*gwMatch {
 }
 
 // rules parses the route's rules into match templates (listener and vhost
-// not yet set), one slice per rule. unsupported says what was not
-// supported (the first such thing); refs* the first backend that did not
-// resolve.
-func (t *gatewayTranslation) rules(hr *gatewayv1.HTTPRoute) (rules [][]*gwMatch, unsupported string, refsOK bool, refsReason, refsMsg string) {
-	refsOK = true
+// not yet set), one slice per rule, and says what was wrong with them.
+func (t *gatewayTranslation) rules(hr *gatewayv1.HTTPRoute) (rules [][]*gwMatch, rp ruleParse) {
+	rp.refsOK = true
 	ref := objectKey(hr.Namespace, hr.Name)
 	unsup := func(format string, args ...any) {
-		if unsupported == "" {
-			unsupported = fmt.Sprintf(format, args...)
+		if rp.unsupported == "" {
+			rp.unsupported = fmt.Sprintf(format, args...)
+		}
+	}
+	reject := func(format string, args ...any) {
+		if rp.rejected == "" {
+			rp.rejected = fmt.Sprintf(format, args...)
 		}
 	}
 	for ri := range hr.Spec.Rules {
@@ -552,24 +596,67 @@ func (t *gatewayTranslation) rules(hr *gatewayv1.HTTPRoute) (rules [][]*gwMatch,
 			name = string(*rule.Name)
 		}
 		fail := false
-		var rfilters []*eskip.Filter
+		var rfilters []gwFilter
+		var redirect *gwFilter
+		rewrites, prefixFilter := 0, false
 		for fi := range rule.Filters {
 			f := &rule.Filters[fi]
-			var name string
-			var args []any
 			switch f.Type {
 			case gatewayv1.HTTPRouteFilterRequestHeaderModifier:
-				name, args = RequestHeadersName, headerFilterArgs(f.RequestHeaderModifier)
+				if args := headerFilterArgs(f.RequestHeaderModifier); len(args) > 0 {
+					rfilters = append(rfilters, gwFilter{name: RequestHeadersName, args: args})
+				}
 			case gatewayv1.HTTPRouteFilterResponseHeaderModifier:
-				name, args = ResponseHeadersName, headerFilterArgs(f.ResponseHeaderModifier)
-			default:
+				if args := headerFilterArgs(f.ResponseHeaderModifier); len(args) > 0 {
+					rfilters = append(rfilters, gwFilter{name: ResponseHeadersName, args: args})
+				}
+			case gatewayv1.HTTPRouteFilterRequestRedirect:
+				gf, err := redirectFilterArgs(f.RequestRedirect)
+				if err != "" || redirect != nil {
+					fail = true
+					reject("rule %d filter %d: RequestRedirect: %s; the rule answers 500", ri, fi, cmp.Or(err, "only one RequestRedirect per rule"))
+					continue
+				}
+				redirect, prefixFilter = &gf, prefixFilter || gf.prefix
+			case gatewayv1.HTTPRouteFilterURLRewrite:
+				gf, err := rewriteFilterArgs(f.URLRewrite)
+				if rewrites++; err != "" || rewrites > 1 {
+					fail = true
+					reject("rule %d filter %d: URLRewrite: %s; the rule answers 500", ri, fi, cmp.Or(err, "only one URLRewrite per rule"))
+					continue
+				}
+				if len(gf.args) > 0 {
+					rfilters, prefixFilter = append(rfilters, gf), prefixFilter || gf.prefix
+				}
+			case gatewayv1.HTTPRouteFilterRequestMirror, gatewayv1.HTTPRouteFilterCORS,
+				gatewayv1.HTTPRouteFilterExternalAuth, gatewayv1.HTTPRouteFilterExtensionRef:
 				fail = true
 				unsup("rule %d: filter %s is not supported yet; the rule answers 500", ri, f.Type)
-				continue
+			default:
+				fail = true
+				reject("rule %d filter %d: unknown filter type %q; the rule answers 500", ri, fi, f.Type)
 			}
-			if len(args) > 0 {
-				rfilters = append(rfilters, &eskip.Filter{Name: name, Args: args})
+		}
+		switch {
+		case redirect != nil && rewrites > 0:
+			fail = true
+			reject("rule %d: RequestRedirect and URLRewrite must not be used together; the rule answers 500", ri)
+		case redirect != nil && len(rule.BackendRefs) > 0:
+			fail = true
+			reject("rule %d: RequestRedirect must not be used together with backendRefs; the rule answers 500", ri)
+		}
+		if prefixFilter {
+			for mi := range rule.Matches {
+				if p := rule.Matches[mi].Path; p != nil && p.Type != nil && *p.Type != gatewayv1.PathMatchPathPrefix {
+					fail = true
+					reject("rule %d match %d: ReplacePrefixMatch needs PathPrefix matches, not %s; the rule answers 500", ri, mi, *p.Type)
+				}
 			}
+		}
+		policy, err := timeoutPolicy(rule.Timeouts)
+		if err != "" {
+			fail = true
+			reject("rule %d: timeouts: %s; the rule answers 500", ri, err)
 		}
 		var backends []gwBackend
 		for bi := range rule.BackendRefs {
@@ -579,14 +666,28 @@ func (t *gatewayTranslation) rules(hr *gatewayv1.HTTPRoute) (rules [][]*gwMatch,
 				w = *br.Weight
 			}
 			b, reason, msg := t.backendRef(hr, &br.BackendRef)
-			if reason != "" && refsOK {
-				refsOK, refsReason, refsMsg = false, reason, fmt.Sprintf("rule %d backendRef %d: %s", ri, bi, msg)
+			if reason != "" && rp.refsOK {
+				rp.refsOK, rp.refsReason, rp.refsMsg = false, reason, fmt.Sprintf("rule %d backendRef %d: %s", ri, bi, msg)
 			}
-			if len(br.Filters) > 0 {
-				fail = true
-				unsup("rule %d backendRef %d: backendRef filters are not supported yet; the rule answers 500", ri, bi)
+			var bfilters []*eskip.Filter
+			for fi := range br.Filters {
+				f := &br.Filters[fi]
+				var args []any
+				switch f.Type {
+				case gatewayv1.HTTPRouteFilterRequestHeaderModifier:
+					if args = headerFilterArgs(f.RequestHeaderModifier); len(args) > 0 {
+						bfilters = append(bfilters, &eskip.Filter{Name: RequestHeadersName, Args: args})
+					}
+				case gatewayv1.HTTPRouteFilterResponseHeaderModifier:
+					if args = headerFilterArgs(f.ResponseHeaderModifier); len(args) > 0 {
+						bfilters = append(bfilters, &eskip.Filter{Name: ResponseHeadersName, Args: args})
+					}
+				default:
+					fail = true
+					unsup("rule %d backendRef %d: backendRef filter %s is not supported yet; the rule answers 500", ri, bi, f.Type)
+				}
 			}
-			backends = append(backends, gwBackend{index: bi, weight: w, b: b})
+			backends = append(backends, gwBackend{index: bi, weight: w, b: b, filters: bfilters})
 		}
 		matches := rule.Matches
 		if len(matches) == 0 {
@@ -600,14 +701,14 @@ func (t *gatewayTranslation) rules(hr *gatewayv1.HTTPRoute) (rules [][]*gwMatch,
 				continue
 			}
 			m.route, m.ref, m.rule, m.ruleName, m.match = hr, ref, ri, name, mi
-			m.backends, m.fail, m.filters = backends, fail, rfilters
+			m.backends, m.fail, m.filters, m.redirect, m.policy = backends, fail, rfilters, redirect, policy
 			ms = append(ms, m)
 		}
 		if len(ms) > 0 {
 			rules = append(rules, ms)
 		}
 	}
-	return rules, unsupported, refsOK, refsReason, refsMsg
+	return rules, rp
 }
 
 // parseGatewayMatch reads one HTTPRouteMatch; a non-empty string says what
@@ -628,6 +729,12 @@ func parseGatewayMatch(hm *gatewayv1.HTTPRouteMatch) (*gwMatch, string) {
 		case gatewayv1.PathMatchExact:
 			m.path.kind = exactMatch
 		case gatewayv1.PathMatchPathPrefix:
+		case gatewayv1.PathMatchRegularExpression:
+			if _, err := compilePathRegexp(value); err != nil {
+				return nil, fmt.Sprintf("path %q: invalid regular expression", value)
+			}
+			m.regex = value
+			value = "/" // the host's root: see gatewayPathRank
 		default:
 			return nil, fmt.Sprintf("path match type %s is not supported", typ)
 		}
@@ -752,7 +859,7 @@ func hostSpecificity(vhost string) int {
 func compareGatewayMatches(a, b *gwMatch) int {
 	return cmp.Or(
 		-cmp.Compare(hostSpecificity(a.vhost), hostSpecificity(b.vhost)),
-		-cmp.Compare(a.path.kind, b.path.kind),
+		-cmp.Compare(gatewayPathRank(a), gatewayPathRank(b)),
 		-cmp.Compare(len(a.path.path), len(b.path.path)),
 		-cmp.Compare(hasInt(a.method != ""), hasInt(b.method != "")),
 		-cmp.Compare(len(a.headers), len(b.headers)),
@@ -769,7 +876,23 @@ func compareGatewayMatches(a, b *gwMatch) int {
 		cmp.Compare(a.vhost, b.vhost),
 		cmp.Compare(a.path.path, b.path.path),
 		cmp.Compare(a.pathType, b.pathType),
+		cmp.Compare(a.regex, b.regex),
 	)
+}
+
+// gatewayPathRank orders the path matches that can share a tree node:
+// Exact first, then RegularExpression, then PathPrefix. A regular
+// expression is placed at its host's root ("/" prefix node), so the only
+// prefix it meets there is "/": it ranks after Exact and after every
+// longer PathPrefix (their nodes are tried first), before PathPrefix "/".
+func gatewayPathRank(m *gwMatch) int {
+	switch {
+	case m.path.kind == exactMatch:
+		return 2
+	case m.regex != "":
+		return 1
+	}
+	return 0
 }
 
 func (m *gwMatch) key() string {
@@ -821,7 +944,7 @@ func emitGatewayMatch(m *gwMatch) []Route {
 			live = append(live, b)
 		}
 	}
-	if m.fail || total == 0 {
+	if m.fail || m.redirect != nil || total == 0 {
 		return []Route{gatewayRoute(m, gwBackend{index: -1}, nil)}
 	}
 	out := make([]Route, 0, len(live))
@@ -842,7 +965,7 @@ func emitGatewayMatch(m *gwMatch) []Route {
 func gatewayRoute(m *gwMatch, b gwBackend, seg *eskip.Predicate) Route {
 	origin := &GatewayOrigin{HTTPRoute: m.ref, Rule: m.rule, RuleName: m.ruleName, Match: m.match,
 		Gateway: m.l.ref, Listener: string(m.l.spec.Name), Port: m.l.spec.Port, BackendRef: b.index}
-	r := Route{Gateway: origin, Host: m.vhost, VirtualHost: m.vhost, Path: m.path.path, PathType: m.pathType}
+	r := Route{Gateway: origin, Host: m.vhost, VirtualHost: m.vhost, Path: cmp.Or(m.regex, m.path.path), PathType: m.pathType}
 	def := &eskip.Route{Id: gatewayRouteID(m, b.index), Namespace: m.ref.Namespace, Name: m.ref.Name}
 	var preds []*eskip.Predicate
 	if m.path.kind == exactMatch {
@@ -876,6 +999,10 @@ func gatewayRoute(m *gwMatch, b gwBackend, seg *eskip.Predicate) Route {
 		}
 	}
 	others += len(m.headers)
+	if m.regex != "" {
+		preds = append(preds, &eskip.Predicate{Name: PathRegexpName, Args: []any{m.regex}})
+		others++
+	}
 	preds = append(preds, &eskip.Predicate{Name: GatewayPortName, Args: []any{float64(m.l.spec.Port)}})
 	preds = append(preds, m.queries...)
 	others += len(m.queries)
@@ -884,7 +1011,18 @@ func gatewayRoute(m *gwMatch, b gwBackend, seg *eskip.Predicate) Route {
 	}
 	preds = append(preds, &eskip.Predicate{Name: predicates.WeightName, Args: []any{float64(m.weight - others)}})
 	def.Predicates = preds
-	if b.b == nil || !b.b.usable() {
+	switch {
+	case m.redirect != nil && !m.fail:
+		// The redirect answers; the other filters (header modifiers) run
+		// before it, and their response side on its answer.
+		def.Filters = []*eskip.Filter{{Name: RestorePathName}}
+		for _, f := range m.filters {
+			def.Filters = append(def.Filters, f.eskip(m))
+		}
+		def.Filters = append(def.Filters, m.redirect.eskip(m))
+		def.BackendType = eskip.ShuntBackend
+		def.Shunt = true
+	case b.b == nil || !b.b.usable():
 		def.Filters = []*eskip.Filter{
 			{Name: RestorePathName},
 			{Name: "status", Args: []any{float64(500)}},
@@ -892,10 +1030,16 @@ func gatewayRoute(m *gwMatch, b gwBackend, seg *eskip.Predicate) Route {
 		}
 		def.BackendType = eskip.ShuntBackend
 		def.Shunt = true
-	} else {
+	default:
 		r.Service, r.Port, r.Backend = b.b.service, b.b.port, b.b.key
 		def.Filters = []*eskip.Filter{{Name: RestorePathName}}
-		def.Filters = append(def.Filters, m.filters...)
+		if len(m.policy) > 0 {
+			def.Filters = append(def.Filters, &eskip.Filter{Name: upstreamPolicyFilter, Args: m.policy})
+		}
+		for _, f := range m.filters {
+			def.Filters = append(def.Filters, f.eskip(m))
+		}
+		def.Filters = append(def.Filters, b.filters...)
 		def.Filters = append(def.Filters, &eskip.Filter{Name: backendFilter, Args: []any{b.b.key.String()}})
 		def.BackendType = eskip.DynamicBackend
 	}
@@ -934,8 +1078,11 @@ func gatewayRouteID(m *gwMatch, backendIndex int) string {
 	}
 	writeIDPart(&b, host, "anyhost")
 	be := "fail"
-	if backendIndex >= 0 {
+	switch {
+	case backendIndex >= 0:
 		be = "b" + strconv.Itoa(backendIndex)
+	case m.redirect != nil && !m.fail:
+		be = "redirect"
 	}
 	writeIDPart(&b, be, "")
 	writeIDPart(&b, idHash(m.ref.Namespace, m.ref.Name, strconv.Itoa(m.rule), strconv.Itoa(m.match),

@@ -6,7 +6,9 @@ import (
 	"net/url"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/zalando/skipper/filters"
 	"github.com/zalando/skipper/filters/filtertest"
@@ -26,7 +28,7 @@ func newGatewayRouter(t *testing.T, table Table) *router {
 	log := &recordingLog{}
 	rt := skrouting.New(skrouting.Options{
 		FilterRegistry:  gatewayFilterRegistry(),
-		Predicates:      []skrouting.PredicateSpec{NewGatewayPortSpec(), traffic.NewSegment(), query.New()},
+		Predicates:      []skrouting.PredicateSpec{NewGatewayPortSpec(), NewPathRegexpSpec(), traffic.NewSegment(), query.New()},
 		DataClients:     []skrouting.DataClient{dc},
 		SignalFirstLoad: true,
 		Log:             log,
@@ -196,6 +198,9 @@ func gatewayFilterRegistry() filters.Registry {
 	reg := filterRegistry()
 	reg.Register(NewRequestHeadersSpec())
 	reg.Register(NewResponseHeadersSpec())
+	reg.Register(NewRedirectSpec())
+	reg.Register(NewRewriteSpec())
+	reg.Register(stubPolicySpec{})
 	return reg
 }
 
@@ -233,3 +238,26 @@ func TestGatewayHeaderFilters(t *testing.T) {
 		t.Errorf("Cache-Control %q, want no-store", got)
 	}
 }
+
+// stubPolicySpec stands in for the upstream layer's bulkheadUpstream
+// filter, which this package must not import: it accepts the keys
+// Gateway timeouts set, with durations, and does nothing.
+type stubPolicySpec struct{}
+
+func (stubPolicySpec) Name() string { return upstreamPolicyFilter }
+
+func (stubPolicySpec) CreateFilter(args []any) (filters.Filter, error) {
+	for _, a := range args {
+		s, _ := a.(string)
+		k, v, _ := strings.Cut(s, "=")
+		if _, err := time.ParseDuration(v); err != nil || k != policyRequestTimeout && k != policyResponseHeaderTimeout {
+			return nil, filters.ErrInvalidFilterParameters
+		}
+	}
+	return stubPolicy{}, nil
+}
+
+type stubPolicy struct{}
+
+func (stubPolicy) Request(filters.FilterContext)  {}
+func (stubPolicy) Response(filters.FilterContext) {}
