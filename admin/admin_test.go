@@ -41,8 +41,15 @@ func handler(t *testing.T, src *fakeSource, loaded bool) http.Handler {
 			Eskip:   &eskip.Route{Id: "r1", Path: "/com/shop", BackendType: eskip.ShuntBackend, Shunt: true},
 			Ingress: types.NamespacedName{Namespace: "shop", Name: "web"}, Host: "shop.com", Path: "/", PathType: "Prefix",
 			Service: "web", Port: "80",
+		}, {
+			Eskip: &eskip.Route{Id: "gw1", Path: "/com/shop", BackendType: eskip.ShuntBackend, Shunt: true},
+			Gateway: &routing.GatewayOrigin{HTTPRoute: types.NamespacedName{Namespace: "shop", Name: "canary"}, Rule: 1, RuleName: "beta", Match: 0,
+				Gateway: types.NamespacedName{Namespace: "infra", Name: "edge"}, Listener: "http", Port: 80, BackendRef: 1},
+			Host: "shop.com", Path: "/beta", PathType: "PathPrefix", Service: "web-v2", Port: "8080",
+			Backend: routing.BackendKey{Namespace: "shop", Service: "web-v2", Port: 8080},
 		}},
-		Problems: []routing.Problem{{Kind: "Ingress", Namespace: "shop", Name: "bad", Reason: routing.ServiceNotFound, Message: "service shop/x not found"}},
+		Problems: []routing.Problem{{Kind: "HTTPRoute", Namespace: "shop", Name: "canary", Reason: "UnsupportedValue", Message: "rule 1: filter CORS is not supported"},
+			{Kind: "Ingress", Namespace: "shop", Name: "bad", Reason: routing.ServiceNotFound, Message: "service shop/x not found"}},
 	}
 	return Handler(Options{
 		Gatherer: prometheus.NewRegistry(),
@@ -68,16 +75,20 @@ func TestRoutesAreTraceableToTheirIngress(t *testing.T) {
 	if code != 200 || !strings.Contains(text, "// ingress shop/web: host shop.com path / (Prefix) -> service web port 80") || !strings.Contains(text, "r1:") {
 		t.Fatalf("/routes text: %d\n%s", code, text)
 	}
+	if !strings.Contains(text, "// httproute shop/canary rule 1 (beta) match 0, gateway infra/edge listener http port 80: host shop.com path /beta (PathPrefix) -> backendRef 1 service web-v2 port 8080") {
+		t.Fatalf("/routes text does not name the HTTPRoute and rule:\n%s", text)
+	}
 	code, body := do(h, http.MethodGet, "/routes", "application/json")
 	var views []map[string]any
-	if err := json.Unmarshal([]byte(body), &views); code != 200 || err != nil || len(views) != 1 || views[0]["id"] != "r1" || views[0]["host"] != "shop.com" {
+	if err := json.Unmarshal([]byte(body), &views); code != 200 || err != nil || len(views) != 2 || views[0]["id"] != "r1" || views[0]["host"] != "shop.com" ||
+		views[1]["gateway"].(map[string]any)["httpRoute"].(map[string]any)["Name"] != "canary" {
 		t.Fatalf("/routes JSON: %d %v\n%s", code, err, body)
 	}
 }
 
 func TestProblemsListed(t *testing.T) {
 	h := handler(t, &fakeSource{}, true)
-	if code, text := do(h, http.MethodGet, "/problems", ""); code != 200 || !strings.Contains(text, "Ingress shop/bad: ServiceNotFound") {
+	if code, text := do(h, http.MethodGet, "/problems", ""); code != 200 || !strings.Contains(text, "Ingress shop/bad: ServiceNotFound") || !strings.Contains(text, "HTTPRoute shop/canary: UnsupportedValue") {
 		t.Fatalf("/problems: %d %s", code, text)
 	}
 }
