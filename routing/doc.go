@@ -325,7 +325,7 @@ remembers nothing of it.
     filter type, redirect scheme, status code or path modifier type;
     ReplacePrefixMatch beside a match that is not PathPrefix; a redirect
     beside a URLRewrite or backendRefs; a hostname that is not a DNS name;
-    bad timeouts) make it Accepted=False UnsupportedValue: that rule
+    a header name that is not one; bad timeouts) make it Accepted=False UnsupportedValue: that rule
     answers 500, the route's other rules are still served (a not accepted
     route is not counted in attachedRoutes). Each is also an
     UnsupportedValue problem.

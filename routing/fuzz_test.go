@@ -9,8 +9,12 @@ import (
 
 	"github.com/zalando/skipper/eskip"
 	"github.com/zalando/skipper/pathmux"
+	skrouting "github.com/zalando/skipper/routing"
+	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
 
 // FuzzTranslate mutates the golden fixtures: whatever objects come out of
@@ -183,5 +187,136 @@ func checkTreePath(t *testing.T, id, path string, subtree bool) {
 	}
 	if err := tree.Add(strings.TrimSuffix(path, "/")+"/**", 1); err != nil {
 		t.Fatalf("%s: skipper's path tree refuses the subtree of %q: %v", id, path, err)
+	}
+}
+
+// FuzzGatewayRule mutates one HTTPRoute rule's path match, filter and
+// timeouts on top of a working Gateway snapshot: the table must be valid
+// (checkTable), and every filter and predicate of bulkhead's own that a
+// route carries must be accepted by its spec, as skipper would create it
+// (a route skipper refuses would answer 404 instead of what the rule says).
+func FuzzGatewayRule(f *testing.F) {
+	f.Add("PathPrefix", "/api", "RequestRedirect", "https", "example.org", int32(8443), 301, "ReplacePrefixMatch", "/new", "", "")
+	f.Add("Exact", "/x", "RequestRedirect", "", "", int32(0), 0, "ReplaceFullPath", "/y", "", "")
+	f.Add("Exact", "/x", "URLRewrite", "", "internal.example", int32(0), 0, "ReplacePrefixMatch", "/y", "", "")
+	f.Add("PathPrefix", "/", "URLRewrite", "", "", int32(0), 0, "ReplacePrefixMatch", "", "1s", "500ms")
+	f.Add("RegularExpression", "/users/[0-9]+", "RequestHeaderModifier", "", "", int32(0), 0, "", "", "0s", "0s")
+	f.Add("RegularExpression", "a)|(.*", "URLRewrite", "", "*.wild", int32(0), 0, "ReplaceFullPath", "relative", "1d", "25h")
+	f.Add("PathPrefix", "/a", "RequestRedirect", "ftp", "a_b", int32(70000), 300, "ReplaceRegex", "/x", "1s", "2s")
+	f.Add("PathPrefix", "/a", "ExtensionRef", "", "", int32(0), 0, "", "", "", "")
+	f.Fuzz(func(t *testing.T, pathType, pathValue, filterType, scheme, hostname string, port int32, status int, modType, modValue, request, backendRequest string) {
+		s, o := gatewayFuzzSnapshot()
+		rule := gatewayv1.HTTPRouteRule{
+			Matches: []gatewayv1.HTTPRouteMatch{{Path: &gatewayv1.HTTPPathMatch{
+				Type: ptr(gatewayv1.PathMatchType(pathType)), Value: &pathValue,
+			}}},
+		}
+		mod := &gatewayv1.HTTPPathModifier{Type: gatewayv1.HTTPPathModifierType(modType)}
+		if modType == string(gatewayv1.FullPathHTTPPathModifier) {
+			mod.ReplaceFullPath = &modValue
+		} else {
+			mod.ReplacePrefixMatch = &modValue
+		}
+		if modType == "" {
+			mod = nil
+		}
+		filter := gatewayv1.HTTPRouteFilter{Type: gatewayv1.HTTPRouteFilterType(filterType)}
+		switch filter.Type {
+		case gatewayv1.HTTPRouteFilterRequestRedirect:
+			filter.RequestRedirect = &gatewayv1.HTTPRequestRedirectFilter{Path: mod}
+			if scheme != "" {
+				filter.RequestRedirect.Scheme = &scheme
+			}
+			if hostname != "" {
+				filter.RequestRedirect.Hostname = ptr(gatewayv1.PreciseHostname(hostname))
+			}
+			if port != 0 {
+				filter.RequestRedirect.Port = &port
+			}
+			if status != 0 {
+				filter.RequestRedirect.StatusCode = &status
+			}
+		case gatewayv1.HTTPRouteFilterURLRewrite:
+			filter.URLRewrite = &gatewayv1.HTTPURLRewriteFilter{Path: mod}
+			if hostname != "" {
+				filter.URLRewrite.Hostname = ptr(gatewayv1.PreciseHostname(hostname))
+			}
+		case gatewayv1.HTTPRouteFilterRequestHeaderModifier:
+			filter.RequestHeaderModifier = &gatewayv1.HTTPHeaderFilter{Set: []gatewayv1.HTTPHeader{{Name: gatewayv1.HTTPHeaderName(hostname), Value: modValue}}}
+		}
+		rule.Filters = []gatewayv1.HTTPRouteFilter{filter}
+		if filter.Type != gatewayv1.HTTPRouteFilterRequestRedirect {
+			rule.BackendRefs = []gatewayv1.HTTPBackendRef{{BackendRef: gatewayv1.BackendRef{BackendObjectReference: gatewayv1.BackendObjectReference{
+				Name: "echo", Port: ptr(gatewayv1.PortNumber(80)),
+			}}}}
+		}
+		if request != "" || backendRequest != "" {
+			rule.Timeouts = &gatewayv1.HTTPRouteTimeouts{}
+			if request != "" {
+				rule.Timeouts.Request = ptr(gatewayv1.Duration(request))
+			}
+			if backendRequest != "" {
+				rule.Timeouts.BackendRequest = ptr(gatewayv1.Duration(backendRequest))
+			}
+		}
+		s.HTTPRoutes[0].Spec.Rules = append(s.HTTPRoutes[0].Spec.Rules, rule)
+		checkTable(t, s, o)
+		checkGatewaySpecs(t, Translate(s, o))
+	})
+}
+
+// gatewayFuzzSnapshot is a class, a Gateway listening on 80 and 8080, and
+// an HTTPRoute with one plain rule to a Service with an endpoint.
+func gatewayFuzzSnapshot() (*Snapshot, Options) {
+	s := &Snapshot{}
+	s.GatewayClasses = []*gatewayv1.GatewayClass{{
+		ObjectMeta: metav1.ObjectMeta{Name: "bulkhead"},
+		Spec:       gatewayv1.GatewayClassSpec{ControllerName: DefaultGatewayControllerName},
+	}}
+	s.Gateways = []*gatewayv1.Gateway{{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web"},
+		Spec: gatewayv1.GatewaySpec{GatewayClassName: "bulkhead", Listeners: []gatewayv1.Listener{
+			{Name: "http", Port: 80, Protocol: gatewayv1.HTTPProtocolType},
+			{Name: "alt", Port: 8080, Protocol: gatewayv1.HTTPProtocolType, Hostname: ptr(gatewayv1.Hostname("*.example.com"))},
+		}},
+	}}
+	s.HTTPRoutes = []*gatewayv1.HTTPRoute{{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "fuzz"},
+		Spec: gatewayv1.HTTPRouteSpec{
+			CommonRouteSpec: gatewayv1.CommonRouteSpec{ParentRefs: []gatewayv1.ParentReference{{Name: "web"}}},
+			Hostnames:       []gatewayv1.Hostname{"*.example.com", "exact.example.org"},
+			Rules: []gatewayv1.HTTPRouteRule{{BackendRefs: []gatewayv1.HTTPBackendRef{{BackendRef: gatewayv1.BackendRef{
+				BackendObjectReference: gatewayv1.BackendObjectReference{Name: "echo", Port: ptr(gatewayv1.PortNumber(80))},
+			}}}}},
+		},
+	}}
+	s.Services = []*corev1.Service{service("default", "echo", servicePort("http", 80))}
+	s.EndpointSlices = []*discoveryv1.EndpointSlice{endpointSlice("default", "echo", "echo-1", 8080, "10.0.0.1")}
+	return s, Options{GatewayPorts: []int32{80, 8080}}
+}
+
+// checkGatewaySpecs creates every filter and predicate of bulkhead's own
+// that the table's routes carry, as skipper's routing would.
+func checkGatewaySpecs(t *testing.T, table Table) {
+	t.Helper()
+	reg := gatewayFilterRegistry()
+	preds := map[string]skrouting.PredicateSpec{GatewayPortName: NewGatewayPortSpec(), PathRegexpName: NewPathRegexpSpec()}
+	for _, r := range table.Routes {
+		for _, f := range r.Eskip.Filters {
+			spec, ok := reg[f.Name]
+			if !ok {
+				t.Fatalf("%s: filter %s is not registered", r.Eskip.Id, f.Name)
+			}
+			if _, err := spec.CreateFilter(f.Args); err != nil {
+				t.Fatalf("%s: %s%v refused: %v", r.Eskip.Id, f.Name, f.Args, err)
+			}
+		}
+		for _, p := range r.Eskip.Predicates {
+			if spec, ok := preds[p.Name]; ok {
+				if _, err := spec.Create(p.Args); err != nil {
+					t.Fatalf("%s: %s%v refused: %v", r.Eskip.Id, p.Name, p.Args, err)
+				}
+			}
+		}
 	}
 }

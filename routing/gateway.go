@@ -602,13 +602,13 @@ func (t *gatewayTranslation) rules(hr *gatewayv1.HTTPRoute) (rules [][]*gwMatch,
 		for fi := range rule.Filters {
 			f := &rule.Filters[fi]
 			switch f.Type {
-			case gatewayv1.HTTPRouteFilterRequestHeaderModifier:
-				if args := headerFilterArgs(f.RequestHeaderModifier); len(args) > 0 {
-					rfilters = append(rfilters, gwFilter{name: RequestHeadersName, args: args})
-				}
-			case gatewayv1.HTTPRouteFilterResponseHeaderModifier:
-				if args := headerFilterArgs(f.ResponseHeaderModifier); len(args) > 0 {
-					rfilters = append(rfilters, gwFilter{name: ResponseHeadersName, args: args})
+			case gatewayv1.HTTPRouteFilterRequestHeaderModifier, gatewayv1.HTTPRouteFilterResponseHeaderModifier:
+				name, args, err := headerModifier(f)
+				if err != "" {
+					fail = true
+					reject("rule %d filter %d: %s: %s; the rule answers 500", ri, fi, f.Type, err)
+				} else if len(args) > 0 {
+					rfilters = append(rfilters, gwFilter{name: name, args: args})
 				}
 			case gatewayv1.HTTPRouteFilterRequestRedirect:
 				gf, err := redirectFilterArgs(f.RequestRedirect)
@@ -672,15 +672,14 @@ func (t *gatewayTranslation) rules(hr *gatewayv1.HTTPRoute) (rules [][]*gwMatch,
 			var bfilters []*eskip.Filter
 			for fi := range br.Filters {
 				f := &br.Filters[fi]
-				var args []any
 				switch f.Type {
-				case gatewayv1.HTTPRouteFilterRequestHeaderModifier:
-					if args = headerFilterArgs(f.RequestHeaderModifier); len(args) > 0 {
-						bfilters = append(bfilters, &eskip.Filter{Name: RequestHeadersName, Args: args})
-					}
-				case gatewayv1.HTTPRouteFilterResponseHeaderModifier:
-					if args = headerFilterArgs(f.ResponseHeaderModifier); len(args) > 0 {
-						bfilters = append(bfilters, &eskip.Filter{Name: ResponseHeadersName, Args: args})
+				case gatewayv1.HTTPRouteFilterRequestHeaderModifier, gatewayv1.HTTPRouteFilterResponseHeaderModifier:
+					name, args, err := headerModifier(f)
+					if err != "" {
+						fail = true
+						reject("rule %d backendRef %d filter %d: %s: %s; the rule answers 500", ri, bi, fi, f.Type, err)
+					} else if len(args) > 0 {
+						bfilters = append(bfilters, &eskip.Filter{Name: name, Args: args})
 					}
 				default:
 					fail = true
@@ -709,6 +708,17 @@ func (t *gatewayTranslation) rules(hr *gatewayv1.HTTPRoute) (rules [][]*gwMatch,
 		}
 	}
 	return rules, rp
+}
+
+// headerModifier is the filter name and arguments of a
+// RequestHeaderModifier or ResponseHeaderModifier.
+func headerModifier(f *gatewayv1.HTTPRouteFilter) (string, []any, string) {
+	if f.Type == gatewayv1.HTTPRouteFilterResponseHeaderModifier {
+		args, err := headerFilterArgs(f.ResponseHeaderModifier)
+		return ResponseHeadersName, args, err
+	}
+	args, err := headerFilterArgs(f.RequestHeaderModifier)
+	return RequestHeadersName, args, err
 }
 
 // parseGatewayMatch reads one HTTPRouteMatch; a non-empty string says what

@@ -212,7 +212,10 @@ func TestGatewayHeaderFilters(t *testing.T) {
 			t.Errorf("CreateFilter(%v) accepted", bad)
 		}
 	}
-	args := headerFilterArgs(&gatewayv1.HTTPHeaderFilter{
+	if _, err := headerFilterArgs(&gatewayv1.HTTPHeaderFilter{Set: []gatewayv1.HTTPHeader{{Name: "bad name", Value: "v"}}}); err == "" {
+		t.Error("a header name with a space was accepted")
+	}
+	args, _ := headerFilterArgs(&gatewayv1.HTTPHeaderFilter{
 		Set:    []gatewayv1.HTTPHeader{{Name: "x-template", Value: "${request.path}"}},
 		Add:    []gatewayv1.HTTPHeader{{Name: "X-Added", Value: "2"}},
 		Remove: []string{"x-internal"},

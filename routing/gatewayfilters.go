@@ -92,9 +92,12 @@ func (f headersFilter) Response(ctx filters.FilterContext) {
 
 // headerFilterArgs turns an HTTPHeaderFilter into the arguments of a
 // headers filter, in the spec's order (set, add, remove); nil when empty.
-func headerFilterArgs(m *gatewayv1.HTTPHeaderFilter) []any {
+// A name that is not an HTTP header name (the CRD's validation refuses
+// them, but a snapshot may hold anything) is refused: the filter would
+// refuse it, and skipper the route.
+func headerFilterArgs(m *gatewayv1.HTTPHeaderFilter) ([]any, string) {
 	if m == nil {
-		return nil
+		return nil, ""
 	}
 	var args []any
 	for _, h := range m.Set {
@@ -106,7 +109,27 @@ func headerFilterArgs(m *gatewayv1.HTTPHeaderFilter) []any {
 	for _, n := range m.Remove {
 		args = append(args, "remove", n, "")
 	}
-	return args
+	for i := 1; i < len(args); i += 3 {
+		if n := args[i].(string); !validHeaderName(n) {
+			return nil, fmt.Sprintf("header name %q is not valid", n)
+		}
+	}
+	return args, ""
+}
+
+// validHeaderName reports whether s is an RFC 9110 token.
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0 {
+			continue
+		}
+		return false
+	}
+	return true
 }
 
 // RequestRedirect and URLRewrite. Both take "key=value" string arguments,
@@ -397,7 +420,8 @@ func (rewriteFilter) Response(filters.FilterContext) {}
 //     element, as the PathPrefix match compared it (trailing '/' of either
 //     ignored), keeping the rest: "/foo/bar" with prefix "/foo" and
 //     replacement "/xyz" is "/xyz/bar", with "" or "/" it is "/bar";
-//     "/foo/" with "/xyz" is "/xyz/"; an empty result is "/".
+//     "/foo/" with "/xyz" is "/xyz/"; an empty result is "/". The prefix
+//     "/" covers the path "/" whole: "/" becomes "/xyz".
 //
 // The prefix is compared on the cleaned path, as the route matched it, so
 // a path that was not clean is sent clean after a prefix replacement.
@@ -415,7 +439,7 @@ func rewritePath(u *url.URL, m pathModifier) (path, raw string) {
 		esc = "/"
 	}
 	if rest, ok := cutPrefixSegments(httppath.Clean(esc), prefix); ok {
-		raw := absolute(repl + rest)
+		raw := absolute(repl + rootRest(prefix, rest))
 		if p, err := url.PathUnescape(raw); err == nil {
 			return p, raw
 		}
@@ -429,7 +453,17 @@ func rewritePath(u *url.URL, m pathModifier) (path, raw string) {
 	if !ok || rest != "" && rest[0] != '/' {
 		return u.Path, u.RawPath // not the matched prefix: the route did not match this path
 	}
-	return absolute(unescapedPath(repl) + rest), ""
+	return absolute(unescapedPath(repl) + rootRest(prefix, rest)), ""
+}
+
+// rootRest is the rest of the path after the prefix, except that the
+// prefix "/" (here "") covers the whole path "/": "/" with "/" replaced
+// by "/xyz" is "/xyz", not "/xyz/".
+func rootRest(prefix, rest string) string {
+	if prefix == "" && rest == "/" {
+		return ""
+	}
+	return rest
 }
 
 // cutPrefixSegments cuts the decoded path prefix (no trailing '/'; ""
