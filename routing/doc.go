@@ -300,7 +300,9 @@ remembers nothing of it.
     "${...}" templates, and a user's value must reach the pod as written.
     RequestRedirect becomes bulkheadRedirect("status=302",
     "listener-port=80", ...), last on a <shunt> route: it answers with the
-    Location the spec describes (scheme: the filter's, else the request's;
+    Location the spec describes (scheme: the filter's, else the request's,
+    which is http unless the router itself terminated TLS: a client can
+    set X-Forwarded-Proto, so it is not read;
     hostname: the filter's, else the Host header's without port; port:
     the filter's, else the scheme's well-known port when the filter sets a
     scheme, else the listener port; 80 with http and 443 with https left
