@@ -70,8 +70,10 @@ type Options struct {
 	// skipper only the shards it touched. Zero: 1 (the Client itself).
 	Shards int
 	// OnTable, if set, is called from the rebuild goroutine with every
-	// applied table (the status writer follows it). It must not block long.
-	OnTable func(routing.Table)
+	// applied table (the status writers follow it), live when it was built
+	// from the API server's objects (not the stored table, whose Gateway
+	// API status is not kept). It must not block long.
+	OnTable func(t routing.Table, live bool)
 }
 
 // TableStore is where the last applied table is kept across restarts.

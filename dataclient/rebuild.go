@@ -324,7 +324,7 @@ func (c *Client) apply(table routing.Table, source string, savedAt time.Time, sn
 		c.o.Store.Offer(table)
 	}
 	if c.o.OnTable != nil {
-		c.o.OnTable(table)
+		c.o.OnTable(table, source == SourceAPIServer)
 	}
 }
 

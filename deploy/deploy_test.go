@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/bulkhead-router/bulkhead/internal/controlplane"
+	"github.com/bulkhead-router/bulkhead/internal/gatewaycrds"
 	"github.com/bulkhead-router/bulkhead/internal/toolbuild"
 )
 
@@ -40,6 +41,11 @@ func TestManifestsApplyToARealAPIServer(t *testing.T) {
 	cp := controlplane.ForTest(t)
 	k := &kubectl{t: t, path: cp.Binaries().Kubectl, kubeconfig: cp.Kubeconfig()}
 	installOperatorCRDs(t, k)
+	// The Gateway API's CRDs, so that its RBAC rules can be checked (and an
+	// example Gateway and HTTPRoute applied).
+	if _, err := gatewaycrds.Install(context.Background(), cp.RESTConfig()); err != nil {
+		t.Fatalf("installing the Gateway API CRDs: %v", err)
+	}
 
 	t.Run("base", func(t *testing.T) {
 		k := k.with(t)
@@ -89,10 +95,23 @@ func TestManifestsApplyToARealAPIServer(t *testing.T) {
 			{[]string{"create", "events", "-n", "shop"}, true},
 			{[]string{"create", "leases.coordination.k8s.io", "-n", "bulkhead"}, true},
 			{[]string{"update", "leases.coordination.k8s.io/bulkhead-ingress-status", "-n", "bulkhead"}, true},
+			{[]string{"update", "leases.coordination.k8s.io/bulkhead-gateway-status", "-n", "bulkhead"}, true},
+			{[]string{"watch", "httproutes.gateway.networking.k8s.io", "--all-namespaces"}, true},
+			{[]string{"watch", "gateways.gateway.networking.k8s.io", "--all-namespaces"}, true},
+			{[]string{"watch", "gatewayclasses.gateway.networking.k8s.io"}, true},
+			{[]string{"watch", "referencegrants.gateway.networking.k8s.io", "--all-namespaces"}, true},
+			{[]string{"watch", "namespaces"}, true},
+			{[]string{"update", "httproutes.gateway.networking.k8s.io", "--subresource=status", "-n", "shop"}, true},
+			{[]string{"update", "gateways.gateway.networking.k8s.io", "--subresource=status", "-n", "shop"}, true},
+			{[]string{"update", "gatewayclasses.gateway.networking.k8s.io", "--subresource=status"}, true},
 			// Least privilege: nothing it does not use.
 			{[]string{"update", "nodes"}, false},
 			{[]string{"patch", "nodes"}, false},
 			{[]string{"update", "ingresses.networking.k8s.io", "-n", "shop"}, false},
+			{[]string{"update", "httproutes.gateway.networking.k8s.io", "-n", "shop"}, false},
+			{[]string{"update", "gateways.gateway.networking.k8s.io", "-n", "shop"}, false},
+			{[]string{"create", "referencegrants.gateway.networking.k8s.io", "-n", "shop"}, false},
+			{[]string{"update", "namespaces"}, false},
 			{[]string{"get", "secrets", "-n", "bulkhead"}, false},
 			{[]string{"list", "pods", "--all-namespaces"}, false},
 			{[]string{"update", "leases.coordination.k8s.io/some-other-lease", "-n", "bulkhead"}, false},
@@ -493,6 +512,14 @@ func checkRBAC(t *testing.T, objs objects) {
 		{cr.Rules, "", "services", []string{"get", "list", "watch"}},
 		{cr.Rules, "discovery.k8s.io", "endpointslices", []string{"get", "list", "watch"}},
 		{cr.Rules, "", "events", []string{"create"}},
+		{cr.Rules, "gateway.networking.k8s.io", "gatewayclasses", []string{"get", "list", "watch"}},
+		{cr.Rules, "gateway.networking.k8s.io", "gateways", []string{"get", "list", "watch"}},
+		{cr.Rules, "gateway.networking.k8s.io", "httproutes", []string{"get", "list", "watch"}},
+		{cr.Rules, "gateway.networking.k8s.io", "referencegrants", []string{"get", "list", "watch"}},
+		{cr.Rules, "gateway.networking.k8s.io", "httproutes/status", []string{"update"}},
+		{cr.Rules, "gateway.networking.k8s.io", "gateways/status", []string{"update"}},
+		{cr.Rules, "gateway.networking.k8s.io", "gatewayclasses/status", []string{"update"}},
+		{cr.Rules, "", "namespaces", []string{"list", "watch"}},
 		{role.Rules, "coordination.k8s.io", "leases", []string{"create", "get", "update"}},
 	} {
 		for _, verb := range want.verbs {

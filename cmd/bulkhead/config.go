@@ -40,6 +40,7 @@ type config struct {
 	PublishAddress    []string
 	ElectionNS        string
 	ElectionID        string
+	GatewayElectID    string
 	LogLevel          slog.Level
 	LogFormat         string
 	DrainDelay        time.Duration
@@ -97,6 +98,7 @@ func parseConfig(args []string, out io.Writer) (config, error) {
 	publish := fs.String("publish-address", "", "comma-separated IPs and/or hostnames written into the status of served Ingresses (for example the ALB's DNS name)")
 	fs.StringVar(&c.ElectionNS, "election-namespace", "", "namespace of the Lease that elects the one replica writing Ingress status; empty: $POD_NAMESPACE, else the pod's own namespace, else default")
 	fs.StringVar(&c.ElectionID, "election-id", "bulkhead-ingress-status", "name of that Lease")
+	fs.StringVar(&c.GatewayElectID, "gateway-election-id", "bulkhead-gateway-status", "name of the Lease (in -election-namespace) that elects the one replica writing Gateway API status")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.Reconnect, "apiserver-reconnect", "resume", "when the API server is back after an outage: resume (keep the informers; watches resume where the server still has their history, else relist at a random moment within -apiserver-relist-spread) or restart (new informers on fresh connections at once, a full list from every router within about 2 s; kept for comparison)")
@@ -167,6 +169,9 @@ func (c config) validate() error {
 		if gl.Address != "" && (gl.Address == c.HealthAddress || gl.Address == c.AdminAddress || gl.Address == c.MetricsAddress) {
 			return fmt.Errorf("-gateway-listeners: port %d on %s: that address is the health, admin or metrics listener's", gl.Port, gl.Address)
 		}
+	}
+	if c.GatewayElectID == c.ElectionID {
+		return fmt.Errorf("-gateway-election-id %q: must differ from -election-id (each status writer leads on its own Lease)", c.GatewayElectID)
 	}
 	if msgs := validation.IsDomainPrefixedPath(nil, c.GatewayController); len(msgs) > 0 {
 		return fmt.Errorf("-gateway-controller-name %q: %s", c.GatewayController, msgs[0].Detail)

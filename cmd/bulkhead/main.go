@@ -28,9 +28,12 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+	gatewayclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 
 	"github.com/bulkhead-router/bulkhead/admin"
 	"github.com/bulkhead-router/bulkhead/dataclient"
+	"github.com/bulkhead-router/bulkhead/gatewaystatus"
 	"github.com/bulkhead-router/bulkhead/health"
 	"github.com/bulkhead-router/bulkhead/ingressstatus"
 	"github.com/bulkhead-router/bulkhead/internal/logging"
@@ -183,6 +186,26 @@ func serve(stop context.Context, cfg config, log *slog.Logger) error {
 		Log:            log.With(logging.KeyComponent, "ingressstatus"),
 		Registerer:     reg,
 	})
+	// Gateway API status: written by the elected replica, from live
+	// translations only (a stored table has none).
+	var gatewayStatus func(routing.Table, bool)
+	var gwStatus *gatewaystatus.Writer
+	if cfg.GatewayAPI {
+		gw, err := gatewayclient.NewForConfig(restConfig)
+		if err != nil {
+			return fmt.Errorf("Gateway API client: %w", err)
+		}
+		gwStatus = gatewaystatus.New(gatewaystatus.Options{
+			Client: kube, Gateway: gw, ControllerName: cfg.GatewayController,
+			LeaseNamespace: electionNamespace(cfg.ElectionNS), LeaseName: cfg.GatewayElectID, Identity: electionIdentity(),
+			GatewayClasses: func() []*gatewayv1.GatewayClass { return routes.GatewayClasses() },
+			Gateways:       func() []*gatewayv1.Gateway { return routes.Gateways() },
+			HTTPRoutes:     func() []*gatewayv1.HTTPRoute { return routes.HTTPRoutes() },
+			Log:            log.With(logging.KeyComponent, "gatewaystatus"),
+			Registerer:     reg,
+		})
+		gatewayStatus = gatewayStatusChanges(gwStatus.SetStatus)
+	}
 	// The upstream resilience layer: per-endpoint breakers and budgeted
 	// retries on another endpoint, keyed by ip:port so they outlive tables.
 	// Requests that no bulkhead backend chose an endpoint for are refused,
@@ -211,7 +234,7 @@ func serve(stop context.Context, cfg config, log *slog.Logger) error {
 			Window: cfg.GuardWindow, HoldPeriod: cfg.GuardHold},
 		Log:        log.With(logging.KeyComponent, "dataclient"),
 		Registerer: reg,
-		OnTable:    servedChanges(status.SetServed),
+		OnTable:    tableWatchers(servedChanges(status.SetServed), gatewayStatus),
 		Endpoints:  resilience,
 		Shards:     cfg.RouteShards,
 	})
@@ -223,10 +246,10 @@ func serve(stop context.Context, cfg config, log *slog.Logger) error {
 		ShardOf:          func(r *http.Request) int { return routing.RequestShard(r, cfg.RouteShards) },
 		PrepareRequest:   routing.PrepareRequest,
 		Filters: []filters.Spec{routing.NewRestorePathSpec(), resilience.PolicySpec(), resilience.BackendSpec(),
-			routing.NewRequestHeadersSpec(), routing.NewResponseHeadersSpec()},
+			routing.NewRequestHeadersSpec(), routing.NewResponseHeadersSpec(), routing.NewRedirectSpec(), routing.NewRewriteSpec()},
 		// Gateway API routes: the listener port a request came in on,
 		// weighted backendRefs and query parameter matches.
-		Predicates:         []skrouting.PredicateSpec{routes.SentinelPredicate(), routing.NewGatewayPortSpec(), traffic.NewSegment(), query.New()},
+		Predicates:         []skrouting.PredicateSpec{routes.SentinelPredicate(), routing.NewGatewayPortSpec(), routing.NewPathRegexpSpec(), traffic.NewSegment(), query.New()},
 		PostProcessors:     []skrouting.PostProcessor{resilience.PostProcessor(), routes.PostProcessor()},
 		WrapRoundTripper:   resilience.WrapRoundTripper,
 		BackendIdleTimeout: cfg.BackendIdleTimeout,
@@ -253,6 +276,16 @@ func serve(stop context.Context, cfg config, log *slog.Logger) error {
 		defer close(statusDone)
 		if err := status.Run(ctx); err != nil {
 			log.Error("Ingress status writer stopped", logging.KeyError, err)
+		}
+	}()
+	gatewayStatusDone := make(chan struct{})
+	go func() {
+		defer close(gatewayStatusDone)
+		if gwStatus == nil {
+			return
+		}
+		if err := gwStatus.Run(ctx); err != nil {
+			log.Error("Gateway API status writer stopped", logging.KeyError, err)
 		}
 	}()
 
@@ -338,9 +371,12 @@ func serve(stop context.Context, cfg config, log *slog.Logger) error {
 	}
 	// Let the status writer give up its lease, so another replica takes
 	// over at once instead of after the lease expires.
-	select {
-	case <-statusDone:
-	case <-time.After(5 * time.Second):
+	timeout := time.After(5 * time.Second)
+	for _, done := range []chan struct{}{statusDone, gatewayStatusDone} {
+		select {
+		case <-done:
+		case <-timeout:
+		}
 	}
 	return nil
 }
@@ -540,10 +576,46 @@ func buildInfo() prometheus.Collector {
 // previous table's: the data client hands over the same list while the
 // served Ingresses stay the same (an endpoint change), and the status
 // writer makes a set of it (10,000 names at 10,000 Ingresses) each time.
-func servedChanges(set func([]types.NamespacedName)) func(routing.Table) {
+// tableWatchers calls each non-nil watcher with every applied table.
+func tableWatchers(watchers ...func(routing.Table, bool)) func(routing.Table, bool) {
+	return func(t routing.Table, live bool) {
+		for _, w := range watchers {
+			if w != nil {
+				w(t, live)
+			}
+		}
+	}
+}
+
+// gatewayStatusChanges passes on the Gateway API status of live tables
+// when it is not the previous table's (an endpoint change keeps the
+// table's status as it was). Tables from disk have none to pass.
+func gatewayStatusChanges(set func([]routing.GatewayClassStatus, []routing.GatewayStatus, []routing.HTTPRouteStatus)) func(routing.Table, bool) {
+	var last routing.Table
+	first := true
+	same := func(t routing.Table) bool {
+		return sameSlice(t.GatewayClasses, last.GatewayClasses) && sameSlice(t.Gateways, last.Gateways) && sameSlice(t.HTTPRoutes, last.HTTPRoutes)
+	}
+	return func(t routing.Table, live bool) {
+		if !live {
+			return
+		}
+		if first || !same(t) {
+			set(t.GatewayClasses, t.Gateways, t.HTTPRoutes)
+		}
+		first, last = false, t
+	}
+}
+
+// sameSlice reports whether a and b are the same slice (not merely equal).
+func sameSlice[T any](a, b []T) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
+}
+
+func servedChanges(set func([]types.NamespacedName)) func(routing.Table, bool) {
 	var last []types.NamespacedName
 	first := true
-	return func(t routing.Table) {
+	return func(t routing.Table, _ bool) {
 		same := len(t.Served) == len(last) && (len(last) == 0 || &t.Served[0] == &last[0])
 		if first || !same {
 			set(t.Served)
