@@ -73,17 +73,24 @@
 // The deletion guard (guard.go) holds back removals the router cannot
 // explain as one user's act, and nothing else: every rebuild applies all
 // additions and changes at once. It counts source objects that left (an
-// Ingress no longer served, a used Service losing its last usable
-// endpoint), never the routes or endpoints that follow from them. The
-// watcher tells it how each object left: a watch DELETE was announced; a
-// relist tombstone, informers restarted on a new connection (restart mode),
-// or the first sync after serving the stored table was not. Announced removals are held
+// Ingress no longer served, an HTTPRoute with no route left in the table,
+// deleted or detached from its Gateway, a used Service losing its last
+// usable endpoint), never the routes or endpoints that follow from them;
+// each kind on its own. The watcher tells it how each object left: a
+// watch DELETE was announced, and so was an update (a class, parentRefs or
+// Gateway change); a relist tombstone (of the object, or of the
+// IngressClass, Gateway or GatewayClass it depended on), informers
+// restarted on a new connection (restart mode; inheritGone compares the
+// Ingress, Service and EndpointSlice caches only, so an HTTPRoute a
+// restart no longer finds counts as announced), or the first sync after
+// serving the stored table was not. Announced removals are held
 // only as a burst (MinObjects of a kind within Window, over the share),
 // unannounced ones whenever over the share. Held objects go back into the
 // snapshot (routing.Snapshot.HeldIngresses, a held Service's last slices)
-// or, when the served table came from disk, are kept as the routes they
-// were; each is applied HoldPeriod after it was held, when an operator
-// confirms (ConfirmHold), or dropped from the hold when it comes back.
+// or are kept as the routes they were: a held HTTPRoute always, a held
+// Ingress when the served table came from disk. Each is applied
+// HoldPeriod after it was held, when an operator confirms (ConfirmHold),
+// or dropped from the hold when it comes back.
 //
 // Endpoints live beside the routes (routing.Table.Backends). apply hands
 // changed endpoint lists to the upstream layer (Options.Endpoints) before

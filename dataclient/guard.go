@@ -7,10 +7,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/zalando/skipper/predicates"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/types"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/bulkhead-router/bulkhead/routing"
 )
@@ -19,31 +21,44 @@ import (
 //
 // The guard counts source objects that left, never routes or endpoints that
 // follow from them: an Ingress that stopped being served (deleted, or no
-// longer of our class), and a Service that served routes use losing its
-// last usable endpoint (Service deleted, EndpointSlices deleted or
-// emptied). Deleting one Ingress that references six Services is one
-// Ingress; the six Services keep their endpoints and count nothing.
+// longer of our class); an HTTPRoute that stopped being served, that is,
+// has no route in the table any more (deleted, or detached: its Gateway or
+// GatewayClass deleted or changed, its parentRefs changed); and a Service
+// that served routes use losing its last usable endpoint (Service deleted,
+// EndpointSlices deleted or emptied), counted in its own namespace, which
+// for an HTTPRoute's backend may be another than the route's. Deleting one
+// Ingress that references six Services is one Ingress; the six Services
+// keep their endpoints and count nothing. Deleting a Gateway detaches
+// every HTTPRoute attached to it: each counts as an HTTPRoute that left.
 //
-// Removals are judged per kind within a window that opens with the first
-// removal, against what was served when it opened (objects added during the
-// window and removed again do not count, so create-use-delete cycles never
-// add up):
+// Removals are judged per kind (Ingress, HTTPRoute, Service) within a
+// window that opens with the first removal, against what was served when
+// it opened (objects added during the window and removed again do not
+// count, so create-use-delete cycles never add up):
 //
 //   - a removal the watch announced (a DELETE event; an update that emptied
-//     a Service or changed an Ingress's class) is held only as part of a
-//     burst: at least MinObjects objects of its kind in the window, and more
-//     than MaxRemovalShare of them;
+//     a Service, changed an Ingress's class or an HTTPRoute's parentRefs,
+//     or changed or deleted its Gateway or GatewayClass) is held only as
+//     part of a burst: at least MinObjects objects of its kind in the
+//     window, and more than MaxRemovalShare of them;
 //   - a removal nobody announced (what a relist after a reconnect no longer
 //     lists, informers restarted on a new connection, the first sync after
-//     serving the stored table) is held when more than MaxRemovalShare of
-//     its kind left in the window, however few that is.
+//     serving the stored table; Ingresses of an IngressClass, HTTPRoutes of
+//     a Gateway or GatewayClass, that a relist no longer lists) is held
+//     when more than MaxRemovalShare of its kind left in the window,
+//     however few that is. (Restarted informers: the watcher compares the
+//     Ingress, Service and EndpointSlice caches, not yet the Gateway API
+//     ones, so an HTTPRoute a restart no longer finds is announced.)
 //
 // Only what would be removed is held; every addition and change is applied
 // at once. A held object is served as before: an Ingress with its old spec
-// (losing conflicts to live Ingresses), a Service with its old endpoints.
-// Each is applied HoldPeriod after it was first held, whatever happens in
-// the meantime, at once when an operator confirms, and dropped from the
-// hold if it comes back.
+// (losing conflicts to live Ingresses), an HTTPRoute as the routes it had
+// (giving way to a live route that matches the same requests; their
+// Services' endpoints are the live ones, as a held Ingress's), a Service
+// with its old endpoints. Each is applied HoldPeriod after it was first
+// held, whatever happens in the meantime, at once when an operator
+// confirms, and dropped from the hold if it comes back (an HTTPRoute: is
+// served again).
 type GuardOptions struct {
 	// MaxRemovalShare: more than this share of a kind removed within the
 	// window is mass removal. Zero: 0.5. 1 disables the guard.
@@ -75,12 +90,18 @@ func (o GuardOptions) withDefaults() GuardOptions {
 	return o
 }
 
-// Kinds of objects the guard counts.
+// Kinds of objects the guard counts (and kindHTTPRoute, gatewaywatch.go).
+// How an IngressClass, a Gateway (kindGateway) or a GatewayClass
+// (kindGatewayClass) left tells it how the Ingresses and HTTPRoutes that
+// went with it did.
 const (
 	kindIngress      = "Ingress"
 	kindService      = "Service"
 	kindIngressClass = "IngressClass"
 )
+
+// guardKinds are the kinds the guard judges, in the order it reports them.
+var guardKinds = []string{kindIngress, kindHTTPRoute, kindService}
 
 // objectRef names a source object. EndpointSlices are counted under their
 // Service: what matters is whether the Service still has endpoints.
@@ -103,8 +124,79 @@ func ingressRef(n types.NamespacedName) objectRef {
 	return objectRef{Kind: kindIngress, Namespace: n.Namespace, Name: n.Name}
 }
 
+func httpRouteRef(n types.NamespacedName) objectRef {
+	return objectRef{Kind: kindHTTPRoute, Namespace: n.Namespace, Name: n.Name}
+}
+
 func serviceRef(namespace, name string) objectRef {
 	return objectRef{Kind: kindService, Namespace: namespace, Name: name}
+}
+
+// originRef is the object a route came from: its HTTPRoute or its Ingress.
+func originRef(rt routing.Route) objectRef {
+	if rt.Gateway != nil {
+		return httpRouteRef(rt.Gateway.HTTPRoute)
+	}
+	return ingressRef(rt.Ingress)
+}
+
+// httpRoutesServed are the HTTPRoutes of t: those with a route in it.
+func httpRoutesServed(t routing.Table) map[objectRef]bool {
+	out := map[objectRef]bool{}
+	for _, rt := range t.Routes {
+		if rt.Gateway != nil {
+			out[httpRouteRef(rt.Gateway.HTTPRoute)] = true
+		}
+	}
+	return out
+}
+
+// serviceNamer names the Service a route sends to. A usable backend says
+// it (Route.Backend); a route whose backend cannot be used (no such
+// Service or port, a reference not permitted) keeps only the name and
+// port as written: an Ingress's Service is in the Ingress's namespace, an
+// HTTPRoute's in the namespace its backendRef names, read from the
+// snapshots (the HTTPRoute's own when it names none or is not found).
+type serviceNamer struct {
+	snaps  []*routing.Snapshot
+	routes map[types.NamespacedName]*gatewayv1.HTTPRoute // built on first use
+}
+
+func (s *serviceNamer) ref(rt routing.Route) (objectRef, bool) {
+	switch {
+	case !rt.Backend.IsZero():
+		return serviceRef(rt.Backend.Namespace, rt.Backend.Service), true
+	case rt.Service == "":
+		return objectRef{}, false
+	case rt.Gateway == nil:
+		return serviceRef(rt.Ingress.Namespace, rt.Service), true
+	}
+	o := rt.Gateway
+	ns := o.HTTPRoute.Namespace
+	if s.routes == nil {
+		s.routes = map[types.NamespacedName]*gatewayv1.HTTPRoute{}
+		for _, snap := range s.snaps {
+			if snap == nil {
+				continue
+			}
+			for _, hr := range snap.HTTPRoutes {
+				if hr == nil {
+					continue
+				}
+				n := types.NamespacedName{Namespace: hr.Namespace, Name: hr.Name}
+				if _, seen := s.routes[n]; !seen {
+					s.routes[n] = hr
+				}
+			}
+		}
+	}
+	if hr := s.routes[o.HTTPRoute]; hr != nil && o.Rule >= 0 && o.Rule < len(hr.Spec.Rules) &&
+		o.BackendRef >= 0 && o.BackendRef < len(hr.Spec.Rules[o.Rule].BackendRefs) {
+		if ref := hr.Spec.Rules[o.Rule].BackendRefs[o.BackendRef]; ref.Namespace != nil && string(ref.Name) == rt.Service {
+			ns = string(*ref.Namespace)
+		}
+	}
+	return serviceRef(ns, rt.Service), true
 }
 
 // goneSet records how objects left the caches since the last build: true
@@ -213,52 +305,79 @@ func (g *guard) plan(in guardInput) guardDecision {
 		return d
 	}
 
+	// Ingresses and HTTPRoutes: served (or held) before, not served now.
+	// An Ingress is served when the table lists it (Table.Served), an
+	// HTTPRoute when the table has a route of it: one that no longer
+	// attaches (its Gateway or GatewayClass gone or changed, its
+	// parentRefs changed) has left as surely as a deleted one.
 	liveIngresses := make(map[objectRef]bool, len(in.candidate.Served))
 	for _, n := range in.candidate.Served {
 		liveIngresses[ingressRef(n)] = true
 	}
-	// Ingresses: served (or held) before, not served now.
-	var removedIngresses []objectRef
+	liveRoutes := httpRoutesServed(in.candidate)
+	var removedIngresses, removedRoutes []objectRef
 	for _, n := range in.served.Served {
 		if ref := ingressRef(n); !liveIngresses[ref] && g.held[ref] == nil && !released[ref] {
 			removedIngresses = append(removedIngresses, ref)
 		}
 	}
+	for ref := range httpRoutesServed(in.served) {
+		if !liveRoutes[ref] && g.held[ref] == nil && !released[ref] {
+			removedRoutes = append(removedRoutes, ref)
+		}
+	}
+	slices.SortFunc(removedRoutes, compareRefs)
 	for ref, h := range g.held {
-		if ref.Kind == kindIngress && liveIngresses[ref] {
+		if ref.Kind == kindIngress && liveIngresses[ref] || ref.Kind == kindHTTPRoute && liveRoutes[ref] {
 			d.back = append(d.back, h)
 			delete(g.held, ref)
 			g.forgetInWindow(ref)
 		}
 	}
-	classGone := false
+	// What a relist found missing makes everything that left with it
+	// unannounced: an IngressClass its Ingresses, a Gateway or
+	// GatewayClass the HTTPRoutes attached to it.
+	classGone, gatewayGone := false, false
 	for ref, announced := range in.gone {
-		if ref.Kind == kindIngressClass && !announced {
+		switch {
+		case announced:
+		case ref.Kind == kindIngressClass:
 			classGone = true
+		case ref.Kind == kindGateway || ref.Kind == kindGatewayClass:
+			gatewayGone = true
 		}
 	}
-	d.held = append(d.held, g.judge(in, removedIngresses, func(ref objectRef) bool {
-		if in.unannounced || classGone {
-			return false
+	announcedUnless := func(parentGone bool) func(objectRef) bool {
+		return func(ref objectRef) bool {
+			if in.unannounced || parentGone {
+				return false
+			}
+			announced, recorded := in.gone[ref]
+			// Not recorded: an update the watch delivered (an Ingress's
+			// class changed; an HTTPRoute's parentRefs, or its Gateway's
+			// listeners or class, changed) or a Gateway the watch deleted.
+			return !recorded || announced
 		}
-		announced, recorded := in.gone[ref]
-		return !recorded || announced // not recorded: an update (a class change) the watch delivered
-	})...)
+	}
+	d.held = append(d.held, g.judge(in, removedIngresses, announcedUnless(classGone))...)
+	d.held = append(d.held, g.judge(in, removedRoutes, announcedUnless(gatewayGone))...)
 
 	// Services: those that served routes use, that had endpoints and have
 	// none now. Used means by the routes about to be served: a Service
-	// left behind by a deleted Ingress is no removal anyone will notice.
+	// left behind by a deleted Ingress or HTTPRoute is no removal anyone
+	// will notice.
 	used := map[objectRef]bool{}
+	namer := &serviceNamer{snaps: []*routing.Snapshot{in.live, in.servedSnap}}
 	for _, rt := range in.candidate.Routes {
-		if rt.Service != "" {
-			used[serviceRef(rt.Ingress.Namespace, rt.Service)] = true
+		if ref, ok := namer.ref(rt); ok {
+			used[ref] = true
 		}
 	}
 	for _, h := range g.held {
-		if h.ref.Kind == kindIngress {
+		if h.ref.Kind == kindIngress || h.ref.Kind == kindHTTPRoute {
 			for _, rt := range h.routes {
-				if rt.Service != "" {
-					used[serviceRef(rt.Ingress.Namespace, rt.Service)] = true
+				if ref, ok := namer.ref(rt); ok {
+					used[ref] = true
 				}
 			}
 		}
@@ -278,17 +397,12 @@ func (g *guard) plan(in guardInput) guardDecision {
 			g.forgetInWindow(ref)
 		}
 	}
-	d.held = append(d.held, g.judge(in, removedServices, func(ref objectRef) bool {
-		if in.unannounced {
-			return false
-		}
-		announced, recorded := in.gone[ref]
-		return !recorded || announced // not recorded: its slices were emptied by an update
-	})...)
+	// Not recorded: its slices were emptied by an update.
+	d.held = append(d.held, g.judge(in, removedServices, announcedUnless(false))...)
 
 	if g.win != nil {
 		d.window = map[string]string{}
-		for _, kind := range []string{kindIngress, kindService} {
+		for _, kind := range guardKinds {
 			d.window[kind] = fmt.Sprintf("%d of %d", g.win.count(kind), g.win.total[kind])
 		}
 	}
@@ -362,6 +476,9 @@ func (g *guard) openWindow(in guardInput) {
 	for _, n := range in.served.Served {
 		add(ingressRef(n))
 	}
+	for ref := range httpRoutesServed(in.served) {
+		add(ref)
+	}
 	for ref := range servicesWithEndpoints(in.served) {
 		add(ref)
 	}
@@ -395,10 +512,10 @@ func (g *guard) forgetInWindow(ref objectRef) {
 func (g *guard) capture(in guardInput, ref objectRef) *heldObject {
 	h := &heldObject{ref: ref}
 	switch ref.Kind {
-	case kindIngress:
+	case kindIngress, kindHTTPRoute:
 		keys := map[routing.BackendKey]bool{}
 		for _, rt := range in.served.Routes {
-			if ingressRef(rt.Ingress) == ref {
+			if originRef(rt) == ref {
 				h.routes = append(h.routes, rt)
 				keys[rt.Backend] = true
 			}
@@ -408,7 +525,7 @@ func (g *guard) capture(in guardInput, ref objectRef) *heldObject {
 				h.backends = append(h.backends, b)
 			}
 		}
-		if s := in.servedSnap; s != nil {
+		if s := in.servedSnap; s != nil && ref.Kind == kindIngress {
 			for _, list := range [][]*networkingv1.Ingress{s.Ingresses, s.HeldIngresses} {
 				for _, ing := range list {
 					if ing != nil && ing.Namespace == ref.Namespace && ing.Name == ref.Name {
@@ -446,10 +563,11 @@ func (g *guard) capture(in guardInput, ref objectRef) *heldObject {
 	return h
 }
 
-// nothingRemoved reports whether candidate serves every Ingress served
-// serves and still has endpoints for every Service whose backends had
-// some in served: then plan would find no removal to judge. Both tables
-// list Served and Backends sorted, so this is a merge, without maps.
+// nothingRemoved reports whether candidate serves every Ingress and
+// HTTPRoute served serves and still has endpoints for every Service whose
+// backends had some in served: then plan would find no removal to judge.
+// Both tables list Served and Backends sorted, so these are merges,
+// without maps; HTTPRoutes cost a map only where there are some.
 func nothingRemoved(served, candidate routing.Table) bool {
 	i := 0
 	for _, n := range served.Served {
@@ -457,6 +575,18 @@ func nothingRemoved(served, candidate routing.Table) bool {
 			i++
 		}
 		if i == len(candidate.Served) || candidate.Served[i] != n {
+			return false
+		}
+	}
+	var liveRoutes map[objectRef]bool
+	for _, rt := range served.Routes {
+		if rt.Gateway == nil {
+			continue
+		}
+		if liveRoutes == nil {
+			liveRoutes = httpRoutesServed(candidate)
+		}
+		if !liveRoutes[httpRouteRef(rt.Gateway.HTTPRoute)] {
 			return false
 		}
 	}
@@ -593,58 +723,102 @@ func (g *guard) overlay(live *routing.Snapshot) *routing.Snapshot {
 	return &eff
 }
 
-// keepRoutes adds, to a table translated from the overlay, what of the
-// held objects could not be rebuilt from objects (the served table came
-// from disk): a held Ingress's routes as they were, with their backends'
-// endpoints, unless a live route now matches the same requests; a held
-// Service's endpoints as they were, where its backend now has none.
-func (g *guard) keepRoutes(t routing.Table) routing.Table {
-	var ingresses, services []*heldObject
+// keepRoutes adds, to a table t translated from the overlay snap, what of
+// the held objects could not be rebuilt from objects: a held HTTPRoute's
+// routes as they were served (always: an HTTPRoute is not translated
+// again once it left), and a held Ingress's when the served table came
+// from disk, unless a live route now matches the same requests; and a
+// held Service's endpoints as they were, where its backend now has none
+// (also when served from disk). A kept route's backend that t lacks is
+// resolved from snap (o the translation's options), so a held HTTPRoute's
+// routes follow their Services' endpoints as a held Ingress's do, and a
+// held Service's last endpoints reach them through the overlay or the
+// step above; a held Ingress from disk keeps the endpoints it was stored
+// with.
+func (g *guard) keepRoutes(t routing.Table, snap *routing.Snapshot, o routing.Options) routing.Table {
+	var origins, services []*heldObject
 	for _, h := range g.heldList() {
 		switch {
-		case h.ref.Kind == kindIngress && h.ingress == nil:
-			ingresses = append(ingresses, h)
+		case h.ref.Kind == kindIngress && h.ingress == nil, h.ref.Kind == kindHTTPRoute:
+			origins = append(origins, h)
 		case h.ref.Kind == kindService && h.service == nil && len(h.slices) == 0:
 			services = append(services, h)
 		}
 	}
-	if len(ingresses) == 0 && len(services) == 0 {
+	if len(origins) == 0 && len(services) == 0 {
 		return t
 	}
 	routes := slices.Clone(t.Routes)
 	backends := slices.Clone(t.Backends)
 	byID := make(map[string]int, len(routes))
+	// A kept route gives way to a live route matching the same requests
+	// (whatever its share of a traffic split); kept routes, served
+	// together before, are told apart by their shares too.
 	matches := make(map[string]bool, len(routes))
+	kept := map[string]bool{}
 	for i, rt := range routes {
 		byID[rt.Eskip.Id] = i
-		matches[matchKey(rt)] = true
+		matches[matchKey(rt, false)] = true
 	}
 	backendAt := make(map[routing.BackendKey]int, len(backends))
 	for i, b := range backends {
 		backendAt[b.Key] = i
 	}
+	var resolve []int // backends of kept HTTPRoute routes, to resolve from snap
+	for _, h := range origins {
+		keys := map[routing.BackendKey]bool{}
+		for _, old := range h.routes {
+			if _, ok := byID[old.Eskip.Id]; ok || matches[matchKey(old, false)] || kept[matchKey(old, true)] {
+				continue
+			}
+			byID[old.Eskip.Id] = len(routes)
+			kept[matchKey(old, true)] = true
+			routes = append(routes, old)
+			keys[old.Backend] = true
+		}
+		for _, old := range h.backends {
+			if _, ok := backendAt[old.Key]; !ok && keys[old.Key] {
+				backendAt[old.Key] = len(backends)
+				if h.ref.Kind == kindHTTPRoute {
+					resolve = append(resolve, len(backends))
+				}
+				backends = append(backends, old)
+			}
+		}
+	}
+	if len(resolve) > 0 && snap != nil {
+		names := map[types.NamespacedName]bool{}
+		for _, i := range resolve {
+			names[types.NamespacedName{Namespace: backends[i].Key.Namespace, Name: backends[i].Key.Service}] = true
+		}
+		svcs := map[types.NamespacedName]*corev1.Service{}
+		for _, svc := range snap.Services {
+			if svc == nil {
+				continue
+			}
+			if n := (types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name}); names[n] {
+				svcs[n] = svc
+			}
+		}
+		own := map[types.NamespacedName][]*discoveryv1.EndpointSlice{}
+		for _, es := range snap.EndpointSlices {
+			if es == nil {
+				continue
+			}
+			if n := (types.NamespacedName{Namespace: es.Namespace, Name: es.Labels[discoveryv1.LabelServiceName]}); names[n] {
+				own[n] = append(own[n], es)
+			}
+		}
+		for _, i := range resolve {
+			k := backends[i].Key
+			n := types.NamespacedName{Namespace: k.Namespace, Name: k.Service}
+			backends[i], _ = routing.ResolveEndpoints(k, svcs[n], own[n], o)
+		}
+	}
 	for _, h := range services {
 		for _, old := range h.backends {
 			if i, ok := backendAt[old.Key]; ok && len(backends[i].Endpoints) == 0 {
 				backends[i] = old
-			}
-		}
-	}
-	for _, h := range ingresses {
-		kept := map[routing.BackendKey]bool{}
-		for _, old := range h.routes {
-			if _, ok := byID[old.Eskip.Id]; ok || matches[matchKey(old)] {
-				continue
-			}
-			byID[old.Eskip.Id] = len(routes)
-			matches[matchKey(old)] = true
-			routes = append(routes, old)
-			kept[old.Backend] = true
-		}
-		for _, old := range h.backends {
-			if _, ok := backendAt[old.Key]; !ok && kept[old.Key] {
-				backendAt[old.Key] = len(backends)
-				backends = append(backends, old)
 			}
 		}
 	}
@@ -655,12 +829,18 @@ func (g *guard) keepRoutes(t routing.Table) routing.Table {
 	return t
 }
 
-// matchKey identifies the requests a route matches: its path and
-// predicates (the host is part of the path key), or the default backend.
-func matchKey(rt routing.Route) string {
+// matchKey identifies the requests a route matches: its path (the host
+// is part of the path key, or the default backend's empty one), method,
+// host regexps, headers and predicates, without the weight that only
+// ranks it, and without its TrafficSegment share unless shares.
+func matchKey(rt routing.Route, shares bool) string {
 	var b strings.Builder
-	b.WriteString(rt.Eskip.Path)
-	for _, p := range rt.Eskip.Predicates {
+	e := rt.Eskip
+	fmt.Fprintf(&b, "%s|%s|%q|%v|%v", e.Path, e.Method, e.HostRegexps, e.Headers, e.HeaderRegexps)
+	for _, p := range e.Predicates {
+		if p.Name == predicates.WeightName || !shares && p.Name == predicates.TrafficSegmentName {
+			continue
+		}
 		fmt.Fprintf(&b, "|%s%v", p.Name, p.Args)
 	}
 	return b.String()
@@ -677,7 +857,7 @@ func describe(hs []*heldObject) string {
 			names = append(names, h.ref.String())
 		}
 	}
-	s := fmt.Sprintf("%d Ingresses, %d Services", counts[kindIngress], counts[kindService])
+	s := fmt.Sprintf("%d Ingresses, %d HTTPRoutes, %d Services", counts[kindIngress], counts[kindHTTPRoute], counts[kindService])
 	if len(names) > 0 {
 		s += " (" + strings.Join(names, ", ")
 		if len(hs) > len(names) {

@@ -12,6 +12,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/bulkhead-router/bulkhead/routing"
 )
@@ -25,6 +26,11 @@ type cluster struct {
 	services  map[string]*corev1.Service
 	slices    map[string]*discoveryv1.EndpointSlice
 	created   int
+	// Gateway API objects, HTTPRoutes by "namespace/name".
+	gwClasses  map[string]*gatewayv1.GatewayClass
+	gateways   map[string]*gatewayv1.Gateway
+	httpRoutes map[string]*gatewayv1.HTTPRoute
+	grants     map[string]*gatewayv1.ReferenceGrant
 }
 
 func newCluster() *cluster {
@@ -33,6 +39,12 @@ func newCluster() *cluster {
 		ingresses: map[string]*networkingv1.Ingress{},
 		services:  map[string]*corev1.Service{},
 		slices:    map[string]*discoveryv1.EndpointSlice{},
+		gwClasses: map[string]*gatewayv1.GatewayClass{"bulkhead": {
+			ObjectMeta: metav1.ObjectMeta{Name: "bulkhead"},
+			Spec:       gatewayv1.GatewayClassSpec{ControllerName: routing.DefaultGatewayControllerName}}},
+		gateways:   map[string]*gatewayv1.Gateway{},
+		httpRoutes: map[string]*gatewayv1.HTTPRoute{},
+		grants:     map[string]*gatewayv1.ReferenceGrant{},
 	}
 	return c
 }
@@ -82,7 +94,67 @@ func (c *cluster) snapshot() *routing.Snapshot {
 	for _, o := range c.slices {
 		s.EndpointSlices = append(s.EndpointSlices, o)
 	}
+	for _, o := range c.gwClasses {
+		s.GatewayClasses = append(s.GatewayClasses, o)
+	}
+	for _, o := range c.gateways {
+		s.Gateways = append(s.Gateways, o)
+	}
+	for _, o := range c.httpRoutes {
+		s.HTTPRoutes = append(s.HTTPRoutes, o)
+	}
+	for _, o := range c.grants {
+		s.ReferenceGrants = append(s.ReferenceGrants, o)
+	}
 	return s
+}
+
+// gateway adds a Gateway in ns of the class bulkhead with one HTTP
+// listener on port 80 that takes routes from every namespace.
+func (c *cluster) gateway(name string) {
+	all := gatewayv1.NamespacesFromAll
+	c.gateways[name] = &gatewayv1.Gateway{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, Generation: 1},
+		Spec: gatewayv1.GatewaySpec{GatewayClassName: "bulkhead", Listeners: []gatewayv1.Listener{{
+			Name: "http", Port: 80, Protocol: gatewayv1.HTTPProtocolType,
+			AllowedRoutes: &gatewayv1.AllowedRoutes{Namespaces: &gatewayv1.RouteNamespaces{From: &all}},
+		}}},
+	}
+}
+
+// route adds an HTTPRoute namespace/name for host attached to the Gateway
+// ns/gw, with one rule sending to each Service of ns on port 80 (weights
+// 1); a route outside ns gets a ReferenceGrant to reach them.
+func (c *cluster) route(namespace, name, host, gw string, services ...string) {
+	gwNS, svcNS, port := gatewayv1.Namespace("ns"), gatewayv1.Namespace("ns"), gatewayv1.PortNumber(80)
+	var refs []gatewayv1.HTTPBackendRef
+	for _, svc := range services {
+		ref := gatewayv1.HTTPBackendRef{BackendRef: gatewayv1.BackendRef{BackendObjectReference: gatewayv1.BackendObjectReference{
+			Name: gatewayv1.ObjectName(svc), Port: &port}}}
+		if namespace != "ns" {
+			ref.Namespace = &svcNS
+		}
+		refs = append(refs, ref)
+	}
+	c.created++
+	c.httpRoutes[namespace+"/"+name] = &gatewayv1.HTTPRoute{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, Generation: 1,
+			CreationTimestamp: metav1.NewTime(time.Unix(int64(c.created), 0))},
+		Spec: gatewayv1.HTTPRouteSpec{
+			CommonRouteSpec: gatewayv1.CommonRouteSpec{ParentRefs: []gatewayv1.ParentReference{{Name: gatewayv1.ObjectName(gw), Namespace: &gwNS}}},
+			Hostnames:       []gatewayv1.Hostname{gatewayv1.Hostname(host)},
+			Rules:           []gatewayv1.HTTPRouteRule{{BackendRefs: refs}},
+		},
+	}
+	if namespace != "ns" {
+		c.grants[namespace] = &gatewayv1.ReferenceGrant{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "from-" + namespace},
+			Spec: gatewayv1.ReferenceGrantSpec{
+				From: []gatewayv1.ReferenceGrantFrom{{Group: gatewayv1.GroupName, Kind: "HTTPRoute", Namespace: gatewayv1.Namespace(namespace)}},
+				To:   []gatewayv1.ReferenceGrantTo{{Group: "", Kind: "Service"}},
+			},
+		}
+	}
 }
 
 type world struct {
@@ -97,6 +169,10 @@ type world struct {
 	last    guardDecision
 	started bool
 }
+
+// guardTranslate are the options the world translates with: Gateway
+// listeners on port 80 are served.
+var guardTranslate = routing.Options{GatewayPorts: []int32{80}}
 
 func newWorld(t *testing.T, o GuardOptions) *world {
 	return &world{t: t, c: newCluster(), g: newGuard(o), now: time.Unix(1000, 0), gone: goneSet{}}
@@ -121,14 +197,14 @@ func (w *world) deleteSlices(announced bool, names ...string) {
 func (w *world) build() {
 	w.t.Helper()
 	live := w.c.snapshot()
-	table := routing.Translate(live, routing.Options{})
+	table := routing.Translate(live, guardTranslate)
 	snap := live
 	if w.started {
 		w.last = w.g.plan(guardInput{now: w.now, served: w.served, servedSnap: w.snap, live: live, candidate: table,
 			gone: w.gone, unannounced: w.stored})
 		if w.g.holding() {
 			snap = w.g.overlay(live)
-			table = w.g.keepRoutes(routing.Translate(snap, routing.Options{}))
+			table = w.g.keepRoutes(routing.Translate(snap, guardTranslate), snap, guardTranslate)
 		}
 	}
 	w.served, w.snap, w.gone, w.started, w.stored = table, snap, goneSet{}, true, false
@@ -546,6 +622,376 @@ func TestNothingRemoved(t *testing.T) {
 		{"a Service on another port now", routing.Table{Served: served.Served,
 			Backends: []routing.Backend{{Key: key("x", 80), Endpoints: ep}, {Key: key("y", 8080), Endpoints: ep}}}, true},
 		{"a Service that had none still has none", routing.Table{Served: served.Served, Backends: served.Backends[:2]}, true},
+	} {
+		if got := nothingRemoved(served, c.candidate); got != c.want {
+			t.Errorf("%s: nothingRemoved = %v, want %v", c.what, got, c.want)
+		}
+	}
+}
+
+// deleteRoute deletes HTTPRoutes of ns, announced by the watch or not.
+func (w *world) deleteRoute(announced bool, names ...string) {
+	for _, n := range names {
+		delete(w.c.httpRoutes, "ns/"+n)
+		w.gone.add(objectRef{Kind: kindHTTPRoute, Namespace: "ns", Name: n}, announced)
+	}
+}
+
+// gatewayApps: n HTTPRoutes r0..r<n-1> of ns on the Gateway ns/web, each
+// for host r<i>.example with its own Service of two endpoints.
+func gatewayApps(t *testing.T, o GuardOptions, n int) *world {
+	w := newWorld(t, o)
+	w.c.gateway("web")
+	for i := range n {
+		name := fmt.Sprintf("r%d", i)
+		w.c.app(name, 2)
+		w.c.route("ns", name, name+".example", "web", name)
+	}
+	w.build()
+	for i := range n {
+		w.expect(fmt.Sprintf("r%d.example", i), 2)
+	}
+	return w
+}
+
+func TestGuardHTTPRouteMassDeletionIsHeld(t *testing.T) {
+	w := gatewayApps(t, GuardOptions{}, 3)
+	w.deleteRoute(true, "r0", "r1", "r2")
+	w.after(time.Second).build()
+	w.expectHeld("HTTPRoute ns/r0", "HTTPRoute ns/r1", "HTTPRoute ns/r2")
+	for _, h := range []string{"r0.example", "r1.example", "r2.example"} {
+		w.expect(h, 2)
+	}
+	if got := w.last.window[kindHTTPRoute]; got != "3 of 3" {
+		t.Errorf("window HTTPRoutes %q, want 3 of 3", got)
+	}
+	if got := describe(w.last.held); !strings.HasPrefix(got, "0 Ingresses, 3 HTTPRoutes, 0 Services") {
+		t.Errorf("describe: %q", got)
+	}
+	// A held HTTPRoute's routes follow their Service's live endpoints.
+	w.c.setEndpoints("r0", 3)
+	w.after(time.Second).build()
+	w.expect("r0.example", 3)
+	w.expectHeld("HTTPRoute ns/r0", "HTTPRoute ns/r1", "HTTPRoute ns/r2")
+	// Applied HoldPeriod after they were held.
+	w.after(2 * time.Minute).build()
+	w.expectHeld()
+	w.expect("r0.example", -1)
+	if len(w.last.released) != 3 {
+		t.Errorf("released %d, want 3", len(w.last.released))
+	}
+}
+
+func TestGuardGatewayGoneDetachesAllItsRoutesAsABurst(t *testing.T) {
+	for _, c := range []struct {
+		what   string
+		remove func(w *world)
+	}{
+		{"Gateway deleted", func(w *world) {
+			delete(w.c.gateways, "web")
+			w.gone.add(objectRef{Kind: kindGateway, Namespace: "ns", Name: "web"}, true)
+		}},
+		{"GatewayClass deleted", func(w *world) {
+			delete(w.c.gwClasses, "bulkhead")
+			w.gone.add(objectRef{Kind: kindGatewayClass, Name: "bulkhead"}, true)
+		}},
+		{"Gateway's class changed", func(w *world) {
+			gw := *w.c.gateways["web"]
+			gw.Spec.GatewayClassName = "other"
+			w.c.gateways["web"] = &gw
+		}},
+	} {
+		t.Run(c.what, func(t *testing.T) {
+			w := gatewayApps(t, GuardOptions{}, 5)
+			c.remove(w)
+			w.after(time.Second).build()
+			w.expectHeld("HTTPRoute ns/r0", "HTTPRoute ns/r1", "HTTPRoute ns/r2", "HTTPRoute ns/r3", "HTTPRoute ns/r4")
+			for i := range 5 {
+				w.expect(fmt.Sprintf("r%d.example", i), 2)
+			}
+			for _, h := range w.g.heldList() {
+				if !h.announced {
+					t.Errorf("%s held as unannounced", h.ref)
+				}
+			}
+		})
+	}
+	t.Run("the only Gateway missing after a relist holds its only route", func(t *testing.T) {
+		w := gatewayApps(t, GuardOptions{}, 1)
+		delete(w.c.gateways, "web")
+		w.gone.add(objectRef{Kind: kindGateway, Namespace: "ns", Name: "web"}, false)
+		w.after(time.Second).build()
+		w.expectHeld("HTTPRoute ns/r0")
+		w.expect("r0.example", 2)
+	})
+	t.Run("the only Gateway deleted by the watch is applied", func(t *testing.T) {
+		w := gatewayApps(t, GuardOptions{}, 1)
+		delete(w.c.gateways, "web")
+		w.gone.add(objectRef{Kind: kindGateway, Namespace: "ns", Name: "web"}, true)
+		w.after(time.Second).build()
+		w.expectHeld()
+		w.expect("r0.example", -1)
+	})
+}
+
+func TestGuardSingleHTTPRouteActsAreApplied(t *testing.T) {
+	t.Run("one of three deleted", func(t *testing.T) {
+		w := gatewayApps(t, GuardOptions{}, 3)
+		w.deleteRoute(true, "r1")
+		w.after(time.Second).build()
+		w.expect("r1.example", -1)
+		w.expect("r0.example", 2)
+		w.expectHeld()
+	})
+	t.Run("the only HTTPRoute deleted", func(t *testing.T) {
+		w := gatewayApps(t, GuardOptions{}, 1)
+		w.deleteRoute(true, "r0")
+		w.after(time.Second).build()
+		w.expect("r0.example", -1)
+		w.expectHeld()
+	})
+	t.Run("one detached by changing its parentRefs", func(t *testing.T) {
+		w := gatewayApps(t, GuardOptions{}, 3)
+		hr := w.c.httpRoutes["ns/r2"].DeepCopy()
+		hr.Spec.ParentRefs[0].Name = "elsewhere"
+		w.c.httpRoutes["ns/r2"] = hr
+		w.after(time.Second).build()
+		w.expect("r2.example", -1)
+		w.expectHeld()
+	})
+	t.Run("one missing after a relist of three", func(t *testing.T) {
+		w := gatewayApps(t, GuardOptions{}, 3)
+		w.deleteRoute(false, "r0")
+		w.after(time.Second).build()
+		w.expect("r0.example", -1)
+		w.expectHeld()
+	})
+	t.Run("two missing after a relist of three are held", func(t *testing.T) {
+		w := gatewayApps(t, GuardOptions{}, 3)
+		w.deleteRoute(false, "r0", "r1")
+		w.after(time.Second).build()
+		w.expectHeld("HTTPRoute ns/r0", "HTTPRoute ns/r1")
+		w.expect("r1.example", 2)
+	})
+}
+
+func TestGuardCountsHTTPRoutesApartFromIngresses(t *testing.T) {
+	// Two of three Ingresses and two of three HTTPRoutes: together four
+	// of six, a burst over the share; each kind alone, under the floor.
+	w := threeApps(t, GuardOptions{})
+	w.c.gateway("web")
+	for _, n := range []string{"r0", "r1", "r2"} {
+		w.c.app(n, 2)
+		w.c.route("ns", n, n+".example", "web", n)
+	}
+	w.after(time.Second).build()
+	w.deleteIngress(true, "a", "b")
+	w.deleteRoute(true, "r0", "r1")
+	w.after(time.Second).build()
+	w.expectHeld()
+	w.expect("a.example", -1)
+	w.expect("r0.example", -1)
+	// The third of each within the window: both kinds are bursts now.
+	w.deleteIngress(true, "c")
+	w.deleteRoute(true, "r2")
+	w.after(time.Second).build()
+	w.expectHeld("HTTPRoute ns/r0", "HTTPRoute ns/r1", "HTTPRoute ns/r2", "Ingress ns/a", "Ingress ns/b", "Ingress ns/c")
+	w.expect("a.example", 2)
+	w.expect("r0.example", 2)
+	if w.last.window[kindIngress] != "3 of 3" || w.last.window[kindHTTPRoute] != "3 of 3" {
+		t.Errorf("window %v", w.last.window)
+	}
+}
+
+func TestGuardHeldHTTPRouteComesBackAndConfirm(t *testing.T) {
+	w := gatewayApps(t, GuardOptions{}, 3)
+	saved := w.c.httpRoutes["ns/r0"]
+	w.deleteRoute(false, "r0", "r1")
+	w.after(time.Second).build()
+	w.expectHeld("HTTPRoute ns/r0", "HTTPRoute ns/r1")
+	w.c.httpRoutes["ns/r0"] = saved
+	w.after(time.Second).build()
+	w.expectHeld("HTTPRoute ns/r1")
+	if len(w.last.back) != 1 || w.last.back[0].ref.String() != "HTTPRoute ns/r0" {
+		t.Errorf("back: %v, want HTTPRoute ns/r0", describe(w.last.back))
+	}
+	w.expect("r0.example", 2)
+	w.expect("r1.example", 2)
+	w.g.confirm = true
+	w.after(time.Second).build()
+	w.expectHeld()
+	if !w.last.confirmed || len(w.last.released) != 1 {
+		t.Errorf("confirmed %v, released %d; want true, 1", w.last.confirmed, len(w.last.released))
+	}
+	w.expect("r1.example", -1)
+	w.expect("r0.example", 2)
+	// Not held again by the next build.
+	w.after(time.Second).build()
+	w.expectHeld()
+	w.expect("r1.example", -1)
+}
+
+func TestGuardCountsGatewayServicesInTheirNamespace(t *testing.T) {
+	// HTTPRoutes in apps send to Services in ns (a ReferenceGrant allows it).
+	build := func(t *testing.T) *world {
+		w := newWorld(t, GuardOptions{})
+		w.c.gateway("web")
+		for _, n := range []string{"a", "b", "c"} {
+			w.c.app(n, 2)
+			w.c.route("apps", n, n+".example", "web", n)
+		}
+		w.build()
+		w.expect("a.example", 2)
+		return w
+	}
+	t.Run("scaled to zero", func(t *testing.T) {
+		w := build(t)
+		for _, n := range []string{"a", "b", "c"} {
+			w.c.setEndpoints(n, 0)
+		}
+		w.after(time.Second).build()
+		w.expectHeld("Service ns/a", "Service ns/b", "Service ns/c")
+		w.expect("a.example", 2)
+	})
+	t.Run("deleted", func(t *testing.T) {
+		// The routes' backends cannot be used now: only the HTTPRoute
+		// says which namespace their Service was in.
+		w := build(t)
+		for _, n := range []string{"a", "b", "c"} {
+			delete(w.c.services, n)
+			w.gone.add(serviceRef("ns", n), false)
+		}
+		w.deleteSlices(false, "a", "b", "c")
+		w.after(time.Second).build()
+		w.expectHeld("Service ns/a", "Service ns/b", "Service ns/c")
+		w.expect("b.example", 2)
+	})
+	t.Run("one deleted", func(t *testing.T) {
+		w := build(t)
+		delete(w.c.services, "a")
+		w.gone.add(serviceRef("ns", "a"), true)
+		w.deleteSlices(true, "a")
+		w.after(time.Second).build()
+		w.expectHeld()
+	})
+}
+
+func TestServiceNamer(t *testing.T) {
+	ns := gatewayv1.Namespace("data")
+	snap := &routing.Snapshot{HTTPRoutes: []*gatewayv1.HTTPRoute{{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: "shop"},
+		Spec: gatewayv1.HTTPRouteSpec{Rules: []gatewayv1.HTTPRouteRule{{BackendRefs: []gatewayv1.HTTPBackendRef{
+			{BackendRef: gatewayv1.BackendRef{BackendObjectReference: gatewayv1.BackendObjectReference{Name: "web"}}},
+			{BackendRef: gatewayv1.BackendRef{BackendObjectReference: gatewayv1.BackendObjectReference{Name: "db", Namespace: &ns}}},
+		}}}},
+	}}}
+	gw := func(backendRef int) *routing.GatewayOrigin {
+		return &routing.GatewayOrigin{HTTPRoute: types.NamespacedName{Namespace: "apps", Name: "shop"}, BackendRef: backendRef}
+	}
+	for _, c := range []struct {
+		what string
+		rt   routing.Route
+		want string
+	}{
+		{"usable Ingress backend", routing.Route{Ingress: types.NamespacedName{Namespace: "ns", Name: "i"}, Service: "s",
+			Backend: routing.BackendKey{Namespace: "ns", Service: "s", Port: 80}}, "Service ns/s"},
+		{"unusable Ingress backend", routing.Route{Ingress: types.NamespacedName{Namespace: "ns", Name: "i"}, Service: "s"}, "Service ns/s"},
+		{"usable Gateway backend elsewhere", routing.Route{Gateway: gw(1), Service: "db",
+			Backend: routing.BackendKey{Namespace: "data", Service: "db", Port: 5432}}, "Service data/db"},
+		{"unusable Gateway backend elsewhere", routing.Route{Gateway: gw(1), Service: "db"}, "Service data/db"},
+		{"unusable Gateway backend of its namespace", routing.Route{Gateway: gw(0), Service: "web"}, "Service apps/web"},
+		{"no backend", routing.Route{Gateway: gw(-1)}, ""},
+	} {
+		n := &serviceNamer{snaps: []*routing.Snapshot{nil, snap}}
+		got := ""
+		if ref, ok := n.ref(c.rt); ok {
+			got = ref.String()
+		}
+		if got != c.want {
+			t.Errorf("%s: %q, want %q", c.what, got, c.want)
+		}
+	}
+}
+
+func TestGuardRestartFromStoredTableKeepsHTTPRoutesVerbatim(t *testing.T) {
+	w := gatewayApps(t, GuardOptions{}, 3)
+	stored := w.served
+	w.snap, w.stored = nil, true
+	w.served = stored
+	w.c = newCluster()
+	w.c.gateway("web")
+	w.c.app("new", 1)
+	w.c.route("ns", "new", "new.example", "web", "new")
+	w.after(time.Second).build()
+	w.expectHeld("HTTPRoute ns/r0", "HTTPRoute ns/r1", "HTTPRoute ns/r2", "Service ns/r0", "Service ns/r1", "Service ns/r2")
+	for _, h := range []string{"r0.example", "r1.example", "r2.example"} {
+		w.expect(h, 2)
+	}
+	w.expect("new.example", 1)
+	w.after(time.Second).build()
+	w.expect("r0.example", 2)
+	for _, rt := range w.served.Routes {
+		if rt.Host == "r0.example" && (rt.Gateway == nil || rt.Gateway.HTTPRoute.Name != "r0") {
+			t.Errorf("kept route %s lost its origin", rt.Eskip.Id)
+		}
+	}
+}
+
+func TestGuardHeldHTTPRouteKeepsItsSplitAndGivesWayToALiveRoute(t *testing.T) {
+	w := newWorld(t, GuardOptions{})
+	w.c.gateway("web")
+	for _, n := range []string{"a", "b", "c", "x"} {
+		w.c.app(n, 2)
+	}
+	w.c.route("ns", "a", "a.example", "web", "a", "x") // two shares
+	w.c.route("ns", "b", "b.example", "web", "b")
+	w.c.route("ns", "c", "c.example", "web", "c")
+	w.build()
+	origins := func(host string) []string {
+		var out []string
+		for _, rt := range w.served.Routes {
+			if rt.Host == host && rt.Gateway != nil {
+				b, _ := w.served.Backend(rt.Backend)
+				out = append(out, fmt.Sprintf("%s:%s:%d", rt.Gateway.HTTPRoute.Name, rt.Service, len(b.Endpoints)))
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	if got := strings.Join(origins("a.example"), ","); got != "a:a:2,a:x:2" {
+		t.Fatalf("a.example served by %s", got)
+	}
+	w.deleteRoute(true, "a", "b", "c")
+	w.after(time.Second).build()
+	w.expectHeld("HTTPRoute ns/a", "HTTPRoute ns/b", "HTTPRoute ns/c")
+	if got := strings.Join(origins("a.example"), ","); got != "a:a:2,a:x:2" {
+		t.Errorf("held: a.example served by %s, want both shares of a", got)
+	}
+	// A new HTTPRoute for the same host and path: the live one wins.
+	w.c.app("d", 4)
+	w.c.route("ns", "d", "a.example", "web", "d")
+	w.after(time.Second).build()
+	if got := strings.Join(origins("a.example"), ","); got != "d:d:4" {
+		t.Errorf("a.example served by %s, want d's route alone", got)
+	}
+	w.expectHeld("HTTPRoute ns/a", "HTTPRoute ns/b", "HTTPRoute ns/c")
+	w.expect("b.example", 2)
+}
+
+func TestNothingRemovedSeesHTTPRoutes(t *testing.T) {
+	rt := func(name string) routing.Route {
+		return routing.Route{Gateway: &routing.GatewayOrigin{HTTPRoute: types.NamespacedName{Namespace: "ns", Name: name}}}
+	}
+	served := routing.Table{Routes: []routing.Route{rt("a"), rt("a"), rt("b")}}
+	for _, c := range []struct {
+		what      string
+		candidate routing.Table
+		want      bool
+	}{
+		{"the same", served, true},
+		{"one route of a gone, a still served", routing.Table{Routes: []routing.Route{rt("a"), rt("b")}}, true},
+		{"b gone", routing.Table{Routes: []routing.Route{rt("a"), rt("a")}}, false},
+		{"an Ingress named b instead", routing.Table{Routes: []routing.Route{rt("a"), {Ingress: types.NamespacedName{Namespace: "ns", Name: "b"}}}}, false},
 	} {
 		if got := nothingRemoved(served, c.candidate); got != c.want {
 			t.Errorf("%s: nothingRemoved = %v, want %v", c.what, got, c.want)

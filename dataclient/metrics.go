@@ -93,7 +93,7 @@ func newMetrics(reg prometheus.Registerer, c *Client) *metrics {
 		holds: prometheus.NewCounter(prometheus.CounterOpts{Name: MetricGuardHolds,
 			Help: "Times the deletion guard started holding removals (one per burst judged mass removal)."}),
 		heldObjects: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: MetricGuardHeldObjects,
-			Help: "Objects whose removal the deletion guard holds, by kind (Ingress; Service: its endpoints)."}, []string{"kind"}),
+			Help: "Objects whose removal the deletion guard holds, by kind (Ingress; HTTPRoute; Service: its endpoints)."}, []string{"kind"}),
 		released: prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricGuardReleased,
 			Help: "Held objects no longer held, by why: expired (hold period over, removal applied), confirmed (by an operator, applied), back (the object returned)."}, []string{"why"}),
 		endpointUpdates: prometheus.NewCounter(prometheus.CounterOpts{Name: MetricEndpointUpdates,

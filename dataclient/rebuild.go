@@ -73,7 +73,7 @@ func (c *Client) rebuild() {
 		c.reportGuard(d)
 		if c.guard.holding() {
 			snap = c.guard.overlay(live)
-			table = c.guard.keepRoutes(c.translator.Translate(snap, opts))
+			table = c.guard.keepRoutes(c.translator.Translate(snap, opts), snap, opts)
 		}
 	}
 	c.metrics.rebuild.Observe(time.Since(start).Seconds())
@@ -201,7 +201,7 @@ func (c *Client) reportGuard(d guardDecision) {
 		c.log.Warn("deletion guard: holding removals it cannot explain as one user's act; additions and changes are applied, "+
 			"the held objects are served as before",
 			"held", describe(d.held), "since", first.since.UTC().Format(time.RFC3339), "until", first.until.UTC().Format(time.RFC3339),
-			"window_ingresses", d.window[kindIngress], "window_services", d.window[kindService],
+			"window_ingresses", d.window[kindIngress], "window_httproutes", d.window[kindHTTPRoute], "window_services", d.window[kindService],
 			"confirm", "POST /guard/confirm on the admin endpoint")
 	}
 	if len(d.released) > 0 {
@@ -226,7 +226,7 @@ func (c *Client) reportGuard(d guardDecision) {
 			Since: h.since, ReleaseAt: h.until, Announced: h.announced, Routes: len(h.routes),
 		})
 	}
-	for _, kind := range []string{kindIngress, kindService} {
+	for _, kind := range guardKinds {
 		c.metrics.heldObjects.WithLabelValues(kind).Set(float64(counts[kind]))
 	}
 	if len(view) > 0 {
@@ -465,8 +465,9 @@ func (c *Client) logProblems(current []routing.Problem) {
 // endpointsOnly reports whether what is pending is a change of
 // EndpointSlices alone that the next rebuild handles without translating
 // (rebuildEndpoints); the rebuild goroutine calls it.
-// removalPending reports whether an Ingress, Service, IngressClass or
-// EndpointSlice left since the last rebuild.
+// removalPending reports whether an Ingress, Service, IngressClass,
+// EndpointSlice, HTTPRoute, Gateway or GatewayClass left since the last
+// rebuild.
 func (c *Client) removalPending() bool {
 	w := c.currentWatcher()
 	return w != nil && w.removalPending()

@@ -38,10 +38,11 @@ type TableStatus struct {
 type HoldStatus struct {
 	// Since is when the oldest hold began, ReleaseAt when the last one
 	// ends (each held object is applied on its own clock, see Objects).
-	Since     time.Time `json:"since"`
-	ReleaseAt time.Time `json:"releaseAt"`
-	Ingresses int       `json:"ingresses"`
-	Services  int       `json:"services"`
+	Since      time.Time `json:"since"`
+	ReleaseAt  time.Time `json:"releaseAt"`
+	Ingresses  int       `json:"ingresses"`
+	HTTPRoutes int       `json:"httpRoutes"`
+	Services   int       `json:"services"`
 	// Objects are the held objects, at most maxHoldObjectsShown of them.
 	Objects []HeldObject `json:"objects"`
 	Summary string       `json:"summary"`
@@ -49,7 +50,8 @@ type HoldStatus struct {
 }
 
 // HeldObject is one removal the guard holds: an Ingress still served with
-// its last spec, or a Service whose last endpoints are still used.
+// its last spec, an HTTPRoute with its last routes, or a Service whose
+// last endpoints are still used.
 type HeldObject struct {
 	Kind      string    `json:"kind"`
 	Namespace string    `json:"namespace"`
@@ -59,7 +61,8 @@ type HeldObject struct {
 	// Announced: the watch reported the deletion (held as part of a burst);
 	// false: a relist or restart found it missing.
 	Announced bool `json:"announced"`
-	// Routes the hold keeps serving (an Ingress's own; a Service's users).
+	// Routes the hold keeps serving (an Ingress's or HTTPRoute's own; a
+	// Service's users).
 	Routes int `json:"routes"`
 }
 
@@ -91,12 +94,15 @@ func (c *Client) Status() Status {
 			switch o.Kind {
 			case kindIngress:
 				h.Ingresses++
+			case kindHTTPRoute:
+				h.HTTPRoutes++
 			case kindService:
 				h.Services++
 			}
 		}
 		h.Objects = c.holdView[:min(len(c.holdView), maxHoldObjectsShown)]
-		h.Summary = fmt.Sprintf("holding the removal of %d Ingresses and the endpoints of %d Services; everything else is applied", h.Ingresses, h.Services)
+		h.Summary = fmt.Sprintf("holding the removal of %d Ingresses, %d HTTPRoutes and the endpoints of %d Services; everything else is applied",
+			h.Ingresses, h.HTTPRoutes, h.Services)
 		st.Hold = h
 	}
 	return st

@@ -364,11 +364,18 @@ func (w *watcher) inheritGone(old *watcher) {
 }
 
 // goneRef is what the deletion guard counts an object as: EndpointSlices
-// under their Service.
+// under their Service. Classes and Gateways it does not count, but how
+// they left tells it how their Ingresses and HTTPRoutes did.
 func goneRef(obj any) (objectRef, bool) {
 	switch o := obj.(type) {
 	case *networkingv1.Ingress:
 		return objectRef{Kind: kindIngress, Namespace: o.Namespace, Name: o.Name}, true
+	case *gatewayv1.HTTPRoute:
+		return objectRef{Kind: kindHTTPRoute, Namespace: o.Namespace, Name: o.Name}, true
+	case *gatewayv1.Gateway:
+		return objectRef{Kind: kindGateway, Namespace: o.Namespace, Name: o.Name}, true
+	case *gatewayv1.GatewayClass:
+		return objectRef{Kind: kindGatewayClass, Name: o.Name}, true
 	case *corev1.Service:
 		return serviceRef(o.Namespace, o.Name), true
 	case *discoveryv1.EndpointSlice:
