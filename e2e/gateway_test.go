@@ -1,8 +1,12 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -20,7 +24,8 @@ const gatewayController = "bulkhead.io/gateway-controller"
 // gwEnv is an env whose API server serves the Gateway API.
 type gwEnv struct {
 	*env
-	gw gatewayclient.Interface
+	gw       gatewayclient.Interface
+	stateDir string // the router's -state-dir
 }
 
 // newGatewayEnv installs the Gateway API CRDs of the pinned release, then
@@ -35,8 +40,9 @@ func newGatewayEnv(t *testing.T, routerArgs ...string) *gwEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.router = testrouter.Start(t, testrouter.Options{Kubeconfig: e.cp.Kubeconfig(), Args: routerArgs})
-	return &gwEnv{env: e, gw: gw}
+	stateDir := t.TempDir()
+	e.router = testrouter.Start(t, testrouter.Options{Kubeconfig: e.cp.Kubeconfig(), StateDir: stateDir, Args: routerArgs})
+	return &gwEnv{env: e, gw: gw, stateDir: stateDir}
 }
 
 func (e *gwEnv) gatewayClass(name string) {
@@ -125,7 +131,7 @@ func toService(p string, backends ...any) gatewayv1.HTTPRouteRule {
 // delete, create the next; a Gateway listener on a port this router does
 // not serve gets no traffic; the Ingress is untouched throughout.
 func TestGatewayHTTPRouteLifecycle(t *testing.T) {
-	e := newGatewayEnv(t) // -gateway-listeners defaults to 80 on the proxy listener
+	e := newGatewayEnv(t, "-publish-address", "192.0.2.10") // -gateway-listeners defaults to 80 on the proxy listener
 	e.startPods("shop", "web", 2)
 	e.startPods("shop", "canary", 1)
 	e.startPods("shop", "legacy", 1)
@@ -138,6 +144,40 @@ func TestGatewayHTTPRouteLifecycle(t *testing.T) {
 	e.gateway("infra", "edge", 80)
 	e.applyRoute(httpRoute("shop", "web", "infra", "edge", "shop.example", toService("/", "web", 1)))
 	e.expectPod("shop.example", "/anything", "web", "")
+	// Status, written by the elected replica (this one).
+	e.awaitStatus("GatewayClass bulkhead Accepted", func() error {
+		gc, err := e.gw.GatewayV1().GatewayClasses().Get(e.ctx(), "bulkhead", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		return hasCondition(gc.Status.Conditions, "Accepted", metav1.ConditionTrue, gc.Generation)
+	})
+	e.awaitStatus("Gateway infra/edge Programmed with the publish address", func() error {
+		g, err := e.gw.GatewayV1().Gateways("infra").Get(e.ctx(), "edge", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if err := hasCondition(g.Status.Conditions, "Programmed", metav1.ConditionTrue, g.Generation); err != nil {
+			return err
+		}
+		if len(g.Status.Addresses) != 1 || g.Status.Addresses[0].Value != "192.0.2.10" {
+			return fmt.Errorf("addresses %+v", g.Status.Addresses)
+		}
+		if len(g.Status.Listeners) != 1 || g.Status.Listeners[0].AttachedRoutes != 1 {
+			return fmt.Errorf("listeners %+v", g.Status.Listeners)
+		}
+		return nil
+	})
+	e.awaitStatus("HTTPRoute shop/web Accepted by its parent", func() error {
+		hr, err := e.gw.GatewayV1().HTTPRoutes("shop").Get(e.ctx(), "web", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if len(hr.Status.Parents) != 1 || hr.Status.Parents[0].ControllerName != gatewayController {
+			return fmt.Errorf("parents %+v", hr.Status.Parents)
+		}
+		return hasCondition(hr.Status.Parents[0].Conditions, "Accepted", metav1.ConditionTrue, hr.Generation)
+	})
 
 	// A canary: weights 1:1, both answer.
 	e.applyRoute(httpRoute("shop", "web", "infra", "edge", "shop.example", toService("/", "web", 1, "canary", 1)))
@@ -182,6 +222,25 @@ func TestGatewayHTTPRouteLifecycle(t *testing.T) {
 	// answer here.
 	e.gateway("infra", "elsewhere", 8443)
 	e.applyRoute(httpRoute("shop", "other", "infra", "elsewhere", "other.example", toService("/", "web", 1)))
+	e.awaitStatus("Gateway infra/elsewhere's listener refused", func() error {
+		g, err := e.gw.GatewayV1().Gateways("infra").Get(e.ctx(), "elsewhere", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if len(g.Status.Listeners) != 1 {
+			return fmt.Errorf("listeners %+v", g.Status.Listeners)
+		}
+		l := g.Status.Listeners[0]
+		if err := hasCondition(l.Conditions, "Accepted", metav1.ConditionFalse, g.Generation); err != nil {
+			return err
+		}
+		for _, c := range l.Conditions {
+			if c.Type == "Accepted" && c.Reason != "PortUnavailable" {
+				return fmt.Errorf("listener Accepted reason %q, want PortUnavailable", c.Reason)
+			}
+		}
+		return nil
+	})
 
 	// Delete, then create the next.
 	e.deleteRoute("shop", "web")
@@ -190,4 +249,63 @@ func TestGatewayHTTPRouteLifecycle(t *testing.T) {
 	e.expectPod("next.example", "/", "canary", "")
 	e.expectStatus("other.example", "/", http.StatusNotFound)
 	e.expectPod("legacy.example", "/", "legacy", "")
+}
+
+// awaitStatus waits for the status check to hold.
+func (e *gwEnv) awaitStatus(what string, check func() error) {
+	e.t.Helper()
+	e.eventually(20*time.Second, what, check)
+}
+
+// hasCondition reports whether conds has typ with status for generation.
+func hasCondition(conds []metav1.Condition, typ string, status metav1.ConditionStatus, generation int64) error {
+	for _, c := range conds {
+		if c.Type != typ {
+			continue
+		}
+		if c.Status != status || c.ObservedGeneration != generation {
+			return fmt.Errorf("%s=%s (%s: %s) for generation %d, want %s for %d", typ, c.Status, c.Reason, c.Message, c.ObservedGeneration, status, generation)
+		}
+		if c.LastTransitionTime.IsZero() {
+			return fmt.Errorf("%s has no lastTransitionTime", typ)
+		}
+		return nil
+	}
+	return fmt.Errorf("no %s condition in %+v", typ, conds)
+}
+
+// TestGatewayRestartDuringOutage: a router restarted while the API server
+// is down serves its Gateway API routes from the stored table, under load,
+// and follows the live objects when the server is back.
+func TestGatewayRestartDuringOutage(t *testing.T) {
+	e := newGatewayEnv(t)
+	e.startPods("shop", "web", 2)
+	e.startPods("shop", "v2", 1)
+	e.gatewayClass("bulkhead")
+	e.gateway("infra", "edge", 80)
+	e.applyRoute(httpRoute("shop", "web", "infra", "edge", "shop.example", toService("/", "web", 1)))
+	e.router.WaitReady(30 * time.Second)
+	e.expectPod("shop.example", "/", "web", "")
+	e.router.WaitFor(10*time.Second, "the stored table holding the Gateway route", func() bool {
+		stored, _ := os.ReadFile(filepath.Join(e.stateDir, "routes.snapshot"))
+		return strings.Contains(string(stored), `"httpRoute":{"Namespace":"shop","Name":"web"}`)
+	})
+	e.router.Kill()
+	// A change the stopped router does not see: the route moves to v2.
+	e.applyRoute(httpRoute("shop", "web", "infra", "edge", "shop.example", toService("/", "v2", 1)))
+	if err := e.cp.KillAPIServer(); err != nil {
+		t.Fatal(err)
+	}
+	e.router.Restart()
+	e.router.WaitReady(10 * time.Second)
+	for i := range 50 {
+		a, err := e.get("shop.example", "/")
+		if err != nil || a.status != http.StatusOK || a.echo.Service != "web" {
+			t.Fatalf("request %d during the outage, from the stored table: %v %d %q %.200s", i, err, a.status, a.echo.Service, a.body)
+		}
+	}
+	if err := e.cp.StartAPIServer(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	e.expectPod("shop.example", "/", "v2", "")
 }

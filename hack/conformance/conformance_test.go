@@ -40,25 +40,44 @@ const (
 	ControllerName   = "bulkhead.io/gateway-controller"
 )
 
-// SupportedFeatures is the one place that says what bulkhead claims. Core
-// only for now; add a feature here when its tests pass.
+// SupportedFeatures is the one place that says what bulkhead claims: the
+// core features and the extended ones it implements; the suite runs the
+// tests of these and skips the others.
 var SupportedFeatures = []features.FeatureName{
 	features.SupportGateway,
 	features.SupportHTTPRoute,
 	features.SupportReferenceGrant,
+	features.SupportGatewayPort8080,
+	features.SupportHTTPRouteQueryParamMatching,
+	features.SupportHTTPRouteMethodMatching,
+	features.SupportHTTPRouteResponseHeaderModification,
+	features.SupportHTTPRouteBackendRequestHeaderModification,
+	features.SupportHTTPRoutePortRedirect,
+	features.SupportHTTPRouteSchemeRedirect,
+	features.SupportHTTPRoutePathRedirect,
+	features.SupportHTTPRoute303RedirectStatusCode,
+	features.SupportHTTPRoute307RedirectStatusCode,
+	features.SupportHTTPRoute308RedirectStatusCode,
+	features.SupportHTTPRouteHostRewrite,
+	features.SupportHTTPRoutePathRewrite,
+	features.SupportHTTPRouteRequestTimeout,
+	features.SupportHTTPRouteBackendTimeout,
+	features.SupportHTTPRouteParentRefPort,
+	features.SupportHTTPRouteDestinationPortMatching,
+	features.SupportHTTPRouteNamedRouteRule,
+	features.SupportGatewayHTTPListenerIsolation,
 }
 
-// routerGatewayArgs are the router flags that turn on Gateway API support.
-// PLACE FOR THE GATEWAY FLAGS: none exist yet (issue 15). Expected, e.g.:
-//
-//	-gateway-controller-name=bulkhead.io/gateway-controller
-//	-gateway-address=127.0.0.1   (written to Gateway status.addresses)
-//	-gateway-ports=80,443,8080   (listener ports the suite uses, see docs/CONFORMANCE.md)
-//
-// Until then the router runs without them, and the suite fails waiting
-// for the GatewayClass to be Accepted.
+// routerGatewayArgs are the router flags for the suite: it sends requests
+// to the address in each Gateway's status (-publish-address) on the
+// listener's port, so the router binds the HTTP listener ports the
+// suite's manifests use (docs/CONFORMANCE.md) on that address.
 func routerGatewayArgs() []string {
-	return nil
+	return []string{
+		"-gateway-controller-name=" + ControllerName,
+		"-publish-address=127.0.0.1",
+		"-gateway-listeners=80=127.0.0.1:80,8080=127.0.0.1:8080,8090=127.0.0.1:8090",
+	}
 }
 
 func TestGatewayConformance(t *testing.T) {
