@@ -80,9 +80,8 @@
 // watch DELETE was announced, and so was an update (a class, parentRefs or
 // Gateway change); a relist tombstone (of the object, or of the
 // IngressClass, Gateway or GatewayClass it depended on), informers
-// restarted on a new connection (restart mode; inheritGone compares the
-// Ingress, Service and EndpointSlice caches only, so an HTTPRoute a
-// restart no longer finds counts as announced), or the first sync after
+// restarted on a new connection (restart mode: inheritGone compares the
+// old caches with the new ones, the Gateway API's too), or the first sync after
 // serving the stored table was not. Announced removals are held
 // only as a burst (MinObjects of a kind within Window, over the share),
 // unannounced ones whenever over the share. Held objects go back into the

@@ -337,10 +337,21 @@ func (w *watcher) inheritGone(old *watcher) {
 		return
 	}
 	missing := goneSet{}
-	for _, pair := range [][2]cache.SharedIndexInformer{
+	pairs := [][2]cache.SharedIndexInformer{
 		{old.ingressClasses, w.ingressClasses}, {old.ingresses, w.ingresses},
 		{old.services, w.services}, {old.slices, w.slices},
-	} {
+	}
+	old.mu.Lock()
+	oldGW := old.gw
+	old.mu.Unlock()
+	w.mu.Lock()
+	newGW := w.gw
+	w.mu.Unlock()
+	if oldGW != nil && newGW != nil {
+		pairs = append(pairs, [2]cache.SharedIndexInformer{oldGW.classes, newGW.classes},
+			[2]cache.SharedIndexInformer{oldGW.gateways, newGW.gateways}, [2]cache.SharedIndexInformer{oldGW.routes, newGW.routes})
+	}
+	for _, pair := range pairs {
 		now := pair[1].GetStore()
 		for _, obj := range pair[0].GetStore().List() {
 			if _, exists, err := now.Get(obj); err == nil && !exists {
