@@ -45,6 +45,9 @@ type Options struct {
 	// LeaseDuration, RenewDeadline, RetryPeriod tune the election; zero:
 	// 15 s, 10 s, 2 s (client-go's usual values).
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+	// RetryInterval is how long after a failed write the leader tries
+	// again when no newer set has come; zero: 10 s.
+	RetryInterval time.Duration
 }
 
 // Writer reconciles Ingress status while it leads.
@@ -53,6 +56,7 @@ type Writer struct {
 	log     *slog.Logger
 	desired []networkingv1.IngressLoadBalancerIngress
 	served  chan map[types.NamespacedName]bool // size 1: the latest set replaces an unread one
+	last    map[types.NamespacedName]bool      // the latest set heard; only the leading goroutine (one term at a time) uses it
 	leader  prometheus.Gauge
 	writes  *prometheus.CounterVec
 }
@@ -64,6 +68,9 @@ func New(o Options) *Writer {
 	}
 	if o.LeaseDuration == 0 {
 		o.LeaseDuration, o.RenewDeadline, o.RetryPeriod = 15*time.Second, 10*time.Second, 2*time.Second
+	}
+	if o.RetryInterval == 0 {
+		o.RetryInterval = 10 * time.Second
 	}
 	w := &Writer{
 		o:       o,
@@ -149,19 +156,32 @@ func (w *Writer) Run(ctx context.Context) error {
 }
 
 // lead reconciles on every new served set until leadership ends.
+// lead reconciles while this replica leads: at once with the last set it
+// heard (a replica taking over from a lost leader must not wait for the
+// next table change), on every new set, and again after a failed write.
 func (w *Writer) lead(ctx context.Context) {
-	var served map[types.NamespacedName]bool
+	var retry <-chan time.Time
+	if w.last != nil && !w.reconcile(ctx, w.last) {
+		retry = time.After(w.o.RetryInterval)
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case served = <-w.served:
+		case w.last = <-w.served:
+		case <-retry:
 		}
-		w.reconcile(ctx, served)
+		retry = nil
+		if !w.reconcile(ctx, w.last) {
+			retry = time.After(w.o.RetryInterval)
+		}
 	}
 }
 
-func (w *Writer) reconcile(ctx context.Context, served map[types.NamespacedName]bool) {
+// reconcile writes the status of every cached Ingress that needs it, and
+// reports whether every write succeeded.
+func (w *Writer) reconcile(ctx context.Context, served map[types.NamespacedName]bool) bool {
+	ok := true
 	for _, ing := range w.o.Ingresses() {
 		key := types.NamespacedName{Namespace: ing.Namespace, Name: ing.Name}
 		current := ing.Status.LoadBalancer.Ingress
@@ -183,12 +203,15 @@ func (w *Writer) reconcile(ctx context.Context, served map[types.NamespacedName]
 		}
 		if err := w.write(ctx, key, want); err != nil {
 			w.writes.WithLabelValues("error").Inc()
-			w.log.Warn("writing Ingress status failed", logging.KeyNamespace, key.Namespace, logging.KeyName, key.Name, logging.KeyError, err)
+			w.log.Warn("writing Ingress status failed; retrying", logging.KeyNamespace, key.Namespace, logging.KeyName, key.Name,
+				"retry_in", w.o.RetryInterval, logging.KeyError, err)
+			ok = false
 			continue
 		}
 		w.writes.WithLabelValues(result).Inc()
 		w.log.Debug("Ingress status "+result, logging.KeyNamespace, key.Namespace, logging.KeyName, key.Name)
 	}
+	return ok
 }
 
 // write sets the status from a fresh read, so a concurrent change to the

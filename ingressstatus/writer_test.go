@@ -2,12 +2,17 @@ package ingressstatus
 
 import (
 	"context"
+	"errors"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 )
 
 func ing(name string, status ...networkingv1.IngressLoadBalancerIngress) *networkingv1.Ingress {
@@ -83,4 +88,60 @@ func TestSetServedNeverBlocks(t *testing.T) {
 	if got := <-w.served; !got[types.NamespacedName{Namespace: "ns", Name: "a"}] {
 		t.Fatalf("latest set lost: %v", got)
 	}
+}
+
+// A replica that leads again (or takes over) writes what it last heard at
+// once, without waiting for the next table; a failed write is retried.
+func TestLeadWritesTheLastSetAtOnceAndRetries(t *testing.T) {
+	cs := fake.NewClientset()
+	obj := ing("served")
+	if _, err := cs.NetworkingV1().Ingresses("ns").Create(context.Background(), obj, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var failures atomic.Int32
+	failures.Store(1)
+	cs.PrependReactor("update", "ingresses", func(action k8stesting.Action) (bool, runtime.Object, error) {
+		if action.GetSubresource() == "status" && failures.Add(-1) >= 0 {
+			return true, nil, errors.New("API server unavailable")
+		}
+		return false, nil, nil
+	})
+	w := New(Options{Client: cs, Addresses: []string{"192.0.2.1"}, RetryInterval: 10 * time.Millisecond,
+		Ingresses: func() []*networkingv1.Ingress { return []*networkingv1.Ingress{obj} }})
+	w.SetServed([]types.NamespacedName{{Namespace: "ns", Name: "served"}})
+
+	// First term: hears the set, its write fails once and is retried.
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); w.lead(ctx) }()
+	awaitStatus := func(want int) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			i, err := cs.NetworkingV1().Ingresses("ns").Get(context.Background(), "served", metav1.GetOptions{})
+			if err == nil && len(i.Status.LoadBalancer.Ingress) == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("status %v, want %d addresses", i.Status.LoadBalancer.Ingress, want)
+			}
+			time.Sleep(5 * time.Millisecond) // polling the fake clientset; it has no event to await
+		}
+	}
+	awaitStatus(1)
+	stop()
+	<-done
+
+	// Someone clears the status while this replica does not lead; leading
+	// again, it writes the last set it heard without a new one.
+	i, _ := cs.NetworkingV1().Ingresses("ns").Get(context.Background(), "served", metav1.GetOptions{})
+	i.Status.LoadBalancer.Ingress = nil
+	obj = i
+	if _, err := cs.NetworkingV1().Ingresses("ns").UpdateStatus(context.Background(), i, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop = context.WithCancel(context.Background())
+	defer stop()
+	go w.lead(ctx)
+	awaitStatus(1)
 }
