@@ -139,6 +139,26 @@ func TestManifestsApplyToARealAPIServer(t *testing.T) {
 		dryRun(t, k, "overlays/example-with-monitoring", len(objs))
 	})
 
+	t.Run("gateway-api example", func(t *testing.T) {
+		k := k.with(t)
+		objs := render(t, k, "overlays/example-gateway-api")
+		base := render(t, k, "base")
+		if len(objs) != len(base)+3 || objs.count("GatewayClass") != 1 || objs.count("Gateway") != 1 || objs.count("HTTPRoute") != 1 {
+			t.Errorf("overlay renders %d objects, want the base's %d plus a GatewayClass, a Gateway and an HTTPRoute", len(objs), len(base))
+		}
+		var gc struct {
+			Spec struct {
+				ControllerName string `json:"controllerName"`
+			} `json:"spec"`
+		}
+		objs.get(t, "GatewayClass", "bulkhead", &gc)
+		if want := routerOf(t, objs).flag(t, "-gateway-controller-name", "bulkhead.io/gateway-controller"); gc.Spec.ControllerName != want {
+			t.Errorf("GatewayClass controllerName %q, the router implements %q", gc.Spec.ControllerName, want)
+		}
+		checkDaemonSet(t, objs)
+		dryRun(t, k, "overlays/example-gateway-api", len(objs))
+	})
+
 	t.Run("aws-alb overlay", func(t *testing.T) {
 		k := k.with(t)
 		objs := render(t, k, "overlays/aws-alb")
@@ -364,6 +384,15 @@ func (r router) duration(t *testing.T, flag string) time.Duration {
 		t.Fatalf("%s=%s: %v", flag, v, err)
 	}
 	return d
+}
+
+// flag returns a flag's value, or def when the DaemonSet leaves it at its
+// default.
+func (r router) flag(_ *testing.T, name, def string) string {
+	if v, ok := r.flags[name]; ok {
+		return v
+	}
+	return def
 }
 
 // port returns the container port with the given name.
