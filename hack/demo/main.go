@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/bulkhead-router/bulkhead/internal/controlplane"
+	"github.com/bulkhead-router/bulkhead/internal/gatewaycrds"
 	"github.com/bulkhead-router/bulkhead/internal/nodeagent"
 	"github.com/bulkhead-router/bulkhead/internal/podnet"
 )
@@ -86,6 +87,14 @@ func run() error {
 	}
 	if err := kubectl("-n", "demo", "get", "pods", "-o", "wide"); err != nil {
 		return err
+	}
+
+	step("installing the Gateway API CRDs (v1.6.3, from the Go module cache) and applying a GatewayClass, Gateway and HTTPRoute (hack/demo/gateway.yaml)")
+	if _, err := gatewaycrds.Install(ctx, cp.RESTConfig()); err != nil {
+		return fmt.Errorf("Gateway API CRDs: %w", err)
+	}
+	if err := kubectl("apply", "-f", "hack/demo/gateway.yaml"); err != nil {
+		return fmt.Errorf("kubectl apply: %w", err)
 	}
 
 	step("starting bulkhead (bin/bulkhead); its log follows")
@@ -185,8 +194,15 @@ func printTryThis(cp *controlplane.ControlPlane) {
   curl -si -H 'Host: broken.example' http://%[1]s/               # 503: its Service does not exist
   curl -si -H 'Host: tuned.example' 'http://%[1]s/?sleep=3s'      # 504: 1 s per attempt, 2 retries (bulkhead.io/response-header-timeout)
 
+  # the Gateway API (hack/demo/gateway.yaml): a 90/10 canary, a header, a redirect
+  for i in $(seq 20); do curl -s -H 'Host: canary.example' http://%[1]s/ | grep -o '"service":"[a-z]*"'; done | sort | uniq -c
+  curl -s -H 'Host: canary.example' -H 'X-Canary: always' http://%[1]s/   # -> service api
+  curl -si -H 'Host: canary.example' http://%[1]s/old/page | head -3       # 301 to /new/page
+  %[5]s -n demo get gateway,httproute                  # status written by bulkhead
+  %[5]s -n demo patch httproute canary --type=json -p '[{"op":"replace","path":"/spec/rules/2/backendRefs/0/weight","value":0}]'   # all to api
+
   # the operator's view
-  curl -s http://%[2]s/routes          # live table, each route with its Ingress
+  curl -s http://%[2]s/routes          # live table, each route with its Ingress or HTTPRoute
   curl -s http://%[2]s/problems        # what is skipped or answering 503, and why
   curl -s http://%[2]s/endpoints       # per backend: each pod's conditions, breaker, in-flight requests
   curl -s http://%[2]s/metrics | grep ^bulkhead_
