@@ -307,19 +307,24 @@ func jsonArray(some bool, frags [][]byte) []byte {
 }
 
 // splice puts the routes and backends (nil: none, as encoded) into the
-// payload encoded without them: its table begins with "Routes":null and
-// ends with "Backends":null (the last field of routing.Table; strings in
-// between cannot hold an unescaped quote).
+// payload encoded without them: its table begins with "Routes":null (the
+// first field of routing.Table) and has "Backends":null as a field of its
+// own, wherever it stands (fields after it, such as Certificates, are
+// encoded in the skeleton). The last occurrence is the table's: the
+// fields encoded in the skeleton hold strings, where a quote is escaped,
+// and numbers and base64, so none can contain `"Backends":null` followed
+// by a "," or "}" of its own.
 func splice(skeleton, routes, backends []byte) ([]byte, error) {
 	routesAt := []byte(`"table":{"Routes":null`)
-	backendsAt := []byte(`"Backends":null}}`)
+	backendsAt := []byte(`,"Backends":null`)
 	i := bytes.Index(skeleton, routesAt)
 	j := bytes.LastIndex(skeleton, backendsAt)
-	if i < 0 || j < i {
+	if i < 0 || j < i || j+len(backendsAt) >= len(skeleton) ||
+		skeleton[j+len(backendsAt)] != ',' && skeleton[j+len(backendsAt)] != '}' {
 		return nil, errors.New("tablestore: the payload's layout is not the expected one")
 	}
 	i += len(routesAt) - len("null")
-	j += len(`"Backends":`)
+	j += len(`,"Backends":`)
 	out := make([]byte, 0, len(skeleton)+len(routes)+len(backends))
 	out = append(out, skeleton[:i]...)
 	if routes == nil {
