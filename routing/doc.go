@@ -257,17 +257,22 @@ remembers nothing of it.
   - A GatewayClass is ours, and Accepted, when its controllerName is
     Options.GatewayControllerName (default bulkhead.io/gateway-controller);
     a Gateway is ours when its class is.
-  - Listeners: only protocol HTTP is accepted (HTTPS and TLS:
-    Accepted=False UnsupportedProtocol until TLS is done here), only on a
-    port in Options.GatewayPorts (else PortUnavailable: a per-node router
-    listens on fixed ports). Listeners of one Gateway on one port with the
-    same hostname, or another protocol, are Conflicted (HostnameConflict,
-    ProtocolConflict) and not accepted. allowedRoutes.kinds may list only
-    HTTPRoute; others make ResolvedRefs=False InvalidRouteKinds, and
-    supportedKinds lists what is left. allowedRoutes.namespaces: Same
-    (default), All, Selector (on the Namespace's labels; a missing
-    Namespace has none), None. attachedRoutes counts the HTTPRoutes
-    attached to the listener. A Gateway is Accepted when a listener is
+  - Listeners: protocols HTTP and HTTPS are accepted (TLS and others:
+    Accepted=False UnsupportedProtocol; HTTPS below), only on a port in
+    Options.GatewayPorts (else PortUnavailable: a per-node router listens
+    on fixed ports). Listeners of one Gateway on one port with the same
+    hostname, or another protocol, are Conflicted (HostnameConflict,
+    ProtocolConflict) and not accepted. A port is served in clear or with
+    TLS for all Gateways: the oldest Gateway (then namespace/name) with a
+    listener on it that is otherwise served decides, and a listener of
+    another Gateway with the other protocol is PortUnavailable.
+    allowedRoutes.kinds may list only HTTPRoute; others make
+    ResolvedRefs=False InvalidRouteKinds, and supportedKinds lists what is
+    left. allowedRoutes.namespaces: Same (default), All, Selector (on the
+    Namespace's labels; a missing Namespace has none), None.
+    attachedRoutes counts the HTTPRoutes attached to the listener. A
+    listener is served (Programmed) when accepted and, for HTTPS, its
+    certificate resolved. A Gateway is Accepted when a listener is served
     (reason ListenersNotValid when some are not), not when it asks for
     spec.addresses (UnsupportedAddress); Programmed when accepted and
     Options.PublishAddresses is not empty (they are its status addresses,
@@ -351,6 +356,46 @@ remembers nothing of it.
     weight (skipper draws one number per request, so exactly one share
     matches); an invalid backend's share answers 500; weight 0 gets no
     route; a rule without backendRefs, or with all weights 0, answers 500.
+
+HTTPS listeners. TLS mode Terminate only (Passthrough is for TLSRoute:
+Accepted=False UnsupportedValue), and not when the Gateway asks for client
+certificates for the listener's port (spec.tls.frontend validation:
+UnsupportedValue, since serving without would let any client through).
+Each tls.certificateRef must be a core Secret (group "" or "core", kind
+Secret; else ResolvedRefs=False InvalidCertificateRef), in the Gateway's
+namespace or in one whose ReferenceGrant allows Gateways of the Gateway's
+namespace to refer to it or to all Secrets (else RefNotPermitted), that
+exists in Snapshot.Secrets, of type kubernetes.io/tls, whose tls.crt and
+tls.key crypto/tls accepts as a key pair (else InvalidCertificateRef,
+with the parser's reason; validity dates are not checked: an expired
+certificate is served, as the Secret says); no certificateRef is
+InvalidCertificateRef too. Such a listener stays Accepted (its spec is
+valid) but is not Programmed (Invalid) and not served: no route attaches
+to it, and it is a problem of its Gateway (kind Gateway, reason the
+ResolvedRefs one); the Gateway's other listeners are served. Every
+certificateRef is checked, the first is served: several certificates per
+listener (RSA beside ECDSA) are not supported, and a second one that does
+not resolve makes the listener unresolved all the same. tls.options are
+ignored. HTTPRoutes attach to HTTPS listeners as to HTTP ones, their
+routes keyed by the listener's port (BulkheadGatewayPort). A served HTTPS
+listener whose hostname overlaps another served HTTPS listener's on the
+same port of the same Gateway ("*.foo.com" and "a.foo.com"; no hostname
+overlaps every other) gets OverlappingTLSConfig=True OverlappingHostnames
+(never set False). Requests are routed by Host alone, whichever listener's
+certificate the handshake used; misdirected requests are not answered 421.
+
+Table.Certificates is one Certificate per served HTTPS listener, the PEM
+tls.crt and tls.key copied, sorted by port and then the most specific
+hostname first. Table.CertificateFor(port, serverName), or a
+CertificateIndex built once per table, picks the one for a ClientHello as
+the spec's hostname matching does: an exact hostname, else the longest
+wildcard ("*.foo.com" matches one or more labels before "foo.com"), else
+a listener without hostname; without SNI only a listener without
+hostname; none is a failed handshake. Listeners of several Gateways with
+one port and hostname: the first Gateway by namespace and name serves.
+A Translator checks a Secret's key pair once per Secret object (they are
+immutable in informer caches). Snapshot.Secrets hold private keys: clear
+their data before a snapshot leaves the cluster in a bug report.
 
 Hosts in the tree. An exact hostname uses its host key, as an Ingress rule
 does; no hostname uses the host-less "/:parent/:label". A wildcard

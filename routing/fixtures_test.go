@@ -19,7 +19,9 @@ import (
 // A fixture is a multi-document YAML file of Kubernetes objects
 // (IngressClass, Ingress, Service, EndpointSlice, HeldIngress for
 // Snapshot.HeldIngresses, and the Gateway API's GatewayClass, Gateway,
-// HTTPRoute, ReferenceGrant, with Namespace) plus, optionally, one
+// HTTPRoute, ReferenceGrant, with Namespace and Secret; a Secret's
+// stringData is merged into its data, as the API server does) plus,
+// optionally, one
 // document of kind TranslateOptions carrying Options.
 type translateOptionsDoc struct {
 	APIVersion string `json:"apiVersion,omitempty"`
@@ -72,6 +74,17 @@ func parseFixture(data []byte, strict bool) (*Snapshot, Options, error) {
 			s.ReferenceGrants, err = appendDecoded(s.ReferenceGrants, doc, unmarshal)
 		case "Namespace":
 			s.Namespaces, err = appendDecoded(s.Namespaces, doc, unmarshal)
+		case "Secret":
+			s.Secrets, err = appendDecoded(s.Secrets, doc, unmarshal)
+			if sec := s.Secrets[len(s.Secrets)-1]; err == nil && len(sec.StringData) > 0 {
+				if sec.Data == nil {
+					sec.Data = map[string][]byte{}
+				}
+				for k, v := range sec.StringData {
+					sec.Data[k] = []byte(v)
+				}
+				sec.StringData = nil
+			}
 		case "TranslateOptions":
 			var d translateOptionsDoc
 			err = unmarshal([]byte(doc), &d)
@@ -165,6 +178,7 @@ func renderTable(t Table) string {
 		}
 		b.WriteString("\n")
 	}
+	renderCertificates(&b, t)
 	renderGatewayStatus(&b, t)
 	if len(t.Routes) > 0 {
 		b.WriteString("\n")

@@ -1,6 +1,7 @@
 package routing
 
 import (
+	"crypto/tls"
 	"os"
 	"regexp"
 	"slices"
@@ -14,6 +15,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
 
@@ -121,8 +123,56 @@ func checkTable(t *testing.T, s *Snapshot, o Options) {
 			t.Fatalf("route %s does not survive printing:\n%s\n%s", ids[i], p, table.Routes[i].Eskip)
 		}
 	}
+	checkCertificates(t, s, table)
 	if again := renderTable(Translate(s, o)); again != renderTable(table) {
 		t.Fatal("two translations of one snapshot differ")
+	}
+}
+
+// checkCertificates asserts what holds for any table's certificates: sorted,
+// one per HTTPS listener of a Gateway in the snapshot, each a key pair
+// crypto/tls accepts, and CertificateIndex agrees with Table.CertificateFor
+// on every listener hostname and a few names around them.
+func checkCertificates(t *testing.T, s *Snapshot, table Table) {
+	t.Helper()
+	if !slices.IsSortedFunc(table.Certificates, compareCertificates) {
+		t.Fatal("certificates not sorted")
+	}
+	type listenerKey struct {
+		gw       types.NamespacedName
+		listener string
+	}
+	seen := map[listenerKey]bool{}
+	for _, c := range table.Certificates {
+		k := listenerKey{c.Gateway, c.Listener}
+		if seen[k] {
+			t.Fatalf("listener %v has two certificates", k)
+		}
+		seen[k] = true
+		found := false
+		for _, gw := range s.Gateways {
+			if gw == nil || gw.Namespace != c.Gateway.Namespace || gw.Name != c.Gateway.Name {
+				continue
+			}
+			for _, l := range gw.Spec.Listeners {
+				found = found || string(l.Name) == c.Listener && l.Protocol == gatewayv1.HTTPSProtocolType && l.Port == c.Port
+			}
+		}
+		if !found {
+			t.Fatalf("certificate for %v: no such HTTPS listener on port %d", k, c.Port)
+		}
+		if _, err := tls.X509KeyPair(c.Cert, c.Key); err != nil {
+			t.Fatalf("certificate for %v: %v", k, err)
+		}
+	}
+	index := NewCertificateIndex(table.Certificates)
+	for _, c := range table.Certificates {
+		h := strings.TrimPrefix(c.Hostname, "*.")
+		for _, name := range []string{"", c.Hostname, h, "a." + h, "a.b." + h, strings.ToUpper(h) + ".", "other.example"} {
+			if got, want := index.Lookup(c.Port, name), table.CertificateFor(c.Port, name); got != want {
+				t.Fatalf("port %d name %q: the index gives %+v, CertificateFor %+v", c.Port, name, got, want)
+			}
+		}
 	}
 }
 

@@ -28,6 +28,7 @@ const (
 	kindGateway  = "Gateway"
 	kindHTTP     = "HTTPRoute"
 	kindService  = "Service"
+	kindSecret   = "Secret"
 
 	// gatewayLeafStep spaces the total weights of the Gateway routes of one
 	// path-tree node: skipper adds one per predicate other than the path
@@ -45,6 +46,7 @@ type gatewayResult struct {
 	classes    []GatewayClassStatus
 	gateways   []GatewayStatus
 	httpRoutes []HTTPRouteStatus
+	certs      []Certificate
 }
 
 type gwListener struct {
@@ -54,8 +56,17 @@ type gwListener struct {
 	host     string // lowercased; "" any
 	badHost  bool   // the hostname is not a DNS name nor a wildcard of one
 	accepted bool
+	served   bool // accepted, and its certificate resolved if it is HTTPS
 	kindOK   bool // HTTPRoute is among the supported kinds
+	kindsOK  bool // allowedRoutes.kinds lists no other kind
 	attached map[types.NamespacedName]struct{}
+
+	// HTTPS: the certificate (of the first certificateRef) when every
+	// certificateRef resolved, else the ResolvedRefs reason and message.
+	tls                 bool
+	cert                *keyPair
+	secret              types.NamespacedName
+	certReason, certMsg string
 }
 
 // gwMatch is one match of one rule on one listener and vhost, before it is
@@ -125,22 +136,34 @@ type ruleParse struct {
 type gatewayTranslation struct {
 	o        Options
 	service  func(types.NamespacedName) *corev1.Service
+	keyPair  func(*corev1.Secret) keyPair
 	ns       map[string]*corev1.Namespace
 	grants   []*gatewayv1.ReferenceGrant
+	secrets  map[types.NamespacedName]*corev1.Secret
 	gateways map[types.NamespacedName]*gatewayv1.Gateway
 	lists    map[types.NamespacedName][]*gwListener
-	res      gatewayResult
+	// ports is the protocol each Gateway port is served with: that of the
+	// oldest Gateway's first listener on it (see portOwners).
+	ports map[int32]portOwner
+	res   gatewayResult
+}
+
+type portOwner struct {
+	protocol gatewayv1.ProtocolType
+	gateway  types.NamespacedName
 }
 
 // translateGateway translates the Gateway API objects of s. service looks
-// a Service up by name (nil: none, or a duplicate).
-func translateGateway(s *Snapshot, o Options, service func(types.NamespacedName) *corev1.Service) gatewayResult {
+// a Service up by name (nil: none, or a duplicate); keyPair reads a
+// Secret's key pair (checkKeyPair, or a memory of its results).
+func translateGateway(s *Snapshot, o Options, service func(types.NamespacedName) *corev1.Service, keyPair func(*corev1.Secret) keyPair) gatewayResult {
 	if len(s.GatewayClasses) == 0 || len(s.Gateways) == 0 && len(s.HTTPRoutes) == 0 {
 		t := gatewayTranslation{o: o}
 		t.classStatuses(s.GatewayClasses)
 		return t.res
 	}
-	t := gatewayTranslation{o: o, service: service, ns: map[string]*corev1.Namespace{},
+	t := gatewayTranslation{o: o, service: service, keyPair: keyPair, ns: map[string]*corev1.Namespace{},
+		secrets:  map[types.NamespacedName]*corev1.Secret{},
 		gateways: map[types.NamespacedName]*gatewayv1.Gateway{}, lists: map[types.NamespacedName][]*gwListener{}}
 	ours := t.classStatuses(s.GatewayClasses)
 	for _, n := range s.Namespaces {
@@ -153,6 +176,9 @@ func translateGateway(s *Snapshot, o Options, service func(types.NamespacedName)
 			t.grants = append(t.grants, g)
 		}
 	}
+	for _, sec := range uniqueObjects(s.Secrets, kindSecret, &t.res.problems) {
+		t.secrets[objectKey(sec.Namespace, sec.Name)] = sec
+	}
 	gws := uniqueObjects(s.Gateways, "Gateway", &t.res.problems)
 	for _, gw := range gws {
 		if _, ok := ours[string(gw.Spec.GatewayClassName)]; !ok {
@@ -162,6 +188,7 @@ func translateGateway(s *Snapshot, o Options, service func(types.NamespacedName)
 		t.gateways[ref] = gw
 		t.lists[ref] = t.listeners(gw)
 	}
+	t.ports = t.portOwners(gws)
 	var matches []*gwMatch
 	for _, hr := range uniqueObjects(s.HTTPRoutes, "HTTPRoute", &t.res.problems) {
 		matches = append(matches, t.httpRoute(hr)...)
@@ -169,8 +196,15 @@ func translateGateway(s *Snapshot, o Options, service func(types.NamespacedName)
 	for _, gw := range gws {
 		if ref := objectKey(gw.Namespace, gw.Name); t.gateways[ref] != nil {
 			t.res.gateways = append(t.res.gateways, t.gatewayStatus(gw, t.lists[ref]))
+			for _, gl := range t.lists[ref] {
+				if gl.served && gl.tls {
+					t.res.certs = append(t.res.certs, Certificate{Port: gl.spec.Port, Hostname: gl.host, Gateway: ref,
+						Listener: string(gl.spec.Name), Secret: gl.secret, Cert: gl.cert.cert, Key: gl.cert.key})
+				}
+			}
 		}
 	}
+	slices.SortFunc(t.res.certs, compareCertificates)
 	assignGatewayWeights(matches)
 	for _, m := range matches {
 		t.res.routes = append(t.res.routes, emitGatewayMatch(m)...)
@@ -243,7 +277,8 @@ func condition(typ string, ok bool, reason, message string, gen int64) metav1.Co
 	return metav1.Condition{Type: typ, Status: st, Reason: reason, Message: message, ObservedGeneration: gen}
 }
 
-// listeners validates a Gateway's listeners.
+// listeners validates a Gateway's listeners and resolves the
+// certificates of its HTTPS ones.
 func (t *gatewayTranslation) listeners(gw *gatewayv1.Gateway) []*gwListener {
 	ref := objectKey(gw.Namespace, gw.Name)
 	out := make([]*gwListener, len(gw.Spec.Listeners))
@@ -257,35 +292,139 @@ func (t *gatewayTranslation) listeners(gw *gatewayv1.Gateway) []*gwListener {
 			}
 			gl.host = vh
 		}
+		// Kinds: HTTPRoute is the only one; default when none is listed.
+		gl.kindsOK = true
+		if l.AllowedRoutes == nil || len(l.AllowedRoutes.Kinds) == 0 {
+			gl.kindOK = l.Protocol == gatewayv1.HTTPProtocolType || l.Protocol == gatewayv1.HTTPSProtocolType
+		} else {
+			for _, k := range l.AllowedRoutes.Kinds {
+				if (k.Group == nil || *k.Group == gatewayGroup) && k.Kind == kindHTTP {
+					gl.kindOK = true
+				} else {
+					gl.kindsOK = false
+				}
+			}
+		}
+		if l.Protocol == gatewayv1.HTTPSProtocolType && tlsMode(l) == gatewayv1.TLSModeTerminate {
+			gl.tls = true
+			t.listenerCertificate(gl)
+		}
 		out[i] = gl
 	}
 	return out
 }
 
-// listenerState is the status of one listener, and whether routes may
-// attach to it.
-func (t *gatewayTranslation) listenerState(all []*gwListener, i int) gatewayv1.ListenerStatus {
-	gl := all[i]
+func tlsMode(l *gatewayv1.Listener) gatewayv1.TLSModeType {
+	if l.TLS == nil || l.TLS.Mode == nil || *l.TLS.Mode == "" {
+		return gatewayv1.TLSModeTerminate
+	}
+	return *l.TLS.Mode
+}
+
+// listenerCertificate resolves every certificateRef of an HTTPS listener;
+// the first one is served. One that does not resolve is the listener's
+// ResolvedRefs=False reason and a problem of its Gateway.
+func (t *gatewayTranslation) listenerCertificate(gl *gwListener) {
 	l := gl.spec
-	gen := gl.gw.Generation
-	st := gatewayv1.ListenerStatus{Name: l.Name, SupportedKinds: []gatewayv1.RouteGroupKind{}}
-	// Kinds: HTTPRoute is the only one; default when none is listed.
-	kindsOK := true
-	if l.AllowedRoutes == nil || len(l.AllowedRoutes.Kinds) == 0 {
-		gl.kindOK = l.Protocol == gatewayv1.HTTPProtocolType
-	} else {
-		for _, k := range l.AllowedRoutes.Kinds {
-			if (k.Group == nil || *k.Group == gatewayGroup) && k.Kind == kindHTTP {
-				gl.kindOK = true
-			} else {
-				kindsOK = false
+	fail := func(reason gatewayv1.ListenerConditionReason, msg string) {
+		gl.certReason, gl.certMsg = string(reason), msg
+		t.res.problems = append(t.res.problems, Problem{Kind: kindGateway, Namespace: gl.ref.Namespace, Name: gl.ref.Name,
+			Reason: Reason(reason), Message: fmt.Sprintf("listener %s: %s; the listener is not served", l.Name, msg)})
+	}
+	if l.TLS == nil || len(l.TLS.CertificateRefs) == 0 {
+		fail(gatewayv1.ListenerReasonInvalidCertificateRef, "an HTTPS listener needs a certificateRef")
+		return
+	}
+	var first *keyPair
+	for i := range l.TLS.CertificateRefs {
+		kp, secret, reason, msg := t.certificateRef(gl.gw, &l.TLS.CertificateRefs[i])
+		if reason != "" {
+			fail(reason, fmt.Sprintf("certificateRef %d: %s", i, msg))
+			return
+		}
+		if i == 0 {
+			first, gl.secret = kp, secret
+		}
+	}
+	gl.cert = first
+}
+
+// certificateRef resolves one certificateRef of a Gateway listener: a
+// core Secret, in the Gateway's namespace or one whose ReferenceGrant
+// allows it, of type kubernetes.io/tls with a usable key pair.
+func (t *gatewayTranslation) certificateRef(gw *gatewayv1.Gateway, ref *gatewayv1.SecretObjectReference) (*keyPair, types.NamespacedName, gatewayv1.ListenerConditionReason, string) {
+	ns := gw.Namespace
+	if ref.Namespace != nil {
+		ns = string(*ref.Namespace)
+	}
+	name := objectKey(ns, string(ref.Name))
+	fail := func(reason gatewayv1.ListenerConditionReason, format string, args ...any) (*keyPair, types.NamespacedName, gatewayv1.ListenerConditionReason, string) {
+		return nil, name, reason, fmt.Sprintf(format, args...)
+	}
+	if ref.Group != nil && *ref.Group != "" && *ref.Group != "core" || ref.Kind != nil && *ref.Kind != kindSecret {
+		group, kind := "", kindSecret
+		if ref.Group != nil {
+			group = string(*ref.Group)
+		}
+		if ref.Kind != nil {
+			kind = string(*ref.Kind)
+		}
+		return fail(gatewayv1.ListenerReasonInvalidCertificateRef, "%s %s (group %q) is not a core Secret", kind, name, group)
+	}
+	if ns != gw.Namespace && !t.granted(kindGateway, gw.Namespace, ns, kindSecret, name.Name) {
+		return fail(gatewayv1.ListenerReasonRefNotPermitted, "no ReferenceGrant in %s allows Gateways of %s to Secret %s", ns, gw.Namespace, name.Name)
+	}
+	sec := t.secrets[name]
+	if sec == nil {
+		return fail(gatewayv1.ListenerReasonInvalidCertificateRef, "Secret %s not found (only Secrets of type %s are read)", name, corev1.SecretTypeTLS)
+	}
+	kp := t.keyPair(sec)
+	if kp.problem != "" {
+		return fail(gatewayv1.ListenerReasonInvalidCertificateRef, "Secret %s %s", name, kp.problem)
+	}
+	return &kp, name, "", ""
+}
+
+// portOwners decides the protocol of each Gateway port: a per-node router
+// serves a port either in clear or with TLS, for every Gateway. The
+// oldest Gateway (then namespace/name) with a listener on a port that
+// would be served but for this rule owns it with that listener's
+// protocol; a listener of another Gateway with the other protocol is
+// PortUnavailable. (Within one Gateway the spec's ProtocolConflict
+// applies instead.)
+func (t *gatewayTranslation) portOwners(gws []*gatewayv1.Gateway) map[int32]portOwner {
+	ours := make([]*gatewayv1.Gateway, 0, len(t.gateways))
+	for _, gw := range gws {
+		if t.gateways[objectKey(gw.Namespace, gw.Name)] != nil {
+			ours = append(ours, gw)
+		}
+	}
+	// gws is sorted by namespace/name: a stable sort by age keeps that
+	// order among equals.
+	slices.SortStableFunc(ours, func(a, b *gatewayv1.Gateway) int {
+		return a.CreationTimestamp.Time.Compare(b.CreationTimestamp.Time)
+	})
+	owners := map[int32]portOwner{}
+	for _, gw := range ours {
+		ls := t.lists[objectKey(gw.Namespace, gw.Name)]
+		for i, gl := range ls {
+			if _, ok := owners[gl.spec.Port]; ok {
+				continue
+			}
+			if reason, _, _ := t.acceptance(ls, i, false); reason == string(gatewayv1.ListenerReasonAccepted) && (!gl.tls || gl.cert != nil) {
+				owners[gl.spec.Port] = portOwner{protocol: gl.spec.Protocol, gateway: gl.ref}
 			}
 		}
 	}
-	if gl.kindOK {
-		st.SupportedKinds = append(st.SupportedKinds, gatewayv1.RouteGroupKind{Group: new(gatewayv1.Group(gatewayGroup)), Kind: kindHTTP})
-	}
-	conflict := ""
+	return owners
+}
+
+// acceptance is the Accepted reason and message of a listener, and the
+// Conflicted reason ("" none); owners: whether the port's owner (see
+// portOwners) is checked.
+func (t *gatewayTranslation) acceptance(all []*gwListener, i int, owners bool) (reason, msg, conflict string) {
+	gl := all[i]
+	l := gl.spec
 	for j, o := range all {
 		if j == i || o.spec.Port != l.Port {
 			continue
@@ -298,35 +437,104 @@ func (t *gatewayTranslation) listenerState(all []*gwListener, i int) gatewayv1.L
 			conflict = string(gatewayv1.ListenerReasonHostnameConflict)
 		}
 	}
-	reason, msg := string(gatewayv1.ListenerReasonAccepted), "accepted"
+	reason, msg = string(gatewayv1.ListenerReasonAccepted), "accepted"
 	switch {
 	case gl.badHost:
 		reason, msg = string(gatewayv1.ListenerReasonUnsupportedValue), fmt.Sprintf("hostname %q is not a DNS name nor a wildcard of one", *l.Hostname)
-	case l.Protocol != gatewayv1.HTTPProtocolType:
-		reason, msg = string(gatewayv1.ListenerReasonUnsupportedProtocol), fmt.Sprintf("protocol %s is not supported (HTTP only)", l.Protocol)
+	case l.Protocol != gatewayv1.HTTPProtocolType && l.Protocol != gatewayv1.HTTPSProtocolType:
+		reason, msg = string(gatewayv1.ListenerReasonUnsupportedProtocol), fmt.Sprintf("protocol %s is not supported (HTTP and HTTPS only)", l.Protocol)
+	case l.Protocol == gatewayv1.HTTPSProtocolType && !gl.tls:
+		reason, msg = string(gatewayv1.ListenerReasonUnsupportedValue), fmt.Sprintf("tls mode %s is not supported for HTTPS (Terminate only)", tlsMode(l))
+	case l.Protocol == gatewayv1.HTTPSProtocolType && frontendValidation(gl.gw, l.Port):
+		reason, msg = string(gatewayv1.ListenerReasonUnsupportedValue), "client certificate validation (spec.tls.frontend) is not supported"
 	case !slices.Contains(t.o.GatewayPorts, l.Port):
 		reason, msg = string(gatewayv1.ListenerReasonPortUnavailable), fmt.Sprintf("port %d is not one this router serves %v", l.Port, t.o.GatewayPorts)
 	case conflict != "":
 		reason, msg = conflict, "another listener has the same port and hostname (or another protocol on the port)"
+	case owners && t.ports[l.Port].protocol != l.Protocol:
+		own := t.ports[l.Port]
+		reason, msg = string(gatewayv1.ListenerReasonPortUnavailable), fmt.Sprintf("port %d is served with protocol %s for Gateway %s, which is older", l.Port, own.protocol, own.gateway)
 	}
+	return reason, msg, conflict
+}
+
+// frontendValidation reports whether the Gateway asks for client
+// certificates on port: not supported, and serving such a listener
+// without would let unauthenticated clients through.
+func frontendValidation(gw *gatewayv1.Gateway, port int32) bool {
+	if gw.Spec.TLS == nil || gw.Spec.TLS.Frontend == nil {
+		return false
+	}
+	f := gw.Spec.TLS.Frontend
+	for _, pp := range f.PerPort {
+		if pp.Port == port {
+			return pp.TLS.Validation != nil
+		}
+	}
+	return f.Default.Validation != nil
+}
+
+// listenerState is the status of one listener, and whether routes may
+// attach to it (gl.served).
+func (t *gatewayTranslation) listenerState(all []*gwListener, i int) gatewayv1.ListenerStatus {
+	gl := all[i]
+	l := gl.spec
+	gen := gl.gw.Generation
+	st := gatewayv1.ListenerStatus{Name: l.Name, SupportedKinds: []gatewayv1.RouteGroupKind{}}
+	if gl.kindOK {
+		st.SupportedKinds = append(st.SupportedKinds, gatewayv1.RouteGroupKind{Group: new(gatewayv1.Group(gatewayGroup)), Kind: kindHTTP})
+	}
+	reason, msg, conflict := t.acceptance(all, i, true)
 	gl.accepted = reason == string(gatewayv1.ListenerReasonAccepted)
+	certOK := !gl.tls || gl.cert != nil
+	gl.served = gl.accepted && certOK
 	st.Conditions = append(st.Conditions, condition(string(gatewayv1.ListenerConditionAccepted), gl.accepted, reason, msg, gen))
 	if conflict != "" {
 		st.Conditions = append(st.Conditions, condition(string(gatewayv1.ListenerConditionConflicted), true, conflict, msg, gen))
 	} else {
 		st.Conditions = append(st.Conditions, condition(string(gatewayv1.ListenerConditionConflicted), false, string(gatewayv1.ListenerReasonNoConflicts), "no conflicts", gen))
 	}
-	if kindsOK {
-		st.Conditions = append(st.Conditions, condition(string(gatewayv1.ListenerConditionResolvedRefs), true, string(gatewayv1.ListenerReasonResolvedRefs), "resolved", gen))
-	} else {
+	switch {
+	case !certOK:
+		st.Conditions = append(st.Conditions, condition(string(gatewayv1.ListenerConditionResolvedRefs), false, gl.certReason, gl.certMsg, gen))
+	case !gl.kindsOK:
 		st.Conditions = append(st.Conditions, condition(string(gatewayv1.ListenerConditionResolvedRefs), false, string(gatewayv1.ListenerReasonInvalidRouteKinds), "only HTTPRoute (gateway.networking.k8s.io) is supported", gen))
+	default:
+		st.Conditions = append(st.Conditions, condition(string(gatewayv1.ListenerConditionResolvedRefs), true, string(gatewayv1.ListenerReasonResolvedRefs), "resolved", gen))
 	}
-	if gl.accepted {
+	switch {
+	case gl.served:
 		st.Conditions = append(st.Conditions, condition(string(gatewayv1.ListenerConditionProgrammed), true, string(gatewayv1.ListenerReasonProgrammed), "programmed", gen))
-	} else {
+	case !gl.accepted:
 		st.Conditions = append(st.Conditions, condition(string(gatewayv1.ListenerConditionProgrammed), false, string(gatewayv1.ListenerReasonInvalid), msg, gen))
+	default:
+		st.Conditions = append(st.Conditions, condition(string(gatewayv1.ListenerConditionProgrammed), false, string(gatewayv1.ListenerReasonInvalid), gl.certMsg, gen))
 	}
 	return st
+}
+
+// overlappingTLS is the OverlappingTLSConfig condition of a served HTTPS
+// listener whose hostname overlaps another served HTTPS listener's of the
+// same Gateway and port ("*.foo.com" and "a.foo.com"; a listener without
+// hostname overlaps every other), nil when there is none: the condition
+// is never set False. Both are served; a client that coalesces
+// connections may send a request for one over the other's connection.
+func overlappingTLS(all []*gwListener, i int) *metav1.Condition {
+	gl := all[i]
+	if !gl.served || !gl.tls {
+		return nil
+	}
+	for j, o := range all {
+		if j == i || !o.served || !o.tls || o.spec.Port != gl.spec.Port || o.host == gl.host {
+			continue
+		}
+		if _, ok := intersectHost(gl.host, o.host); ok {
+			c := condition(string(gatewayv1.ListenerConditionOverlappingTLSConfig), true, string(gatewayv1.ListenerReasonOverlappingHostnames),
+				fmt.Sprintf("the hostname overlaps that of listener %s on the same port", o.spec.Name), gl.gw.Generation)
+			return &c
+		}
+	}
+	return nil
 }
 
 func (t *gatewayTranslation) gatewayStatus(gw *gatewayv1.Gateway, ls []*gwListener) GatewayStatus {
@@ -334,14 +542,19 @@ func (t *gatewayTranslation) gatewayStatus(gw *gatewayv1.Gateway, ls []*gwListen
 	var st gatewayv1.GatewayStatus
 	valid := 0
 	for i := range ls {
-		ls[i].accepted = false
+		ls[i].accepted, ls[i].served = false, false
 	}
 	for i := range ls {
 		lst := t.listenerState(ls, i)
 		lst.AttachedRoutes = int32(len(ls[i].attached))
 		st.Listeners = append(st.Listeners, lst)
-		if ls[i].accepted {
+		if ls[i].served {
 			valid++
+		}
+	}
+	for i := range ls {
+		if c := overlappingTLS(ls, i); c != nil {
+			st.Listeners[i].Conditions = append(st.Listeners[i].Conditions, *c)
 		}
 	}
 	reason := string(gatewayv1.GatewayReasonAccepted)
@@ -373,11 +586,11 @@ func (t *gatewayTranslation) gatewayStatus(gw *gatewayv1.Gateway, ls []*gwListen
 	return GatewayStatus{Gateway: objectKey(gw.Namespace, gw.Name), Status: st}
 }
 
-// listenerReady decides a listener's acceptance before routes attach:
-// gatewayStatus computes the same again for the status.
+// listenerReady decides whether a listener is served before routes
+// attach: gatewayStatus computes the same again for the status.
 func (t *gatewayTranslation) listenerReady(ls []*gwListener, i int) bool {
-	t.listenerState(ls, i)
-	return ls[i].accepted
+	reason, _, _ := t.acceptance(ls, i, true)
+	return reason == string(gatewayv1.ListenerReasonAccepted) && (!ls[i].tls || ls[i].cert != nil)
 }
 
 func (t *gatewayTranslation) allowedNamespace(gl *gwListener, ns string) bool {
@@ -812,7 +1025,7 @@ func (t *gatewayTranslation) backendRef(hr *gatewayv1.HTTPRoute, br *gatewayv1.B
 	if br.Group != nil && *br.Group != "" && *br.Group != "core" || br.Kind != nil && *br.Kind != kindService {
 		return fail(gatewayv1.RouteReasonInvalidKind, "backend kind is not a core Service")
 	}
-	if ns != hr.Namespace && !t.granted(hr.Namespace, ns, name) {
+	if ns != hr.Namespace && !t.granted(kindHTTP, hr.Namespace, ns, kindService, name) {
 		return fail(gatewayv1.RouteReasonRefNotPermitted, "no ReferenceGrant in %s allows HTTPRoutes of %s to Service %s", ns, hr.Namespace, name)
 	}
 	if br.Port == nil {
@@ -825,14 +1038,17 @@ func (t *gatewayTranslation) backendRef(hr *gatewayv1.HTTPRoute, br *gatewayv1.B
 	return b, "", ""
 }
 
-func (t *gatewayTranslation) granted(from, to, name string) bool {
+// granted reports whether a ReferenceGrant in namespace to allows objects
+// of fromKind (a Gateway API kind) in namespace from to refer to the core
+// object of toKind and name there.
+func (t *gatewayTranslation) granted(fromKind, from, to, toKind, name string) bool {
 	for _, g := range t.grants {
 		if g.Namespace != to {
 			continue
 		}
 		fromOK := false
 		for _, f := range g.Spec.From {
-			if f.Group == gatewayGroup && f.Kind == kindHTTP && string(f.Namespace) == from {
+			if f.Group == gatewayGroup && string(f.Kind) == fromKind && string(f.Namespace) == from {
 				fromOK = true
 			}
 		}
@@ -840,7 +1056,7 @@ func (t *gatewayTranslation) granted(from, to, name string) bool {
 			continue
 		}
 		for _, to := range g.Spec.To {
-			if (to.Group == "" || to.Group == "core") && to.Kind == kindService && (to.Name == nil || string(*to.Name) == name) {
+			if (to.Group == "" || to.Group == "core") && string(to.Kind) == toKind && (to.Name == nil || string(*to.Name) == name) {
 				return true
 			}
 		}

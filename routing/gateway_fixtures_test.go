@@ -2,6 +2,10 @@ package routing
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
 	"strings"
 
 	"sigs.k8s.io/yaml"
@@ -26,5 +30,30 @@ func renderGatewayStatus(b *bytes.Buffer, t Table) {
 	b.WriteString("// Gateway API status:\n")
 	for line := range strings.SplitSeq(strings.TrimSuffix(string(out), "\n"), "\n") {
 		b.WriteString("//   " + line + "\n")
+	}
+}
+
+// renderCertificates adds the certificates of a table to its golden form:
+// port, hostname, listener, Secret, and the leaf certificate's subject
+// and SHA-256 (of its DER), so a golden file shows which key pair each
+// listener serves; nothing when there is none.
+func renderCertificates(b *bytes.Buffer, t Table) {
+	if len(t.Certificates) == 0 {
+		return
+	}
+	b.WriteString("// Certificates:\n")
+	for _, c := range t.Certificates {
+		host := c.Hostname
+		if host == "" {
+			host = "(any)"
+		}
+		leaf := "(no certificate)"
+		if block, _ := pem.Decode(c.Cert); block != nil {
+			if cert, err := x509.ParseCertificate(block.Bytes); err == nil {
+				sum := sha256.Sum256(block.Bytes)
+				leaf = fmt.Sprintf("%q sha256:%x", cert.Subject.CommonName, sum[:8])
+			}
+		}
+		fmt.Fprintf(b, "//   %d %s: %s listener %s, Secret %s: %s, key %d bytes\n", c.Port, host, c.Gateway, c.Listener, c.Secret, leaf, len(c.Key))
 	}
 }

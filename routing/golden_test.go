@@ -93,7 +93,9 @@ func shuffledSnapshot(s *Snapshot, rng *rand.Rand) *Snapshot {
 		HTTPRoutes:      slices.Clone(s.HTTPRoutes),
 		ReferenceGrants: slices.Clone(s.ReferenceGrants),
 		Namespaces:      slices.Clone(s.Namespaces),
+		Secrets:         slices.Clone(s.Secrets),
 	}
+	shuffle(rng, c.Secrets)
 	shuffle(rng, c.GatewayClasses)
 	shuffle(rng, c.Gateways)
 	shuffle(rng, c.HTTPRoutes)
@@ -127,6 +129,9 @@ func TestTranslateDoesNotMutateInput(t *testing.T) {
 				for i := range be.Endpoints {
 					be.Endpoints[i].Address = "mutated"
 				}
+			}
+			for _, c := range table.Certificates {
+				c.Cert[0], c.Key[0] = 'x', 'x'
 			}
 			if !equality.Semantic.DeepEqual(s, pristine) {
 				t.Fatal("the table aliases the input")

@@ -40,6 +40,11 @@ type Snapshot struct {
 	HTTPRoutes      []*gatewayv1.HTTPRoute      `json:"httpRoutes,omitempty"`
 	ReferenceGrants []*gatewayv1.ReferenceGrant `json:"referenceGrants,omitempty"`
 	Namespaces      []*corev1.Namespace         `json:"namespaces,omitempty"`
+	// Secrets are the Secrets HTTPS listeners may name in
+	// tls.certificateRefs: the data client lists those of type
+	// kubernetes.io/tls only. They hold private keys: a snapshot written out
+	// for a bug report must have their data removed first.
+	Secrets []*corev1.Secret `json:"secrets,omitempty"`
 }
 
 // Options tune a translation.
@@ -237,6 +242,14 @@ type Table struct {
 	// key, each once. They change without the routes changing: an
 	// endpoint change is a change of Backends alone.
 	Backends []Backend
+	// Certificates are what the HTTPS Gateway listeners serve: one per
+	// listener that is programmed (accepted, its certificateRefs resolved),
+	// sorted by port, then the most specific hostname first (see
+	// CertificateFor). They are part of the stored last-known-good table,
+	// private keys included: a router restarted while the API server is
+	// unreachable must still terminate TLS. The splice of the stored table
+	// (tablestore) finds Backends by its JSON key, not by its place.
+	Certificates []Certificate
 	// Gateway API status for the leader to write (see gateway_status.go),
 	// each sorted by name: our GatewayClasses, our Gateways, and the
 	// HTTPRoutes with a parentRef to one of our Gateways. Status describes

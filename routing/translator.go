@@ -28,6 +28,8 @@ import (
 //   - the order of the previous call: Ingresses by precedence, routes by
 //     ID, backends by key, Table.Served; a call merges the changes into
 //     them instead of sorting everything again;
+//   - per Secret an HTTPS Gateway listener names (by pointer): its key
+//     pair checked, with its certificate and key copied;
 //   - the Services and EndpointSlices lists of the previous call: when a
 //     call's lists hold the same objects in the same order (a caller that
 //     lists again only the kinds that changed), they are not indexed
@@ -75,6 +77,11 @@ type Translator struct {
 	backendOrder []*backendEntry // backends routes name, by key
 	last         Table
 	sameInputs   bool // this call's Services and slices are the previous call's
+
+	// keyPairs are the key pairs of the Secrets HTTPS listeners named,
+	// by pointer (parsing one is the costly part of a certificate), kept
+	// from one call to the next for the Secrets named in both.
+	keyPairs, keyPairsNext map[*corev1.Secret]keyPair
 }
 
 // NewTranslator returns a Translator that remembers nothing yet.
@@ -312,7 +319,9 @@ func (t *Translator) Translate(s *Snapshot, o Options) Table {
 	// Gateway API: translated again on every call (gateway.go), merged
 	// into the returned routes; t.last keeps the Ingress routes alone,
 	// which emit reuses.
-	gw := translateGateway(s, o, t.service)
+	t.keyPairsNext = map[*corev1.Secret]keyPair{}
+	gw := translateGateway(s, o, t.service, t.keyPair)
+	t.keyPairs, t.keyPairsNext = t.keyPairsNext, nil
 	all := routes
 	if len(gw.routes) > 0 {
 		all = mergeGatewayRoutes(routes, gw.routes)
@@ -324,7 +333,21 @@ func (t *Translator) Translate(s *Snapshot, o Options) Table {
 	t.last = Table{Routes: routes, Problems: sortedProblems(problems), Served: servedNames, Backends: backends}
 	out := t.last
 	out.Routes, out.GatewayClasses, out.Gateways, out.HTTPRoutes = all, gw.classes, gw.gateways, gw.httpRoutes
+	out.Certificates = gw.certs
 	return out
+}
+
+// keyPair is checkKeyPair, remembered by Secret pointer.
+func (t *Translator) keyPair(s *corev1.Secret) keyPair {
+	kp, ok := t.keyPairs[s]
+	if !ok {
+		kp, ok = t.keyPairsNext[s]
+	}
+	if !ok {
+		kp = checkKeyPair(s)
+	}
+	t.keyPairsNext[s] = kp
+	return kp
 }
 
 func sameOptions(a, b Options) bool {

@@ -6,8 +6,11 @@
 //
 // One routing.Table: its routes with their origins (Ingress, Host, Path,
 // PathType, VirtualHost, DefaultBackend, Service, Port, Endpoints), its
-// Problems and its Served list. Every exported field of Table and Route is
-// stored: the file holds Table and Route as encoding/json makes them
+// Problems, its Served list, its Backends and its Certificates (the key
+// pairs of the HTTPS Gateway listeners, private keys included: see
+// "Private keys"). Every exported field of Table and Route that is not
+// tagged json:"-" is stored (the Gateway API status is not: it describes
+// live objects): the file holds Table and Route as encoding/json makes them
 // (Route's JSON tags, Table's field names), the routes' skipper definitions
 // being the one exception. Route.Eskip is not JSON; it is stored as eskip
 // text, ID included ("ing__ns__name__...: PathSubtree(...) -> ... -> <...>;"),
@@ -24,13 +27,34 @@
 // A field added to Table or Route is stored without changes here, as long
 // as encoding/json can carry it; the round-trip test of a fully populated
 // table (which fails while a field is left unset in its fixture) checks it.
+// Routes and Backends are encoded one by one and kept from write to write
+// (see encodeCached); the rest of the table is encoded whole, and the two
+// lists are spliced into it: at "Routes", the first field of Table, and at
+// "Backends", found by its key wherever it stands among the others.
+//
+// # Private keys
+//
+// Table.Certificates holds the PEM certificate and private key of every
+// HTTPS listener served (base64 in the JSON), so that a router restarted
+// while the API server is unreachable still terminates TLS. The file is as
+// secret as the Secrets it copies. It is created mode 0o600 (os.CreateTemp,
+// then renamed into place; never widened), in a directory Open creates
+// 0o700, owned by the router's user. Threat model: root on the node and
+// processes of the router's user can read it, and both can read the same
+// Secrets already, through the router's ServiceAccount token mounted in its
+// pod; the file adds no reader among them. What it adds is a copy on the
+// node's disk: keep -state-dir on a volume of the router alone (emptyDir or
+// a dedicated hostPath), not one that is backed up or shared. A Secret
+// removed from the cluster leaves the file at the next write; a snapshot
+// left behind on a node keeps its keys until it is deleted. A table shown
+// with jq, attached to a bug report, shows the keys: remove "Certificates".
 //
 // # File format
 //
 // One file, routes.snapshot, mode 0o600, of two lines:
 //
 //	{"format":"bulkhead-route-table","version":1,"schema":"d1992dd0a8807c33","savedAt":"2026-03-04T04:06:07.890123456Z","routes":5,"payloadBytes":2861,"payloadSHA256":"d252…"}
-//	{"savedAt":"2026-03-04T04:06:07.890123456Z","table":{"Routes":[{"eskip":"…","ingress":{…},…}],"Problems":[…],"Served":[…]}}
+//	{"savedAt":"2026-03-04T04:06:07.890123456Z","table":{"Routes":[{"eskip":"…","ingress":{…},…}],"Problems":[…],"Served":[…],"Backends":[…],"Certificates":[…]}}
 //
 // The header line names the format and its version, a fingerprint of the
 // payload's Go types ("schema": field names, JSON tags and types of Table,

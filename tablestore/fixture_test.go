@@ -134,6 +134,23 @@ func fullTable() routing.Table {
 			{Key: routing.BackendKey{Namespace: "zeta", Service: "web", Port: 9090},
 				Endpoints: []routing.Endpoint{{Address: "[fd00::1]:9090", Ready: true, Serving: true}, {Address: "[fd00::2]:9090", Ready: true, Serving: true}}},
 		},
+		// Stored after Backends, which the splice must find all the same.
+		Certificates: []routing.Certificate{
+			{
+				Port: 443, Hostname: "checkout.example.com",
+				Gateway: types.NamespacedName{Namespace: "infra", Name: "edge"}, Listener: "https",
+				Secret: types.NamespacedName{Namespace: "shop", Name: "checkout-tls"},
+				Cert:   []byte("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"),
+				Key:    []byte("-----BEGIN PRIVATE KEY-----\nMIGH\n-----END PRIVATE KEY-----\n"),
+			},
+			{
+				// A listener without hostname, with bytes JSON must escape
+				// and a name that looks like the splice's marker.
+				Port: 443, Gateway: types.NamespacedName{Namespace: "infra", Name: `,"Backends":null}`}, Listener: "any",
+				Secret: types.NamespacedName{Namespace: "infra", Name: "any-tls"},
+				Cert:   []byte{0, '"', '\\', 0xff}, Key: []byte("k"),
+			},
+		},
 	}
 }
 
