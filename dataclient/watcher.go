@@ -443,6 +443,9 @@ func (w *watcher) snapshot() *routing.Snapshot {
 		if stale[kindNamespace] {
 			w.listed.Namespaces = listOf[*corev1.Namespace](g.namespaces)
 		}
+		if stale[kindSecret] {
+			w.listed.Secrets = listOf[*corev1.Secret](g.secrets)
+		}
 	}
 	s := w.listed
 	return &s
@@ -500,6 +503,8 @@ func lean(obj any) (any, error) {
 		return leanSlice(o), nil
 	case *corev1.Namespace:
 		return leanNamespace(o), nil
+	case *corev1.Secret:
+		return leanSecret(o), nil
 	}
 	if m, err := meta.Accessor(obj); err == nil {
 		m.SetManagedFields(nil)

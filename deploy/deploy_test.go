@@ -101,6 +101,7 @@ func TestManifestsApplyToARealAPIServer(t *testing.T) {
 			{[]string{"watch", "gatewayclasses.gateway.networking.k8s.io"}, true},
 			{[]string{"watch", "referencegrants.gateway.networking.k8s.io", "--all-namespaces"}, true},
 			{[]string{"watch", "namespaces"}, true},
+			{[]string{"watch", "secrets", "--all-namespaces"}, true},
 			{[]string{"update", "httproutes.gateway.networking.k8s.io", "--subresource=status", "-n", "shop"}, true},
 			{[]string{"update", "gateways.gateway.networking.k8s.io", "--subresource=status", "-n", "shop"}, true},
 			{[]string{"update", "gatewayclasses.gateway.networking.k8s.io", "--subresource=status"}, true},
@@ -549,6 +550,7 @@ func checkRBAC(t *testing.T, objs objects) {
 		{cr.Rules, "gateway.networking.k8s.io", "gateways/status", []string{"update"}},
 		{cr.Rules, "gateway.networking.k8s.io", "gatewayclasses/status", []string{"update"}},
 		{cr.Rules, "", "namespaces", []string{"list", "watch"}},
+		{cr.Rules, "", "secrets", []string{"list", "watch"}},
 		{role.Rules, "coordination.k8s.io", "leases", []string{"create", "get", "update"}},
 	} {
 		for _, verb := range want.verbs {

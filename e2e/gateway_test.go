@@ -2,7 +2,10 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
+	"encoding/base64"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -10,12 +13,15 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 	gatewayclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 
 	"github.com/bulkhead-router/bulkhead/internal/gatewaycrds"
+	"github.com/bulkhead-router/bulkhead/internal/testcerts"
+	"github.com/bulkhead-router/bulkhead/internal/testpods"
 	"github.com/bulkhead-router/bulkhead/internal/testrouter"
 )
 
@@ -308,4 +314,174 @@ func TestGatewayRestartDuringOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.expectPod("shop.example", "/", "v2", "")
+}
+
+// tlsSecret creates or replaces a kubernetes.io/tls Secret.
+func (e *gwEnv) tlsSecret(namespace, name string, cert, key []byte) {
+	e.t.Helper()
+	ensureNamespace(e.t, e.client, namespace)
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name}, Type: corev1.SecretTypeTLS,
+		Data: map[string][]byte{corev1.TLSCertKey: cert, corev1.TLSPrivateKeyKey: key}}
+	api := e.client.CoreV1().Secrets(namespace)
+	old, err := api.Get(e.ctx(), name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		_, err = api.Create(e.ctx(), s, metav1.CreateOptions{})
+	case err == nil:
+		s.ResourceVersion = old.ResourceVersion
+		_, err = api.Update(e.ctx(), s, metav1.UpdateOptions{})
+	}
+	if err != nil {
+		e.t.Fatalf("apply Secret %s/%s: %v", namespace, name, err)
+	}
+}
+
+// httpsListener is an HTTPS listener terminating with Secret secret.
+func httpsListener(name string, port int32, hostname, secret string) gatewayv1.Listener {
+	all := gatewayv1.NamespacesFromAll
+	l := gatewayv1.Listener{Name: gatewayv1.SectionName(name), Port: port, Protocol: gatewayv1.HTTPSProtocolType,
+		TLS:           &gatewayv1.ListenerTLSConfig{CertificateRefs: []gatewayv1.SecretObjectReference{{Name: gatewayv1.ObjectName(secret)}}},
+		AllowedRoutes: &gatewayv1.AllowedRoutes{Namespaces: &gatewayv1.RouteNamespaces{From: &all}}}
+	if hostname != "" {
+		h := gatewayv1.Hostname(hostname)
+		l.Hostname = &h
+	}
+	return l
+}
+
+// httpsGet sends GET / over TLS to the router's proxy listener with SNI
+// and Host host, and returns the answer and the served certificate's first
+// DNS name.
+func (e *gwEnv) httpsGet(c *http.Client, host string) (answer, string, error) {
+	req, err := http.NewRequest(http.MethodGet, "https://"+strings.TrimPrefix(e.router.ProxyURL, "http://")+"/", nil)
+	if err != nil {
+		return answer{}, "", err
+	}
+	req.Host = host
+	resp, err := c.Do(req)
+	if err != nil {
+		return answer{}, "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return answer{}, "", err
+	}
+	a := answer{status: resp.StatusCode, body: string(body), header: resp.Header}
+	a.echo, _ = testpods.DecodeEcho(strings.NewReader(a.body))
+	return a, resp.TLS.PeerCertificates[0].DNSNames[0], nil
+}
+
+// tlsClient sends SNI host (the URL names an address) and accepts any
+// certificate: which one was served is checked by name.
+func tlsClient(host string) *http.Client {
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: nil,
+		TLSClientConfig: &tls.Config{ServerName: host, InsecureSkipVerify: true}}}
+}
+
+// TestGatewayHTTPSListener: an HTTPS Gateway listener terminates TLS with
+// its Secret's certificate, chosen by SNI; a renewed Secret reaches new
+// handshakes without a restart while an open connection keeps working; a
+// listener whose Secret is malformed is refused alone; a restart while
+// the API server is down still serves TLS from the stored table.
+func TestGatewayHTTPSListener(t *testing.T) {
+	e := newGatewayEnv(t, "-gateway-listeners", "443") // Gateway port 443 on the proxy listener
+	e.startPods("shop", "web", 1)
+	e.startPods("shop", "api", 1)
+	shopCert, shopKey := testcerts.SelfSigned(t, "shop.example")
+	e.tlsSecret("infra", "shop-tls", shopCert, shopKey)
+	e.tlsSecret("infra", "broken-tls", []byte("not a certificate"), []byte("not a key"))
+	e.gatewayClass("bulkhead")
+	ensureNamespace(t, e.client, "infra")
+	g := &gatewayv1.Gateway{ObjectMeta: metav1.ObjectMeta{Namespace: "infra", Name: "edge"},
+		Spec: gatewayv1.GatewaySpec{GatewayClassName: "bulkhead", Listeners: []gatewayv1.Listener{
+			httpsListener("shop", 443, "shop.example", "shop-tls"),
+			httpsListener("api", 443, "api.example", "broken-tls"),
+		}}}
+	if _, err := e.gw.GatewayV1().Gateways("infra").Create(e.ctx(), g, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e.applyRoute(httpRoute("shop", "web", "infra", "edge", "shop.example", toService("/", "web", 1)))
+	e.applyRoute(httpRoute("shop", "api", "infra", "edge", "api.example", toService("/", "api", 1)))
+	e.router.WaitReady(30 * time.Second)
+
+	shop := tlsClient("shop.example")
+	e.eventually(20*time.Second, "https://shop.example served by web", func() error {
+		a, name, err := e.httpsGet(shop, "shop.example")
+		if err != nil {
+			return err
+		}
+		if a.status != http.StatusOK || a.echo.Service != "web" || name != "shop.example" {
+			return fmt.Errorf("%d from %q with certificate %q", a.status, a.echo.Service, name)
+		}
+		return nil
+	})
+	// The broken Secret's listener is refused, and said so; its name gets
+	// no certificate.
+	e.awaitStatus("listener api refused for its certificate", func() error {
+		g, err := e.gw.GatewayV1().Gateways("infra").Get(e.ctx(), "edge", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		for _, l := range g.Status.Listeners {
+			if l.Name == "api" {
+				for _, c := range l.Conditions {
+					if c.Type == "ResolvedRefs" && c.Status == metav1.ConditionFalse && c.Reason == "InvalidCertificateRef" {
+						return nil
+					}
+				}
+				return fmt.Errorf("listener api conditions %+v", l.Conditions)
+			}
+		}
+		return fmt.Errorf("no status for listener api: %+v", g.Status.Listeners)
+	})
+	if _, _, err := e.httpsGet(tlsClient("api.example"), "api.example"); err == nil {
+		t.Error("api.example was served although its Secret is malformed")
+	}
+	_, problems := e.router.Admin("/problems")
+	if !strings.Contains(problems, "broken-tls") {
+		t.Errorf("/problems does not name the malformed Secret:\n%s", problems)
+	}
+
+	// Renewal: a new certificate in the same Secret reaches new handshakes;
+	// the open keep-alive connection of shop keeps working meanwhile.
+	renewedCert, renewedKey := testcerts.SelfSigned(t, "shop.example", "renewed.shop.example")
+	e.tlsSecret("infra", "shop-tls", renewedCert, renewedKey)
+	e.eventually(20*time.Second, "the renewed certificate served", func() error {
+		_, _, err := e.httpsGet(shop, "shop.example") // the old connection
+		if err != nil {
+			return fmt.Errorf("the open connection failed: %w", err)
+		}
+		fresh := tlsClient("shop.example")
+		defer fresh.CloseIdleConnections()
+		req, _ := http.NewRequest(http.MethodGet, "https://"+strings.TrimPrefix(e.router.ProxyURL, "http://")+"/", nil)
+		req.Host = "shop.example"
+		resp, err := fresh.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if names := resp.TLS.PeerCertificates[0].DNSNames; len(names) != 2 {
+			return fmt.Errorf("still the old certificate (%v)", names)
+		}
+		return nil
+	})
+
+	// A restart while the API server is down: TLS from the stored table.
+	e.router.WaitFor(10*time.Second, "the stored table holding the renewed certificate", func() bool {
+		stored, _ := os.ReadFile(filepath.Join(e.stateDir, "routes.snapshot"))
+		return strings.Contains(string(stored), `"listener":"shop"`) && strings.Contains(string(stored), base64.StdEncoding.EncodeToString(renewedCert))
+	})
+	if err := e.cp.KillAPIServer(); err != nil {
+		t.Fatal(err)
+	}
+	e.router.Restart()
+	e.router.WaitReady(10 * time.Second)
+	a, name, err := e.httpsGet(tlsClient("shop.example"), "shop.example")
+	if err != nil || a.status != http.StatusOK || a.echo.Service != "web" || name != "shop.example" {
+		t.Fatalf("https during the outage after a restart: %v %d %q %q", err, a.status, a.echo.Service, name)
+	}
+	if info, err := os.Stat(filepath.Join(e.stateDir, "routes.snapshot")); err != nil || info.Mode().Perm() != 0o600 {
+		t.Errorf("the stored table holds private keys: mode %v (%v), want 0600", info.Mode().Perm(), err)
+	}
 }

@@ -41,6 +41,7 @@ import (
 	"github.com/bulkhead-router/bulkhead/proxy"
 	"github.com/bulkhead-router/bulkhead/routing"
 	"github.com/bulkhead-router/bulkhead/tablestore"
+	"github.com/bulkhead-router/bulkhead/tlsterm"
 	"github.com/bulkhead-router/bulkhead/upstream"
 )
 
@@ -186,6 +187,10 @@ func serve(stop context.Context, cfg config, log *slog.Logger) error {
 		Log:            log.With(logging.KeyComponent, "ingressstatus"),
 		Registerer:     reg,
 	})
+	// TLS on the proxy listeners that serve Gateway ports: certificates of
+	// HTTPS Gateway listeners from the applied table (live or stored).
+	certificates := tlsterm.NewStore(reg, log.With(logging.KeyComponent, "tlsterm"))
+	connections := tlsterm.ConnectionCounter(reg)
 	// Gateway API status: written by the elected replica, from live
 	// translations only (a stored table has none).
 	var gatewayStatus func(routing.Table, bool)
@@ -234,9 +239,10 @@ func serve(stop context.Context, cfg config, log *slog.Logger) error {
 			Window: cfg.GuardWindow, HoldPeriod: cfg.GuardHold},
 		Log:        log.With(logging.KeyComponent, "dataclient"),
 		Registerer: reg,
-		OnTable:    tableWatchers(servedChanges(status.SetServed), gatewayStatus),
-		Endpoints:  resilience,
-		Shards:     cfg.RouteShards,
+		OnTable: tableWatchers(servedChanges(status.SetServed), gatewayStatus,
+			func(t routing.Table, _ bool) { certificates.Set(t.Certificates) }),
+		Endpoints: resilience,
+		Shards:    cfg.RouteShards,
 	})
 	nodeAddrs.connect(routes.SetNodeAddresses)
 	px := proxy.New(proxy.Options{
@@ -333,6 +339,15 @@ func serve(stop context.Context, cfg config, log *slog.Logger) error {
 		"health_address", listeners[1].Addr().String(), "admin_address", listeners[2].Addr().String(),
 		"admin_token", len(cfg.AdminToken) > 0, "metrics_address", listeners[3].Addr().String())
 
+	// Listeners that serve Gateway ports take TLS and plain HTTP alike
+	// (tlsterm): HTTPS Gateway listeners are served as they come, without
+	// a restart.
+	if port := cfg.proxyGatewayPort(); port != 0 {
+		listeners[0] = tlsterm.NewListener(listeners[0], certificates.Config(port), cfg.Edge.HeaderTimeout, connections)
+	}
+	for i, gl := range gatewayListeners {
+		gatewayListeners[i].Listener = tlsterm.NewListener(gl.Listener, certificates.Config(gl.port), cfg.Edge.HeaderTimeout, connections)
+	}
 	var gatewayServers []*http.Server
 	for _, gl := range gatewayListeners {
 		srv := proxyServer(gl.port)

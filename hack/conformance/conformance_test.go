@@ -76,7 +76,7 @@ func routerGatewayArgs() []string {
 	return []string{
 		"-gateway-controller-name=" + ControllerName,
 		"-publish-address=127.0.0.1",
-		"-gateway-listeners=80=127.0.0.1:80,8080=127.0.0.1:8080,8090=127.0.0.1:8090",
+		"-gateway-listeners=80=127.0.0.1:80,443=127.0.0.1:443,8080=127.0.0.1:8080,8090=127.0.0.1:8090",
 	}
 }
 

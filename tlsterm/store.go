@@ -1,0 +1,132 @@
+package tlsterm
+
+import (
+	"crypto/sha256"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/bulkhead-router/bulkhead/internal/logging"
+	"github.com/bulkhead-router/bulkhead/routing"
+)
+
+// Metric names.
+const (
+	MetricCertificates  = "bulkhead_tls_certificates"
+	MetricNoCertificate = "bulkhead_tls_handshakes_without_certificate_total"
+	MetricConnections   = "bulkhead_proxy_connections_total"
+)
+
+// Store holds the certificates the router serves, from the applied route
+// table (routing.Table.Certificates, which the stored last-known-good
+// table keeps too), and answers each TLS handshake from them. Set swaps
+// the whole set at once: a handshake sees the old set or the new one, and
+// connections already established keep the certificate they got, so a
+// Secret's change reaches new connections without a restart and without
+// dropping any.
+type Store struct {
+	cur    atomic.Pointer[certState]
+	log    *slog.Logger
+	count  prometheus.Gauge
+	misses *prometheus.CounterVec
+}
+
+type certState struct {
+	certs  []routing.Certificate // the table's slice: Set skips an unchanged one
+	index  *routing.CertificateIndex
+	parsed map[*routing.Certificate]*tls.Certificate
+	byPEM  map[[sha256.Size]byte]*tls.Certificate // reused by the next Set when the PEM is the same
+}
+
+// NewStore returns an empty store; reg (may be nil) takes its metrics.
+func NewStore(reg prometheus.Registerer, log *slog.Logger) *Store {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Store{
+		log: log,
+		count: prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricCertificates,
+			Help: "Certificates served by TLS listeners (one per programmed HTTPS Gateway listener)."}),
+		misses: prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricNoCertificate,
+			Help: "TLS handshakes refused because no certificate matches the port and server name (SNI)."}, []string{"port"}),
+	}
+	if reg != nil {
+		reg.MustRegister(s.count, s.misses)
+	}
+	s.cur.Store(&certState{index: routing.NewCertificateIndex(nil)})
+	return s
+}
+
+// Set makes certs the served set. certs comes from an applied table and
+// must not be modified afterwards. A key pair that does not parse (the
+// translation checked it, so only a damaged stored table could hold one)
+// is left out and logged; the others are served.
+func (s *Store) Set(certs []routing.Certificate) {
+	prev := s.cur.Load()
+	if len(certs) == len(prev.certs) && (len(certs) == 0 || &certs[0] == &prev.certs[0]) {
+		return
+	}
+	next := &certState{certs: certs, index: routing.NewCertificateIndex(certs),
+		parsed: make(map[*routing.Certificate]*tls.Certificate, len(certs)), byPEM: map[[sha256.Size]byte]*tls.Certificate{}}
+	for i := range certs {
+		c := &certs[i]
+		h := sha256.New()
+		h.Write(c.Cert)
+		h.Write([]byte{0})
+		h.Write(c.Key)
+		var sum [sha256.Size]byte
+		h.Sum(sum[:0])
+		kp := prev.byPEM[sum]
+		if kp == nil {
+			pair, err := tls.X509KeyPair(c.Cert, c.Key)
+			if err != nil {
+				s.log.Error("certificate not served: its key pair does not parse", "gateway", c.Gateway.String(), "listener", c.Listener,
+					"secret", c.Secret.String(), logging.KeyError, err)
+				continue
+			}
+			kp = &pair
+		}
+		next.parsed[c], next.byPEM[sum] = kp, kp
+	}
+	s.cur.Store(next)
+	s.count.Set(float64(len(next.parsed)))
+}
+
+// Config is the TLS configuration of a listener serving Gateway port
+// port: TLS 1.2 at least, HTTP/1.1, the certificate chosen per handshake
+// by port and server name (routing.CertificateIndex). A handshake no
+// certificate matches fails.
+func (s *Store) Config(port int32) *tls.Config {
+	label := strconv.Itoa(int(port))
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		NextProtos: []string{"http/1.1"},
+		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			st := s.cur.Load()
+			c := st.index.Lookup(port, hello.ServerName)
+			if c == nil || st.parsed[c] == nil {
+				s.misses.WithLabelValues(label).Inc()
+				return nil, fmt.Errorf("no certificate for server name %q on port %d", hello.ServerName, port)
+			}
+			return st.parsed[c], nil
+		},
+	}
+}
+
+// ConnectionCounter is the counter NewListener takes: connections by
+// protocol. reg may be nil.
+func ConnectionCounter(reg prometheus.Registerer) *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricConnections,
+		Help: "Connections accepted by the proxy listeners, by protocol: http, tls, or silent (closed before sending a byte)."}, []string{"protocol"})
+	for _, p := range []string{"http", "tls", "silent"} {
+		c.WithLabelValues(p)
+	}
+	if reg != nil {
+		reg.MustRegister(c)
+	}
+	return c
+}
