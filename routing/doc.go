@@ -370,8 +370,9 @@ tls.key crypto/tls accepts as a key pair (else InvalidCertificateRef,
 with the parser's reason; validity dates are not checked: an expired
 certificate is served, as the Secret says); no certificateRef is
 InvalidCertificateRef too. Such a listener stays Accepted (its spec is
-valid) but is not Programmed (Invalid) and not served: no route attaches
-to it, and it is a problem of its Gateway (kind Gateway, reason the
+valid) but is not Programmed (Invalid) and not served: HTTPRoutes attach
+to it (they count in its attachedRoutes and are Accepted, as the spec
+wants) but none of their routes is served on it, and it is a problem of its Gateway (kind Gateway, reason the
 ResolvedRefs one); the Gateway's other listeners are served. Every
 certificateRef is checked, the first is served: several certificates per
 listener (RSA beside ECDSA) are not supported, and a second one that does

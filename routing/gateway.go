@@ -586,12 +586,19 @@ func (t *gatewayTranslation) gatewayStatus(gw *gatewayv1.Gateway, ls []*gwListen
 	return GatewayStatus{Gateway: objectKey(gw.Namespace, gw.Name), Status: st}
 }
 
-// listenerReady decides whether a listener is served before routes
-// attach: gatewayStatus computes the same again for the status.
-func (t *gatewayTranslation) listenerReady(ls []*gwListener, i int) bool {
+// listenerAccepts decides whether routes may attach to a listener before
+// they do: gatewayStatus computes the same again for the status. An
+// accepted HTTPS listener whose certificate does not resolve takes routes
+// (they count in attachedRoutes, as the spec wants) but serves none
+// (certResolved).
+func (t *gatewayTranslation) listenerAccepts(ls []*gwListener, i int) bool {
 	reason, _, _ := t.acceptance(ls, i, true)
-	return reason == string(gatewayv1.ListenerReasonAccepted) && (!ls[i].tls || ls[i].cert != nil)
+	return reason == string(gatewayv1.ListenerReasonAccepted)
 }
+
+// certResolved reports whether a listener has what it needs to serve: a
+// certificate if it is HTTPS.
+func certResolved(gl *gwListener) bool { return !gl.tls || gl.cert != nil }
 
 func (t *gatewayTranslation) allowedNamespace(gl *gwListener, ns string) bool {
 	from := gatewayv1.NamespacesFromSame
@@ -712,7 +719,7 @@ func (t *gatewayTranslation) httpRoute(hr *gatewayv1.HTTPRoute) []*gwMatch {
 			allowed := false
 			for _, gl := range cands {
 				i := slices.Index(ls, gl)
-				if !t.listenerReady(ls, i) || !gl.kindOK || !t.allowedNamespace(gl, hr.Namespace) {
+				if !t.listenerAccepts(ls, i) || !gl.kindOK || !t.allowedNamespace(gl, hr.Namespace) {
 					continue
 				}
 				allowed = true
@@ -753,8 +760,8 @@ func (t *gatewayTranslation) httpRoute(hr *gatewayv1.HTTPRoute) []*gwMatch {
 			if accepted {
 				a.l.attached[ref] = struct{}{}
 			}
-			if _, dup := seen[a]; dup {
-				continue
+			if _, dup := seen[a]; dup || !certResolved(a.l) {
+				continue // a listener without its certificate serves nothing
 			}
 			seen[a] = struct{}{}
 			for _, r := range rules {
