@@ -145,7 +145,13 @@ func benchmarkRoutes(b *testing.B, n int) {
 	before := histogram(b, router, "bulkhead_convergence_latency_seconds")
 	routeUpdates, counted := router.Metric("bulkhead_route_updates_total")
 	<-profiled
-	go saveProfile(fmt.Sprintf("cpu-endpoints-%d.pprof", n), "/debug/pprof/profile?seconds=5")
+	// Awaited before the benchmark returns: the router is stopped then,
+	// and a profile still being taken would find nobody to answer it.
+	endpointsProfiled := make(chan struct{})
+	go func() {
+		defer close(endpointsProfiled)
+		saveProfile(fmt.Sprintf("cpu-endpoints-%d.pprof", n), "/debug/pprof/profile?seconds=5")
+	}()
 	changeStart, changeCPU := time.Now(), cpuSeconds(b, router.Pid())
 	for i := range endpointChanges {
 		s, err := client.DiscoveryV1().EndpointSlices("scale").Get(ctx, fmt.Sprintf("app-%05d", i%n), metav1.GetOptions{})
@@ -163,13 +169,23 @@ func benchmarkRoutes(b *testing.B, n int) {
 	cpuPerChange := (cpuSeconds(b, router.Pid()) - changeCPU - idleRate*changeWall) / endpointChanges
 	after := histogram(b, router, "bulkhead_convergence_latency_seconds")
 	routeUpdatesAfter, _ := router.Metric("bulkhead_route_updates_total")
+	<-endpointsProfiled
 
 	slices.Sort(latencies)
 	if os.Getenv("BULKHEAD_BENCH_LOG") != "" {
 		os.WriteFile(os.Getenv("BULKHEAD_BENCH_LOG_FILE"), []byte(router.Log()), 0o644)
 	}
 	b.ReportMetric(ready.Seconds(), "s-to-ready")
-	b.ReportMetric(float64(rssBytes(b, router.Pid()))/(1<<20), "MiB-rss")
+	rss := rssOf(b, router.Pid())
+	b.ReportMetric(float64(rss["VmRSS"])/(1<<20), "MiB-rss")
+	// Of which the binary's pages (file-backed; about 40 MiB of a
+	// 110 MB binary) and the rest (the Go heap and runtime).
+	b.ReportMetric(float64(rss["RssFile"])/(1<<20), "MiB-rss-file")
+	saveProfile(fmt.Sprintf("memstats-%d.txt", n), "/debug/pprof/heap?debug=1") // the runtime's figures at that moment
+	// After the RSS: reading the live heap collects garbage first.
+	if live, ok := liveHeap(router.AdminURL); ok {
+		b.ReportMetric(float64(live)/(1<<20), "MiB-live-heap")
+	}
 	if rebuildCount > 0 {
 		b.ReportMetric(rebuildSum/rebuildCount*1000, "ms/rebuild")
 	}
@@ -288,20 +304,44 @@ func pct(d []time.Duration, p int) time.Duration {
 	return d[min(len(d)-1, len(d)*p/100)]
 }
 
-func rssBytes(b testing.TB, pid int) int64 {
+// rssOf reads the resident memory figures of /proc/PID/status (VmRSS,
+// RssAnon, RssFile, RssShmem), in bytes.
+func rssOf(b testing.TB, pid int) map[string]int64 {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer f.Close()
+	out := map[string]int64{}
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+		name, rest, _ := strings.Cut(sc.Text(), ":")
+		if name == "VmRSS" || strings.HasPrefix(name, "Rss") {
 			kb, _ := strconv.ParseInt(strings.Fields(rest)[0], 10, 64)
-			return kb * 1024
+			out[name] = kb * 1024
 		}
 	}
-	return 0
+	return out
+}
+
+// liveHeap is the router's heap in use after a collection (HeapAlloc of
+// the heap profile's text form, which collects first); false from a
+// router that does not answer it.
+func liveHeap(adminURL string) (int64, bool) {
+	resp, err := http.Get(adminURL + "/debug/pprof/heap?gc=1&debug=1")
+	if err != nil {
+		return 0, false
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "# HeapAlloc = "); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			return n, err == nil
+		}
+	}
+	return 0, false
 }
 
 // hist is a Prometheus histogram read from the admin endpoint.
