@@ -226,9 +226,10 @@ func BenchmarkLeanCache(b *testing.B) {
 	}
 }
 
-// newCacheLike is an informer's store of kind, with the watcher's indexers.
+// newCacheLike is an informer's store of kind, with the watcher's indexers
+// (no namespace index: see newWatcher).
 func newCacheLike(kind string) cache.Indexer {
-	indexers := cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc}
+	indexers := cache.Indexers{}
 	if kind == "EndpointSlice" {
 		indexers[IndexByService] = sliceServiceKey
 	}

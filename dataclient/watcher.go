@@ -15,6 +15,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
+	coreinformers "k8s.io/client-go/informers/core/v1"
+	discoveryinformers "k8s.io/client-go/informers/discovery/v1"
+	"k8s.io/client-go/informers/internalinterfaces"
+	networkinginformers "k8s.io/client-go/informers/networking/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -126,9 +130,9 @@ func newWatcher(clients Clients, m *metrics, changed chan<- struct{}, onWatchErr
 		gatewayClient:  clients.Gateway,
 		factory:        f,
 		ingressClasses: f.Networking().V1().IngressClasses().Informer(),
-		ingresses:      f.Networking().V1().Ingresses().Informer(),
-		services:       f.Core().V1().Services().Informer(),
-		slices:         f.Discovery().V1().EndpointSlices().Informer(),
+		ingresses:      f.InformerFor(&networkingv1.Ingress{}, unindexed(networkinginformers.NewIngressInformerWithOptions)),
+		services:       f.InformerFor(&corev1.Service{}, unindexed(coreinformers.NewServiceInformerWithOptions)),
+		slices:         f.InformerFor(&discoveryv1.EndpointSlice{}, unindexed(discoveryinformers.NewEndpointSliceInformerWithOptions)),
 		metrics:        m,
 		changed:        changed,
 		onWatchError:   onWatchError,
@@ -149,6 +153,16 @@ func newWatcher(clients Clients, m *metrics, changed chan<- struct{}, onWatchErr
 	}
 	w.handlersSynced = append(w.handlersSynced, w.gatewaySynced)
 	return w
+}
+
+// unindexed makes an informer without the namespace index the factory's
+// informers have: nothing lists Ingresses, Services or EndpointSlices by
+// namespace, and that index held every object's key once more (about 45
+// bytes an object, 1.3 MB at 10,000 of each).
+func unindexed(newInformer func(kubernetes.Interface, string, internalinterfaces.InformerOptions) cache.SharedIndexInformer) internalinterfaces.NewInformerFunc {
+	return func(c kubernetes.Interface, resync time.Duration) cache.SharedIndexInformer {
+		return newInformer(c, metav1.NamespaceAll, internalinterfaces.InformerOptions{ResyncPeriod: resync, Indexers: cache.Indexers{}})
+	}
 }
 
 func (w *watcher) start(ctx context.Context) {
