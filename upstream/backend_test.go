@@ -287,6 +287,31 @@ func TestSeriesOnlyForBackendsWithTraffic(t *testing.T) {
 	}
 }
 
+// Nor retry budgets: a backend's is made by its first request.
+func TestBudgetOnlyForBackendsWithTraffic(t *testing.T) {
+	log := &hitLog{}
+	u, _ := newUpstream(t, Config{})
+	install(u, []string{newBackend(t, 200, log).addr()})
+	u.SetEndpoints(map[string][]string{"ns/idle:80": {"10.1.0.1:8080"}})
+	be, idle := (*u.backends.Load())[testBackendKey], (*u.backends.Load())["ns/idle:80"]
+	if be.budget.Load() != nil || idle.budget.Load() != nil {
+		t.Fatal("a retry budget made before any request")
+	}
+	rt := wrap(u, newTransport(t))
+	for range 2 {
+		if resp, err := do(t, rt, "GET", be.set.Load().state[0].endpoint, nil); err != nil || resp.StatusCode != 200 {
+			t.Fatal(resp, err)
+		}
+	}
+	b := be.budget.Load()
+	if b == nil || idle.budget.Load() != nil {
+		t.Fatalf("budgets after requests to one backend: %v and %v, want one for it alone", b, idle.budget.Load())
+	}
+	if be.retryBudget(u) != b {
+		t.Fatal("a second budget made for the same backend")
+	}
+}
+
 // Config.Label names backends in metrics; backends sharing a label share
 // its series, which go with the last of them.
 func TestBackendsSharingALabel(t *testing.T) {

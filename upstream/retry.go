@@ -43,7 +43,7 @@ func (r *retrier) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	st := &be.stats
 	st.counters().requests.Inc()
-	st.budget.request()
+	st.retryBudget(r.u).request()
 	var cancel context.CancelFunc
 	if pol.RequestTimeout > 0 {
 		var ctx context.Context
@@ -203,7 +203,7 @@ func (r *retrier) roundTrip(req *http.Request, be *backend, first *breaker, pol 
 				return resp, err
 			}
 		}
-		if !st.budget.withdraw() {
+		if !st.retryBudget(r.u).withdraw() {
 			st.counters().exhausted.Inc()
 			return resp, err
 		}
