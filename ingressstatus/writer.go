@@ -1,10 +1,13 @@
 package ingressstatus
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -55,10 +58,15 @@ type Writer struct {
 	o       Options
 	log     *slog.Logger
 	desired []networkingv1.IngressLoadBalancerIngress
-	served  chan map[types.NamespacedName]bool // size 1: the latest set replaces an unread one
-	last    map[types.NamespacedName]bool      // the latest set heard; only the leading goroutine (one term at a time) uses it
-	leader  prometheus.Gauge
-	writes  *prometheus.CounterVec
+	// served holds the latest set, sorted (see SetServed); size 1: the
+	// latest set replaces an unread one.
+	served chan []types.NamespacedName
+	// last is the latest set heard, once heard; only the leading goroutine
+	// (one term at a time) uses them.
+	last   []types.NamespacedName
+	heard  bool
+	leader prometheus.Gauge
+	writes *prometheus.CounterVec
 }
 
 // New returns a Writer; Run starts it.
@@ -76,7 +84,7 @@ func New(o Options) *Writer {
 		o:       o,
 		log:     o.Log,
 		desired: loadBalancerIngress(o.Addresses),
-		served:  make(chan map[types.NamespacedName]bool, 1),
+		served:  make(chan []types.NamespacedName, 1),
 		leader:  prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricLeader, Help: "1 while this replica holds the Ingress status lease and writes status."}),
 		writes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricStatusWrites,
 			Help: "Ingress status writes by result (set, removed, error)."}, []string{"result"}),
@@ -100,11 +108,19 @@ func loadBalancerIngress(addresses []string) []networkingv1.IngressLoadBalancerI
 }
 
 // SetServed hands the writer the Ingresses the current table serves. It
-// never blocks: an unread older set is replaced.
+// never blocks: an unread older set is replaced. The writer keeps served
+// as it is, without a copy (it is the table's, 10,000 names at 10,000
+// Ingresses; a map of them was 0.5 MB more), so it must not be modified
+// afterwards; one not sorted by namespace and name, as
+// routing.Table.Served is, is sorted in a copy. Without addresses to
+// publish it is dropped: nobody would read it.
 func (w *Writer) SetServed(served []types.NamespacedName) {
-	set := make(map[types.NamespacedName]bool, len(served))
-	for _, s := range served {
-		set[s] = true
+	if len(w.desired) == 0 {
+		return
+	}
+	set := served
+	if !slices.IsSortedFunc(set, compareNames) {
+		set = slices.SortedFunc(slices.Values(served), compareNames)
 	}
 	for {
 		select {
@@ -161,7 +177,7 @@ func (w *Writer) Run(ctx context.Context) error {
 // next table change), on every new set, and again after a failed write.
 func (w *Writer) lead(ctx context.Context) {
 	var retry <-chan time.Time
-	if w.last != nil && !w.reconcile(ctx, w.last) {
+	if w.heard && !w.reconcile(ctx, w.last) {
 		retry = time.After(w.o.RetryInterval)
 	}
 	for {
@@ -169,6 +185,7 @@ func (w *Writer) lead(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case w.last = <-w.served:
+			w.heard = true
 		case <-retry:
 		}
 		retry = nil
@@ -179,15 +196,16 @@ func (w *Writer) lead(ctx context.Context) {
 }
 
 // reconcile writes the status of every cached Ingress that needs it, and
-// reports whether every write succeeded.
-func (w *Writer) reconcile(ctx context.Context, served map[types.NamespacedName]bool) bool {
+// reports whether every write succeeded. served is sorted (compareNames).
+func (w *Writer) reconcile(ctx context.Context, served []types.NamespacedName) bool {
 	ok := true
 	for _, ing := range w.o.Ingresses() {
 		key := types.NamespacedName{Namespace: ing.Namespace, Name: ing.Name}
 		current := ing.Status.LoadBalancer.Ingress
 		var want []networkingv1.IngressLoadBalancerIngress
+		_, isServed := slices.BinarySearchFunc(served, key, compareNames)
 		switch {
-		case served[key]:
+		case isServed:
 			want = w.desired
 		case sameStatus(current, w.desired):
 			want = nil // ours, no longer served: remove
@@ -236,6 +254,11 @@ func (w *Writer) write(ctx context.Context, key types.NamespacedName, want []net
 		_, err = client.UpdateStatus(ctx, ing, metav1.UpdateOptions{})
 		return err
 	})
+}
+
+// compareNames orders by namespace, then name, as routing.Table.Served.
+func compareNames(a, b types.NamespacedName) int {
+	return cmp.Or(strings.Compare(a.Namespace, b.Namespace), strings.Compare(a.Name, b.Name))
 }
 
 // sameStatus compares load balancer entries, treating nil and empty alike.

@@ -3,6 +3,8 @@ package ingressstatus
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -38,10 +40,7 @@ func TestReconcileSetsOursAndRemovesOnlyOurs(t *testing.T) {
 	}
 	w := New(Options{Client: cs, Addresses: []string{"192.0.2.1", "lb.example.com"},
 		Ingresses: func() []*networkingv1.Ingress { return objs }})
-	w.reconcile(context.Background(), map[types.NamespacedName]bool{
-		{Namespace: "ns", Name: "served"}:            true,
-		{Namespace: "ns", Name: "served-up-to-date"}: true,
-	})
+	w.reconcile(context.Background(), []types.NamespacedName{{Namespace: "ns", Name: "served"}, {Namespace: "ns", Name: "served-up-to-date"}})
 	get := func(name string) []networkingv1.IngressLoadBalancerIngress {
 		i, err := cs.NetworkingV1().Ingresses("ns").Get(context.Background(), name, metav1.GetOptions{})
 		if err != nil {
@@ -82,11 +81,32 @@ func TestNoAddressesNoLeaseNoWrites(t *testing.T) {
 
 func TestSetServedNeverBlocks(t *testing.T) {
 	w := New(Options{Addresses: []string{"192.0.2.1"}})
-	for range 100 { // nobody reads: the latest set replaces the unread one
-		w.SetServed([]types.NamespacedName{{Namespace: "ns", Name: "a"}})
+	for i := range 100 { // nobody reads: the latest set replaces the unread one
+		w.SetServed([]types.NamespacedName{{Namespace: "ns", Name: fmt.Sprint(i)}})
 	}
-	if got := <-w.served; !got[types.NamespacedName{Namespace: "ns", Name: "a"}] {
+	if got := <-w.served; len(got) != 1 || got[0].Name != "99" {
 		t.Fatalf("latest set lost: %v", got)
+	}
+}
+
+// The set is kept sorted for reconcile's binary search: the table's own
+// slice when it is (no copy), a sorted copy when not.
+func TestSetServedKeepsASortedSet(t *testing.T) {
+	w := New(Options{Addresses: []string{"192.0.2.1"}})
+	sorted := []types.NamespacedName{{Namespace: "a", Name: "z"}, {Namespace: "b", Name: "a"}, {Namespace: "b", Name: "b"}}
+	w.SetServed(sorted)
+	if got := <-w.served; &got[0] != &sorted[0] {
+		t.Fatal("a sorted set was copied")
+	}
+	unsorted := []types.NamespacedName{sorted[2], sorted[0], sorted[1]}
+	w.SetServed(unsorted)
+	if got := <-w.served; !slices.Equal(got, sorted) || unsorted[0] != sorted[2] {
+		t.Fatalf("set %v from %v, want %v without touching the caller's", got, unsorted, sorted)
+	}
+	quiet := New(Options{})
+	quiet.SetServed(sorted)
+	if len(quiet.served) != 0 {
+		t.Fatal("a writer without addresses kept a set nobody reads")
 	}
 }
 
