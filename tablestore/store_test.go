@@ -464,6 +464,32 @@ func TestEncodeReusesTextsOfKnownRoutes(t *testing.T) {
 	}
 }
 
+// The Store's cache reuses the JSON of known routes, which holds their
+// texts, and keeps no texts beside it.
+func TestEncodeCacheReusesRouteJSONWithoutTexts(t *testing.T) {
+	table := bigTable(3)
+	_, cache, err := encodeCached(table, fixedNow, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cache.texts != nil || len(cache.routes) != 3 || len(cache.backends) != len(table.Backends) {
+		t.Fatalf("cache of %d texts, %d routes, %d backends; want no texts, 3 routes, %d backends",
+			len(cache.texts), len(cache.routes), len(cache.backends), len(table.Backends))
+	}
+	marked := bytes.Replace(cache.routes[table.Routes[0].Eskip], []byte(`"eskip":"`), []byte(`"eskip":"marked: `), 1)
+	if bytes.Equal(marked, cache.routes[table.Routes[0].Eskip]) {
+		t.Fatalf("no eskip text in the route's JSON: %s", marked)
+	}
+	cache.routes[table.Routes[0].Eskip] = marked
+	data, next, err := encodeCached(table, fixedNow, cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(data, []byte("marked: ")) || next.texts != nil {
+		t.Errorf("a known route's JSON was not reused (or texts were kept: %d)", len(next.texts))
+	}
+}
+
 // The payload put together from routes and backends encoded one by one
 // (and kept from the last write) is byte for byte the encoding of the
 // whole payload at once.
