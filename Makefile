@@ -27,10 +27,11 @@ controlplane:
 demo: deps controlplane build
 	@$(GO) run ./hack/demo
 
-## test: every test, unit and integration, against a real control plane
+## test: every test, unit and integration, against a real control plane, and a short subset of the Gateway API conformance suite
 test: deps controlplane vet
 	@hack/install-deps.sh peers
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	cd hack/conformance && $(GO) test -count=1 -timeout 15m -run '^TestGatewayConformanceShort$$' .
 
 ## unit: the tests that need neither root nor a control plane
 unit:
