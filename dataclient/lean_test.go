@@ -13,6 +13,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/bulkhead-router/bulkhead/routing"
@@ -234,4 +235,19 @@ func newCacheLike(kind string) cache.Indexer {
 		indexers[IndexByService] = sliceServiceKey
 	}
 	return cache.NewIndexer(cache.DeletionHandlingMetaNamespaceKeyFunc, indexers)
+}
+
+// The watcher's informers index EndpointSlices by Service and nothing by
+// namespace (see unindexed).
+func TestWatcherIndexers(t *testing.T) {
+	w := newWatcher(Clients{Kube: fake.NewClientset()}, nil, make(chan struct{}, 1), func(error) {})
+	for kind, inf := range map[string]cache.SharedIndexInformer{"Ingress": w.ingresses, "Service": w.services, "EndpointSlice": w.slices} {
+		indexers := inf.GetIndexer().GetIndexers()
+		if _, ok := indexers[cache.NamespaceIndex]; ok {
+			t.Errorf("%s informer has a namespace index", kind)
+		}
+		if _, ok := indexers[IndexByService]; ok != (kind == "EndpointSlice") {
+			t.Errorf("%s informer: service index %v", kind, ok)
+		}
+	}
 }
