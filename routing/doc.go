@@ -432,6 +432,18 @@ for Exact), which happens only on host-less and deep-wildcard nodes. The
 shares of one rule's TrafficSegment split share a weight; they never
 match together.
 
+Gateway addresses. A per-node router has one address; Gateways on one
+port with the same hostnames are then indistinguishable. With
+Options.GatewayAddresses (a pool of the router's own IPs) each of our
+Gateways gets one: it keeps the pool address its status already shows
+unless an older Gateway (creation time, then namespace/name) shows it
+too, the others take the lowest free one, oldest first, so an address
+stays with its Gateway while it lives; beyond the pool's size Gateways
+share addresses round-robin. That address is the Gateway's only status
+address (instead of PublishAddresses), and its routes carry it as
+BulkheadGatewayPort(<port>, "<address>"), matching only requests whose
+connection was accepted on that local address (WithGatewayConn).
+
 Listener ports. Every Gateway route carries BulkheadGatewayPort(<listener
 port>) (gatewayport.go). The proxy must put the Gateway port a request
 came in on into its context with WithGatewayPort (and skipper's routing

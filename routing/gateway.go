@@ -60,6 +60,7 @@ type gwListener struct {
 	kindOK   bool // HTTPRoute is among the supported kinds
 	kindsOK  bool // allowedRoutes.kinds lists no other kind
 	attached map[types.NamespacedName]struct{}
+	addr     netip.Addr // the Gateway's own address (Options.GatewayAddresses); zero: shared
 
 	// HTTPS: the certificate (of the first certificateRef) when every
 	// certificateRef resolved, else the ResolvedRefs reason and message.
@@ -145,6 +146,7 @@ type gatewayTranslation struct {
 	// ports is the protocol each Gateway port is served with: that of the
 	// oldest Gateway's first listener on it (see portOwners).
 	ports map[int32]portOwner
+	addrs map[types.NamespacedName]netip.Addr // each Gateway's own address, with Options.GatewayAddresses
 	res   gatewayResult
 }
 
@@ -189,6 +191,12 @@ func translateGateway(s *Snapshot, o Options, service func(types.NamespacedName)
 		t.lists[ref] = t.listeners(gw)
 	}
 	t.ports = t.portOwners(gws)
+	t.addrs = t.assignAddresses(gws)
+	for ref, a := range t.addrs {
+		for _, gl := range t.lists[ref] {
+			gl.addr = a
+		}
+	}
 	var matches []*gwMatch
 	for _, hr := range uniqueObjects(s.HTTPRoutes, "HTTPRoute", &t.res.problems) {
 		matches = append(matches, t.httpRoute(hr)...)
@@ -568,7 +576,11 @@ func (t *gatewayTranslation) gatewayStatus(gw *gatewayv1.Gateway, ls []*gwListen
 		reason = string(gatewayv1.GatewayReasonListenersNotValid)
 	}
 	st.Conditions = append(st.Conditions, condition(string(gatewayv1.GatewayConditionAccepted), accepted, reason, "", gen))
-	for _, a := range t.o.PublishAddresses {
+	publish := t.o.PublishAddresses
+	if a, ok := t.addrs[objectKey(gw.Namespace, gw.Name)]; ok {
+		publish = []string{a.String()}
+	}
+	for _, a := range publish {
 		typ := gatewayv1.HostnameAddressType
 		if _, err := netip.ParseAddr(a); err == nil {
 			typ = gatewayv1.IPAddressType
@@ -1236,7 +1248,11 @@ func gatewayRoute(m *gwMatch, b gwBackend, seg *eskip.Predicate) Route {
 		preds = append(preds, &eskip.Predicate{Name: PathRegexpName, Args: []any{m.regex}})
 		others++
 	}
-	preds = append(preds, &eskip.Predicate{Name: GatewayPortName, Args: []any{float64(m.l.spec.Port)}})
+	portArgs := []any{float64(m.l.spec.Port)}
+	if m.l.addr.IsValid() {
+		portArgs = append(portArgs, m.l.addr.String())
+	}
+	preds = append(preds, &eskip.Predicate{Name: GatewayPortName, Args: portArgs})
 	preds = append(preds, m.queries...)
 	others += len(m.queries)
 	if seg != nil {
@@ -1338,4 +1354,59 @@ func hasInt(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// assignAddresses gives each of our Gateways one address of
+// Options.GatewayAddresses (nil without a pool). A Gateway keeps the pool
+// address its status already shows, unless an older Gateway (creation
+// time, then namespace/name) shows it too; the others get the lowest free
+// address in pool order, oldest first. So an address stays with its
+// Gateway while the Gateway lives, whatever comes and goes around it.
+// With more Gateways than addresses the rest share the pool round-robin,
+// and are told apart by port and host alone, as without a pool.
+func (t *gatewayTranslation) assignAddresses(gws []*gatewayv1.Gateway) map[types.NamespacedName]netip.Addr {
+	pool := t.o.GatewayAddresses
+	if len(pool) == 0 {
+		return nil
+	}
+	var ours []*gatewayv1.Gateway
+	for _, gw := range gws {
+		if t.gateways[objectKey(gw.Namespace, gw.Name)] != nil {
+			ours = append(ours, gw)
+		}
+	}
+	slices.SortFunc(ours, func(a, b *gatewayv1.Gateway) int {
+		return cmp.Or(a.CreationTimestamp.Time.Compare(b.CreationTimestamp.Time), cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
+	})
+	inPool := map[netip.Addr]bool{}
+	for _, a := range pool {
+		inPool[a] = true
+	}
+	out := make(map[types.NamespacedName]netip.Addr, len(ours))
+	taken := map[netip.Addr]bool{}
+	for _, gw := range ours {
+		for _, sa := range gw.Status.Addresses {
+			if a, err := netip.ParseAddr(sa.Value); err == nil && inPool[a] && !taken[a] {
+				out[objectKey(gw.Namespace, gw.Name)], taken[a] = a, true
+				break
+			}
+		}
+	}
+	next, shared := 0, 0
+	for _, gw := range ours {
+		ref := objectKey(gw.Namespace, gw.Name)
+		if _, ok := out[ref]; ok {
+			continue
+		}
+		for next < len(pool) && taken[pool[next]] {
+			next++
+		}
+		if next < len(pool) {
+			out[ref], taken[pool[next]] = pool[next], true
+			continue
+		}
+		out[ref] = pool[shared%len(pool)]
+		shared++
+	}
+	return out
 }

@@ -78,6 +78,13 @@ type Options struct {
 	// or hostnames, such as the load balancer's); without any a Gateway is
 	// not Programmed (AddressNotAssigned).
 	PublishAddresses []string `json:"publishAddresses,omitempty"`
+	// GatewayAddresses, when set, is a pool of the router's own IPs, one
+	// per Gateway: each of our Gateways gets one (see doc.go, "Gateway
+	// addresses") as its only status address, and its routes match only
+	// requests that arrived on that local address. Empty: every Gateway
+	// has the PublishAddresses and Gateways are told apart by port and
+	// host alone.
+	GatewayAddresses []netip.Addr `json:"gatewayAddresses,omitempty"`
 }
 
 func (o Options) withDefaults() Options {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -37,6 +38,7 @@ type config struct {
 	GatewayAPI        bool
 	GatewayController string
 	GatewayListeners  []gatewayListener
+	GatewayAddresses  []netip.Addr
 	PublishAddress    []string
 	ElectionNS        string
 	ElectionID        string
@@ -95,6 +97,7 @@ func parseConfig(args []string, out io.Writer) (config, error) {
 	fs.BoolVar(&c.GatewayAPI, "gateway-api", true, "serve the Gateway API (GatewayClass, Gateway, HTTPRoute, ReferenceGrant) when the API server has its CRDs; checked again every minute while it does not")
 	fs.StringVar(&c.GatewayController, "gateway-controller-name", routing.DefaultGatewayControllerName, "spec.controllerName of the GatewayClasses this router implements")
 	gatewayListen := fs.String("gateway-listeners", "80", "comma-separated Gateway listener ports this router serves: PORT (served on the proxy listener, -address) or PORT=HOST:PORT (a listener of its own); a Gateway listener on any other port is refused with PortUnavailable; empty: none")
+	gatewayAddrs := fs.String("gateway-addresses", "", "comma-separated IPs of this router, one per Gateway: each Gateway gets one as its status address and answers only requests that arrive on it (bind the -gateway-listeners ports on all of them); empty: every Gateway shares -publish-address and Gateways are told apart by port and host")
 	publish := fs.String("publish-address", "", "comma-separated IPs and/or hostnames written into the status of served Ingresses (for example the ALB's DNS name)")
 	fs.StringVar(&c.ElectionNS, "election-namespace", "", "namespace of the Lease that elects the one replica writing Ingress status; empty: $POD_NAMESPACE, else the pod's own namespace, else default")
 	fs.StringVar(&c.ElectionID, "election-id", "bulkhead-ingress-status", "name of that Lease")
@@ -137,6 +140,9 @@ func parseConfig(args []string, out io.Writer) (config, error) {
 	}
 	if c.GatewayListeners, err = parseGatewayListeners(*gatewayListen, c.Address); err != nil {
 		return c, fmt.Errorf("-gateway-listeners: %w", err)
+	}
+	if c.GatewayAddresses, err = parseAddressList(*gatewayAddrs); err != nil {
+		return c, fmt.Errorf("-gateway-addresses: %w", err)
 	}
 	if c.PublishAddress, err = parsePublishAddresses(*publish); err != nil {
 		return c, fmt.Errorf("-publish-address: %w", err)
@@ -357,4 +363,26 @@ func (c config) proxyGatewayPort() int32 {
 		}
 	}
 	return 0
+}
+
+// parseAddressList parses comma-separated IP addresses, each once.
+func parseAddressList(s string) ([]netip.Addr, error) {
+	var out []netip.Addr
+	seen := map[netip.Addr]bool{}
+	for item := range strings.SplitSeq(s, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		a, err := netip.ParseAddr(item)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not an IP address", item)
+		}
+		if a = a.Unmap(); seen[a] {
+			return nil, fmt.Errorf("%s given twice", a)
+		}
+		seen[a] = true
+		out = append(out, a)
+	}
+	return out, nil
 }

@@ -72,6 +72,8 @@ func TestBadFlagValuesAreOneLineAndExit2(t *testing.T) {
 		{"-gateway-listeners", "80=:8081"}, // the health listener
 		{"-gateway-listeners", "80=nope"},
 		{"-gateway-controller-name", "not a path"},
+		{"-gateway-addresses", "nope"},
+		{"-gateway-addresses", "127.0.0.2,127.0.0.2"},
 		{"-no-such-flag"},
 		{"stray-argument"},
 	} {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -231,7 +232,8 @@ func serve(stop context.Context, cfg config, log *slog.Logger) error {
 		Connector:         dataclient.NewRESTConnector(restConfig, 0),
 		DisableGatewayAPI: !cfg.GatewayAPI,
 		Translate: routing.Options{ControllerName: cfg.ControllerName, SelfAddresses: localAddresses(log),
-			GatewayControllerName: cfg.GatewayController, GatewayPorts: cfg.gatewayPorts(), PublishAddresses: cfg.PublishAddress},
+			GatewayControllerName: cfg.GatewayController, GatewayPorts: cfg.gatewayPorts(), PublishAddresses: cfg.PublishAddress,
+			GatewayAddresses: cfg.GatewayAddresses},
 		Store:       store,
 		SyncTimeout: cfg.SyncTimeout,
 		Reconnect:   cfg.Reconnect, RelistSpread: cfg.RelistSpread,
@@ -311,7 +313,12 @@ func serve(stop context.Context, cfg config, log *slog.Logger) error {
 			// Gateway routes match only requests that came in on their
 			// listener's port (routing.WithGatewayPort); the port is the
 			// listener's, never anything the client sent.
-			srv.ConnContext = func(ctx context.Context, _ net.Conn) context.Context {
+			srv.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+				if a, ok := c.LocalAddr().(*net.TCPAddr); ok {
+					if ip, ok := netip.AddrFromSlice(a.IP); ok {
+						return routing.WithGatewayConn(ctx, gatewayPort, ip)
+					}
+				}
 				return routing.WithGatewayPort(ctx, gatewayPort)
 			}
 		}

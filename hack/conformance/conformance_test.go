@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -73,14 +74,21 @@ var SupportedFeatures = []features.FeatureName{
 }
 
 // routerGatewayArgs are the router flags for the suite: it sends requests
-// to the address in each Gateway's status (-publish-address) on the
-// listener's port, so the router binds the HTTP listener ports the
-// suite's manifests use (docs/CONFORMANCE.md) on that address.
+// to the address in each Gateway's status on the listener's port, and
+// tells Gateways apart by address (HTTPRouteMultipleGateways: two Gateways
+// on port 80 without hostnames). So the router binds the listener ports
+// the suite's manifests use (docs/CONFORMANCE.md) on every address, and
+// gives each Gateway a loopback address of its own (-gateway-addresses).
 func routerGatewayArgs() []string {
+	pool := make([]string, 0, 32)
+	for i := 1; i <= 32; i++ {
+		pool = append(pool, fmt.Sprintf("127.0.0.%d", i))
+	}
 	return []string{
 		"-gateway-controller-name=" + ControllerName,
 		"-publish-address=127.0.0.1",
-		"-gateway-listeners=80=127.0.0.1:80,443=127.0.0.1:443,8080=127.0.0.1:8080,8090=127.0.0.1:8090",
+		"-gateway-addresses=" + strings.Join(pool, ","),
+		"-gateway-listeners=80=:80,443=:443,8080=:8080,8090=:8090",
 		// The suite deletes each test's objects when the test ends, often
 		// three or more HTTPRoutes of the few that exist, and expects them
 		// gone at once: a burst the deletion guard would hold for its
