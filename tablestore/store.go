@@ -1,6 +1,7 @@
 package tablestore
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -207,11 +208,12 @@ func (s *Store) save(t routing.Table) (retry bool, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
-	data, written, err := encodeCached(t, now, s.written)
+	parts, written, err := encodeCached(t, now, s.written)
+	size := 0
 	if err == nil {
 		s.written = written
 		retry = true
-		err = s.writeFile(data)
+		size, err = s.writeFile(parts)
 	}
 	if err != nil {
 		s.metrics.writes.WithLabelValues("error").Inc()
@@ -220,7 +222,7 @@ func (s *Store) save(t routing.Table) (retry bool, err error) {
 	}
 	s.metrics.writes.WithLabelValues("ok").Inc()
 	s.metrics.lastWrite.Set(float64(now.UnixNano()) / 1e9)
-	s.metrics.bytes.Set(float64(len(data)))
+	s.metrics.bytes.Set(float64(size))
 	if s.failing {
 		s.log.Info("route table snapshot written again", "path", s.path, "routes", len(t.Routes))
 		s.failing = false
@@ -243,12 +245,13 @@ func (s *Store) logFailure(now time.Time, err error) {
 	}
 }
 
-// writeFile replaces the snapshot with data. Each step is there for a
+// writeFile replaces the snapshot with the concatenation of parts, and
+// returns its size. Each step is there for a
 // crash at any point (see doc.go).
-func (s *Store) writeFile(data []byte) (err error) {
+func (s *Store) writeFile(parts [][]byte) (size int, err error) {
 	f, err := os.CreateTemp(s.dir, tempPrefix+"*") // mode 0o600
 	if err != nil {
-		return fmt.Errorf("tablestore: creating a temporary file: %w", err)
+		return 0, fmt.Errorf("tablestore: creating a temporary file: %w", err)
 	}
 	tmp := f.Name()
 	defer func() {
@@ -257,28 +260,33 @@ func (s *Store) writeFile(data []byte) (err error) {
 			_ = os.Remove(tmp)
 		}
 	}()
-	if _, err := f.Write(data); err != nil {
-		return fmt.Errorf("tablestore: writing %s: %w", tmp, err)
+	w := bufio.NewWriterSize(f, 256<<10) // the parts are small: one write a buffer
+	for _, part := range parts {
+		n, _ := w.Write(part) // a failure is sticky: Flush reports it
+		size += n
+	}
+	if err := w.Flush(); err != nil {
+		return 0, fmt.Errorf("tablestore: writing %s: %w", tmp, err)
 	}
 	if err := f.Sync(); err != nil {
-		return fmt.Errorf("tablestore: syncing %s: %w", tmp, err)
+		return 0, fmt.Errorf("tablestore: syncing %s: %w", tmp, err)
 	}
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("tablestore: closing %s: %w", tmp, err)
+		return 0, fmt.Errorf("tablestore: closing %s: %w", tmp, err)
 	}
 	if s.beforeRename != nil {
 		if err := s.beforeRename(tmp); err != nil {
-			return err
+			return 0, err
 		}
 	}
 	if err := os.Rename(tmp, s.path); err != nil {
-		return fmt.Errorf("tablestore: replacing the snapshot: %w", err)
+		return 0, fmt.Errorf("tablestore: replacing the snapshot: %w", err)
 	}
 	if err := syncDir(s.dir); err != nil {
 		// The new snapshot is in place, but may not survive a power loss.
-		return fmt.Errorf("tablestore: syncing directory %s: %w", s.dir, err)
+		return 0, fmt.Errorf("tablestore: syncing directory %s: %w", s.dir, err)
 	}
-	return nil
+	return size, nil
 }
 
 func syncDir(dir string) error {
