@@ -53,16 +53,24 @@ func compareCertificates(a, b Certificate) int {
 // matches names with one or more labels before "foo.com", no hostname
 // matches any name and no name.
 func (c *Certificate) Matches(serverName string) bool {
+	return listenerHostMatches(c.Hostname, serverName)
+}
+
+// listenerHostMatches reports whether a listener hostname ("" any,
+// "*.foo.com", "a.foo.com") matches a normalised name (lowercase, no
+// trailing dot, no port): a wildcard matches one or more labels before
+// its suffix.
+func listenerHostMatches(listener, name string) bool {
 	switch {
-	case c.Hostname == "":
+	case listener == "":
 		return true
-	case serverName == "":
+	case name == "":
 		return false
-	case strings.HasPrefix(c.Hostname, wildcardPrefix):
-		suffix := c.Hostname[len(wildcardPrefix)-1:] // ".foo.com"
-		return len(serverName) > len(suffix) && strings.HasSuffix(serverName, suffix) && serverName[0] != '.'
+	case strings.HasPrefix(listener, wildcardPrefix):
+		suffix := listener[len(wildcardPrefix)-1:] // ".foo.com"
+		return len(name) > len(suffix) && strings.HasSuffix(name, suffix) && name[0] != '.'
 	}
-	return c.Hostname == serverName
+	return listener == name
 }
 
 // CertificateFor returns the certificate to serve on port for a TLS

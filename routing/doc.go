@@ -432,6 +432,15 @@ for Exact), which happens only on host-less and deep-wildcard nodes. The
 shares of one rule's TrafficSegment split share a weight; they never
 match together.
 
+Listener isolation. A request belongs to the most specific listener of
+a Gateway on its port whose hostname matches its host (exact, then the
+longest wildcard, then none), and only that listener's routes answer it.
+A route of a listener that more specific listeners of its Gateway shadow
+carries BulkheadListenerIsolation(<their hostnames>) (gatewayisolation.go;
+only those that can match a host of the route's vhost), matching hosts
+none of them matches; it counts one toward the route's weight like any
+predicate.
+
 Gateway addresses. A per-node router has one address; Gateways on one
 port with the same hostnames are then indistinguishable. With
 Options.GatewayAddresses (a pool of the router's own IPs) each of our

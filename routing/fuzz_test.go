@@ -197,7 +197,7 @@ func checkPredicates(t *testing.T, r Route) {
 			path, subtree = p.Args[0].(string), true
 			checkTreePath(t, e.Id, path, true)
 		case "Weight":
-		case GatewayPortName, PathRegexpName, "Host", "Method", "Header", "HeaderRegexp", "QueryParam", "TrafficSegment":
+		case GatewayPortName, PathRegexpName, ListenerIsolationName, "Host", "Method", "Header", "HeaderRegexp", "QueryParam", "TrafficSegment":
 			if r.Gateway == nil {
 				t.Fatalf("%s: predicate %s on an Ingress route", e.Id, p.Name)
 			}
@@ -350,7 +350,7 @@ func gatewayFuzzSnapshot() (*Snapshot, Options) {
 func checkGatewaySpecs(t *testing.T, table Table) {
 	t.Helper()
 	reg := gatewayFilterRegistry()
-	preds := map[string]skrouting.PredicateSpec{GatewayPortName: NewGatewayPortSpec(), PathRegexpName: NewPathRegexpSpec()}
+	preds := map[string]skrouting.PredicateSpec{GatewayPortName: NewGatewayPortSpec(), PathRegexpName: NewPathRegexpSpec(), ListenerIsolationName: NewListenerIsolationSpec()}
 	for _, r := range table.Routes {
 		for _, f := range r.Eskip.Filters {
 			spec, ok := reg[f.Name]

@@ -80,7 +80,8 @@ type gwMatch struct {
 	match    int
 	l        *gwListener
 	vhost    string
-	deep     bool // the deep form of a wildcard vhost: host-less key and a Host regexp
+	deep     bool     // the deep form of a wildcard vhost: host-less key and a Host regexp
+	shadows  []string // hostnames of more specific listeners of the Gateway on the port (listener isolation)
 	path     pathMatch
 	regex    string // a RegularExpression path match; path is then prefix "/"
 	pathType string
@@ -779,7 +780,7 @@ func (t *gatewayTranslation) httpRoute(hr *gatewayv1.HTTPRoute) []*gwMatch {
 			for _, r := range rules {
 				for _, m := range r {
 					c := *m
-					c.l, c.vhost = a.l, a.vhost
+					c.l, c.vhost, c.shadows = a.l, a.vhost, overlapping(t.shadowing(a.l), a.vhost)
 					out = append(out, &c)
 					if strings.HasPrefix(a.vhost, wildcardPrefix) {
 						d := c
@@ -1253,6 +1254,14 @@ func gatewayRoute(m *gwMatch, b gwBackend, seg *eskip.Predicate) Route {
 		portArgs = append(portArgs, m.l.addr.String())
 	}
 	preds = append(preds, &eskip.Predicate{Name: GatewayPortName, Args: portArgs})
+	if len(m.shadows) > 0 {
+		args := make([]any, len(m.shadows))
+		for i, h := range m.shadows {
+			args[i] = h
+		}
+		preds = append(preds, &eskip.Predicate{Name: ListenerIsolationName, Args: args})
+		others++
+	}
 	preds = append(preds, m.queries...)
 	others += len(m.queries)
 	if seg != nil {

@@ -28,7 +28,7 @@ func newGatewayRouter(t *testing.T, table Table) *router {
 	log := &recordingLog{}
 	rt := skrouting.New(skrouting.Options{
 		FilterRegistry:  gatewayFilterRegistry(),
-		Predicates:      []skrouting.PredicateSpec{NewGatewayPortSpec(), NewPathRegexpSpec(), traffic.NewSegment(), query.New()},
+		Predicates:      []skrouting.PredicateSpec{NewGatewayPortSpec(), NewPathRegexpSpec(), NewListenerIsolationSpec(), traffic.NewSegment(), query.New()},
 		DataClients:     []skrouting.DataClient{dc},
 		SignalFirstLoad: true,
 		Log:             log,

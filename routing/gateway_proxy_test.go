@@ -57,7 +57,7 @@ func newGatewayStand(t *testing.T) *gatewayStand {
 	reg.Register(stubPolicySpec{})
 	rt := skrouting.New(skrouting.Options{
 		FilterRegistry:  reg,
-		Predicates:      []skrouting.PredicateSpec{NewGatewayPortSpec(), NewPathRegexpSpec(), traffic.NewSegment(), query.New()},
+		Predicates:      []skrouting.PredicateSpec{NewGatewayPortSpec(), NewPathRegexpSpec(), NewListenerIsolationSpec(), traffic.NewSegment(), query.New()},
 		DataClients:     []skrouting.DataClient{dc},
 		SignalFirstLoad: true,
 		PostProcessors:  []skrouting.PostProcessor{loadbalancer.NewAlgorithmProvider(), endpoints},

@@ -257,7 +257,7 @@ func serve(stop context.Context, cfg config, log *slog.Logger) error {
 			routing.NewRequestHeadersSpec(), routing.NewResponseHeadersSpec(), routing.NewRedirectSpec(), routing.NewRewriteSpec()},
 		// Gateway API routes: the listener port a request came in on,
 		// weighted backendRefs and query parameter matches.
-		Predicates:         []skrouting.PredicateSpec{routes.SentinelPredicate(), routing.NewGatewayPortSpec(), routing.NewPathRegexpSpec(), traffic.NewSegment(), query.New()},
+		Predicates:         []skrouting.PredicateSpec{routes.SentinelPredicate(), routing.NewGatewayPortSpec(), routing.NewPathRegexpSpec(), routing.NewListenerIsolationSpec(), traffic.NewSegment(), query.New()},
 		PostProcessors:     []skrouting.PostProcessor{resilience.PostProcessor(), routes.PostProcessor()},
 		WrapRoundTripper:   resilience.WrapRoundTripper,
 		BackendIdleTimeout: cfg.BackendIdleTimeout,

@@ -28,9 +28,9 @@ import (
 	xv1alpha1 "sigs.k8s.io/gateway-api/apisx/v1alpha1"
 	"sigs.k8s.io/gateway-api/conformance"
 	confv1 "sigs.k8s.io/gateway-api/conformance/apis/v1"
+	"sigs.k8s.io/gateway-api/conformance/tests"
 	conformanceconfig "sigs.k8s.io/gateway-api/conformance/utils/config"
 	"sigs.k8s.io/gateway-api/conformance/utils/flags"
-	"sigs.k8s.io/gateway-api/conformance/tests"
 	"sigs.k8s.io/gateway-api/conformance/utils/suite"
 	"sigs.k8s.io/gateway-api/pkg/features"
 )
@@ -67,10 +67,7 @@ var SupportedFeatures = []features.FeatureName{
 	features.SupportHTTPRouteParentRefPort,
 	features.SupportHTTPRouteDestinationPortMatching,
 	features.SupportHTTPRouteNamedRouteRule,
-	// Not GatewayHTTPListenerIsolation: the routes of a Gateway's
-	// listeners on one port share one table, so a request whose host a
-	// more specific listener matches can still reach a route of a
-	// hostname-less listener (docs/CONFORMANCE.md).
+	features.SupportGatewayHTTPListenerIsolation,
 }
 
 // routerGatewayArgs are the router flags for the suite: it sends requests
