@@ -152,6 +152,7 @@ func benchmarkRoutes(b *testing.B, n int) {
 		defer close(endpointsProfiled)
 		saveProfile(fmt.Sprintf("cpu-endpoints-%d.pprof", n), "/debug/pprof/profile?seconds=5")
 	}()
+	saveProfile(fmt.Sprintf("heap-before-endpoints-%d.pprof", n), "/debug/pprof/heap") // -base for the one after: what the changes allocate
 	changeStart, changeCPU := time.Now(), cpuSeconds(b, router.Pid())
 	for i := range endpointChanges {
 		s, err := client.DiscoveryV1().EndpointSlices("scale").Get(ctx, fmt.Sprintf("app-%05d", i%n), metav1.GetOptions{})
@@ -169,6 +170,7 @@ func benchmarkRoutes(b *testing.B, n int) {
 	cpuPerChange := (cpuSeconds(b, router.Pid()) - changeCPU - idleRate*changeWall) / endpointChanges
 	after := histogram(b, router, "bulkhead_convergence_latency_seconds")
 	routeUpdatesAfter, _ := router.Metric("bulkhead_route_updates_total")
+	saveProfile(fmt.Sprintf("heap-after-endpoints-%d.pprof", n), "/debug/pprof/heap")
 	<-endpointsProfiled
 
 	slices.Sort(latencies)
@@ -182,6 +184,10 @@ func benchmarkRoutes(b *testing.B, n int) {
 	// 110 MB binary) and the rest (the Go heap and runtime).
 	b.ReportMetric(float64(rss["RssFile"])/(1<<20), "MiB-rss-file")
 	saveProfile(fmt.Sprintf("memstats-%d.txt", n), "/debug/pprof/heap?debug=1") // the runtime's figures at that moment
+	if profile != "" {
+		smaps, _ := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", router.Pid())) // which mappings are resident
+		os.WriteFile(fmt.Sprintf("%s/smaps-%d.txt", profile, n), smaps, 0o644)
+	}
 	// After the RSS: reading the live heap collects garbage first.
 	if live, ok := liveHeap(router.AdminURL); ok {
 		b.ReportMetric(float64(live)/(1<<20), "MiB-live-heap")
