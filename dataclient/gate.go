@@ -207,9 +207,13 @@ func (t *gatedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 				return goneResponse(req), nil
 			}
 		}
-		if relist {
+		switch {
+		case isDiscovery(req.URL.Path):
+			// Asking which API groups are served (the Gateway API's
+			// discovery) lists no objects: neither a relist nor a resume.
+		case relist:
 			t.g.metrics.relists.WithLabelValues(resource).Inc()
-		} else {
+		default:
 			t.g.metrics.resumes.WithLabelValues(resource).Inc()
 		}
 		resp, err := t.next.RoundTrip(req)
@@ -226,6 +230,20 @@ func (t *gatedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		// reflector an error (it would back off, up to 30 s).
 		t.g.down(err)
 	}
+}
+
+// isDiscovery reports whether a path is API discovery ("/api",
+// "/api/v1", "/apis", "/apis/<group>", "/apis/<group>/<version>") rather
+// than a request for objects of a resource.
+func isDiscovery(p string) bool {
+	parts := strings.Split(strings.Trim(p, "/"), "/")
+	switch parts[0] {
+	case "api":
+		return len(parts) <= 2
+	case "apis":
+		return len(parts) <= 3
+	}
+	return false
 }
 
 // forgotten applies mustRelist to a request: a resume is to be answered

@@ -177,3 +177,20 @@ func TestGateAfterTheClusterChangedAnswersResumesGoneAndListsTheCurrentState(t *
 		t.Fatalf("the watch after the relist was %q", q)
 	}
 }
+
+// Discovery requests are not lists: the bench and the outage tests count
+// relists to tell a resumed watch from a full list.
+func TestIsDiscovery(t *testing.T) {
+	for p, want := range map[string]bool{
+		"/api": true, "/api/v1": true, "/apis": true, "/apis/gateway.networking.k8s.io": true,
+		"/apis/gateway.networking.k8s.io/v1":                         true,
+		"/api/v1/services":                                           false,
+		"/api/v1/namespaces/default/services":                        false,
+		"/apis/discovery.k8s.io/v1/endpointslices":                   false,
+		"/apis/gateway.networking.k8s.io/v1/namespaces/a/httproutes": false,
+	} {
+		if got := isDiscovery(p); got != want {
+			t.Errorf("isDiscovery(%q) = %v", p, got)
+		}
+	}
+}
