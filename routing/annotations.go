@@ -45,8 +45,11 @@ const (
 const (
 	upstreamPolicyFilter = "bulkheadUpstream"
 	backendFilter        = "bulkheadBackend"
-	algLeastInFlight     = "powerOfRandomNChoices"
-	algRoundRobin        = "roundRobin"
+	// mirrorFilter is the upstream layer's mirror filter (Gateway API's
+	// RequestMirror): bulkheadMirror("<backend key>", <fraction 0..1>).
+	mirrorFilter     = "bulkheadMirror"
+	algLeastInFlight = "powerOfRandomNChoices"
+	algRoundRobin    = "roundRobin"
 )
 
 // InvalidAnnotation: a bulkhead.io/ annotation is unknown or has a bad

@@ -321,8 +321,21 @@ remembers nothing of it.
     compares it with the cleaned path as the match did, so a path that
     was not clean is sent clean after a prefix replacement; escapes in the
     rest of the path are kept. Header modifiers on a backendRef apply to
-    that backend's share only, after the rule's filters. RequestMirror,
-    CORS, ExternalAuth, ExtensionRef, and other filter types on a
+    that backend's share only, after the rule's filters. RequestMirror
+    becomes the upstream layer's bulkheadMirror("<backend key>",
+    <fraction>), one per mirror, after the rule's other filters (the copy
+    carries their changes) and before a backendRef's own: percent / 100,
+    or fraction numerator / denominator (default 100), 1 when neither is
+    set. Its backendRef resolves as a backendRef does (a core Service, a
+    ReferenceGrant across namespaces, the port): one that does not is
+    ResolvedRefs=False with the same reasons and a problem, and the rule is
+    served without that mirror. The mirror Service's endpoints are in
+    Table.Backends (Route.Gateway.Mirrors names them), though no route's
+    Backend is it. A route that answers 500 or redirects mirrors nothing.
+    Percent and fraction together, or either out of 0..1, is refused (see
+    below). The upstream layer sends the copy without ever holding the
+    client's request (see package upstream). CORS, ExternalAuth,
+    ExtensionRef, and filter types other than the header modifiers on a
     backendRef are not supported: a rule with one answers 500 as a whole,
     as the spec requires for a filter that cannot be applied (never
     skipped silently), and the route is PartiallyInvalid=True
@@ -330,7 +343,8 @@ remembers nothing of it.
     Accepted=False UnsupportedValue when every match of every rule was
     dropped. Values the spec says make a route not accepted (an unknown
     filter type, redirect scheme, status code or path modifier type;
-    ReplacePrefixMatch beside a match that is not PathPrefix; a redirect
+    ReplacePrefixMatch beside a match that is not PathPrefix; a mirror's
+    percent with a fraction, or a share out of range; a redirect
     beside a URLRewrite or backendRefs; a hostname that is not a DNS name;
     a header name that is not one; bad timeouts) make it Accepted=False UnsupportedValue: that rule
     answers 500, the route's other rules are still served (a not accepted

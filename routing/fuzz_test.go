@@ -254,6 +254,9 @@ func FuzzGatewayRule(f *testing.F) {
 	f.Add("RegularExpression", "a)|(.*", "URLRewrite", "", "*.wild", int32(0), 0, "ReplaceFullPath", "relative", "1d", "25h")
 	f.Add("PathPrefix", "/a", "RequestRedirect", "ftp", "a_b", int32(70000), 300, "ReplaceRegex", "/x", "1s", "2s")
 	f.Add("PathPrefix", "/a", "ExtensionRef", "", "", int32(0), 0, "", "", "", "")
+	f.Add("PathPrefix", "/m", "RequestMirror", "", "echo", int32(50), 0, "", "", "", "")
+	f.Add("Exact", "/m", "RequestMirror", "", "missing", int32(0), 3, "", "", "", "")
+	f.Add("PathPrefix", "/m", "RequestMirror", "", "", int32(150), 200, "", "", "", "")
 	f.Fuzz(func(t *testing.T, pathType, pathValue, filterType, scheme, hostname string, port int32, status int, modType, modValue, request, backendRequest string) {
 		s, o := gatewayFuzzSnapshot()
 		rule := gatewayv1.HTTPRouteRule{
@@ -293,6 +296,17 @@ func FuzzGatewayRule(f *testing.F) {
 			}
 		case gatewayv1.HTTPRouteFilterRequestHeaderModifier:
 			filter.RequestHeaderModifier = &gatewayv1.HTTPHeaderFilter{Set: []gatewayv1.HTTPHeader{{Name: gatewayv1.HTTPHeaderName(hostname), Value: modValue}}}
+		case gatewayv1.HTTPRouteFilterRequestMirror:
+			// hostname names the mirror's Service, port is a percent and
+			// status a fraction's numerator (of 100).
+			filter.RequestMirror = &gatewayv1.HTTPRequestMirrorFilter{BackendRef: gatewayv1.BackendObjectReference{
+				Name: gatewayv1.ObjectName(hostname), Port: ptr(gatewayv1.PortNumber(80))}}
+			if port != 0 {
+				filter.RequestMirror.Percent = &port
+			}
+			if status != 0 {
+				filter.RequestMirror.Fraction = &gatewayv1.Fraction{Numerator: int32(status)}
+			}
 		}
 		rule.Filters = []gatewayv1.HTTPRouteFilter{filter}
 		if filter.Type != gatewayv1.HTTPRouteFilterRequestRedirect {

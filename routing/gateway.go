@@ -91,6 +91,7 @@ type gwMatch struct {
 	backends []gwBackend
 	fail     bool // the rule answers 500 as a whole
 	filters  []gwFilter
+	mirrors  []gwMirror
 	redirect *gwFilter // the rule answers with a redirect (when not fail)
 	policy   []any     // bulkheadUpstream arguments: the rule's timeouts
 	leaf     string
@@ -830,6 +831,7 @@ func (t *gatewayTranslation) rules(hr *gatewayv1.HTTPRoute) (rules [][]*gwMatch,
 		}
 		fail := false
 		var rfilters []gwFilter
+		var mirrors []gwMirror
 		var redirect *gwFilter
 		rewrites, prefixFilter := 0, false
 		for fi := range rule.Filters {
@@ -861,7 +863,21 @@ func (t *gatewayTranslation) rules(hr *gatewayv1.HTTPRoute) (rules [][]*gwMatch,
 				if len(gf.args) > 0 {
 					rfilters, prefixFilter = append(rfilters, gf), prefixFilter || gf.prefix
 				}
-			case gatewayv1.HTTPRouteFilterRequestMirror, gatewayv1.HTTPRouteFilterCORS,
+			case gatewayv1.HTTPRouteFilterRequestMirror:
+				mr, err, reason, msg := t.requestMirror(hr, f.RequestMirror)
+				switch {
+				case err != "":
+					fail = true
+					reject("rule %d filter %d: RequestMirror: %s; the rule answers 500", ri, fi, err)
+				case reason != "":
+					// The rule's own traffic is still served, without this copy.
+					if rp.refsOK {
+						rp.refsOK, rp.refsReason, rp.refsMsg = false, reason, fmt.Sprintf("rule %d filter %d: requestMirror backendRef: %s", ri, fi, msg)
+					}
+				default:
+					mirrors = append(mirrors, mr)
+				}
+			case gatewayv1.HTTPRouteFilterCORS,
 				gatewayv1.HTTPRouteFilterExternalAuth, gatewayv1.HTTPRouteFilterExtensionRef:
 				fail = true
 				unsup("rule %d: filter %s is not supported yet; the rule answers 500", ri, f.Type)
@@ -933,7 +949,7 @@ func (t *gatewayTranslation) rules(hr *gatewayv1.HTTPRoute) (rules [][]*gwMatch,
 				continue
 			}
 			m.route, m.ref, m.rule, m.ruleName, m.match = hr, ref, ri, name, mi
-			m.backends, m.fail, m.filters, m.redirect, m.policy = backends, fail, rfilters, redirect, policy
+			m.backends, m.fail, m.filters, m.mirrors, m.redirect, m.policy = backends, fail, rfilters, mirrors, redirect, policy
 			ms = append(ms, m)
 		}
 		if len(ms) > 0 {
@@ -1296,6 +1312,12 @@ func gatewayRoute(m *gwMatch, b gwBackend, seg *eskip.Predicate) Route {
 		}
 		for _, f := range m.filters {
 			def.Filters = append(def.Filters, f.eskip(m))
+		}
+		// Mirrors copy the request as the rule's filters left it; a
+		// backendRef's own filters are for its share only.
+		for _, mr := range m.mirrors {
+			def.Filters = append(def.Filters, &eskip.Filter{Name: mirrorFilter, Args: []any{mr.key.String(), mr.fraction}})
+			origin.Mirrors = append(origin.Mirrors, mr.key)
 		}
 		def.Filters = append(def.Filters, b.filters...)
 		def.Filters = append(def.Filters, &eskip.Filter{Name: backendFilter, Args: []any{b.b.key.String()}})

@@ -201,6 +201,7 @@ func gatewayFilterRegistry() filters.Registry {
 	reg.Register(NewRedirectSpec())
 	reg.Register(NewRewriteSpec())
 	reg.Register(stubPolicySpec{})
+	reg.Register(stubMirrorSpec{})
 	return reg
 }
 

@@ -50,4 +50,12 @@ type GatewayOrigin struct {
 	// of the rule's traffic to; -1 when the route answers for the whole
 	// rule (no backend, all weights 0, or an unsupported filter).
 	BackendRef int `json:"backendRef"`
+	// Mirrors are the backends the route sends copies of its requests to
+	// (the rule's RequestMirror filters: bulkheadMirror), in filter order.
+	// Their endpoints are in Table.Backends too, though no route's Backend
+	// may be one of them. Here rather than on Route, which is compared.
+	// Not stored (json "-"): it only tells the translation which backends
+	// to resolve, and a stored table keeps those in its Backends; the
+	// stored format stays as it was.
+	Mirrors []BackendKey `json:"-"`
 }

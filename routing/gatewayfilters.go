@@ -652,3 +652,45 @@ func timeoutPolicy(to *gatewayv1.HTTPRouteTimeouts) ([]any, string) {
 	}
 	return args, ""
 }
+
+// gwMirror is a RequestMirror: the mirror backend's key and the fraction
+// of requests copied to it.
+type gwMirror struct {
+	key      BackendKey
+	fraction float64
+}
+
+// requestMirror translates a RequestMirror. err says which value makes the
+// route not Accepted (both percent and fraction, or one out of range);
+// reason and msg why the mirror's backendRef does not resolve (the same
+// reasons as a backendRef's): the rule is then served without the mirror.
+func (t *gatewayTranslation) requestMirror(hr *gatewayv1.HTTPRoute, f *gatewayv1.HTTPRequestMirrorFilter) (m gwMirror, err, reason, msg string) {
+	if f == nil {
+		return m, "requestMirror is missing", "", ""
+	}
+	m.fraction = 1
+	switch {
+	case f.Percent != nil && f.Fraction != nil:
+		return m, "only one of percent and fraction may be set", "", ""
+	case f.Percent != nil:
+		if *f.Percent < 0 || *f.Percent > 100 {
+			return m, fmt.Sprintf("percent %d is not from 0 to 100", *f.Percent), "", ""
+		}
+		m.fraction = float64(*f.Percent) / 100
+	case f.Fraction != nil:
+		den := int32(100)
+		if f.Fraction.Denominator != nil {
+			den = *f.Fraction.Denominator
+		}
+		if den < 1 || f.Fraction.Numerator < 0 || f.Fraction.Numerator > den {
+			return m, fmt.Sprintf("fraction %d/%d is not from 0 to 1", f.Fraction.Numerator, den), "", ""
+		}
+		m.fraction = float64(f.Fraction.Numerator) / float64(den)
+	}
+	b, reason, msg := t.backendRef(hr, &gatewayv1.BackendRef{BackendObjectReference: f.BackendRef})
+	if reason != "" {
+		return m, "", reason, msg
+	}
+	m.key = b.key
+	return m, "", "", ""
+}

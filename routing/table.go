@@ -245,8 +245,8 @@ type Table struct {
 	// whose rules are all invalid or lost conflicts, and those dropped as
 	// DuplicateObject. Sorted by namespace, then name; each once.
 	Served []types.NamespacedName
-	// Backends are the endpoints of every backend a route names, sorted by
-	// key, each once. They change without the routes changing: an
+	// Backends are the endpoints of every backend a route names (its
+	// Backend, or one of its Gateway.Mirrors), sorted by key, each once. They change without the routes changing: an
 	// endpoint change is a change of Backends alone.
 	Backends []Backend
 	// Certificates are what the HTTPS Gateway listeners serve: one per

@@ -633,17 +633,16 @@ func (t *Translator) emit(fresh []*claimant) []Route {
 	return routes
 }
 
-// endpoints returns the backends routes name, each once, sorted, with
+// endpoints returns the backends routes name (Backend and Gateway.Mirrors), each once, sorted, with
 // their endpoints, chosen again only for backends whose Service or slices
 // changed.
 func (t *Translator) endpoints(routes []Route, problems *[]Problem) []Backend {
 	gen := t.gen
 	var fresh []*backendEntry
 	changed := false
-	for i := range routes {
-		k := routes[i].Backend
+	use := func(k BackendKey) {
 		if k.IsZero() {
-			continue
+			return
 		}
 		be := t.backends[k]
 		if be == nil {
@@ -651,7 +650,7 @@ func (t *Translator) endpoints(routes []Route, problems *[]Problem) []Backend {
 			t.backends[k] = be
 		}
 		if be.used == gen {
-			continue
+			return
 		}
 		checked := t.sameInputs && be.used == gen-1 // resolved or checked in the previous call, against the same inputs
 		be.used = gen
@@ -662,6 +661,14 @@ func (t *Translator) endpoints(routes []Route, problems *[]Problem) []Backend {
 		*problems = append(*problems, be.problems...)
 		if !be.inList {
 			fresh = append(fresh, be)
+		}
+	}
+	for i := range routes {
+		use(routes[i].Backend)
+		if g := routes[i].Gateway; g != nil {
+			for _, k := range g.Mirrors {
+				use(k)
+			}
 		}
 	}
 	compare := func(a, b *backendEntry) int { return CompareBackendKeys(a.key, b.key) }

@@ -58,6 +58,7 @@ type stats struct {
 	metrics *metrics
 	budget  atomic.Pointer[budget]        // made on the first request: see retryBudget
 	series  atomic.Pointer[backendSeries] // made on the first request: see counters
+	mirror  atomic.Pointer[mirrorSeries]  // made on the first mirrored request: see mirrorCounters
 }
 
 // backendSeries are a backend's metric series.

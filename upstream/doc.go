@@ -89,6 +89,15 @@
 //     retry-non-idempotent. Metrics are per backend, labelled (label
 //     "group") by Config.Label; a label's series go with its last backend.
 //
+//   - The mirror (MirrorFilterName, Gateway API's RequestMirror): copies
+//     a fraction of a route's requests to another backend's endpoints,
+//     directly (no retries, breakers nor policy), from a bounded pool of
+//     goroutines under a timeout, the answer discarded. It never holds nor
+//     fails the client's request: a full pool drops the copy; a body is
+//     copied only when its length is known and small (MirrorConfig), else
+//     the request is not mirrored. Copies are counted per mirror backend
+//     label and result in MetricMirrorRequests.
+//
 // # Timeouts and per-route policy
 //
 // Each attempt runs under a connect timeout (applied in the dialer, so a

@@ -36,6 +36,7 @@ type metrics struct {
 	endpointFailures *prometheus.CounterVec
 	timeouts         *prometheus.CounterVec
 	unrouted         prometheus.Counter
+	mirrored         *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -80,11 +81,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: MetricUnroutedRefused,
 			Help: "Requests refused (502) because no bulkhead backend chose their endpoint (Config.RefuseUnrouted).",
 		}),
+		mirrored: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: MetricMirrorRequests,
+			Help: "Request copies of the mirror filter per mirror backend label and result (sent, failed, dropped, skipped).",
+		}, []string{labelGroup, "result"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.stateChanges, m.open, m.requests, m.failures, m.retries, m.exhausted, m.endpointRequests, m.endpointFailures, m.timeouts, m.unrouted} {
+	for _, c := range []prometheus.Collector{m.stateChanges, m.open, m.requests, m.failures, m.retries, m.exhausted, m.endpointRequests, m.endpointFailures, m.timeouts, m.unrouted, m.mirrored} {
 		if err := reg.Register(c); err != nil {
 			return nil, errors.Join(errors.New("upstream: registering metrics"), err)
 		}
@@ -101,5 +106,8 @@ func (m *metrics) deleteBackend(label string) {
 	m.exhausted.DeleteLabelValues(label)
 	for _, k := range []string{timeoutConnect, timeoutResponseHeader, timeoutRequest} {
 		m.timeouts.DeleteLabelValues(label, k)
+	}
+	for _, r := range []string{mirrorSent, mirrorFailed, mirrorDropped, mirrorSkipped} {
+		m.mirrored.DeleteLabelValues(label, r)
 	}
 }

@@ -45,6 +45,8 @@ type Config struct {
 	// no filter gave a target would otherwise go to whatever host the
 	// client's Host header names.
 	RefuseUnrouted bool
+	// Mirror tunes the MirrorFilterName filter.
+	Mirror MirrorConfig
 }
 
 // DefaultRetryDeadline is Config.RetryDeadline's default.
@@ -100,6 +102,10 @@ type Upstream struct {
 	// are new (slow start).
 	seeded  bool
 	unwired sync.Once
+
+	// mirror is the mirror filters' pool and client, made by MirrorSpec.
+	mirrorOnce sync.Once
+	mirror     *mirrors
 }
 
 // New builds an Upstream registering its metrics on reg (nil: none).

@@ -253,7 +253,7 @@ func serve(stop context.Context, cfg config, log *slog.Logger) error {
 		ShardDataClients: func(i int) []skrouting.DataClient { return []skrouting.DataClient{routes.Shard(i)} },
 		ShardOf:          func(r *http.Request) int { return routing.RequestShard(r, cfg.RouteShards) },
 		PrepareRequest:   routing.PrepareRequest,
-		Filters: []filters.Spec{routing.NewRestorePathSpec(), resilience.PolicySpec(), resilience.BackendSpec(),
+		Filters: []filters.Spec{routing.NewRestorePathSpec(), resilience.PolicySpec(), resilience.BackendSpec(), resilience.MirrorSpec(),
 			routing.NewRequestHeadersSpec(), routing.NewResponseHeadersSpec(), routing.NewRedirectSpec(), routing.NewRewriteSpec()},
 		// Gateway API routes: the listener port a request came in on,
 		// weighted backendRefs and query parameter matches.
