@@ -40,3 +40,22 @@ func TestSetMemoryLimitFromTheCgroup(t *testing.T) {
 		t.Errorf("GOMEMLIMIT set: limit %d, want the operator's left alone", got)
 	}
 }
+
+func TestGCPercentFromTheLiveHeap(t *testing.T) {
+	for _, c := range []struct {
+		live uint64
+		want int
+	}{
+		{0, 100},
+		{13 << 20, 100}, // 1,000 Ingresses: Go's default
+		{24 << 20, 100},
+		{48 << 20, 50},
+		{92 << 20, 26}, // 10,000 Ingresses
+		{128 << 20, 25},
+		{1 << 30, 25}, // never below minGCPercent
+	} {
+		if got := gcPercent(c.live); got != c.want {
+			t.Errorf("live heap %d MiB: GOGC %d, want %d", c.live>>20, got, c.want)
+		}
+	}
+}
