@@ -113,7 +113,13 @@ func TestFleetOutageResumesOrSpreadsRelists(t *testing.T) {
 	thawed := time.Now()
 	live := serveEverywhere("after-freeze")
 	awaitAll(true)
+	// Watches come back on their own schedule and the audit log is written
+	// asynchronously: give every router's watches a moment to show up.
 	full, _, resumed, _ := fromRouters(mark)
+	for deadline := time.Now().Add(15 * time.Second); resumed < len(routers)*4 && time.Now().Before(deadline); {
+		<-time.After(100 * time.Millisecond) // polling the audit log file; nothing to wait on
+		full, _, resumed, _ = fromRouters(mark)
+	}
 	t.Logf("after a freeze: a change live on every router %s after the write; %d watches resumed, %d full lists", live.Round(time.Millisecond), resumed, full)
 	if full != 0 {
 		t.Errorf("after a freeze the routers listed %d times; every watch should have resumed", full)
