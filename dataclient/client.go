@@ -236,8 +236,18 @@ func (c *Client) Run(ctx context.Context) error {
 			// the deletion guard must see a mass deletion as one burst,
 			// not apply its first deletion alone and hold the rest (the
 			// first one's routes would answer 404 until the hold).
-			burst := time.Since(lastRebuild) < c.o.HoldOff || c.removalPending()
-			if !c.endpointsOnly() && burst && !c.holdOff(ctx) {
+			removal := c.removalPending()
+			burst := time.Since(lastRebuild) < c.o.HoldOff || removal
+			quiet, limit := c.o.HoldOff, c.o.MaxDelay
+			if removal {
+				// The API server takes a few milliseconds per DELETE, more
+				// when loaded: a burst's deletions can come further apart
+				// than the hold-off. Wait for a longer quiet spell, so the
+				// guard sees them together (a deleted route answers a
+				// little longer; nothing else waits).
+				quiet, limit = max(quiet, removalQuiet), max(limit, removalMaxDelay)
+			}
+			if !c.endpointsOnly() && burst && !c.holdOff(ctx, quiet, limit) {
 				return nil
 			}
 			c.rebuild()

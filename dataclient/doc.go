@@ -21,7 +21,9 @@
 // after a quiet spell; a change that follows a rebuild within the
 // hold-off is part of a burst and waits until no change has come for the
 // hold-off (bounded by a maximum delay), so the rest of a burst costs one
-// rebuild. Status-only Ingress updates (our own status writes) and relisted
+// rebuild. A removal always waits, for a longer quiet spell (50 ms, at
+// most 500 ms), so that the deletion guard sees a burst of deletions
+// whole even when the API server is slow between them. Status-only Ingress updates (our own status writes) and relisted
 // objects with an unchanged resourceVersion cause no rebuild.
 //
 // skipper keeps its table when a data client returns an error and replaces

@@ -15,11 +15,19 @@ import (
 	"github.com/bulkhead-router/bulkhead/routing"
 )
 
-// holdOff waits until no change has arrived for HoldOff, or MaxDelay has
+// A rebuild with a removal pending waits for removalQuiet without a change
+// (at most removalMaxDelay), so that the deletion guard sees a burst of
+// deletions whole even when the API server answers slowly between them.
+const (
+	removalQuiet    = 50 * time.Millisecond
+	removalMaxDelay = 500 * time.Millisecond
+)
+
+// holdOff waits until no change has arrived for quiet, or limit has
 // passed since the first one. It returns false if ctx ended.
-func (c *Client) holdOff(ctx context.Context) bool {
-	deadline := time.Now().Add(c.o.MaxDelay)
-	timer := time.NewTimer(c.o.HoldOff)
+func (c *Client) holdOff(ctx context.Context, quiet, limit time.Duration) bool {
+	deadline := time.Now().Add(limit)
+	timer := time.NewTimer(quiet)
 	defer timer.Stop()
 	for {
 		select {
@@ -32,7 +40,7 @@ func (c *Client) holdOff(ctx context.Context) bool {
 			if left <= 0 {
 				return true
 			}
-			timer.Reset(min(c.o.HoldOff, left))
+			timer.Reset(min(quiet, left))
 		}
 	}
 }
