@@ -8,8 +8,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -26,11 +24,10 @@ const (
 	kindHTTPRoute      = "HTTPRoute"
 	kindReferenceGrant = "ReferenceGrant"
 	kindNamespace      = "Namespace"
-	kindSecret         = "Secret"
 )
 
 // gatewayKinds are the kinds read only while the Gateway API is served.
-var gatewayKinds = []string{kindGatewayClass, kindGateway, kindHTTPRoute, kindReferenceGrant, kindNamespace, kindSecret}
+var gatewayKinds = []string{kindGatewayClass, kindGateway, kindHTTPRoute, kindReferenceGrant, kindNamespace}
 
 // gatewayRediscover is how often a router whose API server does not serve
 // the Gateway API asks again (its CRDs may be installed later). One small
@@ -49,17 +46,15 @@ type gatewayWatch struct {
 	routes     cache.SharedIndexInformer
 	grants     cache.SharedIndexInformer
 	namespaces cache.SharedIndexInformer
-	// secrets are the kubernetes.io/tls Secrets (HTTPS listeners'
-	// certificateRefs): listed with a field selector, so no other Secret
-	// is ever read.
-	secrets cache.SharedIndexInformer
-	synced  []cache.InformerSynced
+	// The kubernetes.io/tls Secrets that certificateRefs name are watched
+	// whether or not the Gateway API is served (secrets.go).
+	synced []cache.InformerSynced
 }
 
 func (g *gatewayWatch) informers() map[string]cache.SharedIndexInformer {
 	return map[string]cache.SharedIndexInformer{
 		kindGatewayClass: g.classes, kindGateway: g.gateways, kindHTTPRoute: g.routes,
-		kindReferenceGrant: g.grants, kindNamespace: g.namespaces, kindSecret: g.secrets,
+		kindReferenceGrant: g.grants, kindNamespace: g.namespaces,
 	}
 }
 
@@ -125,11 +120,6 @@ func (w *watcher) startGateway(ctx context.Context, gw gatewayclient.Interface) 
 	// are listed only where the Gateway API is served.
 	nsFactory := informers.NewSharedInformerFactoryWithOptions(w.kube, 0, informers.WithTransform(lean))
 	g.namespaces = nsFactory.Core().V1().Namespaces().Informer()
-	secretFactory := informers.NewSharedInformerFactoryWithOptions(w.kube, 0, informers.WithTransform(lean),
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-			o.FieldSelector = fields.OneTermEqualSelector("type", string(corev1.SecretTypeTLS)).String()
-		}))
-	g.secrets = secretFactory.Core().V1().Secrets().Informer()
 	for kind, inf := range g.informers() {
 		if err := inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) { w.onWatchError(err) }); err != nil {
 			panic(fmt.Sprintf("setting the %s watch error handler before start: %v", kind, err))
@@ -143,7 +133,6 @@ func (w *watcher) startGateway(ctx context.Context, gw gatewayclient.Interface) 
 	w.markStale(gatewayKinds...)
 	f.Start(ctx.Done())
 	nsFactory.Start(ctx.Done())
-	secretFactory.Start(ctx.Done())
 	return g
 }
 
@@ -166,21 +155,6 @@ func (w *watcher) gatewaySynced() bool {
 		}
 	}
 	return true
-}
-
-// leanSecret keeps what translation reads of a TLS Secret: its identity,
-// type, and the key pair.
-func leanSecret(s *corev1.Secret) *corev1.Secret {
-	out := &corev1.Secret{TypeMeta: s.TypeMeta, ObjectMeta: leanMeta(s.ObjectMeta), Type: s.Type}
-	if s.Type == corev1.SecretTypeTLS {
-		out.Data = map[string][]byte{}
-		for _, k := range []string{corev1.TLSCertKey, corev1.TLSPrivateKeyKey} {
-			if v, ok := s.Data[k]; ok {
-				out.Data[k] = v
-			}
-		}
-	}
-	return out
 }
 
 // leanNamespace keeps what translation reads of a Namespace: its name and

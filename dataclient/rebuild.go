@@ -94,11 +94,16 @@ func (c *Client) rebuild() {
 	c.log.Debug("route table rebuilt", "routes", len(table.Routes), "problems", len(table.Problems), "duration", time.Since(start))
 }
 
-// unused reports whether the Services and Ingresses that changed are
-// nothing the served table depends on: no route names such a Service, and
-// no such Ingress was served or would be now (another controller's). Their
-// change then costs a cache update and nothing else.
+// unused reports whether the Services, Ingresses and TLS Secrets that
+// changed are nothing the served table depends on: no route names such a
+// Service, no such Ingress was served or would be now (another
+// controller's), and no served Ingress, Gateway or the default certificate
+// names such a Secret. Their change then costs a cache update and nothing
+// else.
 func (c *Client) unused(w *watcher, cur *published, dirty dirtySet) bool {
+	if len(dirty.secrets) > 0 && w.secretsReferenced(dirty.secrets, cur.table.Served, c.o.Translate.DefaultCertificate) {
+		return false
+	}
 	if len(dirty.objects) > 0 {
 		for _, rt := range cur.table.Routes {
 			if rt.Service != "" && rt.Gateway == nil && dirty.objects[types.NamespacedName{Namespace: rt.Ingress.Namespace, Name: rt.Service}] {

@@ -44,7 +44,11 @@ type watcher struct {
 	ingresses      cache.SharedIndexInformer
 	services       cache.SharedIndexInformer
 	slices         cache.SharedIndexInformer
-	metrics        *metrics
+	// secrets are the kubernetes.io/tls Secrets (secrets.go), from a
+	// factory of their own (a field selector).
+	secretFactory informers.SharedInformerFactory
+	secrets       cache.SharedIndexInformer
+	metrics       *metrics
 
 	changed chan<- struct{} // size 1, owned by the Client: a pending rebuild request
 	// onWatchError hears every failed list or watch (connection lost,
@@ -83,11 +87,12 @@ type dirtySet struct {
 	services  map[types.NamespacedName]bool // whose slices changed
 	objects   map[types.NamespacedName]bool // Services that changed
 	ingresses map[types.NamespacedName]bool
+	secrets   map[types.NamespacedName]bool // TLS Secrets that changed
 }
 
 // onlySlices reports whether nothing but EndpointSlices changed.
 func (d *dirtySet) onlySlices() bool {
-	return !d.all && len(d.objects) == 0 && len(d.ingresses) == 0
+	return !d.all && len(d.objects) == 0 && len(d.ingresses) == 0 && len(d.secrets) == 0
 }
 
 func (d *dirtySet) mark(kind string, obj any) {
@@ -119,6 +124,11 @@ func (d *dirtySet) mark(kind string, obj any) {
 			add(&d.ingresses, types.NamespacedName{Namespace: o.Namespace, Name: o.Name})
 			return
 		}
+	case *corev1.Secret:
+		if kind == kindSecret {
+			add(&d.secrets, types.NamespacedName{Namespace: o.Namespace, Name: o.Name})
+			return
+		}
 	}
 	*d = dirtySet{all: true}
 }
@@ -136,11 +146,13 @@ func newWatcher(clients Clients, m *metrics, changed chan<- struct{}, onWatchErr
 		metrics:        m,
 		changed:        changed,
 		onWatchError:   onWatchError,
-		stale:          map[string]bool{"IngressClass": true, "Ingress": true, "Service": true, "EndpointSlice": true},
+		stale:          map[string]bool{"IngressClass": true, "Ingress": true, "Service": true, "EndpointSlice": true, kindSecret: true},
 	}
+	w.secretFactory, w.secrets = newSecretInformer(w)
 	w.slices.AddIndexers(cache.Indexers{IndexByService: sliceServiceKey})
 	for kind, inf := range map[string]cache.SharedIndexInformer{
 		"IngressClass": w.ingressClasses, "Ingress": w.ingresses, "Service": w.services, "EndpointSlice": w.slices,
+		kindSecret: w.secrets,
 	} {
 		if err := inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) { w.onWatchError(err) }); err != nil {
 			panic(fmt.Sprintf("setting the %s watch error handler before start: %v", kind, err))
@@ -167,6 +179,7 @@ func unindexed(newInformer func(kubernetes.Interface, string, internalinterfaces
 
 func (w *watcher) start(ctx context.Context) {
 	w.factory.Start(ctx.Done())
+	w.secretFactory.Start(ctx.Done())
 	go w.discoverGateway(ctx, w.kube, w.gatewayClient)
 }
 
@@ -438,6 +451,9 @@ func (w *watcher) snapshot() *routing.Snapshot {
 	if stale["EndpointSlice"] {
 		w.listed.EndpointSlices = listOf[*discoveryv1.EndpointSlice](w.slices)
 	}
+	if stale[kindSecret] {
+		w.listed.Secrets = listOf[*corev1.Secret](w.secrets)
+	}
 	w.mu.Lock()
 	g := w.gw
 	w.mu.Unlock()
@@ -456,9 +472,6 @@ func (w *watcher) snapshot() *routing.Snapshot {
 		}
 		if stale[kindNamespace] {
 			w.listed.Namespaces = listOf[*corev1.Namespace](g.namespaces)
-		}
-		if stale[kindSecret] {
-			w.listed.Secrets = listOf[*corev1.Secret](g.secrets)
 		}
 	}
 	s := w.listed

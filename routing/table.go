@@ -85,6 +85,10 @@ type Options struct {
 	// has the PublishAddresses and Gateways are told apart by port and
 	// host alone.
 	GatewayAddresses []netip.Addr `json:"gatewayAddresses,omitempty"`
+	// DefaultCertificate names the kubernetes.io/tls Secret served to a
+	// TLS handshake no other certificate matches (see doc.go, "TLS");
+	// zero: none, and such a handshake fails.
+	DefaultCertificate types.NamespacedName `json:"defaultCertificate,omitzero"`
 }
 
 func (o Options) withDefaults() Options {
