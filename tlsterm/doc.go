@@ -15,5 +15,10 @@
 // either way. A changed Secret reaches new handshakes with the next table;
 // established connections keep theirs.
 //
-// TLS 1.2 is the minimum; ALPN offers HTTP/1.1 only.
+// TLS 1.2 is the minimum; ALPN offers h2 and http/1.1, in that order (a
+// client without ALPN gets HTTP/1.1). The listener counts connections by
+// protocol (bulkhead_proxy_connections_total): plain ones by their first
+// bytes (HTTP/2 with prior knowledge starts with its 24-byte preface, read
+// only as far as it matches, so an HTTP/1 request is never held back),
+// TLS ones once the handshake has succeeded, by what ALPN chose.
 package tlsterm

@@ -97,14 +97,16 @@ func (s *Store) Set(certs []routing.Certificate) {
 }
 
 // Config is the TLS configuration of a listener serving Gateway port
-// port: TLS 1.2 at least, HTTP/1.1, the certificate chosen per handshake
-// by port and server name (routing.CertificateIndex). A handshake no
-// certificate matches fails.
+// port: TLS 1.2 at least, HTTP/2 or HTTP/1.1 by ALPN, the certificate
+// chosen per handshake by port and server name (routing.CertificateIndex).
+// A handshake no certificate matches fails.
 func (s *Store) Config(port int32) *tls.Config {
 	label := strconv.Itoa(int(port))
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
-		NextProtos: []string{"http/1.1"},
+		// h2 first: a client offering both gets HTTP/2 (crypto/tls follows
+		// the server's order). A client without ALPN gets HTTP/1.1.
+		NextProtos: []string{"h2", "http/1.1"},
 		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 			st := s.cur.Load()
 			c := st.index.Lookup(port, hello.ServerName)
@@ -121,8 +123,8 @@ func (s *Store) Config(port int32) *tls.Config {
 // protocol. reg may be nil.
 func ConnectionCounter(reg prometheus.Registerer) *prometheus.CounterVec {
 	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricConnections,
-		Help: "Connections accepted by the proxy listeners, by protocol: http, tls, or silent (closed before sending a byte)."}, []string{"protocol"})
-	for _, p := range []string{"http", "tls", "silent"} {
+		Help: "Connections accepted by the proxy listeners, by protocol: http (HTTP/1.x), h2c (HTTP/2 with prior knowledge), https and h2 (HTTP/1.1 and HTTP/2 over TLS, counted once the handshake succeeded), or silent (closed before sending a byte)."}, []string{"protocol"})
+	for _, p := range []string{ProtocolHTTP, ProtocolH2C, ProtocolHTTPS, ProtocolH2, ProtocolSilent} {
 		c.WithLabelValues(p)
 	}
 	if reg != nil {
