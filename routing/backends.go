@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -21,6 +22,10 @@ type backend struct {
 	// 503 (a generic body) and the Ingress gets a problem saying unavailable.
 	reason      Reason
 	unavailable string
+	// protocol is how the pods of the Service port are spoken to, from
+	// its appProtocol (see backendProtocol): protocolHTTP1 (empty),
+	// protocolH2C or protocolTLS.
+	protocol string
 }
 
 func (b *backend) usable() bool { return b.reason == "" }
@@ -72,7 +77,44 @@ func resolveService(key serviceBackendKey, svc *corev1.Service) *backend {
 		return unusable(key.service, port, ServicePortNotFound, "service %s has no TCP port %q", svcRef, port)
 	}
 	return &backend{service: key.service, port: port,
-		key: BackendKey{Namespace: key.namespace, Service: key.service, Port: svcPort.Port}}
+		key:      BackendKey{Namespace: key.namespace, Service: key.service, Port: svcPort.Port},
+		protocol: backendProtocol(svcPort.AppProtocol)}
+}
+
+// The protocols toward pods, as the bulkheadBackend filter's
+// "protocol=" argument names them. Plain HTTP/1.1 is the default and is
+// never written, so routes of ordinary Services read as before.
+const (
+	protocolHTTP1 = ""
+	protocolH2C   = "h2c"
+	protocolTLS   = "tls"
+)
+
+// backendProtocol maps a Service port's appProtocol to the protocol the
+// router speaks to its pods:
+//
+//   - kubernetes.io/h2c (the standard name), h2c, grpc and http2 (Istio's
+//     name for cleartext HTTP/2): HTTP/2 with prior knowledge, no TLS;
+//   - https, tls and h2 (Contour's names): TLS, HTTP/2 or HTTP/1.1 as the
+//     pod's ALPN answer says;
+//   - anything else (empty, http, kubernetes.io/ws, kubernetes.io/wss,
+//     and the domain-prefixed values Kubernetes allows for any purpose):
+//     HTTP/1.1 in the clear, as before. An unknown value is not a
+//     problem: it is the Service owner's to give, often for other tools.
+//
+// The comparison ignores case. WebSocket over TLS (kubernetes.io/wss)
+// stays plain: upgrades bypass the round tripper that speaks TLS.
+func backendProtocol(appProtocol *string) string {
+	if appProtocol == nil {
+		return protocolHTTP1
+	}
+	switch strings.ToLower(*appProtocol) {
+	case "kubernetes.io/h2c", "h2c", "grpc", "http2":
+		return protocolH2C
+	case "https", "tls", "h2":
+		return protocolTLS
+	}
+	return protocolHTTP1
 }
 
 // ResolveEndpoints chooses the endpoints of one Service port from the

@@ -174,6 +174,18 @@ cannot be used answers 503 itself (a status(503) shunt) and carries a
 problem on its Ingress. No endpoints is not a route's problem but the
 Service's (NoEndpoints), so that it can change without the routes.
 
+The protocol toward the pods is the Service port's appProtocol (Ingress
+and Gateway API backends alike; compared ignoring case):
+kubernetes.io/h2c, h2c, grpc and http2 mean HTTP/2 with prior knowledge
+in the clear, written as a "protocol=h2c" argument of bulkheadBackend;
+https, tls and h2 mean TLS (HTTP/2 or HTTP/1.1 as the pod's ALPN answer
+says), written "protocol=tls" with "server-name=<service>.<namespace>.svc",
+the name the upstream layer checks the pod's certificate against (pods
+are reached by IP). Anything else, unset, http, kubernetes.io/ws,
+kubernetes.io/wss (upgrades bypass the TLS round tripper) and the
+domain-prefixed values Kubernetes allows any tool to use, is HTTP/1.1 and
+adds nothing: an unknown value is not a problem.
+
 Pods and tenants can write EndpointSlices, so an endpoint may name
 anything (CVE-2021-25740). Endpoints at loopback, link-local (the instance
 metadata address 169.254.169.254 among them), fd00:ec2::254 (AWS's IPv6

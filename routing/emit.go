@@ -115,12 +115,28 @@ func setBackend(def *eskip.Route, r *rule) {
 		}
 		def.Filters = append(def.Filters, f)
 	}
-	chooser := &eskip.Filter{Name: backendFilter, Args: []any{b.key.String()}}
-	if r.upstream.algorithm != algLeastInFlight {
-		chooser.Args = append(chooser.Args, r.upstream.algorithm)
-	}
-	def.Filters = append(def.Filters, chooser)
+	def.Filters = append(def.Filters, backendChooser(b, r.upstream.algorithm))
 	def.BackendType = eskip.DynamicBackend
+}
+
+// backendChooser is the bulkheadBackend filter of a usable backend, for
+// Ingress and Gateway API routes alike: the backend key, the algorithm
+// when it is not the default, and the protocol toward the pods when it
+// is not HTTP/1.1 ("protocol=h2c", or "protocol=tls" with
+// "server-name=<service>.<namespace>.svc", the name a pod's certificate
+// is checked against: pods are reached by IP).
+func backendChooser(b *backend, algorithm string) *eskip.Filter {
+	f := &eskip.Filter{Name: backendFilter, Args: []any{b.key.String()}}
+	if algorithm != algLeastInFlight && algorithm != "" {
+		f.Args = append(f.Args, algorithm)
+	}
+	switch b.protocol {
+	case protocolH2C:
+		f.Args = append(f.Args, "protocol="+protocolH2C)
+	case protocolTLS:
+		f.Args = append(f.Args, "protocol="+protocolTLS, "server-name="+b.key.Service+"."+b.key.Namespace+".svc")
+	}
+	return f
 }
 
 // ruleID names a route after its origin: readable parts, then a hash of

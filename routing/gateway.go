@@ -1320,7 +1320,7 @@ func gatewayRoute(m *gwMatch, b gwBackend, seg *eskip.Predicate) Route {
 			origin.Mirrors = append(origin.Mirrors, mr.key)
 		}
 		def.Filters = append(def.Filters, b.filters...)
-		def.Filters = append(def.Filters, &eskip.Filter{Name: backendFilter, Args: []any{b.b.key.String()}})
+		def.Filters = append(def.Filters, backendChooser(b.b, ""))
 		def.BackendType = eskip.DynamicBackend
 	}
 	if b.b != nil && !b.b.usable() {

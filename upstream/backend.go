@@ -20,9 +20,13 @@ import (
 // `<dynamic>`. Per request it chooses one of the backend's current
 // endpoints (see SetEndpoints) and makes it skipper's dynamic target. The
 // first argument is the backend's key, opaque to this package; the
-// second, optional, the algorithm: AlgorithmLeastInFlight (the default)
-// or AlgorithmRoundRobin. A route's PolicyFilterName filter, when it has
-// one, must come before it.
+// others, optional, are the algorithm (AlgorithmLeastInFlight, the
+// default, or AlgorithmRoundRobin), the protocol toward the pods
+// ("protocol=h2c", "protocol=tls"; HTTP/1.1 without one) and, for TLS,
+// the name their certificates are checked against ("server-name=NAME"),
+// e.g. `bulkheadBackend("up/rpc:443", "protocol=tls",
+// "server-name=rpc.up.svc")`. A route's PolicyFilterName filter, when it
+// has one, must come before it.
 const BackendFilterName = "bulkheadBackend"
 
 // endpointSet is one generation of a backend's endpoints. It is never
@@ -59,6 +63,7 @@ type stats struct {
 	budget  atomic.Pointer[budget]        // made on the first request: see retryBudget
 	series  atomic.Pointer[backendSeries] // made on the first request: see counters
 	mirror  atomic.Pointer[mirrorSeries]  // made on the first mirrored request: see mirrorCounters
+	grpc    atomic.Pointer[grpcSeries]    // made on the first gRPC answer: see grpcResponse
 }
 
 // backendSeries are a backend's metric series.
@@ -303,24 +308,58 @@ func (backendSpec) Name() string { return BackendFilterName }
 
 // CreateFilter implements filters.Spec.
 func (s backendSpec) CreateFilter(args []any) (filters.Filter, error) {
-	if len(args) < 1 || len(args) > 2 {
-		return nil, fmt.Errorf("%s: want the backend key and optionally the algorithm (%q or %q), got %d arguments: %w",
-			BackendFilterName, AlgorithmLeastInFlight, AlgorithmRoundRobin, len(args), filters.ErrInvalidFilterParameters)
+	if len(args) < 1 || len(args) > 4 {
+		return nil, fmt.Errorf("%s: want the backend key, then optionally the algorithm (%q or %q), %q or %q, and %q: got %d arguments: %w",
+			BackendFilterName, AlgorithmLeastInFlight, AlgorithmRoundRobin, "protocol=h2c", "protocol=tls", "server-name=NAME", len(args), filters.ErrInvalidFilterParameters)
 	}
 	key, ok := args[0].(string)
 	if !ok || strings.TrimSpace(key) == "" {
 		return nil, fmt.Errorf("%s: the backend key must be a non-empty string, got %v: %w", BackendFilterName, args[0], filters.ErrInvalidFilterParameters)
 	}
-	f := &backendFilter{u: s.u, key: key, leastInFlight: true}
-	if len(args) == 2 {
-		switch alg, _ := args[1].(string); alg {
-		case AlgorithmLeastInFlight:
-		case AlgorithmRoundRobin:
-			f.leastInFlight = false
-		default:
-			return nil, fmt.Errorf("%s: unknown algorithm %v: want %q or %q: %w", BackendFilterName, args[1],
-				AlgorithmLeastInFlight, AlgorithmRoundRobin, filters.ErrInvalidFilterParameters)
+	f := &backendFilter{u: s.u, key: key, leastInFlight: true, scheme: schemeHTTP}
+	seen := map[string]bool{}
+	for _, a := range args[1:] {
+		v, _ := a.(string)
+		name, value, keyed := strings.Cut(v, "=")
+		if !keyed {
+			name = "algorithm"
 		}
+		if seen[name] {
+			return nil, fmt.Errorf("%s: %s given twice: %w", BackendFilterName, name, filters.ErrInvalidFilterParameters)
+		}
+		seen[name] = true
+		switch name {
+		case "algorithm":
+			switch v {
+			case AlgorithmLeastInFlight:
+			case AlgorithmRoundRobin:
+				f.leastInFlight = false
+			default:
+				return nil, fmt.Errorf("%s: unknown algorithm %v: want %q or %q: %w", BackendFilterName, a,
+					AlgorithmLeastInFlight, AlgorithmRoundRobin, filters.ErrInvalidFilterParameters)
+			}
+		case "protocol":
+			switch value {
+			case ProtocolHTTP1:
+			case ProtocolH2C:
+				f.protocol, f.scheme = protoH2C, schemeH2C
+			case ProtocolTLS:
+				f.protocol, f.scheme = protoTLS, schemeHTTPS
+			default:
+				return nil, fmt.Errorf("%s: unknown protocol %q: want %q, %q or %q: %w", BackendFilterName, value,
+					ProtocolHTTP1, ProtocolH2C, ProtocolTLS, filters.ErrInvalidFilterParameters)
+			}
+		case "server-name":
+			if value == "" {
+				return nil, fmt.Errorf("%s: empty server-name: %w", BackendFilterName, filters.ErrInvalidFilterParameters)
+			}
+			f.serverName = value
+		default:
+			return nil, fmt.Errorf("%s: unknown argument %q: %w", BackendFilterName, v, filters.ErrInvalidFilterParameters)
+		}
+	}
+	if f.serverName != "" && f.protocol != protoTLS {
+		return nil, fmt.Errorf("%s: server-name is for protocol=tls only: %w", BackendFilterName, filters.ErrInvalidFilterParameters)
 	}
 	f.rr.Store(rand.Uint64())
 	return f, nil
@@ -328,16 +367,27 @@ func (s backendSpec) CreateFilter(args []any) (filters.Filter, error) {
 
 // backendFilter is one route's BackendFilterName filter. It lives as long
 // as the route, which endpoint changes no longer rebuild: its round-robin
-// counter lives here.
+// counter lives here. The protocol toward the pods is the route's (the
+// Service port's), so it travels with the chosen backend in the request's
+// slot to the round tripper.
 type backendFilter struct {
 	u             *Upstream
 	key           string
 	leastInFlight bool
+	protocol      protocol
+	scheme        any    // skipper's dynamic scheme for protocol, boxed once
+	serverName    string // protocol=tls: the name the pod's certificate must carry
 	rr            atomic.Uint64
 }
 
-// The state bag values, boxed once.
-var schemeHTTP any = "http"
+// The state bag values, boxed once. skipper sends "h2c" through its
+// cleartext HTTP/2 transport and everything else through its HTTP
+// transport, where the round tripper takes "https" over (see tlsTransport).
+var (
+	schemeHTTP  any = "http"
+	schemeH2C   any = "h2c"
+	schemeHTTPS any = "https"
+)
 
 // unavailableBody is exactly what skipper answers on its own errors, which
 // the proxy package recognises and replaces with its generic answer.
@@ -374,9 +424,9 @@ func (f *backendFilter) Request(ctx filters.FilterContext) {
 	i := choose(f.u.breakers, set.state, f.leastInFlight, int64(pol.SlowStart), &f.rr, f.u.breakers.now)
 	bag := ctx.StateBag()
 	bag[filters.DynamicBackendHostKey] = set.hosts[i]
-	bag[filters.DynamicBackendSchemeKey] = schemeHTTP
+	bag[filters.DynamicBackendSchemeKey] = f.scheme
 	if slot != nil {
-		slot.be, slot.ep = be, set.state[i]
+		slot.be, slot.ep, slot.via = be, set.state[i], f
 		return
 	}
 	f.u.unwired.Do(func() {

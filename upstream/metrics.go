@@ -18,6 +18,7 @@ const (
 	MetricEndpointFailures     = "bulkhead_upstream_endpoint_failures_total"
 	MetricTimeouts             = "bulkhead_upstream_timeouts_total"
 	MetricUnroutedRefused      = "bulkhead_upstream_unrouted_refused_total"
+	MetricGRPCResponses        = "bulkhead_upstream_grpc_responses_total"
 	labelEndpoint, labelTo     = "endpoint", "to"
 	// labelGroup carries a backend's Config.Label; the name is kept so
 	// that existing queries keep working.
@@ -37,6 +38,7 @@ type metrics struct {
 	timeouts         *prometheus.CounterVec
 	unrouted         prometheus.Counter
 	mirrored         *prometheus.CounterVec
+	grpcResponses    *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -85,11 +87,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: MetricMirrorRequests,
 			Help: "Request copies of the mirror filter per mirror backend label and result (sent, failed, dropped, skipped).",
 		}, []string{labelGroup, "result"}),
+		grpcResponses: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: MetricGRPCResponses,
+			Help: "gRPC answers of pods per backend label and status code (OK, UNAVAILABLE, ...; MISSING: the stream ended without a status; INVALID: not a code), from trailers or trailers-only answers, retried attempts included.",
+		}, []string{labelGroup, "code"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.stateChanges, m.open, m.requests, m.failures, m.retries, m.exhausted, m.endpointRequests, m.endpointFailures, m.timeouts, m.unrouted, m.mirrored} {
+	for _, c := range []prometheus.Collector{m.stateChanges, m.open, m.requests, m.failures, m.retries, m.exhausted, m.endpointRequests, m.endpointFailures, m.timeouts, m.unrouted, m.mirrored, m.grpcResponses} {
 		if err := reg.Register(c); err != nil {
 			return nil, errors.Join(errors.New("upstream: registering metrics"), err)
 		}
@@ -109,5 +115,8 @@ func (m *metrics) deleteBackend(label string) {
 	}
 	for _, r := range []string{mirrorSent, mirrorFailed, mirrorDropped, mirrorSkipped} {
 		m.mirrored.DeleteLabelValues(label, r)
+	}
+	for _, c := range grpcCodeNames {
+		m.grpcResponses.DeleteLabelValues(label, c)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -200,8 +201,15 @@ func (ps *policies) intern(p Policy) *Policy {
 type policySlot struct {
 	context.Context
 	pol *Policy
-	be  *backend // nil: no bulkheadBackend filter ran
-	ep  *breaker // the endpoint be's filter chose
+	be  *backend       // nil: no bulkheadBackend filter ran
+	ep  *breaker       // the endpoint be's filter chose
+	via *backendFilter // the filter that chose: the protocol toward the pods
+	// The client's request and response writer, as Handler saw them: the
+	// round tripper reads the request's te header and trailers (skipper
+	// forwards neither) and writes the pod's response trailers as
+	// http.TrailerPrefix headers (skipper drops them).
+	in *http.Request
+	w  http.ResponseWriter
 }
 
 type policyKey struct{}

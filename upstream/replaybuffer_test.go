@@ -38,7 +38,8 @@ func TestReplayBufferNeverExceedsTheLimit(t *testing.T) {
 		if tc.known {
 			req.ContentLength = int64(tc.size)
 		}
-		body, hasBody, replayable, err := r.bufferBody(req)
+		ab, err := r.bufferBody(req)
+		body, hasBody, replayable := ab.buf, ab.has, !ab.once
 		if err != nil || replayable != tc.replayable {
 			t.Errorf("%s: replayable %v, err %v; want %v", tc.name, replayable, err, tc.replayable)
 			continue
@@ -60,7 +61,7 @@ func TestReplayBufferPassesReadErrors(t *testing.T) {
 	u, _ := New(Config{}, prometheus.NewRegistry(), nil)
 	r := &retrier{u: u}
 	req, _ := http.NewRequest(http.MethodPut, "http://pod/", io.NopCloser(io.MultiReader(strings.NewReader("abc"), errReader{})))
-	if _, _, _, err := r.bufferBody(req); err != errBoom {
+	if _, err := r.bufferBody(req); err != errBoom {
 		t.Errorf("err = %v, want the body's read error", err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -23,13 +24,26 @@ import (
 type retrier struct {
 	u    *Upstream
 	next http.RoundTripper
+	// tls is the transport of TLS backends, made on first use from next
+	// (see tlsTransport in protocol.go).
+	tlsOnce sync.Once
+	tls     *http.Transport
+}
+
+func (r *retrier) tlsTransport() http.RoundTripper {
+	r.tlsOnce.Do(func() {
+		base, _ := r.next.(*http.Transport)
+		r.tls = tlsTransport(base, r.u.cfg.TLS)
+	})
+	return r.tls
 }
 
 func (r *retrier) RoundTrip(req *http.Request) (*http.Response, error) {
 	var be *backend
 	var first *breaker
 	pol := r.u.policies.defaults
-	if slot, ok := req.Context().Value(policyKey{}).(*policySlot); ok {
+	slot, _ := req.Context().Value(policyKey{}).(*policySlot)
+	if slot != nil {
 		if slot.pol != nil {
 			pol = slot.pol
 		}
@@ -50,7 +64,10 @@ func (r *retrier) RoundTrip(req *http.Request) (*http.Response, error) {
 		ctx, cancel = context.WithTimeout(req.Context(), pol.RequestTimeout)
 		req = req.WithContext(ctx)
 	}
-	resp, err := r.roundTrip(req, be, first, pol)
+	if slot.in != nil {
+		forwardTrailers(req, slot.in)
+	}
+	resp, err := r.roundTrip(req, be, first, pol, slot)
 	if err != nil && errors.Is(req.Context().Err(), context.DeadlineExceeded) {
 		st.timeouts(timeoutRequest).Inc()
 		err = errRequestTimeout
@@ -122,12 +139,44 @@ func badGatewayOnHangUp(req *http.Request, resp *http.Response, err error) (*htt
 	}, nil
 }
 
+// forwardTrailers gives the outgoing request what skipper leaves out of
+// it: "te: trailers" (a hop-by-hop header skipper strips, which gRPC
+// servers require on HTTP/2), and the client's request trailers (skipper
+// builds the outgoing request from headers and body only). The trailer
+// map is the client's: net/http fills it when the client's body ends,
+// before the transport sends it on.
+func forwardTrailers(req, in *http.Request) {
+	if te := in.Header["Te"]; len(te) > 0 && hasToken(te, "trailers") {
+		req.Header["Te"] = teTrailers
+	}
+	if len(in.Trailer) > 0 {
+		req.Trailer = in.Trailer
+	}
+}
+
+var teTrailers = []string{"trailers"}
+
+func hasToken(values []string, token string) bool {
+	for _, v := range values {
+		for part := range strings.SplitSeq(v, ",") {
+			if name, _, _ := strings.Cut(part, ";"); strings.EqualFold(strings.TrimSpace(name), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // roundTrip sends req to first and retries within be's current set. be
 // is concrete, not an interface, so that tried stays on the stack.
-func (r *retrier) roundTrip(req *http.Request, be *backend, first *breaker, pol *Policy) (*http.Response, error) {
-	body, hasBody, replayable, err := r.bufferBody(req)
+func (r *retrier) roundTrip(req *http.Request, be *backend, first *breaker, pol *Policy, slot *policySlot) (*http.Response, error) {
+	body, err := r.bufferBody(req)
 	if err != nil {
 		return nil, err
+	}
+	rt, serverName := r.next, ""
+	if via := slot.via; via != nil && via.protocol == protoTLS {
+		rt, serverName = r.tlsTransport(), via.serverName
 	}
 	retryAfterSend := pol.RetryNonIdempotent || idempotent(req.Method)
 	ctx := req.Context()
@@ -144,8 +193,15 @@ func (r *retrier) roundTrip(req *http.Request, be *backend, first *breaker, pol 
 	// and an ALB gives up on it after its idle timeout.
 	start := time.Now()
 	headerBound := pol.ResponseHeaderTimeout
+	body.take()
+	var (
+		resp     *http.Response
+		tk       ticket
+		admitted bool
+		pending  bool // a gRPC answer whose status comes in its trailers
+	)
 	for {
-		tk, admitted := br.admit()
+		tk, admitted = br.admit()
 		if !admitted {
 			// Open (it opened since the endpoint was chosen) or a
 			// half-open probe is in flight: go to an available endpoint if
@@ -157,21 +213,39 @@ func (r *retrier) roundTrip(req *http.Request, be *backend, first *breaker, pol 
 				continue
 			}
 		}
-		resp, err := r.attempt(req, br.endpoint, body, hasBody, br, pol.ConnectTimeout, headerBound, st)
+		resp, err = r.attempt(req, rt, serverName, br.endpoint, &body, br, pol.ConnectTimeout, headerBound, st)
 		outcome, notReached, afterSend := classify(ctx, resp, err)
-		if admitted {
+		if err == nil && isGRPC(resp.Header) {
+			// A trailers-only answer carries its status in its headers;
+			// UNAVAILABLE there means the call was refused, not run.
+			if code, ok := grpcStatus(resp.Header); ok {
+				st.grpcResponse(code)
+				if resp.StatusCode == http.StatusOK {
+					outcome = grpcOutcome(code)
+					notReached = code == grpcUnavailable
+				}
+			} else if resp.StatusCode == http.StatusOK {
+				pending = true
+			}
+		}
+		if pending && admitted && tk.probe {
+			// A half-open probe is not held for a whole stream: the pod
+			// answered, which closes the breaker.
+			tk.done(Success)
+			admitted = false
+		} else if admitted && !pending {
 			tk.done(outcome)
 		}
-		if outcome == Failure {
+		if outcome == Failure && !pending {
 			st.counters().failures.Inc()
 			br.counters().failures.Inc()
 		}
-		if retries >= r.u.cfg.MaxRetries || !replayable || !(notReached || (afterSend && retryAfterSend)) {
-			return resp, err
+		if retries >= r.u.cfg.MaxRetries || !body.replayable() || !(notReached || (afterSend && retryAfterSend)) {
+			break
 		}
 		next := be.next(b, br.endpoint, tried, false)
 		if next == nil {
-			return resp, err
+			break
 		}
 		if bo == nil {
 			bo = &backoff.ExponentialBackOff{
@@ -186,7 +260,7 @@ func (r *retrier) roundTrip(req *http.Request, be *backend, first *breaker, pol 
 		}
 		wait := bo.NextBackOff()
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= wait {
-			return resp, err
+			break
 		}
 		if rd := r.u.cfg.RetryDeadline; rd > 0 {
 			// Start a retry only if a whole attempt still fits before the
@@ -200,12 +274,17 @@ func (r *retrier) roundTrip(req *http.Request, be *backend, first *breaker, pol 
 				headerBound = left
 			}
 			if left < need {
-				return resp, err
+				break
 			}
 		}
 		if !st.retryBudget(r.u).withdraw() {
 			st.counters().exhausted.Inc()
-			return resp, err
+			break
+		}
+		// The next attempt's body is taken now, while the answer in hand
+		// can still be returned if it cannot be had.
+		if !body.take() {
+			break
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -224,6 +303,52 @@ func (r *retrier) roundTrip(req *http.Request, be *backend, first *breaker, pol 
 		tried = append(tried, br.endpoint)
 		br = next
 	}
+	if err != nil || !(pending || resp.ProtoMajor == 2 || resp.Trailer != nil) {
+		return resp, err
+	}
+	// The answer may end in trailers, or in the gRPC status the breaker
+	// waits for: follow its body (one allocation, only for HTTP/2 and
+	// announced trailers).
+	rb := &responseBody{ReadCloser: resp.Body, resp: resp, w: slot.w, req: req}
+	if pending {
+		rb.grpc, rb.ticket, rb.admitted, rb.br, rb.st = true, tk, admitted, br, st
+	}
+	resp.Body = rb
+	return resp, nil
+}
+
+// attemptBody is a request's body as its attempts send it: nothing,
+// a buffer replayed on every attempt, the client's body streamed once
+// (large or unknown length: never replayed), or a streamBody (gRPC and
+// requests with trailers: streamed at once, replayed within its limits).
+type attemptBody struct {
+	buf     []byte
+	has     bool // buf is the body
+	once    bool // the client's body as it comes, one attempt only
+	sent    bool // once: the attempt was made
+	stream  *streamBody
+	current io.ReadCloser // stream: the body of the next attempt
+	length  int64
+}
+
+// replayable says whether another attempt can send the body again.
+func (b *attemptBody) replayable() bool {
+	switch {
+	case b.stream != nil:
+		return b.stream.replayable()
+	case b.once:
+		return !b.sent
+	}
+	return true
+}
+
+// take readies the body of the next attempt; false when there is none.
+func (b *attemptBody) take() bool {
+	if b.stream == nil {
+		return true
+	}
+	b.current, b.length = b.stream.next()
+	return b.current != nil
 }
 
 // bufferBody reads a body of up to MaxBufferedBody so that it can be
@@ -231,23 +356,29 @@ func (r *retrier) roundTrip(req *http.Request, be *backend, first *breaker, pol 
 // (the bytes already read are sent first) and never replayed. The buffer
 // never exceeds the limit: a known length (which net/http enforces) is
 // read into a buffer of exactly that size; an unknown one into a buffer
-// that doubles up to the limit, then one more byte is probed for.
-func (r *retrier) bufferBody(req *http.Request) (body []byte, hasBody, replayable bool, err error) {
+// that doubles up to the limit, then one more byte is probed for. A gRPC
+// body of unknown length, or one followed by trailers, is never waited
+// for: a client stream may be waiting for the pod's answer before it
+// sends more (see streamBody).
+func (r *retrier) bufferBody(req *http.Request) (attemptBody, error) {
 	if req.Body == nil || req.Body == http.NoBody {
-		return nil, false, true, nil
+		return attemptBody{}, nil
 	}
 	limit := r.u.cfg.MaxBufferedBody
+	if req.ContentLength < 0 && (len(req.Trailer) > 0 || isGRPC(req.Header)) {
+		return attemptBody{stream: &streamBody{src: req.Body, limit: limit}}, nil
+	}
 	if req.ContentLength > limit {
-		return nil, false, false, nil
+		return attemptBody{once: true}, nil
 	}
 	if req.ContentLength > 0 {
 		buf := make([]byte, req.ContentLength)
 		if _, err := io.ReadFull(req.Body, buf); err != nil {
 			req.Body.Close()
-			return nil, false, false, err
+			return attemptBody{}, err
 		}
 		req.Body.Close()
-		return buf, true, true, nil
+		return attemptBody{buf: buf, has: true}, nil
 	}
 	buf := make([]byte, 0, min(512, limit))
 	for {
@@ -261,11 +392,11 @@ func (r *retrier) bufferBody(req *http.Request) (body []byte, hasBody, replayabl
 				n, err := io.ReadFull(req.Body, probe)
 				if n == 1 {
 					req.Body = &prefixedBody{Reader: io.MultiReader(bytes.NewReader(buf), bytes.NewReader(probe), req.Body), c: req.Body}
-					return nil, false, false, nil
+					return attemptBody{once: true}, nil
 				}
 				if err != io.EOF {
 					req.Body.Close()
-					return nil, false, false, err
+					return attemptBody{}, err
 				}
 				break
 			}
@@ -277,11 +408,11 @@ func (r *retrier) bufferBody(req *http.Request) (body []byte, hasBody, replayabl
 		}
 		if err != nil {
 			req.Body.Close()
-			return nil, false, false, err
+			return attemptBody{}, err
 		}
 	}
 	req.Body.Close()
-	return buf, true, true, nil
+	return attemptBody{buf: buf, has: true}, nil
 }
 
 type prefixedBody struct {
@@ -293,22 +424,31 @@ func (p *prefixedBody) Close() error { return p.c.Close() }
 
 // newAttempt returns the request for one attempt on host, with its own
 // context and a fresh body: a shallow copy of req.
-func newAttempt(ctx context.Context, req *http.Request, host string, body []byte, hasBody bool) *http.Request {
+func newAttempt(ctx context.Context, req *http.Request, host string, body *attemptBody) *http.Request {
 	a := req.WithContext(ctx)
 	if host != req.URL.Host {
 		u := *req.URL
 		u.Host = host
 		a.URL = &u
 	}
-	if hasBody {
-		a.ContentLength = int64(len(body))
-		a.Body = io.NopCloser(bytes.NewReader(body))
+	switch {
+	case body.has:
+		buf := body.buf
+		a.ContentLength = int64(len(buf))
+		a.Body = io.NopCloser(bytes.NewReader(buf))
 		// GetBody lets net/http itself replay on a reused connection that
 		// died before anything was written (nothingWrittenError).
-		a.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
-		if len(body) == 0 {
+		a.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf)), nil }
+		if len(buf) == 0 {
 			a.Body, a.GetBody = http.NoBody, nil
 		}
+	case body.stream != nil:
+		a.Body, a.ContentLength, a.GetBody = body.current, body.length, body.stream.getBody
+		if len(req.Trailer) > 0 {
+			a.ContentLength = -1 // trailers follow a chunked body
+		}
+	case body.once:
+		body.sent = true
 	}
 	return a
 }
@@ -357,6 +497,10 @@ func classify(ctx context.Context, resp *http.Response, err error) (o Outcome, n
 // requests; we do it for any method.
 const errServerClosedIdle = "http: server closed idle connection"
 
+// errGracefulGoAway is net/http's (unexported) error for a request not
+// yet sent on an HTTP/2 connection the pod is closing.
+const errGracefulGoAway = "received Server's graceful shutdown GOAWAY"
+
 func neverSent(err error) bool {
 	// skipper's dialer wraps dial errors in *proxy.proxyError (no Unwrap)
 	// exposing DialError().
@@ -378,7 +522,12 @@ func neverSent(err error) bool {
 		return true
 	}
 	msg := err.Error()
-	return strings.Contains(msg, errServerClosedIdle) || strings.Contains(msg, "TLS handshake timeout")
+	return strings.Contains(msg, errServerClosedIdle) || strings.Contains(msg, "TLS handshake timeout") ||
+		// HTTP/2: the pod refused the stream before processing it, or
+		// was shutting down (GOAWAY) before the stream began; net/http
+		// retries these itself when it can replay the body (GetBody), and
+		// returns them when it cannot.
+		strings.Contains(msg, "REFUSED_STREAM") || strings.Contains(msg, errGracefulGoAway)
 }
 
 func isReset(err error) bool {

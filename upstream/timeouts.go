@@ -38,6 +38,9 @@ var (
 type attemptState struct {
 	context.Context
 	connect time.Duration
+	// serverName is what a TLS backend's certificate is checked against
+	// (the route's server-name), read by the TLS dial.
+	serverName string
 	cancel  context.CancelCauseFunc
 	fired   atomic.Bool
 }
@@ -91,10 +94,10 @@ func isConnectTimeout(err error) bool {
 // httptrace hooks: composing those with skipper's own costs a dozen
 // allocations per request.) The attempt counts as in flight on the
 // endpoint until the headers arrive or it fails.
-func (r *retrier) attempt(req *http.Request, target string, body []byte, hasBody bool, br *breaker, connect, header time.Duration, sc *stats) (*http.Response, error) {
+func (r *retrier) attempt(req *http.Request, rt http.RoundTripper, serverName, target string, body *attemptBody, br *breaker, connect, header time.Duration, sc *stats) (*http.Response, error) {
 	ctx, cancel := context.WithCancelCause(req.Context())
-	st := &attemptState{Context: ctx, connect: connect, cancel: cancel}
-	a := newAttempt(st, req, target, body, hasBody)
+	st := &attemptState{Context: ctx, connect: connect, cancel: cancel, serverName: serverName}
+	a := newAttempt(st, req, target, body)
 	var timer *time.Timer
 	if header > 0 {
 		timer = time.AfterFunc(header, st.fire)
@@ -102,7 +105,7 @@ func (r *retrier) attempt(req *http.Request, target string, body []byte, hasBody
 
 	br.counters().requests.Inc()
 	br.inflight.Add(1)
-	resp, err := r.next.RoundTrip(a)
+	resp, err := rt.RoundTrip(a)
 	br.inflight.Add(-1)
 	if timer != nil {
 		timer.Stop()

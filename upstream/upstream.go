@@ -47,6 +47,8 @@ type Config struct {
 	RefuseUnrouted bool
 	// Mirror tunes the MirrorFilterName filter.
 	Mirror MirrorConfig
+	// TLS is how pods of TLS backends (protocol=tls) are trusted.
+	TLS TLSConfig
 }
 
 // DefaultRetryDeadline is Config.RetryDeadline's default.
@@ -170,6 +172,9 @@ func (u *Upstream) BackendSpec() filters.Spec { return backendSpec{u: u} }
 func (u *Upstream) WrapRoundTripper(next http.RoundTripper) http.RoundTripper {
 	if tr, ok := next.(*http.Transport); ok {
 		tr.DialContext = wrapDial(tr.DialContext)
+		if tr.Protocols != nil && tr.Protocols.UnencryptedHTTP2() {
+			h2Health(tr) // skipper's h2c transport
+		}
 	}
 	return &retrier{u: u, next: next}
 }
@@ -185,7 +190,10 @@ func (u *Upstream) PolicySpec() filters.Spec { return policySpec{ps: u.policies}
 // gets the default policy (and an error is logged once).
 func (u *Upstream) Handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		next.ServeHTTP(w, r.WithContext(&policySlot{Context: r.Context()}))
+		slot := &policySlot{Context: r.Context(), w: w}
+		r = r.WithContext(slot)
+		slot.in = r
+		next.ServeHTTP(w, r)
 	})
 }
 
