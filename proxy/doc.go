@@ -33,7 +33,22 @@
 // malformed chunked body is a 400 and a small body slower than the body
 // timeout a 408 (limits.go); the router's own errors are generic bodies
 // with the request id (errors.go), so no client learns a namespace,
-// Service or pod.
+// Service or pod; the pod's connection-specific response headers
+// (Connection and what it lists, Keep-Alive, Proxy-Connection, Upgrade)
+// are removed (flush.go).
+//
+// The same handler serves HTTP/1.x and HTTP/2 requests (the server decides
+// which it speaks). Over HTTP/2 the rules hold per stream: the header
+// limits, the body timeout (the stream's read deadline) and the body limit
+// answer that stream alone, and the router never sends Connection: close
+// there, which net/http would turn into a GOAWAY of the whole connection
+// (one connection carries many clients' requests behind an ALB); net/http
+// resets a stream whose body was left unread. What HTTP/2 has no room for
+// is not applicable: chunked framing and smuggling (DATA frames frame the
+// body), Connection headers (net/http refuses such requests), upgrades
+// (WebSockets stay on HTTP/1.1). Requests go on to pods as HTTP/1.1
+// through skipper's transport: a body without content-length is sent
+// chunked, TE: trailers is a hop-by-hop header there.
 //
 // The handler logs nothing per request and does no work of its own on the
 // hot path beyond these checks, the forwarded headers, the PrepareRequest

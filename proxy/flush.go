@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"net"
 	"net/http"
+	"net/textproto"
+	"strings"
 )
 
 // clientWriter is the ResponseWriter skipper writes to. It does three
@@ -19,14 +21,19 @@ import (
 //     own error answers with the generic ones of errors.go.
 //   - It turns a failure caused by the request body (malformed chunked
 //     framing, a body slower than the body timeout, a body over
-//     MaxBodyBytes) into 400, 408 or 413 with the connection closed,
-//     instead of the 5xx a backend failure gets.
+//     MaxBodyBytes) into 400, 408 or 413 with the connection closed
+//     (HTTP/1; over HTTP/2 the stream ends alone), instead of the 5xx a
+//     backend failure gets.
+//   - It removes the pod's connection-specific headers (removeHopHeaders):
+//     they were about the pod's connection to the router, and over HTTP/2
+//     they are malformed.
 type clientWriter struct {
 	http.ResponseWriter
 	requestID  []string  // shared with the request header, never modified
 	body       bodyWatch // used when the request has a body worth watching
 	watching   bool
-	closeAfter bool // answer with Connection: close
+	http1      bool // the client speaks HTTP/1.x: Connection: close is ours to send
+	closeAfter bool // answer with Connection: close (HTTP/1 only)
 	wrote      bool // WriteHeader done
 	deferring  bool // headers written with a Content-Length, no body yet
 	held       int  // status of a router error held until its body shows it is one
@@ -59,6 +66,7 @@ func (w *clientWriter) WriteHeader(code int) {
 	if _, ok := h[HeaderRequestID]; !ok && w.requestID != nil {
 		h[HeaderRequestID] = w.requestID
 	}
+	removeHopHeaders(h)
 	if w.closeAfter {
 		h["Connection"] = closeValue
 	}
@@ -72,11 +80,46 @@ func (w *clientWriter) WriteHeader(code int) {
 
 var closeValue = []string{"close"}
 
+// removeHopHeaders removes from a response the headers that described the
+// pod's connection to the router (RFC 9110 §7.6.1: a proxy removes them,
+// and those Connection lists). skipper copies every header of the pod's
+// answer, and Node.js, for one, answers every HTTP/1.1 request with
+// "Connection: keep-alive" and "Keep-Alive: timeout=5". Keep-Alive,
+// Proxy-Connection and Upgrade (Apache advertises h2c with it) are
+// connection-specific in HTTP/2 (RFC 9113 §8.2.2): clients such as
+// browsers treat a response carrying them as malformed, and net/http's
+// HTTP/2 server removes only Connection. Go's transport already takes a
+// "Connection: close" out (a Connection: close in an HTTP/2 answer would
+// make net/http send a GOAWAY for the client's whole connection, shared
+// behind an ALB by many clients), and Transfer-Encoding. A 101 is not
+// passed here: its Connection: upgrade is the point.
+func removeHopHeaders(h http.Header) {
+	if c, ok := h["Connection"]; ok {
+		for _, v := range c {
+			for v != "" {
+				var name string
+				name, v, _ = strings.Cut(v, ",")
+				if name = textproto.TrimString(name); name != "" {
+					h.Del(name)
+				}
+			}
+		}
+		delete(h, "Connection")
+	}
+	delete(h, "Keep-Alive")
+	delete(h, "Proxy-Connection")
+	delete(h, "Upgrade")
+}
+
 // replace answers with the generic body of code instead of what skipper
 // is about to write.
 func (w *clientWriter) replace(code int) {
 	w.replaced, w.held, w.deferring = true, 0, false
-	if code == http.StatusBadRequest || code == http.StatusRequestTimeout || code == http.StatusRequestEntityTooLarge {
+	// Over HTTP/1 the rest of the body cannot be told from the next
+	// request: the connection is closed. Over HTTP/2 net/http resets the
+	// stream whose body was not read, and the connection (shared with
+	// other clients behind an ALB) stays.
+	if w.http1 && (code == http.StatusBadRequest || code == http.StatusRequestTimeout || code == http.StatusRequestEntityTooLarge) {
 		w.closeAfter = true
 	}
 	writeError(w.ResponseWriter, code, w.requestID, w.closeAfter)

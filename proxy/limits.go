@@ -108,7 +108,7 @@ type bodyWatch struct {
 	limit    int64
 	max      int64 // MaxBodyBytes; 0: none
 	read     int64
-	chunked  bool
+	chunked  bool          // HTTP/1 chunked coding: a read error that is not the network's is bad framing
 	state    atomic.Uint32 // read by the handler, written by the transport's writer
 }
 
@@ -144,9 +144,12 @@ func (b *bodyWatch) Read(p []byte) (int, error) {
 func (b *bodyWatch) Close() error { return b.rc.Close() }
 
 // watchBody installs the body watch on r when it has a body that may be
-// buffered or is chunked. The read deadline is the connection's: set
-// through the server's ResponseWriter, it is reset by net/http before the
-// next request on the connection.
+// buffered or is of unknown length (HTTP/1 chunked, or HTTP/2 without a
+// content-length). The read deadline is set through the server's
+// ResponseWriter: over HTTP/1 it is the connection's, reset by net/http
+// before the next request on it; over HTTP/2 the stream's alone (net/http
+// ends the body with os.ErrDeadlineExceeded, a timeout), so one slow
+// upload never holds up the other streams of the connection.
 func (p *Proxy) watchBody(w http.ResponseWriter, r *http.Request, b *bodyWatch) bool {
 	if r.Body == nil || r.Body == http.NoBody {
 		return false
@@ -156,7 +159,10 @@ func (p *Proxy) watchBody(w http.ResponseWriter, r *http.Request, b *bodyWatch) 
 	if !chunked && !small {
 		return false
 	}
-	b.rc, b.limit, b.chunked, b.max = r.Body, p.bodyLimit, chunked, p.maxBody
+	// Only HTTP/1's chunked coding can be malformed in ways the handler
+	// sees; an HTTP/2 body of unknown length is framed by DATA frames, and
+	// its read errors are a stream reset by the client.
+	b.rc, b.limit, b.chunked, b.max = r.Body, p.bodyLimit, chunked && r.ProtoMajor == 1, p.maxBody
 	if p.bodyTimeout > 0 {
 		if d := readDeadliner(w); d != nil && d.SetReadDeadline(time.Now().Add(p.bodyTimeout)) == nil {
 			b.deadline = d

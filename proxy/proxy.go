@@ -245,12 +245,15 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if len(id) == 0 {
 			id = []string{newRequestID()}
 		}
-		writeError(w, code, id, true)
+		// HTTP/1: what follows may be the rest of this request, not the
+		// next one. HTTP/2 frames each stream: a Connection: close would
+		// make net/http send a GOAWAY for the whole connection.
+		writeError(w, code, id, r.ProtoMajor == 1)
 		return
 	}
-	removeConnectionListed(r.Header)
+	removeConnectionListed(r.Header) // HTTP/2 requests have no Connection header (net/http refuses them)
 	setForwardedHeaders(r, &p.trust)
-	cw := &clientWriter{ResponseWriter: w, requestID: r.Header[HeaderRequestID]}
+	cw := &clientWriter{ResponseWriter: w, requestID: r.Header[HeaderRequestID], http1: r.ProtoMajor == 1}
 	// net/http frames a request with both Content-Length and
 	// Transfer-Encoding: chunked by the chunked coding and drops the
 	// Content-Length header, so the two cannot be told apart here. RFC
