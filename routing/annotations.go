@@ -138,7 +138,7 @@ func parseAnnotationDuration(v string, min, max time.Duration) (time.Duration, e
 
 func isKnownAnnotation(name string) bool {
 	switch name {
-	case AnnotationLoadBalancer, AnnotationRetryNonIdempotent:
+	case AnnotationLoadBalancer, AnnotationRetryNonIdempotent, AnnotationSSLRedirect:
 		return true
 	}
 	for _, d := range durationAnnotations {

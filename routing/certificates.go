@@ -11,19 +11,32 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 )
 
-// Certificate is the key pair an HTTPS Gateway listener serves (see
-// doc.go, "HTTPS listeners").
+// Certificate is a key pair the router serves, and where it came from
+// (see doc.go, "HTTPS listeners" and "TLS for Ingresses"): the listener
+// of an HTTPS Gateway (Gateway set), a host of an Ingress's spec.tls
+// (Ingress set), or the default certificate (Default).
 type Certificate struct {
-	// Port is the listener's port.
+	// Port is the Gateway listener's port; 0 for Ingress certificates
+	// and the default one, which every TLS listener offers after the
+	// certificates of its Gateway port.
 	Port int32 `json:"port"`
-	// Hostname is the listener's hostname, lowercased, without a trailing
-	// dot: "foo.com", "*.foo.com" (one or more labels before "foo.com"),
-	// or "" for a listener without hostname (any name, and no SNI).
+	// Hostname is the listener's hostname or the Ingress's TLS host,
+	// lowercased, without a trailing dot: "foo.com", "*.foo.com" (one or
+	// more labels before "foo.com"), or "" for a listener without
+	// hostname and for the default certificate (any name, and no SNI).
 	Hostname string `json:"hostname,omitempty"`
 	// Gateway and Listener name the listener.
 	Gateway  types.NamespacedName `json:"gateway"`
 	Listener string               `json:"listener"`
-	// Secret is the listener's first certificateRef.
+	// Ingress names the Ingress whose spec.tls lists Hostname (it won the
+	// host: see doc.go); zero for the others. Default marks the default
+	// certificate (Options.DefaultCertificate). A table stored before
+	// these fields existed holds Gateway certificates only, which is what
+	// it reads as.
+	Ingress types.NamespacedName `json:"ingress,omitzero"`
+	Default bool                 `json:"default,omitempty"`
+	// Secret is the listener's first certificateRef, the Ingress's
+	// spec.tls secretName, or the default certificate's Secret.
 	Secret types.NamespacedName `json:"secret"`
 	// Cert and Key are the Secret's tls.crt and tls.key as stored there
 	// (PEM: the certificate chain, leaf first, and the private key); they
@@ -33,10 +46,11 @@ type Certificate struct {
 	Key  []byte `json:"key"`
 }
 
-// compareCertificates is the order of Table.Certificates: port, then the
-// most specific hostname first (exact, longer wildcard suffix, none), then
-// hostname, Gateway and listener, so the first entry of a port that
-// matches a server name is the one to serve.
+// compareCertificates is the order of Table.Certificates: port (Ingress
+// certificates and the default one, port 0, first), then the most
+// specific hostname first (exact, longer wildcard suffix, none), then
+// hostname, Gateway, listener and Ingress, so the first entry of a port
+// that matches a server name is the one to serve.
 func compareCertificates(a, b Certificate) int {
 	return cmp.Or(
 		cmp.Compare(a.Port, b.Port),
@@ -45,8 +59,24 @@ func compareCertificates(a, b Certificate) int {
 		cmp.Compare(a.Gateway.Namespace, b.Gateway.Namespace),
 		cmp.Compare(a.Gateway.Name, b.Gateway.Name),
 		cmp.Compare(a.Listener, b.Listener),
+		compareNames(a.Ingress, b.Ingress),
+		compareBool(a.Default, b.Default),
 	)
 }
+
+func compareBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
+}
+
+// IngressPort is the Port of Ingress certificates and the default one in
+// Table.Certificates and CertificateIndex: no Gateway listener has it.
+const IngressPort int32 = 0
 
 // Matches reports whether c serves serverName (as normalised by
 // CertificateFor): an exact hostname equals it, a wildcard "*.foo.com"
@@ -151,6 +181,19 @@ func (x *CertificateIndex) Ports() []int32 {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// Serve picks the certificate a listener serving Gateway port port (0:
+// none) offers for a server name: the port's Gateway listeners' first
+// (Lookup), then the Ingress certificates, then the default certificate;
+// nil when none matches (the handshake must fail).
+func (x *CertificateIndex) Serve(port int32, serverName string) *Certificate {
+	if port != IngressPort {
+		if c := x.Lookup(port, serverName); c != nil {
+			return c
+		}
+	}
+	return x.Lookup(IngressPort, serverName)
 }
 
 // Lookup is Table.CertificateFor on the indexed certificates.

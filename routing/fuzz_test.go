@@ -143,7 +143,12 @@ func checkCertificates(t *testing.T, s *Snapshot, table Table) {
 		listener string
 	}
 	seen := map[listenerKey]bool{}
+	ingressHosts := map[string]bool{}
 	for _, c := range table.Certificates {
+		if c.Default || c.Ingress.Name != "" {
+			checkIngressCertificate(t, s, c, ingressHosts)
+			continue
+		}
 		k := listenerKey{c.Gateway, c.Listener}
 		if seen[k] {
 			t.Fatalf("listener %v has two certificates", k)
@@ -174,6 +179,42 @@ func checkCertificates(t *testing.T, s *Snapshot, table Table) {
 			}
 		}
 	}
+}
+
+// checkIngressCertificate checks a certificate of Ingress TLS (or the
+// default one): port 0, one per host, of a served Ingress listing the host,
+// a key pair crypto/tls accepts.
+func checkIngressCertificate(t *testing.T, s *Snapshot, c Certificate, hosts map[string]bool) {
+	t.Helper()
+	if c.Port != IngressPort || c.Gateway.Name != "" {
+		t.Fatalf("Ingress or default certificate %v with port %d, Gateway %v", c.Secret, c.Port, c.Gateway)
+	}
+	if hosts[c.Hostname] {
+		t.Fatalf("two Ingress certificates for host %q", c.Hostname)
+	}
+	hosts[c.Hostname] = true
+	if _, err := tls.X509KeyPair(c.Cert, c.Key); err != nil {
+		t.Fatalf("certificate %v: %v", c.Secret, err)
+	}
+	if c.Default {
+		if c.Hostname != "" || c.Ingress.Name != "" {
+			t.Fatalf("default certificate with host %q, Ingress %v", c.Hostname, c.Ingress)
+		}
+		return
+	}
+	for _, ing := range slices.Concat(s.Ingresses, s.HeldIngresses) {
+		if ing == nil || ing.Namespace != c.Ingress.Namespace || ing.Name != c.Ingress.Name {
+			continue
+		}
+		for _, tl := range ing.Spec.TLS {
+			for _, h := range tl.Hosts {
+				if v, err := ruleVHost(h); err == nil && v == c.Hostname && tl.SecretName == c.Secret.Name && c.Secret.Namespace == ing.Namespace {
+					return
+				}
+			}
+		}
+	}
+	t.Fatalf("certificate for host %q: Ingress %v lists no such TLS host with Secret %v", c.Hostname, c.Ingress, c.Secret)
 }
 
 // checkPredicates checks the one path predicate of a route: skipper's tree

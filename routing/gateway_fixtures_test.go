@@ -54,6 +54,13 @@ func renderCertificates(b *bytes.Buffer, t Table) {
 				leaf = fmt.Sprintf("%q sha256:%x", cert.Subject.CommonName, sum[:8])
 			}
 		}
-		fmt.Fprintf(b, "//   %d %s: %s listener %s, Secret %s: %s, key %d bytes\n", c.Port, host, c.Gateway, c.Listener, c.Secret, leaf, len(c.Key))
+		origin := fmt.Sprintf("%s listener %s", c.Gateway, c.Listener)
+		switch {
+		case c.Default:
+			origin = "default certificate"
+		case c.Ingress.Name != "":
+			origin = "ingress " + c.Ingress.String()
+		}
+		fmt.Fprintf(b, "//   %d %s: %s, Secret %s: %s, key %d bytes\n", c.Port, host, origin, c.Secret, leaf, len(c.Key))
 	}
 }

@@ -33,6 +33,7 @@ type router struct {
 func filterRegistry(table ...Table) filters.Registry {
 	reg := builtin.MakeRegistry()
 	reg.Register(NewRestorePathSpec())
+	reg.Register(NewSSLRedirectSpec())
 	backends := map[string][]Endpoint{}
 	for _, t := range table {
 		for _, b := range t.Backends {

@@ -15,6 +15,9 @@ type rule struct {
 	isDefault            bool
 	backend              *backend
 	upstream             upstreamSettings
+	// sslRedirect: the Ingress asks for AnnotationSSLRedirect and its
+	// spec.tls serves vhost (ingresstls.go).
+	sslRedirect bool
 }
 
 // ruleKey is what two rules must not share: the same vhost and the same

@@ -82,6 +82,11 @@ type Translator struct {
 	// by pointer (parsing one is the costly part of a certificate), kept
 	// from one call to the next for the Secrets named in both.
 	keyPairs, keyPairsNext map[*corev1.Secret]keyPair
+	// The Secrets by name (ingresstls.go), the list they were indexed
+	// from, and whether this call's list is the previous call's.
+	secretIndex    map[types.NamespacedName]*corev1.Secret
+	indexedSecrets []*corev1.Secret
+	sameSecrets    bool
 }
 
 // NewTranslator returns a Translator that remembers nothing yet.
@@ -106,10 +111,15 @@ type ingressEntry struct {
 	ref types.NamespacedName
 	// deps are the Services its backends were resolved against, with the
 	// object seen (nil: none, or a duplicate).
-	deps     []serviceDep
-	problems []Problem // annotations, invalid hosts and paths
-	def      *claimant
-	rules    []*claimant
+	deps []serviceDep
+	// secretDeps are the Secrets its spec.tls named, read for its
+	// ssl-redirect (none without it); redirect its TLS hosts with a
+	// servable Secret, when it asks for the redirect.
+	secretDeps []secretDep
+	redirect   []string
+	problems   []Problem // annotations, invalid hosts and paths
+	def        *claimant
+	rules      []*claimant
 
 	seen      uint64 // the last call the Ingress was in the snapshot
 	served    uint64 // the last call it was served live
@@ -142,6 +152,7 @@ type routeInputs struct {
 	usable    bool
 	algorithm string
 	policy    string
+	redirect  bool
 }
 
 func inputsOf(r *rule) routeInputs {
@@ -153,6 +164,7 @@ func inputsOf(r *rule) routeInputs {
 		usable:    r.backend.usable(),
 		algorithm: r.upstream.algorithm,
 		policy:    strings.Join(r.upstream.policyArgs, "\x00"),
+		redirect:  r.sslRedirect,
 	}
 	return in
 }
@@ -210,6 +222,11 @@ func (t *Translator) Translate(s *Snapshot, o Options) Table {
 		t.slicesNow, t.sliceGroups = s.EndpointSlices, nil
 	}
 	t.sameInputs = sameInputs
+
+	// Secrets first: an Ingress's entry depends on them when it asks for
+	// the ssl-redirect (its key pairs are checked once per Secret object).
+	t.keyPairsNext = map[*corev1.Secret]keyPair{}
+	t.indexSecrets(s.Secrets)
 
 	// Ingresses selected by class; their entries, made or checked.
 	sel := newClassSelector(s.IngressClasses, o.ControllerName)
@@ -316,10 +333,12 @@ func (t *Translator) Translate(s *Snapshot, o Options) Table {
 	}
 
 	routes := t.emit(fresh)
+	// Ingress certificates: every call, a pass over the Ingresses with
+	// spec.tls (few; their key pairs remembered by Secret).
+	certs := t.ingressCertificates(order, held, o, &problems)
 	// Gateway API: translated again on every call (gateway.go), merged
 	// into the returned routes; t.last keeps the Ingress routes alone,
 	// which emit reuses.
-	t.keyPairsNext = map[*corev1.Secret]keyPair{}
 	gw := translateGateway(s, o, t.service, t.keyPair)
 	t.keyPairs, t.keyPairsNext = t.keyPairsNext, nil
 	all := routes
@@ -334,6 +353,10 @@ func (t *Translator) Translate(s *Snapshot, o Options) Table {
 	out := t.last
 	out.Routes, out.GatewayClasses, out.Gateways, out.HTTPRoutes = all, gw.classes, gw.gateways, gw.httpRoutes
 	out.Certificates = gw.certs
+	if len(certs) > 0 {
+		out.Certificates = append(certs, gw.certs...)
+		slices.SortFunc(out.Certificates, compareCertificates)
+	}
 	return out
 }
 
@@ -424,7 +447,7 @@ func (t *Translator) entry(ing *networkingv1.Ingress) *ingressEntry {
 	e := t.ingresses[ing]
 	// Seen in the previous call, against the same Services: its deps were
 	// checked then.
-	if e == nil || !(t.sameInputs && e.seen == t.gen-1) && !t.depsSame(e) {
+	if e == nil || !(t.sameInputs && t.sameSecrets && e.seen == t.gen-1) && !(t.depsSame(e) && t.secretsSame(e)) {
 		old := e
 		if old == nil {
 			old = t.byName[objectKey(ing.Namespace, ing.Name)]
@@ -462,6 +485,7 @@ func (t *Translator) newEntry(ing *networkingv1.Ingress, old *ingressEntry) *ing
 	}
 	reuse := reusableRoutes(old)
 	settings := parseUpstreamSettings(ing, e.ref, problem)
+	e.redirect = t.redirectHosts(ing, e.ref, &e.secretDeps, func(reason Reason, format string, args ...any) { problem(e.ref, reason, format, args...) })
 	if ing.Spec.DefaultBackend != nil {
 		r := &rule{ingress: e.ref, isDefault: true, backend: t.resolve(e, ing.Spec.DefaultBackend), upstream: settings}
 		e.def = newClaimant(r, reuse)
@@ -484,7 +508,7 @@ func (t *Translator) newEntry(ing *networkingv1.Ingress, old *ingressEntry) *ing
 			}
 			r := &rule{
 				ingress: e.ref, host: ir.Host, path: p.Path, pathType: pathType, vhost: vhost, match: match,
-				backend: t.resolve(e, &p.Backend), upstream: settings,
+				backend: t.resolve(e, &p.Backend), upstream: settings, sslRedirect: redirects(e.redirect, vhost),
 			}
 			e.rules = append(e.rules, newClaimant(r, reuse))
 		}
@@ -536,6 +560,9 @@ func newClaimant(r *rule, reuse map[routeInputs]Route) *claimant {
 		c.route = newDefaultRoute(r)
 	} else {
 		c.route = newRoute(r)
+		if r.sslRedirect {
+			addSSLRedirect(c.route.Eskip)
+		}
 	}
 	if !r.backend.usable() {
 		p := ingressProblem(r.ingress, r.backend.reason, "%s", r.backend.unavailable)
