@@ -2,6 +2,7 @@ package main
 
 import (
 	"io"
+	"net/http"
 	"net/netip"
 	"strings"
 	"testing"
@@ -37,10 +38,32 @@ func TestEdgeFlags(t *testing.T) {
 		{"-max-header-field-bytes", "999999"},
 		{"-max-header-count", "1"},
 		{"-max-body-bytes", "-1"},
+		{"-client-max-concurrent-streams", "0"},
 	} {
 		_, err := parseConfig(args, io.Discard)
 		if err == nil || strings.Contains(err.Error(), "\n") {
 			t.Errorf("%v: error %v, want one line", args, err)
 		}
+	}
+}
+
+// The proxy listeners' server speaks HTTP/1.1, h2c and HTTP/2 over TLS,
+// with every HTTP/2 bound set.
+func TestProxyServerSettings(t *testing.T) {
+	c, err := parseConfig([]string{"-client-max-concurrent-streams", "64"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := c.Edge.proxyServer(http.NotFoundHandler(), nil, nil)
+	if p := s.Protocols; p == nil || !p.HTTP1() || !p.HTTP2() || !p.UnencryptedHTTP2() {
+		t.Errorf("protocols %v, want HTTP1, HTTP2 and UnencryptedHTTP2", p)
+	}
+	h2 := s.HTTP2
+	if h2 == nil || h2.MaxConcurrentStreams != 64 || h2.SendPingTimeout != h2PingAfter || h2.PingTimeout != h2PingTimeout ||
+		h2.WriteByteTimeout != h2WriteByteTimeout {
+		t.Errorf("HTTP/2 settings %+v", h2)
+	}
+	if s.ReadHeaderTimeout != c.Edge.HeaderTimeout || s.IdleTimeout != c.Edge.IdleTimeout || s.MaxHeaderBytes != c.Edge.serverMaxHeaderBytes() {
+		t.Errorf("server %+v", s)
 	}
 }

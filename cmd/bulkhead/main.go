@@ -301,14 +301,9 @@ func serve(stop context.Context, cfg config, log *slog.Logger) error {
 	// clear error at start rather than a half-running router.
 	errorLog := slog.NewLogLogger(log.Handler(), slog.LevelDebug) // client-side noise (bad requests, resets) is not ours to shout about
 	proxyHandler := resilience.Handler(px)
+	h2Errors := http2ErrorCounter(reg)
 	proxyServer := func(gatewayPort int32) *http.Server {
-		srv := &http.Server{
-			Handler:           proxyHandler,
-			ReadHeaderTimeout: cfg.Edge.HeaderTimeout, // slow clients cannot hold connections open by trickling headers
-			IdleTimeout:       cfg.Edge.IdleTimeout,   // longer than the ALB's default 60 s idle timeout, so the ALB closes first
-			MaxHeaderBytes:    cfg.Edge.serverMaxHeaderBytes(),
-			ErrorLog:          errorLog,
-		}
+		srv := cfg.Edge.proxyServer(proxyHandler, errorLog, h2Errors) // HTTP/1.1 and HTTP/2 (edge.go)
 		if gatewayPort != 0 {
 			// Gateway routes match only requests that came in on their
 			// listener's port (routing.WithGatewayPort); the port is the
@@ -450,10 +445,16 @@ func listenGateway(cfg config) ([]portListener, error) {
 
 // drain takes the router out of service without failing a request: it
 // fails /readyz and keeps serving for the drain delay, while the load
-// balancer notices and stops sending; then it stops accepting connections,
+// balancer notices and stops sending (nothing tells clients to leave
+// meanwhile: the load balancer may still send on open connections until
+// it has taken the target out); then it stops accepting connections,
 // closes idle keep-alive connections, answers in-flight HTTP/1.1 requests
-// with Connection: close (Go's server does both once Shutdown starts) and
-// waits up to the drain timeout for them to finish.
+// with Connection: close, sends every HTTP/2 connection a GOAWAY (Go's
+// server does all three once Shutdown starts: net/http's HTTP/2 server
+// registers its graceful shutdown with Shutdown), lets the streams in
+// flight finish, and waits up to the drain timeout for them. A stream a
+// client opened after the GOAWAY's last stream id was never processed;
+// the client retries it on a new connection (to another target).
 func drain(proxyServers []*http.Server, ready *health.State, cfg config, log *slog.Logger) {
 	start := time.Now()
 	ready.Set(health.ConditionDraining, false, "shutting down")
