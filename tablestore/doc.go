@@ -7,8 +7,8 @@
 // One routing.Table: its routes with their origins (Ingress, Host, Path,
 // PathType, VirtualHost, DefaultBackend, Service, Port, Endpoints), its
 // Problems, its Served list, its Backends and its Certificates (the key
-// pairs of the HTTPS Gateway listeners, private keys included: see
-// "Private keys"). Every exported field of Table and Route that is not
+// pairs of the HTTPS Gateway listeners, of Ingress spec.tls hosts and the
+// default certificate, private keys included: see "Private keys"). Every exported field of Table and Route that is not
 // tagged json:"-" is stored (the Gateway API status is not: it describes
 // live objects): the file holds Table and Route as encoding/json makes them
 // (Route's JSON tags, Table's field names), the routes' skipper definitions
@@ -35,7 +35,8 @@
 // # Private keys
 //
 // Table.Certificates holds the PEM certificate and private key of every
-// HTTPS listener served (base64 in the JSON), so that a router restarted
+// certificate served (HTTPS Gateway listeners, Ingress TLS hosts, the
+// default certificate; base64 in the JSON), so that a router restarted
 // while the API server is unreachable still terminates TLS. The file is as
 // secret as the Secrets it copies. It is created mode 0o600 (os.CreateTemp,
 // then renamed into place; never widened), in a directory Open creates
@@ -102,7 +103,10 @@
 //     payload length the header declares (an empty file too);
 //   - not_a_snapshot: the file does not start with the format identifier;
 //   - unknown_version: another format version, or a payload schema this
-//     build does not have (written by a bulkhead whose Table differs);
+//     build does not have (written by a bulkhead whose Table differs).
+//     Earlier schemas whose tables differ only by fields added since are
+//     read (earlierSchemas, each with a stored file a test loads): a
+//     router upgraded during an outage keeps its table;
 //   - checksum_mismatch: the payload's SHA-256 is not the header's;
 //   - malformed: everything else (a header that does not decode or is not
 //     byte for byte what this build would write, bytes after the payload,

@@ -150,6 +150,12 @@ func fullTable() routing.Table {
 				Secret: types.NamespacedName{Namespace: "infra", Name: "any-tls"},
 				Cert:   []byte{0, '"', '\\', 0xff}, Key: []byte("k"),
 			},
+			{
+				// An Ingress's spec.tls host and the default certificate.
+				Hostname: "*.shop.example.com", Ingress: types.NamespacedName{Namespace: "shop", Name: "cart"},
+				Secret: types.NamespacedName{Namespace: "shop", Name: "cart-tls"}, Cert: []byte("c"), Key: []byte("k"),
+			},
+			{Default: true, Secret: types.NamespacedName{Namespace: "infra", Name: "default-tls"}, Cert: []byte("d"), Key: []byte("k")},
 		},
 	}
 }
