@@ -2,8 +2,10 @@
 // echo-basic image (registry.k8s.io/gateway-api/echo-basic, as used by
 // sigs.k8s.io/gateway-api/conformance v1.6.3), so the suite's base
 // manifests run unmodified on bulkhead's node agent. It is our own code,
-// written against what the suite reads (conformance/utils/http), using only
-// the standard library.
+// written against what the suite reads (conformance/utils/http and
+// utils/grpc), using the standard library, and google.golang.org/grpc with
+// the suite's generated GrpcEcho code (package grpcechoserver, copied) for
+// the gRPC mode.
 //
 // Environment (the image's interface):
 //
@@ -12,9 +14,15 @@
 //	H2C_PORT (3001)    cleartext HTTP/2 (prior knowledge or Upgrade: h2c); other requests get 400
 //	HTTPS_PORT (8443)  HTTPS, only when TLS_SERVER_CERT and TLS_SERVER_PRIVKEY name PEM files;
 //	                   TLS_CLIENT_CACERTS makes it verify client certificates if given
-//	GRPC_ECHO_SERVER   set: serve HTTP/2 on HTTP_PORT answering every gRPC call with
-//	                   status UNIMPLEMENTED (a placeholder: the pod runs and is
-//	                   ready, but it is not the gRPC echo service)
+//	GRPC_ECHO_SERVER   set: serve the gRPC service
+//	                   gateway_api_conformance.echo_basic.grpcecho.GrpcEcho instead:
+//	                   h2c (prior knowledge) on HTTP_PORT, and TLS on HTTPS_PORT
+//	                   when TLS_SERVER_CERT and TLS_SERVER_PRIV_KEY (sic) are set.
+//	                   Echo and EchoTwo answer the fully qualified method, the
+//	                   call's metadata and :authority, the pod's identity and, over
+//	                   TLS, the connection's (version, SNI, ALPN, cipher, client
+//	                   certificates); EchoThree is UNIMPLEMENTED, as the suite's is.
+//	                   No server reflection (the suite does not use it).
 //	TCP_ECHO_SERVER    set: echo raw bytes on HTTP_PORT, and over TLS on HTTPS_PORT
 //	                   when TLS_SERVER_CERT and TLS_SERVER_PRIV_KEY (sic) are set
 //

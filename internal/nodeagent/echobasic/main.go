@@ -31,7 +31,7 @@ func main() {
 	case len(os.Args) > 1 && os.Args[1] == "-conf":
 		err = serveDNSPlaceholder(ctx, log)
 	case os.Getenv("GRPC_ECHO_SERVER") != "":
-		err = serveGRPCPlaceholder(ctx, log, envOr("HTTP_PORT", "3000"))
+		err = serveGRPC(ctx, log)
 	case os.Getenv("TCP_ECHO_SERVER") != "":
 		err = serveTCPEcho(ctx, log)
 	default:
@@ -325,23 +325,6 @@ func describeTLS(cs *tls.ConnectionState) *tlsInfo {
 			string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})))
 	}
 	return info
-}
-
-// serveGRPCPlaceholder speaks HTTP/2 and answers every call with gRPC
-// status 12 (UNIMPLEMENTED): enough for the suite's gRPC Deployments to
-// run and be ready, honest about not being the echo service.
-func serveGRPCPlaceholder(ctx context.Context, log *slog.Logger, port string) error {
-	p := new(http.Protocols)
-	p.SetUnencryptedHTTP2(true)
-	p.SetHTTP1(true)
-	srv := &http.Server{Protocols: p, ReadHeaderTimeout: 10 * time.Second,
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Content-Type", "application/grpc")
-			w.Header().Set("Grpc-Status", "12")
-			w.Header().Set("Grpc-Message", "bulkhead echobasic: gRPC echo not implemented")
-			w.WriteHeader(http.StatusOK)
-		})}
-	return serveUntil(ctx, log, srv, port)
 }
 
 func serveUntil(ctx context.Context, log *slog.Logger, srv *http.Server, port string) error {
