@@ -18,6 +18,7 @@ import (
 const (
 	MetricCertificates  = "bulkhead_tls_certificates"
 	MetricNoCertificate = "bulkhead_tls_handshakes_without_certificate_total"
+	MetricNotAfter      = "bulkhead_tls_certificate_not_after_timestamp_seconds"
 	MetricConnections   = "bulkhead_proxy_connections_total"
 )
 
@@ -28,11 +29,19 @@ const (
 // connections already established keep the certificate they got, so a
 // Secret's change reaches new connections without a restart and without
 // dropping any.
+//
+// A listener offers, in this order: the certificates of the HTTPS Gateway
+// listeners of its Gateway port, the Ingress certificates (spec.tls
+// hosts), the default certificate (routing.CertificateIndex.Serve).
+// Expired certificates are served as the Secrets hold them; each one's
+// expiry is a metric (bulkhead_tls_certificate_not_after_timestamp_seconds)
+// to alert on.
 type Store struct {
-	cur    atomic.Pointer[certState]
-	log    *slog.Logger
-	count  prometheus.Gauge
-	misses *prometheus.CounterVec
+	cur      atomic.Pointer[certState]
+	log      *slog.Logger
+	count    prometheus.Gauge
+	misses   *prometheus.CounterVec
+	notAfter *prometheus.GaugeVec
 }
 
 type certState struct {
@@ -50,12 +59,14 @@ func NewStore(reg prometheus.Registerer, log *slog.Logger) *Store {
 	s := &Store{
 		log: log,
 		count: prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricCertificates,
-			Help: "Certificates served by TLS listeners (one per programmed HTTPS Gateway listener)."}),
+			Help: "Certificates served by TLS listeners: one per programmed HTTPS Gateway listener, per Ingress TLS host, and the default certificate."}),
 		misses: prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricNoCertificate,
-			Help: "TLS handshakes refused because no certificate matches the port and server name (SNI)."}, []string{"port"}),
+			Help: "TLS handshakes refused because no certificate matches the server name (SNI) and there is no default certificate, by the listener's Gateway port (\"proxy\": the proxy listener serving none)."}, []string{"port"}),
+		notAfter: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: MetricNotAfter,
+			Help: "Expiry (NotAfter, Unix seconds) of the leaf certificate of each Secret served. Expired certificates are still served: alert before."}, []string{"secret"}),
 	}
 	if reg != nil {
-		reg.MustRegister(s.count, s.misses)
+		reg.MustRegister(s.count, s.misses, s.notAfter)
 	}
 	s.cur.Store(&certState{index: routing.NewCertificateIndex(nil)})
 	return s
@@ -85,7 +96,7 @@ func (s *Store) Set(certs []routing.Certificate) {
 			pair, err := tls.X509KeyPair(c.Cert, c.Key)
 			if err != nil {
 				s.log.Error("certificate not served: its key pair does not parse", "gateway", c.Gateway.String(), "listener", c.Listener,
-					"secret", c.Secret.String(), logging.KeyError, err)
+					"ingress", c.Ingress.String(), "default", c.Default, "secret", c.Secret.String(), logging.KeyError, err)
 				continue
 			}
 			kp = &pair
@@ -94,14 +105,26 @@ func (s *Store) Set(certs []routing.Certificate) {
 	}
 	s.cur.Store(next)
 	s.count.Set(float64(len(next.parsed)))
+	s.notAfter.Reset()
+	for c, kp := range next.parsed {
+		if kp.Leaf != nil {
+			s.notAfter.WithLabelValues(c.Secret.String()).Set(float64(kp.Leaf.NotAfter.Unix()))
+		}
+	}
 }
 
 // Config is the TLS configuration of a listener serving Gateway port
-// port: TLS 1.2 at least, HTTP/2 or HTTP/1.1 by ALPN, the certificate
-// chosen per handshake by port and server name (routing.CertificateIndex).
-// A handshake no certificate matches fails.
+// port (0: a proxy listener serving none): TLS 1.2 at least, HTTP/2 or
+// HTTP/1.1 by ALPN, the certificate chosen per handshake by port and
+// server name (routing.CertificateIndex.Serve: the port's Gateway
+// listeners, then Ingress TLS hosts, then the default certificate). A
+// handshake no certificate matches fails, counted and logged at debug
+// level (a scanner sending random names must not fill the log).
 func (s *Store) Config(port int32) *tls.Config {
 	label := strconv.Itoa(int(port))
+	if port == routing.IngressPort {
+		label = "proxy"
+	}
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		// h2 first: a client offering both gets HTTP/2 (crypto/tls follows
@@ -109,10 +132,11 @@ func (s *Store) Config(port int32) *tls.Config {
 		NextProtos: []string{"h2", "http/1.1"},
 		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 			st := s.cur.Load()
-			c := st.index.Lookup(port, hello.ServerName)
+			c := st.index.Serve(port, hello.ServerName)
 			if c == nil || st.parsed[c] == nil {
 				s.misses.WithLabelValues(label).Inc()
-				return nil, fmt.Errorf("no certificate for server name %q on port %d", hello.ServerName, port)
+				s.log.Debug("TLS handshake refused: no certificate for the server name", "server_name", hello.ServerName, "port", label)
+				return nil, fmt.Errorf("no certificate for server name %q on port %s", hello.ServerName, label)
 			}
 			return st.parsed[c], nil
 		},
