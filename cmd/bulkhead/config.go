@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/bulkhead-router/bulkhead/admin"
@@ -64,6 +65,10 @@ type config struct {
 	BackendIdleTimeout    time.Duration
 
 	Edge edgeConfig
+
+	// DefaultCertificate is the kubernetes.io/tls Secret served to TLS
+	// handshakes no other certificate matches (tlsflags.go); zero: none.
+	DefaultCertificate types.NamespacedName
 }
 
 // DefaultDrainDelay outlasts an ALB target group's default health check:
@@ -123,6 +128,7 @@ func parseConfig(args []string, out io.Writer) (config, error) {
 	fs.DurationVar(&c.BackendIdleTimeout, "backend-idle-timeout", 4*time.Second, "close keep-alive connections to pods idle this long; keep it below your pods' server idle timeout (Node.js 5s)")
 
 	finishEdge := c.Edge.register(fs)
+	defaultCert := fs.String("default-certificate", "", defaultCertificateHelp)
 
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -149,6 +155,9 @@ func parseConfig(args []string, out io.Writer) (config, error) {
 	}
 	if err := finishEdge(); err != nil {
 		return c, err
+	}
+	if c.DefaultCertificate, err = parseSecretRef(*defaultCert); err != nil {
+		return c, fmt.Errorf("-default-certificate: %w", err)
 	}
 	if err := c.validate(); err != nil {
 		return c, err

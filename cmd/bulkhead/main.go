@@ -188,8 +188,9 @@ func serve(stop context.Context, cfg config, log *slog.Logger) error {
 		Log:            log.With(logging.KeyComponent, "ingressstatus"),
 		Registerer:     reg,
 	})
-	// TLS on the proxy listeners that serve Gateway ports: certificates of
-	// HTTPS Gateway listeners from the applied table (live or stored).
+	// TLS on the proxy listeners: certificates of HTTPS Gateway listeners,
+	// Ingress spec.tls hosts and the default one, from the applied table
+	// (live or stored).
 	certificates := tlsterm.NewStore(reg, log.With(logging.KeyComponent, "tlsterm"))
 	connections := tlsterm.ConnectionCounter(reg)
 	// Gateway API status: written by the elected replica, from live
@@ -233,7 +234,7 @@ func serve(stop context.Context, cfg config, log *slog.Logger) error {
 		DisableGatewayAPI: !cfg.GatewayAPI,
 		Translate: routing.Options{ControllerName: cfg.ControllerName, SelfAddresses: localAddresses(log),
 			GatewayControllerName: cfg.GatewayController, GatewayPorts: cfg.gatewayPorts(), PublishAddresses: cfg.PublishAddress,
-			GatewayAddresses: cfg.GatewayAddresses},
+			GatewayAddresses: cfg.GatewayAddresses, DefaultCertificate: cfg.DefaultCertificate},
 		Store:       store,
 		SyncTimeout: cfg.SyncTimeout,
 		Reconnect:   cfg.Reconnect, RelistSpread: cfg.RelistSpread,
@@ -254,7 +255,8 @@ func serve(stop context.Context, cfg config, log *slog.Logger) error {
 		ShardOf:          func(r *http.Request) int { return routing.RequestShard(r, cfg.RouteShards) },
 		PrepareRequest:   routing.PrepareRequest,
 		Filters: []filters.Spec{routing.NewRestorePathSpec(), resilience.PolicySpec(), resilience.BackendSpec(), resilience.MirrorSpec(),
-			routing.NewRequestHeadersSpec(), routing.NewResponseHeadersSpec(), routing.NewRedirectSpec(), routing.NewRewriteSpec()},
+			routing.NewRequestHeadersSpec(), routing.NewResponseHeadersSpec(), routing.NewRedirectSpec(), routing.NewRewriteSpec(),
+			routing.NewSSLRedirectSpec()},
 		// Gateway API routes: the listener port a request came in on,
 		// weighted backendRefs and query parameter matches.
 		Predicates:         []skrouting.PredicateSpec{routes.SentinelPredicate(), routing.NewGatewayPortSpec(), routing.NewPathRegexpSpec(), routing.NewListenerIsolationSpec(), traffic.NewSegment(), query.New()},
@@ -341,12 +343,11 @@ func serve(stop context.Context, cfg config, log *slog.Logger) error {
 		"health_address", listeners[1].Addr().String(), "admin_address", listeners[2].Addr().String(),
 		"admin_token", len(cfg.AdminToken) > 0, "metrics_address", listeners[3].Addr().String())
 
-	// Listeners that serve Gateway ports take TLS and plain HTTP alike
-	// (tlsterm): HTTPS Gateway listeners are served as they come, without
-	// a restart.
-	if port := cfg.proxyGatewayPort(); port != 0 {
-		listeners[0] = tlsterm.NewListener(listeners[0], certificates.Config(port), cfg.Edge.HeaderTimeout, connections)
-	}
+	// Every proxy listener takes TLS and plain HTTP alike (tlsterm):
+	// HTTPS Gateway listeners and Ingress spec.tls are served as they
+	// come, without a restart or a flag. The proxy listener serving no
+	// Gateway port offers the Ingress and default certificates (port 0).
+	listeners[0] = tlsterm.NewListener(listeners[0], certificates.Config(cfg.proxyGatewayPort()), cfg.Edge.HeaderTimeout, connections)
 	for i, gl := range gatewayListeners {
 		gatewayListeners[i].Listener = tlsterm.NewListener(gl.Listener, certificates.Config(gl.port), cfg.Edge.HeaderTimeout, connections)
 	}
