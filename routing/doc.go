@@ -5,7 +5,8 @@ Gateways, HTTPRoutes and ReferenceGrants) into a skipper route table, and
 provides the two request-time pieces those routes rely on: PrepareRequest,
 which puts the request's host in front of its path before skipper's route
 lookup, and the bulkheadRestorePath filter (NewRestorePathSpec), which
-takes it out again.
+takes it out again (and the filters of some routes: bulkheadSSLRedirect,
+the Gateway API's).
 
 # Place in the data flow
 
@@ -34,7 +35,7 @@ spec.controller is Options.ControllerName; else, when ingressClassName is
 unset, when the legacy annotation kubernetes.io/ingress.class names such a
 class; else, when neither is set, when one of our classes is annotated
 ingressclass.kubernetes.io/is-default-class: "true". Other Ingresses are
-ignored silently. TLS sections are ignored (TLS ends at the load balancer).
+ignored silently. spec.tls gives certificates (see "TLS for Ingresses").
 Table.Served lists every Ingress selected this way, whether or not it
 produced routes (for the status writer).
 
@@ -150,6 +151,59 @@ Ingress taking over a held one's host and path wins at once); a live
 Ingress of the same namespace and name replaces the held copy, and held
 Ingresses are not in Table.Served (nothing to write status to).
 
+# TLS for Ingresses
+
+Each host of a served Ingress's spec.tls (exact or "*." wildcard, as rule
+hosts) gets the key pair of the kubernetes.io/tls Secret secretName in the
+Ingress's namespace, as a Certificate with Port 0 (IngressPort) and
+Certificate.Ingress set, in Table.Certificates beside the Gateway ones, so
+it is stored with the last-known-good table. Conflicts follow the rules'
+order: a host goes to the first Ingress in precedence order (oldest, then
+namespace/name; held Ingresses after the live ones) that lists it with a
+Secret that can be served; a later Ingress naming another Secret for the
+host gets a Conflict problem (naming the same Secret is no conflict, as
+several Ingresses sharing a host usually do). An entry without secretName,
+without hosts (no catch-all from an Ingress: that is the router's default
+certificate), naming a Secret that is not in the snapshot (only
+kubernetes.io/tls Secrets are read, so a Secret of another type is "not
+found" there; in a snapshot that holds one, its type is named), or one
+whose tls.crt and tls.key crypto/tls refuses as a key pair (malformed,
+mismatched) is an InvalidCertificate problem naming the Ingress and the
+Secret; an invalid host is InvalidHost. Only that entry is left out: its
+hosts keep a certificate another Ingress gives them, or the default one,
+and the Ingress's routes are served as before, over plain HTTP and over
+TLS. Validity dates are not checked (translation has no clock): an expired
+certificate is served as the Secret holds it; package tlsterm exports each
+one's expiry as a metric. Options.DefaultCertificate names the Secret of
+the default certificate (Certificate.Default, Port 0, no hostname),
+checked likewise; a problem there is of kind Secret.
+
+Which certificate a handshake gets is CertificateIndex.Serve: the
+listener's Gateway port's listeners (see "HTTPS listeners"), then Ingress
+hosts (exact, then the longest wildcard: like Gateway hostnames, "*.foo.com"
+is looked up for "a.b.foo.com" too, though the certificate will only
+convince a client for one label), then the default certificate (also for a
+ClientHello without server name). Ingress certificates are offered on every
+listener, since Ingress routes answer on every listener.
+
+bulkhead.io/ssl-redirect: "true" (or "false"; another value is an
+InvalidAnnotation problem) puts the filter bulkheadSSLRedirect() right
+after bulkheadRestorePath on the Ingress's routes whose host is one of its
+spec.tls hosts (or one label below a wildcard one) whose own Secret can be
+served: a host whose Secret is broken or missing keeps being served over
+plain HTTP rather than sending clients to a failing handshake. Host-less
+rules and the default backend are never redirected. The filter
+(NewSSLRedirectSpec) answers a request that did not arrive over TLS with
+308 Permanent Redirect to https://<host without port><path and query as
+sent>. Whether it arrived over TLS is X-Forwarded-Proto as the proxy sets
+it on every request before the lookup: from the connection, unless the
+peer is a trusted proxy that sent the header (an ALB that took the client's
+request over plain HTTP says "http" even on a TLS connection to us). An
+untrusted client's header is replaced, so it can neither cause nor
+suppress the redirect. Because the redirect depends on Secrets, a
+Translator also remembers, per Ingress asking for it, the Secrets its
+spec.tls named, and makes the entry again when one of them changes.
+
 # Backends
 
 A backend's service.port.number or service.port.name selects a TCP Service
@@ -199,7 +253,8 @@ answers 503, like a backend without endpoints.
 
 # Annotations
 
-bulkhead.io/ annotations of an Ingress apply to all of its routes:
+bulkhead.io/ annotations of an Ingress apply to all of its routes
+(ssl-redirect: to those of its TLS hosts, see "TLS for Ingresses"):
 load-balancer (least-in-flight or round-robin), connect-timeout,
 response-header-timeout, request-timeout, slow-start (durations in Go
 syntax; "0" for none where allowed) and retry-non-idempotent (true or
@@ -225,7 +280,8 @@ call. It knows objects by pointer: informer caches never modify an object,
 they replace it, so an object at the same address is the same object.
 Remembered are, per Ingress, its settings, its rules validated and with
 their backends resolved, its own problems and its emitted routes, until
-the Ingress or a Service it names (or its absence) changes; per backend,
+the Ingress or a Service it names (or its absence) changes, or, for an
+Ingress with the ssl-redirect, a Secret its spec.tls names; per backend,
 its endpoints and their problems, until its Service or the set of its
 EndpointSlices changes, or the options; and the order of the previous
 table (Ingresses by precedence, routes by ID, backends by key), into which
@@ -411,7 +467,8 @@ overlaps every other) gets OverlappingTLSConfig=True OverlappingHostnames
 (never set False). Requests are routed by Host alone, whichever listener's
 certificate the handshake used; misdirected requests are not answered 421.
 
-Table.Certificates is one Certificate per served HTTPS listener, the PEM
+Table.Certificates is one Certificate per served HTTPS listener (besides
+those of Ingress TLS, see "TLS for Ingresses"), the PEM
 tls.crt and tls.key copied, sorted by port and then the most specific
 hostname first. Table.CertificateFor(port, serverName), or a
 CertificateIndex built once per table, picks the one for a ClientHello as
