@@ -9,7 +9,10 @@
 // object left), supervise.go (start, first sync, losing and regaining the
 // API server, with gate.go between the informers and the server),
 // rebuild.go (the debounced rebuild: translation, the guard of
-// guard.go, the applied table), publish.go (handing tables to skipper and
+// guard.go, the applied table; an endpoint-only change resolves only its
+// Services' backends, found by binary search, and records their slices
+// beside the served snapshot, served.go, so its cost does not grow with
+// the cluster), publish.go (handing tables to skipper and
 // seeing them go live, with sentinel.go), and status.go and metrics.go for
 // operators. client.go holds the options and the main loop.
 //

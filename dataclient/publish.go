@@ -25,7 +25,7 @@ type published struct {
 	table     routing.Table
 	// snap is the objects the table was built from (held ones included);
 	// nil for a table loaded from disk.
-	snap   *routing.Snapshot
+	snap   *servedObjects
 	shards []*shardTable
 }
 

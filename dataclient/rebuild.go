@@ -1,9 +1,11 @@
 package dataclient
 
 import (
+	"cmp"
 	"context"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -75,7 +77,7 @@ func (c *Client) rebuild() {
 	snap := live
 	if cur != nil {
 		d := c.guard.plan(guardInput{
-			now: start, served: cur.table, servedSnap: cur.snap, live: live, candidate: table,
+			now: start, served: cur.table, servedSnap: cur.snap.snapshot(), live: live, candidate: table,
 			gone: gone, unannounced: cur.source == SourceSnapshot,
 		})
 		c.reportGuard(d)
@@ -153,21 +155,33 @@ func (c *Client) rebuildEndpoints(start time.Time, w *watcher, cur *published, s
 	}
 	var changes []change
 	var problems []routing.Problem
-	for i, b := range cur.table.Backends {
-		name := types.NamespacedName{Namespace: b.Key.Namespace, Name: b.Key.Service}
-		if !services[name] {
-			continue
-		}
+	// The table's backends are sorted by namespace, Service and port: each
+	// Service's are found by a binary search, so an endpoint change costs
+	// its Services' backends, not a walk over every backend.
+	for name := range services {
+		at, _ := slices.BinarySearchFunc(cur.table.Backends, name, func(b routing.Backend, n types.NamespacedName) int {
+			return cmp.Or(strings.Compare(b.Key.Namespace, n.Namespace), strings.Compare(b.Key.Service, n.Name))
+		})
 		var svc *corev1.Service
-		if obj, ok, _ := w.services.GetIndexer().GetByKey(name.String()); ok {
-			svc = obj.(*corev1.Service)
+		var endpointSlices []*discoveryv1.EndpointSlice
+		for i := at; i < len(cur.table.Backends); i++ {
+			b := cur.table.Backends[i]
+			if b.Key.Namespace != name.Namespace || b.Key.Service != name.Name {
+				break
+			}
+			if i == at {
+				if obj, ok, _ := w.services.GetIndexer().GetByKey(name.String()); ok {
+					svc = obj.(*corev1.Service)
+				}
+				endpointSlices = w.slicesForService(name.Namespace, name.Name)
+			}
+			nb, ps := routing.ResolveEndpoints(b.Key, svc, endpointSlices, opts)
+			if len(b.Endpoints) > 0 && len(nb.Endpoints) == 0 {
+				return false
+			}
+			changes = append(changes, change{at: i, backend: nb})
+			problems = append(problems, ps...)
 		}
-		nb, ps := routing.ResolveEndpoints(b.Key, svc, w.slicesForService(name.Namespace, name.Name), opts)
-		if len(b.Endpoints) > 0 && len(nb.Endpoints) == 0 {
-			return false
-		}
-		changes = append(changes, change{at: i, backend: nb})
-		problems = append(problems, ps...)
 	}
 	times := w.takeChanges()
 	w.forgetGone(services)
@@ -177,7 +191,11 @@ func (c *Client) rebuildEndpoints(start time.Time, w *watcher, cur *published, s
 	}
 	table := cur.table
 	table.Backends = slices.Clone(cur.table.Backends)
+	update := make(map[string][]string, len(changes))
 	for _, ch := range changes {
+		if !sameAddresses(table.Backends[ch.at].Endpoints, ch.backend.Endpoints) {
+			update[ch.backend.Key.String()] = addresses(ch.backend.Endpoints)
+		}
 		table.Backends[ch.at] = ch.backend
 	}
 	// The Services' endpoint problems are replaced by the new ones.
@@ -186,22 +204,15 @@ func (c *Client) rebuildEndpoints(start time.Time, w *watcher, cur *published, s
 			(p.Reason == routing.NoEndpoints || p.Reason == routing.RefusedEndpoint)
 	})
 	table.Problems = routing.SortProblems(append(table.Problems, problems...))
-	// The objects the table stands for, for the guard: the same, with
-	// these Services' slices as they are now.
-	snap := *cur.snap
-	snap.EndpointSlices = slices.DeleteFunc(slices.Clone(cur.snap.EndpointSlices), func(es *discoveryv1.EndpointSlice) bool {
-		return es != nil && services[types.NamespacedName{Namespace: es.Namespace, Name: es.Labels[discoveryv1.LabelServiceName]}]
-	})
-	for name := range services {
-		snap.EndpointSlices = append(snap.EndpointSlices, w.slicesForService(name.Namespace, name.Name)...)
-	}
 	c.metrics.rebuild.Observe(time.Since(start).Seconds())
 	c.metrics.rebuilds.WithLabelValues("endpoints").Inc()
 	c.logProblems(table.Problems)
 	c.mu.Lock()
 	c.undelivered = append(c.undelivered, times...)
 	c.mu.Unlock()
-	c.apply(table, SourceAPIServer, time.Time{}, &snap)
+	// The objects the table stands for, for the guard: the same, with
+	// these Services' slices as they are now.
+	c.applyWith(table, SourceAPIServer, time.Time{}, cur.snap.withSlices(services, w.slicesForService), &endpointDelta{update: update})
 	c.log.Debug("endpoints updated", "backends", len(changes), "duration", time.Since(start))
 	return true
 }
@@ -282,12 +293,31 @@ func (c *Client) ConfirmHold() bool {
 // they changed; a table that differs only in its endpoints (the common
 // case: pods come and go) costs skipper nothing.
 func (c *Client) apply(table routing.Table, source string, savedAt time.Time, snap *routing.Snapshot) {
+	c.applyWith(table, source, savedAt, servedFrom(snap), nil)
+}
+
+// endpointDelta is what an endpoint-only rebuild changed, known without
+// comparing every backend of two tables.
+type endpointDelta struct {
+	update map[string][]string // as backendChanges gives it
+}
+
+// applyWith is apply with the objects as servedObjects and, for an
+// endpoint-only change, the endpoint lists that changed (nil: compare the
+// tables).
+func (c *Client) applyWith(table routing.Table, source string, savedAt time.Time, snap *servedObjects, delta *endpointDelta) {
 	c.mu.Lock()
 	prev := c.current
 	c.mu.Unlock()
 	next := newPublished(prev, source, savedAt, table, c.o.Shards)
 	next.snap = snap
-	update, removed := backendChanges(prev, table)
+	var update map[string][]string
+	var removed []routing.BackendKey
+	if delta != nil {
+		update = delta.update
+	} else {
+		update, removed = backendChanges(prev, table)
+	}
 	if len(update) > 0 && c.o.Endpoints != nil {
 		c.o.Endpoints.SetEndpoints(update)
 	}
