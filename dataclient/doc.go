@@ -1,5 +1,9 @@
 // Package dataclient is bulkhead's Kubernetes route source. It watches
-// IngressClass, Ingress, Service and EndpointSlice objects through client-go
+// IngressClass, Ingress, Service and EndpointSlice objects and the
+// kubernetes.io/tls Secrets (secrets.go: a field selector, so no other
+// Secret is read; lean copies of tls.crt and tls.key; watched whether or
+// not the Gateway API is served, for Ingress spec.tls, HTTPS Gateway
+// listeners and the default certificate) through client-go
 // shared informers, translates a snapshot of them with package routing, and
 // hands the result to skipper through skipper's DataClient interface. It
 // is also where bulkhead keeps its last-known-good table: nothing the API
@@ -27,7 +31,11 @@
 // rebuild. A removal always waits, for a longer quiet spell (50 ms, at
 // most 500 ms), so that the deletion guard sees a burst of deletions
 // whole even when the API server is slow between them. Status-only Ingress updates (our own status writes) and relisted
-// objects with an unchanged resourceVersion cause no rebuild.
+// objects with an unchanged resourceVersion cause no rebuild, nor does a
+// change of a Secret that neither a served Ingress's spec.tls, a Gateway's
+// certificateRefs nor the default certificate names (a cluster holds many
+// TLS Secrets: webhooks', cert-manager's); such a change costs a cache
+// update.
 //
 // skipper keeps its table when a data client returns an error and replaces
 // it when it returns success, even an empty one. So LoadAll returns an
