@@ -14,9 +14,15 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 
 	"github.com/bulkhead-router/bulkhead/admin"
 	"github.com/bulkhead-router/bulkhead/dataclient"
+	"github.com/bulkhead-router/bulkhead/health"
 	"github.com/bulkhead-router/bulkhead/internal/freeport"
 )
 
@@ -180,4 +186,60 @@ current-context: c
 	if code, _ := call(t, http.MethodPost, adminURL+"/guard/confirm", ""); code != http.StatusUnauthorized {
 		t.Errorf("POST /guard/confirm without the token: %d, want 401", code)
 	}
+}
+
+// The health listener answers what each ALB target group protocol version
+// checks with: HTTP/1.1 and h2c GETs of /readyz (HTTP1, HTTP2) and gRPC
+// calls (GRPC), from a real gRPC client, all following readiness.
+func TestHealthServerForEveryTargetGroupVersion(t *testing.T) {
+	ready := health.New(nil, map[string]string{health.ConditionRoutes: "no route table loaded yet"})
+	base := serveOn(t, healthServer(ready, time.Minute, nil))
+	var h1p, h2p http.Protocols
+	h1p.SetHTTP1(true)
+	h2p.SetUnencryptedHTTP2(true)
+	clients := map[string]*http.Client{
+		"HTTP/1.1": {Timeout: 5 * time.Second, Transport: &http.Transport{Protocols: &h1p}},
+		"HTTP/2.0": {Timeout: 5 * time.Second, Transport: &http.Transport{Protocols: &h2p}},
+	}
+	conn, err := grpc.NewClient(strings.TrimPrefix(base, "http://"), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	check := func(wantReady bool) {
+		t.Helper()
+		want := http.StatusServiceUnavailable
+		if wantReady {
+			want = http.StatusOK
+		}
+		for name, c := range clients {
+			resp, err := c.Get(base + "/readyz")
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != want || resp.Proto != name {
+				t.Errorf("GET /readyz over %s: %d over %s, want %d", name, resp.StatusCode, resp.Proto, want)
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		res, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+		switch {
+		case wantReady && (err != nil || res.GetStatus() != healthpb.HealthCheckResponse_SERVING):
+			t.Errorf("grpc.health.v1.Health/Check when ready: %v, %v; want SERVING", res, err)
+		case !wantReady && status.Code(err) != codes.Unavailable:
+			t.Errorf("grpc.health.v1.Health/Check when not ready: %v, %v; want UNAVAILABLE", res, err)
+		}
+		// The ALB's default check: /AWS.ALB/healthcheck, healthy on 12.
+		err = conn.Invoke(ctx, "/AWS.ALB/healthcheck", &healthpb.HealthCheckRequest{}, &healthpb.HealthCheckResponse{})
+		if wantCode := map[bool]codes.Code{true: codes.Unimplemented, false: codes.Unavailable}[wantReady]; status.Code(err) != wantCode {
+			t.Errorf("/AWS.ALB/healthcheck (ready %v): %v, want %s", wantReady, err, wantCode)
+		}
+	}
+	check(false)
+	ready.Set(health.ConditionRoutes, true, "")
+	check(true)
+	ready.Set(health.ConditionDraining, false, "shutting down")
+	check(false)
 }

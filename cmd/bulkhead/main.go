@@ -323,7 +323,7 @@ func serve(stop context.Context, cfg config, log *slog.Logger) error {
 	}
 	servers := []*http.Server{
 		proxyServer(cfg.proxyGatewayPort()),
-		{Handler: health.Handler(ready), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: cfg.Edge.IdleTimeout, ErrorLog: errorLog},
+		healthServer(ready, cfg.Edge.IdleTimeout, errorLog), // HTTP/1.1, h2c and gRPC health checks (listeners.go)
 		adminServer(admin.Options{Gatherer: reg, Table: routes.Table, Source: routes,
 			Endpoints: endpointView(routes, resilience), Token: cfg.AdminToken}, errorLog),
 		metricsServer(reg, errorLog),
