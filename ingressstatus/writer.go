@@ -145,8 +145,12 @@ func (w *Writer) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("status lease: %w", err)
 	}
+	// Leader election logs every failed attempt to reach its lease, every
+	// RetryPeriod while the API server is away: the streak logger keeps the
+	// first and the recovery.
+	electionCtx := logging.NewStreak(w.log, w.o.Registerer, "ingressstatus", logging.LeaderElectionSucceeded).Context(ctx)
 	for ctx.Err() == nil {
-		leaderelection.RunOrDie(ctx, leaderelection.LeaderElectionConfig{
+		leaderelection.RunOrDie(electionCtx, leaderelection.LeaderElectionConfig{
 			Lock:            lock,
 			LeaseDuration:   w.o.LeaseDuration,
 			RenewDeadline:   w.o.RenewDeadline,
