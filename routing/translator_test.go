@@ -78,6 +78,10 @@ type cluster struct {
 	dupIngress *networkingv1.Ingress
 	dupService *corev1.Service
 	opts       Options
+	// secrets are TLS Secrets "t0" and "t1" (Ingress spec.tls), each a
+	// copy of one of keyPairs.
+	secrets  map[string]*corev1.Secret
+	keyPairs []*corev1.Secret
 }
 
 var (
@@ -96,7 +100,19 @@ func newCluster(seed uint64) *cluster {
 		services:  map[string]*corev1.Service{},
 		slices:    map[string]*discoveryv1.EndpointSlice{},
 		held:      map[string]*networkingv1.Ingress{},
+		secrets:   map[string]*corev1.Secret{},
 	}
+	// The Secrets of the ingress_tls fixture: two good key pairs, a
+	// mismatched one and one of another type.
+	data, err := os.ReadFile("testdata/ingress_tls.yaml")
+	if err != nil {
+		panic(err)
+	}
+	fixture, _, err := parseFixture(data, false)
+	if err != nil {
+		panic(err)
+	}
+	c.keyPairs = fixture.Secrets
 	for range 6 {
 		c.putIngress(c.randomIngress(fmt.Sprintf("i%d", c.rng.IntN(12))))
 	}
@@ -146,6 +162,16 @@ func (c *cluster) randomIngress(name string) *networkingv1.Ingress {
 		}
 		ing.Annotations[c.pick([]string{AnnotationLoadBalancer, AnnotationConnectTimeout, "bulkhead.io/unknown"})] =
 			c.pick([]string{"round-robin", "2s", "bad"})
+	}
+	if c.rng.IntN(3) == 0 {
+		ing.Spec.TLS = append(ing.Spec.TLS, networkingv1.IngressTLS{SecretName: c.pick([]string{"t0", "t1", "missing", ""}),
+			Hosts: []string{c.pick(clusterHosts), c.pick(clusterHosts)}})
+		if c.rng.IntN(2) == 0 {
+			if ing.Annotations == nil {
+				ing.Annotations = map[string]string{}
+			}
+			ing.Annotations[AnnotationSSLRedirect] = c.pick([]string{"true", "true", "false", "yes"})
+		}
 	}
 	for range c.rng.IntN(3) {
 		rule := networkingv1.IngressRule{Host: c.pick(clusterHosts),
@@ -314,6 +340,21 @@ func (c *cluster) step() string {
 			c.opts = Options{ControllerName: DefaultControllerName}
 		}
 		return fmt.Sprintf("options: %+v", c.opts)
+	case 18, 19:
+		// A TLS Secret created, replaced (renewed, broken, of another
+		// type) or deleted; sometimes the default certificate.
+		name := c.pick([]string{"t0", "t1"})
+		if c.rng.IntN(4) == 0 {
+			delete(c.secrets, name)
+			return "secret deleted: " + name
+		}
+		sec := c.keyPairs[c.rng.IntN(len(c.keyPairs))].DeepCopy()
+		sec.Namespace, sec.Name = "default", name
+		c.secrets[name] = sec
+		if c.rng.IntN(4) == 0 {
+			c.opts.DefaultCertificate = objectKey("default", c.pick([]string{"t0", "t1", "missing"}))
+		}
+		return "secret created or replaced: " + name
 	}
 	return "nothing"
 }
@@ -326,6 +367,7 @@ func (c *cluster) snapshot() *Snapshot {
 		Services:       values(c.services),
 		EndpointSlices: values(c.slices),
 		HeldIngresses:  values(c.held),
+		Secrets:        values(c.secrets),
 	}
 	if c.dupIngress != nil {
 		s.Ingresses = append(s.Ingresses, c.dupIngress)
@@ -370,6 +412,7 @@ func TestTranslatorAgreesWithTranslate(t *testing.T) {
 				s.Services = keepIfSameSet(last.Services, s.Services)
 				s.EndpointSlices = keepIfSameSet(last.EndpointSlices, s.EndpointSlices)
 				s.Ingresses = keepIfSameSet(last.Ingresses, s.Ingresses)
+				s.Secrets = keepIfSameSet(last.Secrets, s.Secrets)
 			}
 			last = s
 			got := tr.Translate(s, c.opts)
