@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -14,9 +15,12 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
+	"github.com/bulkhead-router/bulkhead/internal/loadgen"
 	"github.com/bulkhead-router/bulkhead/internal/testcerts"
 	"github.com/bulkhead-router/bulkhead/internal/testpods"
 	"github.com/bulkhead-router/bulkhead/internal/testrouter"
@@ -312,4 +316,210 @@ func TestHTTP2DrainOnSIGTERM(t *testing.T) {
 	if code != 0 {
 		t.Errorf("exit status %d, want 0", code)
 	}
+}
+
+// h2Attacker writes HTTP/2 frames as a hostile client does, which Go's
+// transport never would, and counts what the router sends back.
+type h2Attacker struct {
+	conn   net.Conn
+	mu     sync.Mutex // the framer's writes
+	fr     *http2.Framer
+	enc    *hpack.Encoder
+	hbuf   bytes.Buffer
+	next   uint32
+	resets atomic.Int64 // RST_STREAM frames received
+	goAway atomic.Bool
+	closed chan struct{}
+}
+
+func dialAttacker(t *testing.T, addr string) *h2Attacker {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	a := &h2Attacker{conn: c, next: 1, closed: make(chan struct{})}
+	a.fr = http2.NewFramer(c, c)
+	a.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	a.enc = hpack.NewEncoder(&a.hbuf)
+	if _, err := io.WriteString(c, http2.ClientPreface); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		defer close(a.closed)
+		for {
+			f, err := a.fr.ReadFrame()
+			if err != nil {
+				return
+			}
+			switch f := f.(type) {
+			case *http2.SettingsFrame:
+				if !f.IsAck() {
+					a.mu.Lock()
+					a.fr.WriteSettingsAck()
+					a.mu.Unlock()
+				}
+			case *http2.RSTStreamFrame:
+				a.resets.Add(1)
+			case *http2.GoAwayFrame:
+				a.goAway.Store(true)
+			}
+		}
+	}()
+	return a
+}
+
+// open starts a stream for host and path (a POST whose body is left open
+// when hold is set) and, when reset is set, cancels it at once.
+func (a *h2Attacker) open(host, path string, hold, reset bool) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.hbuf.Reset()
+	method := http.MethodGet
+	if hold {
+		method = http.MethodPost
+	}
+	for _, f := range []hpack.HeaderField{{Name: ":method", Value: method}, {Name: ":scheme", Value: "http"},
+		{Name: ":authority", Value: host}, {Name: ":path", Value: path}} {
+		a.enc.WriteField(f)
+	}
+	id := a.next
+	a.next += 2
+	if err := a.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: a.hbuf.Bytes(), EndStream: !hold, EndHeaders: true}); err != nil {
+		return err
+	}
+	if reset {
+		return a.fr.WriteRSTStream(id, http2.ErrCodeCancel)
+	}
+	return nil
+}
+
+// TestHTTP2HostileClients: a real router under legitimate load over h2c
+// and HTTP/1.1 while hostile HTTP/2 clients attack it: four rapid-reset
+// connections (CVE-2023-44487: streams opened and cancelled as fast as
+// they can be written) and four stream floods (1,000 streams each, held
+// open, to a pod that holds them). Every legitimate request is answered
+// 200, the flood reaches the pod with at most the stream limit per
+// connection, and the router's memory stays bounded.
+func TestHTTP2HostileClients(t *testing.T) {
+	t.Parallel()
+	const streamLimit = 128 // -client-max-concurrent-streams's default
+	e := newEnv(t)
+	e.ingressClass("bulkhead", true)
+	e.startPods("web", "web", 2)
+	probe := e.startPods("web", "probe", 1)[0] // what the attackers reach
+	e.apply(ingress("web", "web", "bulkhead",
+		rule("load.example", path("/", prefix(), "web")),
+		rule("probe.example", path("/", prefix(), "probe"))))
+	e.router.WaitReady(30 * time.Second)
+	e.expectPod("load.example", "/", "web", "")
+	e.expectPod("probe.example", "/", "probe", "")
+	addr := strings.TrimPrefix(e.router.ProxyURL, "http://")
+	pid := e.router.Pid()
+	rssBefore := procStatusKB(t, pid, "VmRSS")
+	stats := func() testpods.Stats {
+		t.Helper()
+		s, err := probe.Stats(e.ctx())
+		if err != nil {
+			t.Fatalf("probe pod stats: %v", err)
+		}
+		return s
+	}
+	probeBefore := stats().Requests
+
+	stop := make(chan struct{})
+	h2c := protocolClient(func(p *http.Protocols) { p.SetUnencryptedHTTP2(true) }, "")
+	legitH2 := runLoad(h2c, e.router.ProxyURL+"/steady", "load.example", "web", 4, stop)
+	legitH1 := loadgen.Start(loadgen.Target{URL: e.router.ProxyURL + "/steady", Host: "load.example"}, loadgen.Options{Rate: 100})
+	defer legitH1.Stop()
+
+	// The floods first: their streams stay open on the pod for 20 s.
+	var floods []*h2Attacker
+	for range 4 {
+		a := dialAttacker(t, addr)
+		for range 1000 {
+			if err := a.open("probe.example", "/?sleep=20s", false, false); err != nil {
+				t.Fatalf("flood: %v", err)
+			}
+		}
+		floods = append(floods, a)
+	}
+	// Then the rapid resets, 20,000 streams each, concurrently.
+	var wg sync.WaitGroup
+	var resetSent atomic.Int64
+	start := time.Now()
+	resetters := make([]*h2Attacker, 4)
+	for i := range resetters {
+		resetters[i] = dialAttacker(t, addr)
+	}
+	for _, a := range resetters {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 20000 {
+				if a.open("probe.example", "/", false, true) != nil {
+					return // the router closed the connection
+				}
+				resetSent.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	resetTook := time.Since(start)
+	e.eventually(10*time.Second, "the floods' streams over the limit refused", func() error {
+		for _, a := range floods {
+			if a.resets.Load() < 1000-streamLimit {
+				return fmt.Errorf("%d refused on a flood connection", a.resets.Load())
+			}
+		}
+		return nil
+	})
+	held := stats().InFlight
+	<-time.After(time.Second) // legitimate load goes on under the held floods: the point of the test
+	close(stop)
+	legitH2.wait()
+	h1 := legitH1.Stop()
+	peak := procStatusKB(t, pid, "VmHWM")
+	reached := stats().Requests - probeBefore
+	closedResetters := 0
+	for _, a := range resetters {
+		if a.goAway.Load() {
+			closedResetters++
+		}
+	}
+	var kinds []string
+	_, metrics := e.router.Admin("/metrics")
+	for _, line := range strings.Split(metrics, "\n") {
+		if strings.HasPrefix(line, "bulkhead_proxy_http2_errors_total{") {
+			kinds = append(kinds, line)
+		}
+	}
+	t.Logf("rapid-reset connections sent GOAWAY by the router: %d of 4; HTTP/2 errors: %v", closedResetters, kinds)
+	t.Logf("hostile HTTP/2: %d streams opened and reset on 4 connections in %s; 4 floods of 1,000 streams: %d held by the pod (limit %d per connection); %d attacker requests reached the pod in all",
+		resetSent.Load(), resetTook.Round(time.Millisecond), held, streamLimit, reached)
+	t.Logf("legitimate load meanwhile: h2c %d of %d failed (%s); HTTP/1.1 %s; router RSS %d MiB before, peak %d MiB",
+		legitH2.failed.Load(), legitH2.sent.Load(), legitH2.first, h1, rssBefore>>10, peak>>10)
+	if legitH2.failed.Load() != 0 || legitH2.sent.Load() == 0 || h1.Failed != 0 || h1.Sent == 0 {
+		t.Errorf("legitimate requests failed: h2c %d of %d, HTTP/1.1 %d of %d", legitH2.failed.Load(), legitH2.sent.Load(), h1.Failed, h1.Sent)
+	}
+	if held > 4*streamLimit {
+		t.Errorf("the pod held %d of the floods' requests, above %d (4 connections × %d streams)", held, 4*streamLimit, streamLimit)
+	}
+	if peak > 256<<10 {
+		t.Errorf("router peak RSS %d MiB, want at most 256 MiB", peak>>10)
+	}
+	// The floods leave: the pod's held requests are let go.
+	for _, a := range floods {
+		a.conn.Close()
+	}
+	e.eventually(10*time.Second, "the floods' requests let go", func() error {
+		if n := stats().InFlight; n != 0 {
+			return fmt.Errorf("%d still in flight on the pod", n)
+		}
+		return nil
+	})
 }
