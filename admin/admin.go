@@ -71,7 +71,7 @@ func Handler(o Options) http.Handler {
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprint(w, "bulkhead admin\n"+
-			"/routes         live route table: eskip, each route with its Ingress or HTTPRoute (JSON with Accept: application/json)\n"+
+			"/routes         live route table: eskip, each route with its Ingress, HTTPRoute or GRPCRoute (JSON with Accept: application/json)\n"+
 			"/problems       objects skipped or answering 503, with reasons (JSON with Accept: application/json)\n"+
 			"/endpoints      per backend: each endpoint's EndpointSlice conditions, breaker state, in-flight requests, recent failures\n"+
 			"/status         API server connection, last sync, table source (apiserver or snapshot) and age, deletion guard hold\n"+
@@ -146,13 +146,17 @@ func origin(rt routing.Route) string {
 		if g.RuleName != "" {
 			rule = fmt.Sprintf("rule %d (%s)", g.Rule, g.RuleName)
 		}
-		where := fmt.Sprintf("httproute %s %s match %d, gateway %s listener %s port %d: %s",
-			g.HTTPRoute, rule, g.Match, g.Gateway, g.Listener, g.Port, what)
+		kind, failed := "httproute", "500"
+		if g.Kind == "GRPCRoute" {
+			kind, failed = "grpcroute", "gRPC UNAVAILABLE"
+		}
+		where := fmt.Sprintf("%s %s %s match %d, gateway %s listener %s port %d: %s",
+			kind, g.HTTPRoute, rule, g.Match, g.Gateway, g.Listener, g.Port, what)
 		switch {
 		case g.BackendRef < 0:
 			return where + " -> answered by the router (no backend, all weights 0, or a filter it cannot apply)"
 		case rt.Backend.IsZero():
-			return fmt.Sprintf("%s -> backendRef %d service %s port %s, unusable (500; see /problems)", where, g.BackendRef, rt.Service, rt.Port)
+			return fmt.Sprintf("%s -> backendRef %d service %s port %s, unusable (%s; see /problems)", where, g.BackendRef, rt.Service, rt.Port, failed)
 		}
 		return fmt.Sprintf("%s -> backendRef %d service %s port %s, backend %s (endpoints: /endpoints)", where, g.BackendRef, rt.Service, rt.Port, rt.Backend)
 	}

@@ -8,6 +8,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -22,12 +23,13 @@ const (
 	kindGatewayClass   = "GatewayClass"
 	kindGateway        = "Gateway"
 	kindHTTPRoute      = "HTTPRoute"
+	kindGRPCRoute      = "GRPCRoute"
 	kindReferenceGrant = "ReferenceGrant"
 	kindNamespace      = "Namespace"
 )
 
 // gatewayKinds are the kinds read only while the Gateway API is served.
-var gatewayKinds = []string{kindGatewayClass, kindGateway, kindHTTPRoute, kindReferenceGrant, kindNamespace}
+var gatewayKinds = []string{kindGatewayClass, kindGateway, kindHTTPRoute, kindGRPCRoute, kindReferenceGrant, kindNamespace}
 
 // gatewayRediscover is how often a router whose API server does not serve
 // the Gateway API asks again (its CRDs may be installed later). One small
@@ -46,16 +48,25 @@ type gatewayWatch struct {
 	routes     cache.SharedIndexInformer
 	grants     cache.SharedIndexInformer
 	namespaces cache.SharedIndexInformer
+	// grpcRoutes is nil where the API server serves the Gateway API
+	// without GRPCRoute (CRDs from before v1.1, or installed without it):
+	// an informer for it would never sync. Such a router reads GRPCRoutes
+	// once restarted after their CRD is installed.
+	grpcRoutes cache.SharedIndexInformer
 	// The kubernetes.io/tls Secrets that certificateRefs name are watched
 	// whether or not the Gateway API is served (secrets.go).
 	synced []cache.InformerSynced
 }
 
 func (g *gatewayWatch) informers() map[string]cache.SharedIndexInformer {
-	return map[string]cache.SharedIndexInformer{
+	m := map[string]cache.SharedIndexInformer{
 		kindGatewayClass: g.classes, kindGateway: g.gateways, kindHTTPRoute: g.routes,
 		kindReferenceGrant: g.grants, kindNamespace: g.namespaces,
 	}
+	if g.grpcRoutes != nil {
+		m[kindGRPCRoute] = g.grpcRoutes
+	}
+	return m
 }
 
 // discoverGateway finds out whether the API server serves the Gateway API
@@ -70,10 +81,10 @@ func (w *watcher) discoverGateway(ctx context.Context, kube kubernetes.Interface
 	}
 	retry := 200 * time.Millisecond
 	for {
-		_, err := kube.Discovery().ServerResourcesForGroupVersion(gatewayv1.GroupVersion.String())
+		resources, err := kube.Discovery().ServerResourcesForGroupVersion(gatewayv1.GroupVersion.String())
 		switch {
 		case err == nil:
-			w.setGatewayDiscovered(w.startGateway(ctx, gw))
+			w.setGatewayDiscovered(w.startGateway(ctx, gw, servesResource(resources, "grpcroutes")))
 			return
 		case apierrors.IsNotFound(err):
 			w.setGatewayDiscovered(nil)
@@ -92,6 +103,19 @@ func (w *watcher) discoverGateway(ctx context.Context, kube kubernetes.Interface
 	}
 }
 
+// servesResource reports whether a discovery answer lists the resource.
+func servesResource(l *metav1.APIResourceList, name string) bool {
+	if l == nil {
+		return false
+	}
+	for _, r := range l.APIResources {
+		if r.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
 func (w *watcher) setGatewayDiscovered(g *gatewayWatch) {
 	w.mu.Lock()
 	if g != nil {
@@ -105,8 +129,9 @@ func (w *watcher) setGatewayDiscovered(g *gatewayWatch) {
 	}
 }
 
-// startGateway makes, hooks up and starts the Gateway API informers.
-func (w *watcher) startGateway(ctx context.Context, gw gatewayclient.Interface) *gatewayWatch {
+// startGateway makes, hooks up and starts the Gateway API informers; the
+// GRPCRoute one only when grpc (the API server serves the kind).
+func (w *watcher) startGateway(ctx context.Context, gw gatewayclient.Interface, grpc bool) *gatewayWatch {
 	f := gatewayinformers.NewSharedInformerFactoryWithOptions(gw, 0, gatewayinformers.WithTransform(lean))
 	v1 := f.Gateway().V1()
 	g := &gatewayWatch{
@@ -115,6 +140,9 @@ func (w *watcher) startGateway(ctx context.Context, gw gatewayclient.Interface) 
 		gateways: v1.Gateways().Informer(),
 		routes:   v1.HTTPRoutes().Informer(),
 		grants:   v1.ReferenceGrants().Informer(),
+	}
+	if grpc {
+		g.grpcRoutes = v1.GRPCRoutes().Informer()
 	}
 	// Namespaces from a factory of their own on the same client, so they
 	// are listed only where the Gateway API is served.
@@ -165,9 +193,10 @@ func leanNamespace(n *corev1.Namespace) *corev1.Namespace {
 	return out
 }
 
-// GatewayClasses, Gateways and HTTPRoutes list the cached Gateway API
-// objects (for the status writer); nil while the Gateway API is not
-// served. They are shared with the informers and must not be modified.
+// GatewayClasses, Gateways, HTTPRoutes and GRPCRoutes list the cached
+// Gateway API objects (for the status writer); nil while the Gateway API
+// (or GRPCRoute) is not served. They are shared with the informers and
+// must not be modified.
 func (c *Client) GatewayClasses() []*gatewayv1.GatewayClass {
 	return gatewayList[*gatewayv1.GatewayClass](c, func(g *gatewayWatch) cache.SharedIndexInformer { return g.classes })
 }
@@ -180,6 +209,10 @@ func (c *Client) HTTPRoutes() []*gatewayv1.HTTPRoute {
 	return gatewayList[*gatewayv1.HTTPRoute](c, func(g *gatewayWatch) cache.SharedIndexInformer { return g.routes })
 }
 
+func (c *Client) GRPCRoutes() []*gatewayv1.GRPCRoute {
+	return gatewayList[*gatewayv1.GRPCRoute](c, func(g *gatewayWatch) cache.SharedIndexInformer { return g.grpcRoutes })
+}
+
 func gatewayList[T any](c *Client, inf func(*gatewayWatch) cache.SharedIndexInformer) []T {
 	w := c.currentWatcher()
 	if w == nil {
@@ -188,14 +221,14 @@ func gatewayList[T any](c *Client, inf func(*gatewayWatch) cache.SharedIndexInfo
 	w.mu.Lock()
 	g := w.gw
 	w.mu.Unlock()
-	if g == nil {
+	if g == nil || inf(g) == nil {
 		return nil
 	}
 	return listOf[T](inf(g))
 }
 
-// namedByHTTPRoute reports whether a cached HTTPRoute's backendRefs (of its
-// rules or their filters) name one of the Services.
+// namedByHTTPRoute reports whether a cached HTTPRoute's or GRPCRoute's
+// backendRefs (of its rules or their filters) name one of the Services.
 func (w *watcher) namedByHTTPRoute(services map[types.NamespacedName]bool) bool {
 	w.mu.Lock()
 	g := w.gw
@@ -222,6 +255,24 @@ func (w *watcher) namedByHTTPRoute(services map[types.NamespacedName]bool) bool 
 			}
 			for _, f := range rule.Filters {
 				if f.RequestMirror != nil && names(hr.Namespace, f.RequestMirror.BackendRef) {
+					return true
+				}
+			}
+		}
+	}
+	if g.grpcRoutes == nil {
+		return false
+	}
+	for _, obj := range g.grpcRoutes.GetStore().List() {
+		gr := obj.(*gatewayv1.GRPCRoute)
+		for _, rule := range gr.Spec.Rules {
+			for _, br := range rule.BackendRefs {
+				if names(gr.Namespace, br.BackendObjectReference) {
+					return true
+				}
+			}
+			for _, f := range rule.Filters {
+				if f.RequestMirror != nil && names(gr.Namespace, f.RequestMirror.BackendRef) {
 					return true
 				}
 			}

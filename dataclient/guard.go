@@ -90,7 +90,9 @@ func (o GuardOptions) withDefaults() GuardOptions {
 	return o
 }
 
-// Kinds of objects the guard counts (and kindHTTPRoute, gatewaywatch.go).
+// Kinds of objects the guard counts (and kindHTTPRoute and kindGRPCRoute,
+// gatewaywatch.go: a GRPCRoute is judged as an HTTPRoute is, as a kind of
+// its own).
 // How an IngressClass, a Gateway (kindGateway) or a GatewayClass
 // (kindGatewayClass) left tells it how the Ingresses and HTTPRoutes that
 // went with it did.
@@ -101,7 +103,10 @@ const (
 )
 
 // guardKinds are the kinds the guard judges, in the order it reports them.
-var guardKinds = []string{kindIngress, kindHTTPRoute, kindService}
+var guardKinds = []string{kindIngress, kindHTTPRoute, kindGRPCRoute, kindService}
+
+// gatewayRoute reports whether kind is a Gateway API route kind.
+func gatewayRoute(kind string) bool { return kind == kindHTTPRoute || kind == kindGRPCRoute }
 
 // objectRef names a source object. EndpointSlices are counted under their
 // Service: what matters is whether the Service still has endpoints.
@@ -132,20 +137,30 @@ func serviceRef(namespace, name string) objectRef {
 	return objectRef{Kind: kindService, Namespace: namespace, Name: name}
 }
 
-// originRef is the object a route came from: its HTTPRoute or its Ingress.
+// gatewayRouteRef is the HTTPRoute or GRPCRoute a route came from.
+func gatewayRouteRef(o *routing.GatewayOrigin) objectRef {
+	if o.Kind == kindGRPCRoute {
+		return objectRef{Kind: kindGRPCRoute, Namespace: o.HTTPRoute.Namespace, Name: o.HTTPRoute.Name}
+	}
+	return httpRouteRef(o.HTTPRoute)
+}
+
+// originRef is the object a route came from: its HTTPRoute, GRPCRoute or
+// Ingress.
 func originRef(rt routing.Route) objectRef {
 	if rt.Gateway != nil {
-		return httpRouteRef(rt.Gateway.HTTPRoute)
+		return gatewayRouteRef(rt.Gateway)
 	}
 	return ingressRef(rt.Ingress)
 }
 
-// httpRoutesServed are the HTTPRoutes of t: those with a route in it.
+// httpRoutesServed are the HTTPRoutes and GRPCRoutes of t: those with a
+// route in it.
 func httpRoutesServed(t routing.Table) map[objectRef]bool {
 	out := map[objectRef]bool{}
 	for _, rt := range t.Routes {
 		if rt.Gateway != nil {
-			out[httpRouteRef(rt.Gateway.HTTPRoute)] = true
+			out[gatewayRouteRef(rt.Gateway)] = true
 		}
 	}
 	return out
@@ -160,6 +175,28 @@ func httpRoutesServed(t routing.Table) map[objectRef]bool {
 type serviceNamer struct {
 	snaps  []*routing.Snapshot
 	routes map[types.NamespacedName]*gatewayv1.HTTPRoute // built on first use
+}
+
+// grpcNamespace is the namespace of the Service a GRPCRoute's backendRef
+// names, as ref does for HTTPRoutes (not kept in a map: rare).
+func (s *serviceNamer) grpcNamespace(o *routing.GatewayOrigin, service string) string {
+	for _, snap := range s.snaps {
+		if snap == nil {
+			continue
+		}
+		for _, gr := range snap.GRPCRoutes {
+			if gr == nil || gr.Namespace != o.HTTPRoute.Namespace || gr.Name != o.HTTPRoute.Name {
+				continue
+			}
+			if o.Rule >= 0 && o.Rule < len(gr.Spec.Rules) && o.BackendRef >= 0 && o.BackendRef < len(gr.Spec.Rules[o.Rule].BackendRefs) {
+				if ref := gr.Spec.Rules[o.Rule].BackendRefs[o.BackendRef]; ref.Namespace != nil && string(ref.Name) == service {
+					return string(*ref.Namespace)
+				}
+			}
+			return o.HTTPRoute.Namespace
+		}
+	}
+	return o.HTTPRoute.Namespace
 }
 
 func (s *serviceNamer) ref(rt routing.Route) (objectRef, bool) {
@@ -189,6 +226,9 @@ func (s *serviceNamer) ref(rt routing.Route) (objectRef, bool) {
 				}
 			}
 		}
+	}
+	if o.Kind == kindGRPCRoute {
+		return serviceRef(s.grpcNamespace(o, rt.Service), rt.Service), true
 	}
 	if hr := s.routes[o.HTTPRoute]; hr != nil && o.Rule >= 0 && o.Rule < len(hr.Spec.Rules) &&
 		o.BackendRef >= 0 && o.BackendRef < len(hr.Spec.Rules[o.Rule].BackendRefs) {
@@ -328,7 +368,7 @@ func (g *guard) plan(in guardInput) guardDecision {
 	}
 	slices.SortFunc(removedRoutes, compareRefs)
 	for ref, h := range g.held {
-		if ref.Kind == kindIngress && liveIngresses[ref] || ref.Kind == kindHTTPRoute && liveRoutes[ref] {
+		if ref.Kind == kindIngress && liveIngresses[ref] || gatewayRoute(ref.Kind) && liveRoutes[ref] {
 			d.back = append(d.back, h)
 			delete(g.held, ref)
 			g.forgetInWindow(ref)
@@ -374,7 +414,7 @@ func (g *guard) plan(in guardInput) guardDecision {
 		}
 	}
 	for _, h := range g.held {
-		if h.ref.Kind == kindIngress || h.ref.Kind == kindHTTPRoute {
+		if h.ref.Kind == kindIngress || gatewayRoute(h.ref.Kind) {
 			for _, rt := range h.routes {
 				if ref, ok := namer.ref(rt); ok {
 					used[ref] = true
@@ -512,7 +552,7 @@ func (g *guard) forgetInWindow(ref objectRef) {
 func (g *guard) capture(in guardInput, ref objectRef) *heldObject {
 	h := &heldObject{ref: ref}
 	switch ref.Kind {
-	case kindIngress, kindHTTPRoute:
+	case kindIngress, kindHTTPRoute, kindGRPCRoute:
 		keys := map[routing.BackendKey]bool{}
 		for _, rt := range in.served.Routes {
 			if originRef(rt) == ref {
@@ -586,7 +626,7 @@ func nothingRemoved(served, candidate routing.Table) bool {
 		if liveRoutes == nil {
 			liveRoutes = httpRoutesServed(candidate)
 		}
-		if !liveRoutes[httpRouteRef(rt.Gateway.HTTPRoute)] {
+		if !liveRoutes[gatewayRouteRef(rt.Gateway)] {
 			return false
 		}
 	}
@@ -739,7 +779,7 @@ func (g *guard) keepRoutes(t routing.Table, snap *routing.Snapshot, o routing.Op
 	var origins, services []*heldObject
 	for _, h := range g.heldList() {
 		switch {
-		case h.ref.Kind == kindIngress && h.ingress == nil, h.ref.Kind == kindHTTPRoute:
+		case h.ref.Kind == kindIngress && h.ingress == nil, gatewayRoute(h.ref.Kind):
 			origins = append(origins, h)
 		case h.ref.Kind == kindService && h.service == nil && len(h.slices) == 0:
 			services = append(services, h)
@@ -779,7 +819,7 @@ func (g *guard) keepRoutes(t routing.Table, snap *routing.Snapshot, o routing.Op
 		for _, old := range h.backends {
 			if _, ok := backendAt[old.Key]; !ok && keys[old.Key] {
 				backendAt[old.Key] = len(backends)
-				if h.ref.Kind == kindHTTPRoute {
+				if gatewayRoute(h.ref.Kind) {
 					resolve = append(resolve, len(backends))
 				}
 				backends = append(backends, old)
@@ -858,6 +898,9 @@ func describe(hs []*heldObject) string {
 		}
 	}
 	s := fmt.Sprintf("%d Ingresses, %d HTTPRoutes, %d Services", counts[kindIngress], counts[kindHTTPRoute], counts[kindService])
+	if counts[kindGRPCRoute] > 0 {
+		s += fmt.Sprintf(", %d GRPCRoutes", counts[kindGRPCRoute])
+	}
 	if len(names) > 0 {
 		s += " (" + strings.Join(names, ", ")
 		if len(hs) > len(names) {

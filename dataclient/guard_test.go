@@ -30,6 +30,7 @@ type cluster struct {
 	gwClasses  map[string]*gatewayv1.GatewayClass
 	gateways   map[string]*gatewayv1.Gateway
 	httpRoutes map[string]*gatewayv1.HTTPRoute
+	grpcRoutes map[string]*gatewayv1.GRPCRoute
 	grants     map[string]*gatewayv1.ReferenceGrant
 }
 
@@ -44,6 +45,7 @@ func newCluster() *cluster {
 			Spec:       gatewayv1.GatewayClassSpec{ControllerName: routing.DefaultGatewayControllerName}}},
 		gateways:   map[string]*gatewayv1.Gateway{},
 		httpRoutes: map[string]*gatewayv1.HTTPRoute{},
+		grpcRoutes: map[string]*gatewayv1.GRPCRoute{},
 		grants:     map[string]*gatewayv1.ReferenceGrant{},
 	}
 	return c
@@ -102,6 +104,9 @@ func (c *cluster) snapshot() *routing.Snapshot {
 	}
 	for _, o := range c.httpRoutes {
 		s.HTTPRoutes = append(s.HTTPRoutes, o)
+	}
+	for _, o := range c.grpcRoutes {
+		s.GRPCRoutes = append(s.GRPCRoutes, o)
 	}
 	for _, o := range c.grants {
 		s.ReferenceGrants = append(s.ReferenceGrants, o)

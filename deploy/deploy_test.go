@@ -547,6 +547,8 @@ func checkRBAC(t *testing.T, objs objects) {
 		{cr.Rules, "gateway.networking.k8s.io", "httproutes", []string{"get", "list", "watch"}},
 		{cr.Rules, "gateway.networking.k8s.io", "referencegrants", []string{"get", "list", "watch"}},
 		{cr.Rules, "gateway.networking.k8s.io", "httproutes/status", []string{"update"}},
+		{cr.Rules, "gateway.networking.k8s.io", "grpcroutes", []string{"get", "list", "watch"}},
+		{cr.Rules, "gateway.networking.k8s.io", "grpcroutes/status", []string{"update"}},
 		{cr.Rules, "gateway.networking.k8s.io", "gateways/status", []string{"update"}},
 		{cr.Rules, "gateway.networking.k8s.io", "gatewayclasses/status", []string{"update"}},
 		{cr.Rules, "", "namespaces", []string{"list", "watch"}},

@@ -1,7 +1,7 @@
 /*
 Package routing translates a snapshot of Kubernetes objects (IngressClasses,
 Ingresses, Services, EndpointSlices, and the Gateway API's GatewayClasses,
-Gateways, HTTPRoutes and ReferenceGrants) into a skipper route table, and
+Gateways, HTTPRoutes, GRPCRoutes and ReferenceGrants) into a skipper route table, and
 provides the two request-time pieces those routes rely on: PrepareRequest,
 which puts the request's host in front of its path before skipper's route
 lookup, and the bulkheadRestorePath filter (NewRestorePathSpec), which
@@ -334,11 +334,13 @@ remembers nothing of it.
     TLS for all Gateways: the oldest Gateway (then namespace/name) with a
     listener on it that is otherwise served decides, and a listener of
     another Gateway with the other protocol is PortUnavailable.
-    allowedRoutes.kinds may list only HTTPRoute; others make
-    ResolvedRefs=False InvalidRouteKinds, and supportedKinds lists what is
-    left. allowedRoutes.namespaces: Same (default), All, Selector (on the
+    allowedRoutes.kinds may list HTTPRoute and GRPCRoute (both allowed
+    when it lists none); others make ResolvedRefs=False
+    InvalidRouteKinds, and supportedKinds lists what is left.
+    allowedRoutes.namespaces: Same (default), All, Selector (on the
     Namespace's labels; a missing Namespace has none), None.
-    attachedRoutes counts the HTTPRoutes attached to the listener. A
+    attachedRoutes counts the HTTPRoutes and GRPCRoutes attached to the
+    listener. A
     listener is served (Programmed) when accepted and, for HTTPS, its
     certificate resolved. A Gateway is Accepted when a listener is served
     (reason ListenersNotValid when some are not), not when it asks for
@@ -547,7 +549,61 @@ NewRedirectSpec and NewRewriteSpec filters; a request without a port
 matches no Gateway route (fail closed). Route IDs are "gw__<namespace>__<route>__
 <rule name or ruleN>__m<match>__<gateway namespace>__<gateway>__<listener>
 __<host>__<bN, redirect or fail>__<hash>", the host "deep_wildcard_..." for the
-deeper-names copy of a wildcard.
+deeper-names copy of a wildcard; a GRPCRoute's start with "grpc" instead.
+
+# GRPCRoute
+
+A GRPCRoute (grpcroute.go) is translated as the HTTPRoute it means on the
+wire, a gRPC call being an HTTP/2 POST to "/<service>/<method>", and then
+goes through the HTTPRoute code above: parentRefs, listeners, hostnames,
+status, ReferenceGrants, backendRefs, weights, precedence and emission are
+shared. Route.Gateway.Kind is "GRPCRoute" (HTTPRoute then names the
+GRPCRoute; empty for HTTPRoutes, so stored tables read as before); its
+status is in Table.GRPCRoutes, its problems of kind GRPCRoute.
+
+  - Method matches (type Exact by default): service and method become the
+    Exact path "/<service>/<method>"; a service alone the PathPrefix
+    "/<service>" (element-wise: each of its methods); a method alone
+    (implementation-specific) the path regexp "/[^/]+/<method>";
+    RegularExpression the path regexp "/(?:<service>)/(?:<method>)", an
+    empty one "[^/]+" (RE2, anchored, case-sensitive, as BulkheadPathRegexp
+    matches). A regexp that does not compile, or a method match with
+    neither, drops its match (PartiallyInvalid, a problem), and a rule
+    left without matches is dropped, as for HTTPRoute. No match: every
+    call. Precedence is then HTTPRoute's: Exact, then regular expressions
+    at the host's root, then longer prefixes, so service and method beat
+    the service alone, which beats the method alone (the spec's "most
+    characters of a matching service, then method"); more header matches
+    first; among regular expressions the older route, then rule and match
+    order. A call no rule takes is skipper's 404, which gRPC clients read
+    as UNIMPLEMENTED.
+  - Header matches Exact and RegularExpression (first of a name), as
+    HTTPRoute's. Filters RequestHeaderModifier, ResponseHeaderModifier and
+    RequestMirror as HTTPRoute's (gRPC metadata are headers), also on a
+    backendRef (header modifiers only); ExtensionRef is not supported (the
+    rule is not served, PartiallyInvalid); any other type is refused
+    (Accepted=False UnsupportedValue). The upstream layer mirrors only
+    bodies of known length, which a gRPC client does not send: a mirror of
+    a GRPCRoute copies nothing in practice.
+  - Backends are gRPC: a GRPCRoute's bulkheadBackend always has
+    "protocol=h2c" (HTTP/2 with prior knowledge, as the spec says to
+    assume for GRPCRoute backends) unless the Service port's appProtocol
+    asks for TLS ("protocol=tls": HTTP/2 through ALPN).
+  - A rule or share that cannot be served (backend not found or not
+    permitted, unsupported filter, all weights 0) answers gRPC UNAVAILABLE
+    (status(200) and bulkheadResponseHeaders setting content-type
+    application/grpc, grpc-status 14 and grpc-message on a <shunt>: a
+    trailers-only response), as the spec requires; an HTTP 500 would read
+    as UNKNOWN. Messages say "answers UNAVAILABLE" where HTTPRoute's say
+    "answers 500".
+  - Between kinds: an HTTPRoute and a GRPCRoute attached to the same
+    listener with intersecting hostnames (after intersection with the
+    listener's) are not merged; exactly one is accepted there, the older
+    (creationTimestamp), then the first by "namespace/name". The other is
+    Accepted=False NotAllowedByListeners on that parentRef when it loses
+    on every listener the parentRef attaches it to, and serves nothing on
+    those it lost; a route without hostnames intersects every other.
+    Routes of one kind are never in conflict with each other this way.
 
 # Names and order
 

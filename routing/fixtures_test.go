@@ -70,6 +70,8 @@ func parseFixture(data []byte, strict bool) (*Snapshot, Options, error) {
 			s.Gateways, err = appendDecoded(s.Gateways, doc, unmarshal)
 		case "HTTPRoute":
 			s.HTTPRoutes, err = appendDecoded(s.HTTPRoutes, doc, unmarshal)
+		case "GRPCRoute":
+			s.GRPCRoutes, err = appendDecoded(s.GRPCRoutes, doc, unmarshal)
 		case "ReferenceGrant":
 			s.ReferenceGrants, err = appendDecoded(s.ReferenceGrants, doc, unmarshal)
 		case "Namespace":

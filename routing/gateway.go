@@ -27,6 +27,7 @@ const (
 	gatewayGroup = gatewayv1.GroupName
 	kindGateway  = "Gateway"
 	kindHTTP     = "HTTPRoute"
+	kindGRPC     = "GRPCRoute"
 	kindService  = "Service"
 	kindSecret   = "Secret"
 
@@ -46,6 +47,7 @@ type gatewayResult struct {
 	classes    []GatewayClassStatus
 	gateways   []GatewayStatus
 	httpRoutes []HTTPRouteStatus
+	grpcRoutes []GRPCRouteStatus
 	certs      []Certificate
 }
 
@@ -58,8 +60,9 @@ type gwListener struct {
 	accepted bool
 	served   bool // accepted, and its certificate resolved if it is HTTPS
 	kindOK   bool // HTTPRoute is among the supported kinds
+	grpcOK   bool // GRPCRoute is among the supported kinds
 	kindsOK  bool // allowedRoutes.kinds lists no other kind
-	attached map[types.NamespacedName]struct{}
+	attached map[routeRef]struct{}
 	addr     netip.Addr // the Gateway's own address (Options.GatewayAddresses); zero: shared
 
 	// HTTPS: the certificate (of the first certificateRef) when every
@@ -73,7 +76,8 @@ type gwListener struct {
 // gwMatch is one match of one rule on one listener and vhost, before it is
 // split by backend.
 type gwMatch struct {
-	route    *gatewayv1.HTTPRoute
+	route    *gatewayv1.HTTPRoute // a GRPCRoute's HTTPRoute form when grpc
+	grpc     bool
 	ref      types.NamespacedName
 	rule     int
 	ruleName string
@@ -149,7 +153,14 @@ type gatewayTranslation struct {
 	// oldest Gateway's first listener on it (see portOwners).
 	ports map[int32]portOwner
 	addrs map[types.NamespacedName]netip.Addr // each Gateway's own address, with Options.GatewayAddresses
-	res   gatewayResult
+	// grpc are the HTTPRoute forms of the GRPCRoutes (grpcroute.go), and
+	// grpcNotes what their conversion ignored (the first thing).
+	grpc      map[*gatewayv1.HTTPRoute]bool
+	grpcNotes map[*gatewayv1.HTTPRoute]string
+	// kindConflicts are the attachments of every route when there are
+	// both HTTPRoutes and GRPCRoutes (see dropKindConflicts); nil else.
+	kindConflicts map[*gwListener][]kindClaim
+	res           gatewayResult
 }
 
 type portOwner struct {
@@ -161,7 +172,7 @@ type portOwner struct {
 // a Service up by name (nil: none, or a duplicate); keyPair reads a
 // Secret's key pair (checkKeyPair, or a memory of its results).
 func translateGateway(s *Snapshot, o Options, service func(types.NamespacedName) *corev1.Service, keyPair func(*corev1.Secret) keyPair) gatewayResult {
-	if len(s.GatewayClasses) == 0 || len(s.Gateways) == 0 && len(s.HTTPRoutes) == 0 {
+	if len(s.GatewayClasses) == 0 || len(s.Gateways) == 0 && len(s.HTTPRoutes) == 0 && len(s.GRPCRoutes) == 0 {
 		t := gatewayTranslation{o: o}
 		t.classStatuses(s.GatewayClasses)
 		return t.res
@@ -200,7 +211,15 @@ func translateGateway(s *Snapshot, o Options, service func(types.NamespacedName)
 		}
 	}
 	var matches []*gwMatch
-	for _, hr := range uniqueObjects(s.HTTPRoutes, "HTTPRoute", &t.res.problems) {
+	routes := uniqueObjects(s.HTTPRoutes, kindHTTP, &t.res.problems)
+	grpcRoutes := t.grpcRoutes(uniqueObjects(s.GRPCRoutes, kindGRPC, &t.res.problems))
+	if len(routes) > 0 && len(grpcRoutes) > 0 {
+		t.kindConflicts = t.claims(slices.Concat(routes, grpcRoutes))
+	}
+	for _, hr := range routes {
+		matches = append(matches, t.httpRoute(hr)...)
+	}
+	for _, hr := range grpcRoutes {
 		matches = append(matches, t.httpRoute(hr)...)
 	}
 	for _, gw := range gws {
@@ -294,7 +313,7 @@ func (t *gatewayTranslation) listeners(gw *gatewayv1.Gateway) []*gwListener {
 	out := make([]*gwListener, len(gw.Spec.Listeners))
 	for i := range gw.Spec.Listeners {
 		l := &gw.Spec.Listeners[i]
-		gl := &gwListener{gw: gw, ref: ref, spec: l, attached: map[types.NamespacedName]struct{}{}}
+		gl := &gwListener{gw: gw, ref: ref, spec: l, attached: map[routeRef]struct{}{}}
 		if l.Hostname != nil {
 			vh, err := ruleVHost(string(*l.Hostname))
 			if err != nil {
@@ -302,15 +321,22 @@ func (t *gatewayTranslation) listeners(gw *gatewayv1.Gateway) []*gwListener {
 			}
 			gl.host = vh
 		}
-		// Kinds: HTTPRoute is the only one; default when none is listed.
+		// Kinds: HTTPRoute and GRPCRoute, both by default on HTTP and
+		// HTTPS listeners (the spec's default for those protocols).
 		gl.kindsOK = true
 		if l.AllowedRoutes == nil || len(l.AllowedRoutes.Kinds) == 0 {
 			gl.kindOK = l.Protocol == gatewayv1.HTTPProtocolType || l.Protocol == gatewayv1.HTTPSProtocolType
+			gl.grpcOK = gl.kindOK
 		} else {
 			for _, k := range l.AllowedRoutes.Kinds {
-				if (k.Group == nil || *k.Group == gatewayGroup) && k.Kind == kindHTTP {
+				switch {
+				case k.Group != nil && *k.Group != gatewayGroup:
+					gl.kindsOK = false
+				case k.Kind == kindHTTP:
 					gl.kindOK = true
-				} else {
+				case k.Kind == kindGRPC:
+					gl.grpcOK = true
+				default:
 					gl.kindsOK = false
 				}
 			}
@@ -494,6 +520,9 @@ func (t *gatewayTranslation) listenerState(all []*gwListener, i int) gatewayv1.L
 	if gl.kindOK {
 		st.SupportedKinds = append(st.SupportedKinds, gatewayv1.RouteGroupKind{Group: new(gatewayv1.Group(gatewayGroup)), Kind: kindHTTP})
 	}
+	if gl.grpcOK {
+		st.SupportedKinds = append(st.SupportedKinds, gatewayv1.RouteGroupKind{Group: new(gatewayv1.Group(gatewayGroup)), Kind: kindGRPC})
+	}
 	reason, msg, conflict := t.acceptance(all, i, true)
 	gl.accepted = reason == string(gatewayv1.ListenerReasonAccepted)
 	certOK := !gl.tls || gl.cert != nil
@@ -508,7 +537,7 @@ func (t *gatewayTranslation) listenerState(all []*gwListener, i int) gatewayv1.L
 	case !certOK:
 		st.Conditions = append(st.Conditions, condition(string(gatewayv1.ListenerConditionResolvedRefs), false, gl.certReason, gl.certMsg, gen))
 	case !gl.kindsOK:
-		st.Conditions = append(st.Conditions, condition(string(gatewayv1.ListenerConditionResolvedRefs), false, string(gatewayv1.ListenerReasonInvalidRouteKinds), "only HTTPRoute (gateway.networking.k8s.io) is supported", gen))
+		st.Conditions = append(st.Conditions, condition(string(gatewayv1.ListenerConditionResolvedRefs), false, string(gatewayv1.ListenerReasonInvalidRouteKinds), "only HTTPRoute and GRPCRoute (gateway.networking.k8s.io) are supported", gen))
 	default:
 		st.Conditions = append(st.Conditions, condition(string(gatewayv1.ListenerConditionResolvedRefs), true, string(gatewayv1.ListenerReasonResolvedRefs), "resolved", gen))
 	}
@@ -675,19 +704,35 @@ func intersectHost(listener, route string) (string, bool) {
 	return "", false
 }
 
-// httpRoute attaches an HTTPRoute to its parents, writes its status and
-// returns its matches on every listener it attached to.
-func (t *gatewayTranslation) httpRoute(hr *gatewayv1.HTTPRoute) []*gwMatch {
-	ref := objectKey(hr.Namespace, hr.Name)
-	gen := hr.Generation
-	rules, rp := t.rules(hr)
-	unsupported, refsOK, refsReason, refsMsg := rp.unsupported, rp.refsOK, rp.refsReason, rp.refsMsg
-	var hosts []string
+// routeRef names a route of either kind: an HTTPRoute and a GRPCRoute may
+// share a namespace and name.
+type routeRef struct {
+	grpc bool
+	types.NamespacedName
+}
+
+// kind is the route's kind: a GRPCRoute travels through the HTTPRoute
+// code in its HTTPRoute form (grpcroute.go), known by pointer.
+func (t *gatewayTranslation) kind(hr *gatewayv1.HTTPRoute) string {
+	if t.grpc[hr] {
+		return kindGRPC
+	}
+	return kindHTTP
+}
+
+type attachKey struct {
+	l     *gwListener
+	vhost string
+}
+
+// routeHosts are the route's hostnames as vhosts ("" for none: any host),
+// and what was wrong with one that is ignored.
+func routeHosts(hr *gatewayv1.HTTPRoute) (hosts []string, bad string) {
 	for _, h := range hr.Spec.Hostnames {
 		vh, err := ruleVHost(string(h))
 		if err != nil || vh == anyHostVHostKey {
-			if unsupported == "" {
-				unsupported = fmt.Sprintf("hostname %q is not a DNS name nor a wildcard of one; it is ignored", h)
+			if bad == "" {
+				bad = fmt.Sprintf("hostname %q is not a DNS name nor a wildcard of one; it is ignored", h)
 			}
 			continue
 		}
@@ -696,58 +741,92 @@ func (t *gatewayTranslation) httpRoute(hr *gatewayv1.HTTPRoute) []*gwMatch {
 	if len(hr.Spec.Hostnames) == 0 {
 		hosts = []string{""}
 	}
-	var parents []gatewayv1.RouteParentStatus
-	var out []*gwMatch
-	type attachKey struct {
-		l     *gwListener
-		vhost string
+	return hosts, bad
+}
+
+// parentListeners resolves one parentRef of a route: the Gateway's
+// listeners (nil, false when it is not one of our Gateways), the
+// listeners and vhosts the route attaches to through it, and the Accepted
+// reason and message when it attaches to none.
+func (t *gatewayTranslation) parentListeners(hr *gatewayv1.HTTPRoute, pr *gatewayv1.ParentReference, hosts []string) (attached []attachKey, ours bool, reason, msg string) {
+	if pr.Group != nil && *pr.Group != gatewayGroup || pr.Kind != nil && *pr.Kind != kindGateway {
+		return nil, false, "", ""
 	}
-	seen := map[attachKey]struct{}{}
-	for _, pr := range hr.Spec.ParentRefs {
-		if pr.Group != nil && *pr.Group != gatewayGroup || pr.Kind != nil && *pr.Kind != kindGateway {
+	ns := hr.Namespace
+	if pr.Namespace != nil {
+		ns = string(*pr.Namespace)
+	}
+	ls, ok := t.lists[objectKey(ns, string(pr.Name))]
+	if !ok {
+		return nil, false, "", "" // not one of our Gateways: not ours to report on
+	}
+	grpc := t.grpc[hr]
+	var cands []*gwListener
+	for _, gl := range ls {
+		if pr.SectionName != nil && *pr.SectionName != gl.spec.Name || pr.Port != nil && *pr.Port != gl.spec.Port {
 			continue
 		}
-		ns := hr.Namespace
-		if pr.Namespace != nil {
-			ns = string(*pr.Namespace)
+		cands = append(cands, gl)
+	}
+	if len(cands) == 0 {
+		return nil, true, string(gatewayv1.RouteReasonNoMatchingParent), "no listener matches the parentRef's sectionName and port"
+	}
+	allowed := false
+	for _, gl := range cands {
+		i := slices.Index(ls, gl)
+		kindOK := gl.kindOK
+		if grpc {
+			kindOK = gl.grpcOK
 		}
-		gref := objectKey(ns, string(pr.Name))
-		ls, ok := t.lists[gref]
-		if !ok {
-			continue // not one of our Gateways: not ours to report on
+		if !t.listenerAccepts(ls, i) || !kindOK || !t.allowedNamespace(gl, hr.Namespace) {
+			continue
+		}
+		allowed = true
+		for _, h := range hosts {
+			if vh, ok := intersectHost(gl.host, h); ok {
+				attached = append(attached, attachKey{gl, vh})
+			}
+		}
+	}
+	switch {
+	case !allowed:
+		return nil, true, string(gatewayv1.RouteReasonNotAllowedByListeners), "no accepted listener allows this route (namespace, kind, or the listener is invalid)"
+	case len(attached) == 0:
+		return nil, true, string(gatewayv1.RouteReasonNoMatchingListenerHostname), "no hostname of the route matches a listener hostname"
+	}
+	return attached, true, string(gatewayv1.RouteReasonAccepted), "accepted"
+}
+
+// httpRoute attaches an HTTPRoute (or a GRPCRoute in its HTTPRoute form)
+// to its parents, writes its status and returns its matches on every
+// listener it attached to.
+func (t *gatewayTranslation) httpRoute(hr *gatewayv1.HTTPRoute) []*gwMatch {
+	ref := objectKey(hr.Namespace, hr.Name)
+	grpc := t.grpc[hr]
+	kind := t.kind(hr)
+	gen := hr.Generation
+	rules, rp := t.rules(hr)
+	unsupported, refsOK, refsReason, refsMsg := rp.unsupported, rp.refsOK, rp.refsReason, rp.refsMsg
+	hosts, bad := routeHosts(hr)
+	unsupported = cmp.Or(t.grpcNotes[hr], unsupported, bad)
+	if grpc {
+		unsupported, rp.rejected = grpcSays(unsupported), grpcSays(rp.rejected)
+	}
+	var parents []gatewayv1.RouteParentStatus
+	var out []*gwMatch
+	seen := map[attachKey]struct{}{}
+	for pi := range hr.Spec.ParentRefs {
+		pr := hr.Spec.ParentRefs[pi]
+		attached, ours, reason, msg := t.parentListeners(hr, &pr, hosts)
+		if !ours {
+			continue
 		}
 		ps := gatewayv1.RouteParentStatus{ParentRef: pr, ControllerName: gatewayv1.GatewayController(t.controller())}
-		var cands []*gwListener
-		for i, gl := range ls {
-			if pr.SectionName != nil && *pr.SectionName != gl.spec.Name || pr.Port != nil && *pr.Port != gl.spec.Port {
-				continue
-			}
-			_ = i
-			cands = append(cands, gl)
-		}
-		reason, msg := string(gatewayv1.RouteReasonAccepted), "accepted"
-		var attached []attachKey
-		if len(cands) == 0 {
-			reason, msg = string(gatewayv1.RouteReasonNoMatchingParent), "no listener matches the parentRef's sectionName and port"
-		} else {
-			allowed := false
-			for _, gl := range cands {
-				i := slices.Index(ls, gl)
-				if !t.listenerAccepts(ls, i) || !gl.kindOK || !t.allowedNamespace(gl, hr.Namespace) {
-					continue
-				}
-				allowed = true
-				for _, h := range hosts {
-					if vh, ok := intersectHost(gl.host, h); ok {
-						attached = append(attached, attachKey{gl, vh})
-					}
-				}
-			}
-			switch {
-			case !allowed:
-				reason, msg = string(gatewayv1.RouteReasonNotAllowedByListeners), "no accepted listener allows this route (namespace, kind, or the listener is invalid)"
-			case len(attached) == 0:
-				reason, msg = string(gatewayv1.RouteReasonNoMatchingListenerHostname), "no hostname of the route matches a listener hostname"
+		if len(attached) > 0 && t.kindConflicts != nil {
+			var lost string
+			attached, lost = t.dropKindConflicts(hr, attached)
+			if len(attached) == 0 {
+				reason, msg = string(gatewayv1.RouteReasonNotAllowedByListeners), lost
 			}
 		}
 		accepted := reason == string(gatewayv1.RouteReasonAccepted)
@@ -772,7 +851,7 @@ func (t *gatewayTranslation) httpRoute(hr *gatewayv1.HTTPRoute) []*gwMatch {
 		}
 		for _, a := range attached {
 			if accepted {
-				a.l.attached[ref] = struct{}{}
+				a.l.attached[routeRef{grpc, ref}] = struct{}{}
 			}
 			if _, dup := seen[a]; dup || !certResolved(a.l) {
 				continue // a listener without its certificate serves nothing
@@ -793,16 +872,20 @@ func (t *gatewayTranslation) httpRoute(hr *gatewayv1.HTTPRoute) []*gwMatch {
 		}
 	}
 	if len(parents) > 0 {
-		t.res.httpRoutes = append(t.res.httpRoutes, HTTPRouteStatus{Route: ref, Parents: parents})
+		if grpc {
+			t.res.grpcRoutes = append(t.res.grpcRoutes, GRPCRouteStatus{Route: ref, Parents: parents})
+		} else {
+			t.res.httpRoutes = append(t.res.httpRoutes, HTTPRouteStatus{Route: ref, Parents: parents})
+		}
 	}
 	for _, m := range []string{rp.rejected, unsupported} {
 		if m != "" {
-			t.res.problems = append(t.res.problems, Problem{Kind: kindHTTP, Namespace: hr.Namespace, Name: hr.Name,
+			t.res.problems = append(t.res.problems, Problem{Kind: kind, Namespace: hr.Namespace, Name: hr.Name,
 				Reason: Reason(gatewayv1.RouteReasonUnsupportedValue), Message: m})
 		}
 	}
 	if !refsOK {
-		t.res.problems = append(t.res.problems, Problem{Kind: kindHTTP, Namespace: hr.Namespace, Name: hr.Name,
+		t.res.problems = append(t.res.problems, Problem{Kind: kind, Namespace: hr.Namespace, Name: hr.Name,
 			Reason: Reason(refsReason), Message: refsMsg})
 	}
 	return out
@@ -948,7 +1031,7 @@ func (t *gatewayTranslation) rules(hr *gatewayv1.HTTPRoute) (rules [][]*gwMatch,
 				unsup("rule %d match %d: %s; the match is ignored", ri, mi, err)
 				continue
 			}
-			m.route, m.ref, m.rule, m.ruleName, m.match = hr, ref, ri, name, mi
+			m.route, m.grpc, m.ref, m.rule, m.ruleName, m.match = hr, t.grpc[hr], ref, ri, name, mi
 			m.backends, m.fail, m.filters, m.mirrors, m.redirect, m.policy = backends, fail, rfilters, mirrors, redirect, policy
 			ms = append(ms, m)
 		}
@@ -1061,8 +1144,8 @@ func (t *gatewayTranslation) backendRef(hr *gatewayv1.HTTPRoute, br *gatewayv1.B
 	if br.Group != nil && *br.Group != "" && *br.Group != "core" || br.Kind != nil && *br.Kind != kindService {
 		return fail(gatewayv1.RouteReasonInvalidKind, "backend kind is not a core Service")
 	}
-	if ns != hr.Namespace && !t.granted(kindHTTP, hr.Namespace, ns, kindService, name) {
-		return fail(gatewayv1.RouteReasonRefNotPermitted, "no ReferenceGrant in %s allows HTTPRoutes of %s to Service %s", ns, hr.Namespace, name)
+	if kind := t.kind(hr); ns != hr.Namespace && !t.granted(kind, hr.Namespace, ns, kindService, name) {
+		return fail(gatewayv1.RouteReasonRefNotPermitted, "no ReferenceGrant in %s allows %ss of %s to Service %s", ns, kind, hr.Namespace, name)
 	}
 	if br.Port == nil {
 		return fail(gatewayv1.RouteReasonBackendNotFound, "service %s/%s: port is required", ns, name)
@@ -1139,6 +1222,7 @@ func compareGatewayMatches(a, b *gwMatch) int {
 		cmp.Compare(a.path.path, b.path.path),
 		cmp.Compare(a.pathType, b.pathType),
 		cmp.Compare(a.regex, b.regex),
+		cmp.Compare(hasInt(a.grpc), hasInt(b.grpc)),
 	)
 }
 
@@ -1227,6 +1311,9 @@ func emitGatewayMatch(m *gwMatch) []Route {
 func gatewayRoute(m *gwMatch, b gwBackend, seg *eskip.Predicate) Route {
 	origin := &GatewayOrigin{HTTPRoute: m.ref, Rule: m.rule, RuleName: m.ruleName, Match: m.match,
 		Gateway: m.l.ref, Listener: string(m.l.spec.Name), Port: m.l.spec.Port, BackendRef: b.index}
+	if m.grpc {
+		origin.Kind = kindGRPC
+	}
 	r := Route{Gateway: origin, Host: m.vhost, VirtualHost: m.vhost, Path: cmp.Or(m.regex, m.path.path), PathType: m.pathType}
 	def := &eskip.Route{Id: gatewayRouteID(m, b.index), Namespace: m.ref.Namespace, Name: m.ref.Name}
 	var preds []*eskip.Predicate
@@ -1296,6 +1383,10 @@ func gatewayRoute(m *gwMatch, b gwBackend, seg *eskip.Predicate) Route {
 		def.Filters = append(def.Filters, m.redirect.eskip(m))
 		def.BackendType = eskip.ShuntBackend
 		def.Shunt = true
+	case m.grpc && (b.b == nil || !b.b.usable()):
+		def.Filters = grpcFailFilters()
+		def.BackendType = eskip.ShuntBackend
+		def.Shunt = true
 	case b.b == nil || !b.b.usable():
 		def.Filters = []*eskip.Filter{
 			{Name: RestorePathName},
@@ -1320,7 +1411,11 @@ func gatewayRoute(m *gwMatch, b gwBackend, seg *eskip.Predicate) Route {
 			origin.Mirrors = append(origin.Mirrors, mr.key)
 		}
 		def.Filters = append(def.Filters, b.filters...)
-		def.Filters = append(def.Filters, backendChooser(b.b, ""))
+		be := b.b
+		if m.grpc {
+			be = grpcBackend(be)
+		}
+		def.Filters = append(def.Filters, backendChooser(be, ""))
 		def.BackendType = eskip.DynamicBackend
 	}
 	if b.b != nil && !b.b.usable() {
@@ -1340,7 +1435,11 @@ func deepWildcardRegexp(vhost string) string {
 
 func gatewayRouteID(m *gwMatch, backendIndex int) string {
 	var b strings.Builder
-	b.WriteString("gw")
+	if m.grpc {
+		b.WriteString(grpcRouteIDPrefix)
+	} else {
+		b.WriteString("gw")
+	}
 	writeIDPart(&b, m.ref.Namespace, "")
 	writeIDPart(&b, m.ref.Name, "")
 	rule := m.ruleName

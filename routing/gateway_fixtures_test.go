@@ -15,14 +15,15 @@ import (
 // form, as a YAML comment block; nothing when there is none, so the golden
 // files of Ingress-only fixtures are unchanged.
 func renderGatewayStatus(b *bytes.Buffer, t Table) {
-	if len(t.GatewayClasses) == 0 && len(t.Gateways) == 0 && len(t.HTTPRoutes) == 0 {
+	if len(t.GatewayClasses) == 0 && len(t.Gateways) == 0 && len(t.HTTPRoutes) == 0 && len(t.GRPCRoutes) == 0 {
 		return
 	}
 	doc := struct {
 		GatewayClasses []GatewayClassStatus `json:"gatewayClasses,omitempty"`
 		Gateways       []GatewayStatus      `json:"gateways,omitempty"`
 		HTTPRoutes     []HTTPRouteStatus    `json:"httpRoutes,omitempty"`
-	}{t.GatewayClasses, t.Gateways, t.HTTPRoutes}
+		GRPCRoutes     []GRPCRouteStatus    `json:"grpcRoutes,omitempty"`
+	}{t.GatewayClasses, t.Gateways, t.HTTPRoutes, t.GRPCRoutes}
 	out, err := yaml.Marshal(doc)
 	if err != nil {
 		out = []byte("error: " + err.Error())

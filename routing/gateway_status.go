@@ -33,9 +33,17 @@ type HTTPRouteStatus struct {
 	Parents []gatewayv1.RouteParentStatus `json:"parents"`
 }
 
+// GRPCRouteStatus is the status of a GRPCRoute, as HTTPRouteStatus is an
+// HTTPRoute's.
+type GRPCRouteStatus HTTPRouteStatus
+
 // GatewayOrigin is where a Gateway API route came from: set on a Route
 // instead of Ingress (which is then zero).
 type GatewayOrigin struct {
+	// Kind is the route's kind: empty for an HTTPRoute (so that stored
+	// tables read as before), "GRPCRoute" for a GRPCRoute, which
+	// HTTPRoute then names.
+	Kind      string               `json:"kind,omitempty"`
 	HTTPRoute types.NamespacedName `json:"httpRoute"`
 	// Rule is the index of the rule in spec.rules, RuleName its name if any;
 	// Match the index of the match in the rule's matches (0 when it has none).

@@ -91,6 +91,7 @@ func shuffledSnapshot(s *Snapshot, rng *rand.Rand) *Snapshot {
 		GatewayClasses:  slices.Clone(s.GatewayClasses),
 		Gateways:        slices.Clone(s.Gateways),
 		HTTPRoutes:      slices.Clone(s.HTTPRoutes),
+		GRPCRoutes:      slices.Clone(s.GRPCRoutes),
 		ReferenceGrants: slices.Clone(s.ReferenceGrants),
 		Namespaces:      slices.Clone(s.Namespaces),
 		Secrets:         slices.Clone(s.Secrets),
@@ -99,6 +100,7 @@ func shuffledSnapshot(s *Snapshot, rng *rand.Rand) *Snapshot {
 	shuffle(rng, c.GatewayClasses)
 	shuffle(rng, c.Gateways)
 	shuffle(rng, c.HTTPRoutes)
+	shuffle(rng, c.GRPCRoutes)
 	shuffle(rng, c.ReferenceGrants)
 	shuffle(rng, c.Namespaces)
 	shuffle(rng, c.IngressClasses)

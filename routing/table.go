@@ -38,6 +38,7 @@ type Snapshot struct {
 	GatewayClasses  []*gatewayv1.GatewayClass   `json:"gatewayClasses,omitempty"`
 	Gateways        []*gatewayv1.Gateway        `json:"gateways,omitempty"`
 	HTTPRoutes      []*gatewayv1.HTTPRoute      `json:"httpRoutes,omitempty"`
+	GRPCRoutes      []*gatewayv1.GRPCRoute      `json:"grpcRoutes,omitempty"`
 	ReferenceGrants []*gatewayv1.ReferenceGrant `json:"referenceGrants,omitempty"`
 	Namespaces      []*corev1.Namespace         `json:"namespaces,omitempty"`
 	// Secrets are the Secrets HTTPS listeners may name in
@@ -263,13 +264,14 @@ type Table struct {
 	Certificates []Certificate
 	// Gateway API status for the leader to write (see gateway_status.go),
 	// each sorted by name: our GatewayClasses, our Gateways, and the
-	// HTTPRoutes with a parentRef to one of our Gateways. Status describes
+	// HTTPRoutes and GRPCRoutes with a parentRef to one of our Gateways. Status describes
 	// the live objects, so it is not part of the stored last-known-good
 	// table (json "-"): a table loaded from disk has none, and the status
 	// writer writes only what a translation of live objects reports.
 	GatewayClasses []GatewayClassStatus `json:"-"`
 	Gateways       []GatewayStatus      `json:"-"`
 	HTTPRoutes     []HTTPRouteStatus    `json:"-"`
+	GRPCRoutes     []GRPCRouteStatus    `json:"-"`
 }
 
 // Backend returns the endpoints of k, if a route names it.

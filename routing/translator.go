@@ -352,6 +352,7 @@ func (t *Translator) Translate(s *Snapshot, o Options) Table {
 	t.last = Table{Routes: routes, Problems: sortedProblems(problems), Served: servedNames, Backends: backends}
 	out := t.last
 	out.Routes, out.GatewayClasses, out.Gateways, out.HTTPRoutes = all, gw.classes, gw.gateways, gw.httpRoutes
+	out.GRPCRoutes = gw.grpcRoutes
 	out.Certificates = gw.certs
 	if len(certs) > 0 {
 		out.Certificates = append(certs, gw.certs...)
