@@ -73,6 +73,12 @@ func (r *retrier) RoundTrip(req *http.Request) (*http.Response, error) {
 		err = errRequestTimeout
 	}
 	resp, err = badGatewayOnHangUp(req, resp, err)
+	if err != nil && req.Context().Err() == nil && isTLSFailure(err) {
+		// A pod whose TLS handshake failed (an untrusted or misnamed
+		// certificate, no common protocol) is a bad gateway, not the
+		// 500 skipper makes of an error it does not know.
+		resp, err = badGateway(req), nil
+	}
 	if cancel != nil {
 		if err != nil {
 			cancel()
@@ -98,6 +104,12 @@ func (r *retrier) refuse(req *http.Request) (*http.Response, error) {
 	if req.Body != nil {
 		req.Body.Close()
 	}
+	return badGateway(req), nil
+}
+
+// badGateway is a 502 in skipper's own shape, which the proxy package
+// replaces with its generic answer.
+func badGateway(req *http.Request) *http.Response {
 	return &http.Response{
 		Status:        "502 Bad Gateway",
 		StatusCode:    http.StatusBadGateway,
@@ -108,7 +120,23 @@ func (r *retrier) refuse(req *http.Request) (*http.Response, error) {
 		Body:          io.NopCloser(strings.NewReader(badGatewayBody)),
 		ContentLength: int64(len(badGatewayBody)),
 		Request:       req,
-	}, nil
+	}
+}
+
+// isTLSFailure recognises a failed TLS handshake with a pod.
+func isTLSFailure(err error) bool {
+	var rh tls.RecordHeaderError
+	var ae tls.AlertError
+	var cv *tls.CertificateVerificationError
+	if errors.As(err, &rh) || errors.As(err, &ae) || errors.As(err, &cv) {
+		return true
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Op == "remote error" {
+		return true
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "tls: ") || strings.Contains(msg, "x509: ")
 }
 
 // badGatewayOnHangUp turns "the pod took the request and hung up" (EOF or
@@ -137,6 +165,23 @@ func badGatewayOnHangUp(req *http.Request, resp *http.Response, err error) (*htt
 		ContentLength: int64(len(body)),
 		Request:       req,
 	}, nil
+}
+
+// trailersOnly turns a gRPC trailers-only answer (one HEADERS frame
+// holding the status, and the end of the stream) into headers and
+// trailers: skipper writes and flushes the headers before the body, so the
+// client would get the status in headers of a stream that ends without
+// trailers, which gRPC clients reject. Everything but the content type
+// is a trailer in such an answer.
+func trailersOnly(resp *http.Response) {
+	t := make(http.Header, len(resp.Header))
+	for k, v := range resp.Header {
+		if k != "Content-Type" {
+			t[k] = v
+			delete(resp.Header, k)
+		}
+	}
+	resp.Trailer = t
 }
 
 // forwardTrailers gives the outgoing request what skipper leaves out of
@@ -303,8 +348,14 @@ func (r *retrier) roundTrip(req *http.Request, be *backend, first *breaker, pol 
 		tried = append(tried, br.endpoint)
 		br = next
 	}
-	if err != nil || !(pending || resp.ProtoMajor == 2 || resp.Trailer != nil) {
+	if err != nil {
 		return resp, err
+	}
+	if !pending && resp.StatusCode == http.StatusOK && isGRPC(resp.Header) && len(resp.Header["Grpc-Status"]) > 0 {
+		trailersOnly(resp)
+	}
+	if !(pending || resp.ProtoMajor == 2 || resp.Trailer != nil) {
+		return resp, nil
 	}
 	// The answer may end in trailers, or in the gRPC status the breaker
 	// waits for: follow its body (one allocation, only for HTTP/2 and

@@ -172,6 +172,12 @@ func (u *Upstream) BackendSpec() filters.Spec { return backendSpec{u: u} }
 func (u *Upstream) WrapRoundTripper(next http.RoundTripper) http.RoundTripper {
 	if tr, ok := next.(*http.Transport); ok {
 		tr.DialContext = wrapDial(tr.DialContext)
+		if tr.ResponseHeaderTimeout < 0 {
+			// The response header timeout is the round tripper's, per
+			// route. Negative means none to HTTP/1 but fires at once on
+			// HTTP/2 (skipper is given -1 so as not to set its own).
+			tr.ResponseHeaderTimeout = 0
+		}
 		if tr.Protocols != nil && tr.Protocols.UnencryptedHTTP2() {
 			h2Health(tr) // skipper's h2c transport
 		}

@@ -66,6 +66,9 @@ type config struct {
 
 	Edge edgeConfig
 
+	// BackendTLS: trust toward pods served over TLS (backendtls.go).
+	BackendTLS backendTLSConfig
+
 	// DefaultCertificate is the kubernetes.io/tls Secret served to TLS
 	// handshakes no other certificate matches (tlsflags.go); zero: none.
 	DefaultCertificate types.NamespacedName
@@ -128,6 +131,7 @@ func parseConfig(args []string, out io.Writer) (config, error) {
 	fs.DurationVar(&c.BackendIdleTimeout, "backend-idle-timeout", 4*time.Second, "close keep-alive connections to pods idle this long; keep it below your pods' server idle timeout (Node.js 5s)")
 
 	finishEdge := c.Edge.register(fs)
+	finishBackendTLS := c.BackendTLS.register(fs)
 	defaultCert := fs.String("default-certificate", "", defaultCertificateHelp)
 
 	if err := fs.Parse(args); err != nil {
@@ -166,6 +170,9 @@ func parseConfig(args []string, out io.Writer) (config, error) {
 		if c.AdminToken, err = admin.LoadToken(c.AdminTokenFile); err != nil {
 			return c, fmt.Errorf("-admin-token-file: %w", err)
 		}
+	}
+	if err := finishBackendTLS(); err != nil {
+		return c, err
 	}
 	return c, nil
 }

@@ -221,7 +221,7 @@ func serve(stop context.Context, cfg config, log *slog.Logger) error {
 	// holds the endpoints of every backend beside the route table; the
 	// data client feeds it (Endpoints), so endpoint changes never rebuild
 	// skipper's table.
-	resilience, err := upstream.New(upstream.Config{RefuseUnrouted: true, RetryDeadline: cfg.RetryDeadline, Defaults: upstream.Policy{
+	resilience, err := upstream.New(upstream.Config{RefuseUnrouted: true, RetryDeadline: cfg.RetryDeadline, TLS: cfg.BackendTLS.TLS, Defaults: upstream.Policy{
 		ConnectTimeout: cfg.ConnectTimeout, ConnectTimeoutSet: true,
 		ResponseHeaderTimeout: cfg.ResponseHeaderTimeout, ResponseHeaderTimeoutSet: true,
 		RequestTimeout: cfg.RequestTimeout, RequestTimeoutSet: true,
