@@ -41,8 +41,8 @@ type attemptState struct {
 	// serverName is what a TLS backend's certificate is checked against
 	// (the route's server-name), read by the TLS dial.
 	serverName string
-	cancel  context.CancelCauseFunc
-	fired   atomic.Bool
+	cancel     context.CancelCauseFunc
+	fired      atomic.Bool
 }
 
 type attemptKey struct{}
