@@ -152,6 +152,7 @@ func newWatcher(clients Clients, m *metrics, changed chan<- struct{}, onWatchErr
 	w.slices.AddIndexers(cache.Indexers{IndexByService: sliceServiceKey})
 	for kind, inf := range map[string]cache.SharedIndexInformer{
 		"IngressClass": w.ingressClasses, "Ingress": w.ingresses, "Service": w.services, "EndpointSlice": w.slices,
+		kindSecret: w.secrets,
 	} {
 		if err := inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) { w.onWatchError(err) }); err != nil {
 			panic(fmt.Sprintf("setting the %s watch error handler before start: %v", kind, err))
@@ -162,7 +163,7 @@ func newWatcher(clients Clients, m *metrics, changed chan<- struct{}, onWatchErr
 		}
 		w.handlersSynced = append(w.handlersSynced, reg.HasSynced)
 	}
-	w.handlersSynced = append(w.handlersSynced, w.watchSecrets(), w.gatewaySynced)
+	w.handlersSynced = append(w.handlersSynced, w.gatewaySynced)
 	return w
 }
 
