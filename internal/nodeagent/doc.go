@@ -49,6 +49,7 @@
 // a program:
 //
 //	bulkhead.local/testpod                   internal/testpods/testpod, args -listen :8080 -control :15000
+//	bulkhead.local/grpc-echo                 internal/testpods/grpcecho, args -listen :8080 -control :15000 (gRPC over h2c)
 //	bulkhead.local/echo-basic                internal/nodeagent/echobasic (HTTP :3000, h2c :3001, HTTPS :8443)
 //	registry.k8s.io/gateway-api/echo-basic   the same: the Gateway API conformance echo server's format
 //	registry.k8s.io/coredns/coredns          echobasic's DNS placeholder (REFUSED on :53)

@@ -34,6 +34,10 @@ const (
 	// TestpodImage runs the test pod program (internal/testpods/testpod)
 	// serving HTTP on :8080 and its control endpoint on :15000.
 	TestpodImage = "bulkhead.local/testpod"
+	// GRPCEchoImage runs the gRPC test pod (internal/testpods/grpcecho):
+	// grpc.testing.TestService and grpc.health.v1 over h2c on :8080, its
+	// control endpoint (readiness: GET /ready) on :15000.
+	GRPCEchoImage = "bulkhead.local/grpc-echo"
 	// EchoBasicImage runs echobasic under our own name.
 	EchoBasicImage = "bulkhead.local/echo-basic"
 	// GatewayEchoBasicImage is the Gateway API conformance suite's echo
@@ -44,6 +48,7 @@ const (
 	CoreDNSImage = "registry.k8s.io/coredns/coredns"
 
 	testpodPackage   = "github.com/bulkhead-router/bulkhead/internal/testpods/testpod"
+	grpcechoPackage  = "github.com/bulkhead-router/bulkhead/internal/testpods/grpcecho"
 	echobasicPackage = "github.com/bulkhead-router/bulkhead/internal/nodeagent/echobasic"
 )
 
@@ -60,6 +65,13 @@ var Images = []Image{
 		Program:     "testpod",
 		DefaultArgs: []string{"-listen", ":8080", "-control", ":15000"},
 		Note:        "test pod: JSON echo on :8080 (pod name from POD_NAME or HOSTNAME), control on :15000",
+	},
+	{
+		Repository:  GRPCEchoImage,
+		Package:     grpcechoPackage,
+		Program:     "grpc-echo",
+		DefaultArgs: []string{"-listen", ":8080", "-control", ":15000"},
+		Note:        "gRPC test pod: TestService and health over h2c on :8080 (pod name from POD_NAME or HOSTNAME), control and readiness (/ready) on :15000",
 	},
 	{
 		Repository: EchoBasicImage,
