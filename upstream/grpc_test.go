@@ -145,6 +145,13 @@ type rig struct {
 
 func newRig(t testing.TB, cfg upstream.Config, chain string, pods ...string) *rig {
 	t.Helper()
+	return newRigWith(t, cfg, chain, proxy.Options{}, pods...)
+}
+
+// newRigWith is newRig with the proxy's options (those naming the routes
+// and the upstream layer are set here).
+func newRigWith(t testing.TB, cfg upstream.Config, chain string, o proxy.Options, pods ...string) *rig {
+	t.Helper()
 	reg := prometheus.NewRegistry()
 	cfg.RefuseUnrouted = true
 	if cfg.InitialBackoff == 0 {
@@ -161,12 +168,11 @@ func newRig(t testing.TB, cfg upstream.Config, chain string, pods ...string) *ri
 	}
 	dc := testdataclient.New(routes)
 	t.Cleanup(dc.Close)
-	px := proxy.New(proxy.Options{
-		DataClients:      []skrouting.DataClient{dc},
-		Filters:          []filters.Spec{u.PolicySpec(), u.BackendSpec()},
-		PostProcessors:   []skrouting.PostProcessor{u.PostProcessor()},
-		WrapRoundTripper: u.WrapRoundTripper,
-	})
+	o.DataClients = []skrouting.DataClient{dc}
+	o.Filters = []filters.Spec{u.PolicySpec(), u.BackendSpec()}
+	o.PostProcessors = []skrouting.PostProcessor{u.PostProcessor()}
+	o.WrapRoundTripper = u.WrapRoundTripper
+	px := proxy.New(o)
 	t.Cleanup(func() { px.Close() })
 	<-px.FirstLoad()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -534,5 +540,64 @@ func TestTrailersReachHTTP1Client(t *testing.T) {
 	}
 	if resp.Trailer.Get("Grpc-Status") != "0" || resp.Trailer.Get("X-Pod") != pod.addr {
 		t.Errorf("trailers %v, want grpc-status 0 and x-pod %s", resp.Trailer, pod.addr)
+	}
+}
+
+// HTTP/2 connections to pods are pooled like HTTP/1 ones: one connection
+// carries many calls, and it is closed once idle for the proxy's
+// BackendIdleTimeout, as HTTP/1 keep-alive connections are.
+func TestH2CConnectionsPooledAndClosedWhenIdle(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var opened atomic.Int32
+	closed := make(chan struct{}, 64)
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.ProtoMajor != 2 {
+				http.Error(w, "want HTTP/2", http.StatusHTTPVersionNotSupported)
+				return
+			}
+			io.WriteString(w, "h2c")
+		}),
+		Protocols: new(http.Protocols),
+		ConnState: func(_ net.Conn, s http.ConnState) {
+			switch s {
+			case http.StateNew:
+				opened.Add(1)
+			case http.StateClosed:
+				closed <- struct{}{}
+			}
+		},
+	}
+	srv.Protocols.SetUnencryptedHTTP2(true) // h2c only: an HTTP/1 request fails
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	r := newRigWith(t, upstream.Config{}, h2cBackend(), proxy.Options{BackendIdleTimeout: 300 * time.Millisecond}, l.Addr().String())
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	for range 20 {
+		resp, err := (&http.Client{Transport: tr}).Get("http://" + r.addr + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || string(body) != "h2c" {
+			t.Fatalf("answer %d %q, want the pod's over h2c", resp.StatusCode, body)
+		}
+	}
+	if n := opened.Load(); n != 1 {
+		t.Errorf("%d connections to the pod for 20 sequential requests, want 1", n)
+	}
+	start := time.Now()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the idle HTTP/2 connection to the pod was never closed")
+	}
+	if waited := time.Since(start); waited < 200*time.Millisecond {
+		t.Errorf("the connection closed after %v, before the idle timeout", waited)
 	}
 }
