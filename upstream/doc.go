@@ -45,7 +45,8 @@
 //
 //   - Breakers: one sony/gobreaker breaker per endpoint. It opens after
 //     BreakerConfig.ConsecutiveFailures (default 5) consecutive failures
-//     (connect errors, resets, timeouts, 502/503/504 answers), stays open
+//     (connect errors, resets, timeouts, 502/503/504 answers, gRPC
+//     UNAVAILABLE: see gRPC), stays open
 //     for BreakerConfig.OpenFor (default 10s), then lets exactly one probe
 //     through (half-open) and closes on its success. Breakers only steer
 //     traffic: they never fail a request by themselves. An attempt the
@@ -98,6 +99,86 @@
 //     the request is not mirrored. Copies are counted per mirror backend
 //     label and result in MetricMirrorRequests.
 //
+// # Protocols toward pods
+//
+// The route's BackendFilterName filter names the protocol of its backend
+// (the Service port's appProtocol, which package routing reads):
+//
+//   - HTTP/1.1 (no argument): skipper's HTTP transport, as always.
+//   - "protocol=h2c": HTTP/2 with prior knowledge in the clear. The filter
+//     makes skipper's dynamic scheme "h2c", which sends the request
+//     through skipper's cleartext HTTP/2 transport; WrapRoundTripper
+//     wraps it as it wraps the HTTP one (connect timeout in the dialer,
+//     idle connections closed after the proxy's BackendIdleTimeout) and
+//     adds HTTP/2 pings (after 15s without a frame, closed when a ping
+//     goes 5s unanswered: a vanished node sends no reset).
+//   - "protocol=tls" with "server-name=NAME": TLS, HTTP/2 when the pod
+//     offers it through ALPN, else HTTP/1.1. The scheme is "https";
+//     skipper hands it to its HTTP transport's round tripper, which sends
+//     it through a transport of its own made from that one (same pool
+//     sizes, idle timeout and dialer) with a TLS dial that checks the
+//     pod's certificate against NAME (sent as SNI; pods are reached by IP)
+//     and Config.TLS's roots (nil: the system's), unless
+//     Config.TLS.InsecureSkipVerify. The connect timeout covers the TCP
+//     connection and the handshake. A failed handshake is never-sent for
+//     retries and a breaker failure, and answers 502. Pools are keyed by
+//     "ip:port": a connection verified for one Service may carry requests
+//     of another route reaching the same pod port.
+//
+// Breakers, balancing, retries, slow start, the terminating fallback and
+// the timeouts apply to every protocol alike. On HTTP/2 many attempts
+// share one connection; in-flight counts (least in-flight) are per
+// attempt, as on HTTP/1, not per connection.
+//
+// # gRPC
+//
+// A request or answer is gRPC when its content type starts with
+// application/grpc.
+//
+//   - Trailers: skipper v0.27.57 copies an answer's headers and body
+//     only, and builds the outgoing request from the client's headers
+//     and body only. The round tripper puts back what it drops: "te:
+//     trailers" (a hop-by-hop header skipper strips, which gRPC servers
+//     require) and the client's request trailers on the way in; on the
+//     way out, at the end of any HTTP/2 answer's body (or an HTTP/1.1 one
+//     announcing trailers), the pod's trailers are written into the
+//     client's ResponseWriter (held in the request's slot by Handler) as
+//     http.TrailerPrefix headers, which net/http sends as HTTP/2 trailers
+//     or as the trailer of a chunked HTTP/1.1 answer. A trailers-only
+//     answer (the status in the one HEADERS frame) is passed on as
+//     headers and trailers, since skipper flushes the headers before the
+//     body and a gRPC client rejects a stream that ends without trailers.
+//   - Status: grpc-status, from a trailers-only answer or from the
+//     trailers, is counted per backend label and code in
+//     MetricGRPCResponses (17 codes, MISSING and INVALID: bounded) and
+//     judges the attempt for its breaker: UNAVAILABLE, and a stream that
+//     breaks or ends without a status, are failures; CANCELLED and
+//     DEADLINE_EXCEEDED count neither way (mostly the client's own
+//     deadline); every other code is a success, as any HTTP answer but
+//     502/503/504 is (see grpcOutcome). A status that comes in trailers
+//     is recorded when they arrive; a half-open probe is settled by the
+//     headers, so that a long stream does not hold it.
+//   - Retries: only before anything reached the client, and only when the
+//     call was not processed: a connect error or failed handshake, a
+//     refused stream (REFUSED_STREAM) or one the pod's GOAWAY came before
+//     (net/http retries these itself when it can replay the body), and a
+//     trailers-only UNAVAILABLE; within MaxRetries, the budget and the
+//     retry deadline as any retry. An answer whose headers arrived is
+//     never retried, whatever its trailers say.
+//   - Bodies: a gRPC request body of unknown length (every gRPC client's)
+//     is forwarded as it comes, never waited for: a client stream may wait
+//     for the pod's answer before it sends more. A copy of its first 64
+//     KiB is kept on the side, so that a small unary call that was refused
+//     can be replayed whole; a body not yet read at all (a connect error)
+//     is replayed as it is; anything else is not replayed.
+//   - Streams: answers are passed through as they come (skipper flushes
+//     after every read; the proxy holds back only answers with a
+//     Content-Length), and once its headers arrived a stream is bound only
+//     by the request timeout, if the route sets one. A server that sends
+//     its headers only with its first message must do so within the
+//     response header timeout (the default 30s; bulkhead.io/
+//     response-header-timeout per route, 0 for none).
+//
 // # Timeouts and per-route policy
 //
 // Each attempt runs under a connect timeout (applied in the dialer, so a
@@ -130,7 +211,8 @@
 // that are larger, or streamed with unknown length beyond the limit, are
 // forwarded as they come and are never retried; breakers still record
 // their outcome. Note that a small chunked body is sent with a
-// Content-Length after buffering.
+// Content-Length after buffering. gRPC bodies of unknown length, and
+// bodies followed by trailers, are never waited for (see gRPC).
 //
 // # What is not protected
 //
@@ -139,7 +221,11 @@
 //     dials the backend itself and bypasses CustomHttpRoundTripperWrap,
 //     so upgrades get neither retries, nor timeouts, nor breaker
 //     accounting. The balancer still steers their endpoint choice away
-//     from open breakers.
+//     from open breakers. They are HTTP/1.1 in the clear only: to an h2c
+//     or TLS backend skipper's upgrade path neither speaks HTTP/2 nor
+//     uses the TLS transport.
+//   - Mirrored copies (MirrorFilterName) go over HTTP/1.1 in the clear
+//     whatever the mirror backend's protocol.
 //   - Streamed responses: passed through as they come (not buffered); the
 //     response header timeout and retries apply until the headers arrive,
 //     after that only the request timeout, if the route sets one.
