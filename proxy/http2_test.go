@@ -304,3 +304,25 @@ func TestHTTP2BodyOverTheLimitIs413(t *testing.T) {
 		t.Errorf("%d connections, want 1: a 413 ended the connection", n)
 	}
 }
+
+// An HTTP/1.1 request offering an upgrade to h2c (curl --http2 on http://)
+// is served as the HTTP/1.1 request it is, through the normal path: the
+// pod sees neither the offer nor its settings, the answer is no 101.
+// (skipper takes a request for an upgrade when its Connection header is
+// exactly "Upgrade", and tunnels it past the upstream layer.)
+func TestH2CUpgradeOfferIsServedAsHTTP1(t *testing.T) {
+	f := newH2Front(t, Options{})
+	for _, connection := range []string{"Upgrade, HTTP2-Settings", "Upgrade"} {
+		res := rawExchange(t, strings.TrimPrefix(f.url, "http://"), "GET /x HTTP/1.1\r\nHost: a\r\nConnection: "+connection+"\r\n"+
+			"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n")
+		if len(res.responses) != 1 || res.responses[0].StatusCode != 200 || res.bodies[0] != "ok /x" {
+			t.Errorf("Connection: %s: got %d responses %v", connection, len(res.responses), res.bodies)
+			continue
+		}
+		pod := f.lastPod.Load()
+		if pod.header.Get("Upgrade") != "" || pod.header.Get("Http2-Settings") != "" || pod.header.Get("Connection") != "" ||
+			len(pod.header.Get(HeaderRequestID)) != 32 {
+			t.Errorf("Connection: %s: the pod saw the upgrade offer, or not the normal path's headers: %v", connection, pod.header)
+		}
+	}
+}

@@ -83,6 +83,13 @@ func removeConnectionListed(h http.Header) {
 	}
 }
 
+// isH2CUpgrade reports whether an Upgrade header offers h2c alone, as
+// HTTP/1.1 clients that would like HTTP/2 without TLS do (RFC 7540 §3.2,
+// dropped by RFC 9113).
+func isH2CUpgrade(values []string) bool {
+	return len(values) == 1 && strings.EqualFold(textproto.TrimString(values[0]), "h2c")
+}
+
 // Body states seen by bodyWatch.
 const (
 	bodyFine      uint32 = iota

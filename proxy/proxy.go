@@ -252,6 +252,16 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	removeConnectionListed(r.Header) // HTTP/2 requests have no Connection header (net/http refuses them)
+	if up, ok := r.Header["Upgrade"]; ok && isH2CUpgrade(up) {
+		// An HTTP/1.1 client offering to switch to h2c (curl --http2 on
+		// http://): the offer is declined by serving the request as it
+		// is, as RFC 9110 allows. Left in, skipper would take it for a
+		// protocol upgrade and tunnel it to the pod, past the upstream
+		// layer. Clients that mean HTTP/2 send its preface instead.
+		delete(r.Header, "Upgrade")
+		delete(r.Header, "Connection")
+		delete(r.Header, "Http2-Settings") // the offer's, hop-by-hop (RFC 7540 §3.2.1)
+	}
 	setForwardedHeaders(r, &p.trust)
 	cw := &clientWriter{ResponseWriter: w, requestID: r.Header[HeaderRequestID], http1: r.ProtoMajor == 1}
 	// net/http frames a request with both Content-Length and
