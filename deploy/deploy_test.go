@@ -130,13 +130,14 @@ func TestManifestsApplyToARealAPIServer(t *testing.T) {
 		k := k.with(t)
 		objs := render(t, k, "overlays/example-with-monitoring")
 		base := render(t, k, "base")
-		if len(objs) != len(base)+4 {
-			t.Errorf("overlay renders %d objects, want the base's %d plus Service, ServiceMonitor, PrometheusRule and NetworkPolicy", len(objs), len(base))
+		if len(objs) != len(base)+5 {
+			t.Errorf("overlay renders %d objects, want the base's %d plus Service, ServiceMonitor, PrometheusRule, NetworkPolicy and the dashboard's ConfigMap", len(objs), len(base))
 		}
 		checkDaemonSet(t, objs)
 		checkNetworkPolicies(t, objs, true)
 		checkMonitoring(t, objs)
 		checkAlertRules(t, objs)
+		checkDashboard(t, objs)
 		dryRun(t, k, "overlays/example-with-monitoring", len(objs))
 	})
 
