@@ -1,8 +1,13 @@
 package dataclient
 
 import (
+	"context"
+	"fmt"
+	"sync/atomic"
+
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
@@ -26,6 +31,32 @@ func newSecretInformer(w *watcher) (informers.SharedInformerFactory, cache.Share
 			o.FieldSelector = fields.OneTermEqualSelector("type", string(corev1.SecretTypeTLS)).String()
 		}))
 	return f, f.Core().V1().Secrets().Informer()
+}
+
+// watchSecrets hooks the Secret informer up as newWatcher does the others,
+// with one difference: a list or watch refused as Forbidden (the role
+// lacks the Secrets rule) is not a lost API server, and the informer then
+// counts as synced, empty. A missing RBAC rule costs TLS (the Ingresses'
+// certificates are "not found" on /problems; client-go logs the refusal),
+// not the router's readiness, nor, with -apiserver-reconnect=relist, a
+// relist of everything at every retry. Once the rule is there the next
+// list fills the cache and the table follows.
+func (w *watcher) watchSecrets() cache.InformerSynced {
+	var forbidden atomic.Bool
+	if err := w.secrets.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
+		if apierrors.IsForbidden(err) {
+			forbidden.Store(true)
+			return
+		}
+		w.onWatchError(err)
+	}); err != nil {
+		panic(fmt.Sprintf("setting the %s watch error handler before start: %v", kindSecret, err))
+	}
+	reg, err := w.secrets.AddEventHandler(w.handler(kindSecret))
+	if err != nil {
+		panic(fmt.Sprintf("adding %s handler before start: %v", kindSecret, err))
+	}
+	return func() bool { return reg.HasSynced() || forbidden.Load() }
 }
 
 // leanSecret keeps what translation reads of a TLS Secret: its identity,

@@ -3,15 +3,25 @@ package dataclient
 import (
 	"bytes"
 	"context"
+	"errors"
+	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/bulkhead-router/bulkhead/internal/testcerts"
+	"github.com/bulkhead-router/bulkhead/routing"
 )
 
 func tlsSecret(t *testing.T, name string, hosts ...string) *corev1.Secret {
@@ -84,5 +94,57 @@ func TestIngressSecretsWatched(t *testing.T) {
 	await(t, "the renewed certificate in the table", func() bool { return bytes.Equal(cert(), renewed.Data[corev1.TLSCertKey]) })
 	if got := full() - before; got != 1 {
 		t.Fatalf("%v full rebuilds for an unrelated Secret and a renewal, want 1", got)
+	}
+}
+
+// A role without the Secrets rule costs TLS, not readiness: the refused
+// list is not a lost API server, the informer counts as synced, and the
+// Ingresses are served (their certificates reported not found).
+func TestSecretsForbiddenStillSyncs(t *testing.T) {
+	ing := ingress("a", "a.example", "a")
+	ing.Spec.TLS = []networkingv1.IngressTLS{{Hosts: []string{"a.example"}, SecretName: "a-tls"}}
+	cs := fake.NewClientset()
+	ctx := context.Background()
+	for _, create := range []func() error{
+		func() error {
+			_, err := cs.NetworkingV1().IngressClasses().Create(ctx, ingressClass(), metav1.CreateOptions{})
+			return err
+		},
+		func() error {
+			_, err := cs.CoreV1().Services("ns").Create(ctx, service("a"), metav1.CreateOptions{})
+			return err
+		},
+		func() error {
+			_, err := cs.NetworkingV1().Ingresses("ns").Create(ctx, ing, metav1.CreateOptions{})
+			return err
+		},
+	} {
+		if err := create(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var lists atomic.Int64
+	cs.PrependReactor("list", "secrets", func(k8stesting.Action) (bool, runtime.Object, error) {
+		lists.Add(1)
+		return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "secrets"}, "", errors.New("RBAC: no rule"))
+	})
+	c := New(Options{Client: cs, Registerer: prometheus.NewRegistry(), HoldOff: time.Millisecond, MaxDelay: 5 * time.Millisecond})
+	rctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { c.Run(rctx); close(done) }()
+	t.Cleanup(func() { cancel(); c.Close(); <-done })
+	if got := ids(awaitLoadAll(t, c)); len(got) != 1 {
+		t.Fatalf("routes with Secrets forbidden: %v", got)
+	}
+	if lists.Load() == 0 {
+		t.Fatal("the Secrets were never listed: the test tests nothing")
+	}
+	tab, _ := c.Table()
+	found := false
+	for _, p := range tab.Problems {
+		found = found || p.Reason == routing.InvalidCertificate && p.Name == "a"
+	}
+	if !found {
+		t.Errorf("no InvalidCertificate problem for Ingress a: %+v", tab.Problems)
 	}
 }

@@ -152,7 +152,6 @@ func newWatcher(clients Clients, m *metrics, changed chan<- struct{}, onWatchErr
 	w.slices.AddIndexers(cache.Indexers{IndexByService: sliceServiceKey})
 	for kind, inf := range map[string]cache.SharedIndexInformer{
 		"IngressClass": w.ingressClasses, "Ingress": w.ingresses, "Service": w.services, "EndpointSlice": w.slices,
-		kindSecret: w.secrets,
 	} {
 		if err := inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) { w.onWatchError(err) }); err != nil {
 			panic(fmt.Sprintf("setting the %s watch error handler before start: %v", kind, err))
@@ -163,7 +162,7 @@ func newWatcher(clients Clients, m *metrics, changed chan<- struct{}, onWatchErr
 		}
 		w.handlersSynced = append(w.handlersSynced, reg.HasSynced)
 	}
-	w.handlersSynced = append(w.handlersSynced, w.gatewaySynced)
+	w.handlersSynced = append(w.handlersSynced, w.watchSecrets(), w.gatewaySynced)
 	return w
 }
 
@@ -377,9 +376,6 @@ func (w *watcher) inheritGone(old *watcher) {
 	if oldGW != nil && newGW != nil {
 		pairs = append(pairs, [2]cache.SharedIndexInformer{oldGW.classes, newGW.classes},
 			[2]cache.SharedIndexInformer{oldGW.gateways, newGW.gateways}, [2]cache.SharedIndexInformer{oldGW.routes, newGW.routes})
-		if oldGW.grpcRoutes != nil && newGW.grpcRoutes != nil {
-			pairs = append(pairs, [2]cache.SharedIndexInformer{oldGW.grpcRoutes, newGW.grpcRoutes})
-		}
 	}
 	for _, pair := range pairs {
 		now := pair[1].GetStore()
@@ -413,8 +409,6 @@ func goneRef(obj any) (objectRef, bool) {
 		return objectRef{Kind: kindIngress, Namespace: o.Namespace, Name: o.Name}, true
 	case *gatewayv1.HTTPRoute:
 		return objectRef{Kind: kindHTTPRoute, Namespace: o.Namespace, Name: o.Name}, true
-	case *gatewayv1.GRPCRoute:
-		return objectRef{Kind: kindGRPCRoute, Namespace: o.Namespace, Name: o.Name}, true
 	case *gatewayv1.Gateway:
 		return objectRef{Kind: kindGateway, Namespace: o.Namespace, Name: o.Name}, true
 	case *gatewayv1.GatewayClass:
@@ -471,9 +465,6 @@ func (w *watcher) snapshot() *routing.Snapshot {
 		}
 		if stale[kindHTTPRoute] {
 			w.listed.HTTPRoutes = listOf[*gatewayv1.HTTPRoute](g.routes)
-		}
-		if stale[kindGRPCRoute] && g.grpcRoutes != nil {
-			w.listed.GRPCRoutes = listOf[*gatewayv1.GRPCRoute](g.grpcRoutes)
 		}
 		if stale[kindReferenceGrant] {
 			w.listed.ReferenceGrants = listOf[*gatewayv1.ReferenceGrant](g.grants)
@@ -625,7 +616,7 @@ func leanSlice(s *discoveryv1.EndpointSlice) *discoveryv1.EndpointSlice {
 // back as such updates.
 func statusOnly(oldObj, newObj any) bool {
 	switch oldObj.(type) {
-	case *networkingv1.Ingress, *gatewayv1.GatewayClass, *gatewayv1.Gateway, *gatewayv1.HTTPRoute, *gatewayv1.GRPCRoute, *gatewayv1.ReferenceGrant:
+	case *networkingv1.Ingress, *gatewayv1.GatewayClass, *gatewayv1.Gateway, *gatewayv1.HTTPRoute, *gatewayv1.ReferenceGrant:
 	default:
 		return false
 	}
