@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -599,5 +600,51 @@ func TestH2CConnectionsPooledAndClosedWhenIdle(t *testing.T) {
 	}
 	if waited := time.Since(start); waited < 200*time.Millisecond {
 		t.Errorf("the connection closed after %v, before the idle timeout", waited)
+	}
+}
+
+// A pod leaving as Kubernetes stops it (GOAWAY, in-flight calls finish,
+// the listener closes) while unary calls keep coming: no call fails. Calls
+// the pod's GOAWAY came before, or that find it gone, go to the other pod.
+func TestGRPCPodGracefulStopFailsNoCall(t *testing.T) {
+	a, b := startPod(t, nil), startPod(t, nil)
+	r := newRig(t, upstream.Config{}, upstream.BackendFilterName+`("`+rpcKey+`", "roundRobin", "protocol=h2c")`, a.addr, b.addr)
+	c := r.client(t)
+	var calls, failed atomic.Int64
+	var firstErr atomic.Value
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	const workers = 8
+	for range workers {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				calls.Add(1)
+				if _, err := c.UnaryCall(callCtx(t), &testgrpc.SimpleRequest{Payload: &testgrpc.Payload{Body: []byte("x")}}); err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err)
+				}
+			}
+		}()
+	}
+	for a.calls.Load() < 50 || b.calls.Load() < 50 {
+		runtime.Gosched()
+	}
+	a.srv.GracefulStop() // returns once its in-flight calls are done
+	before := b.calls.Load()
+	for b.calls.Load() < before+200 {
+		runtime.Gosched()
+	}
+	close(stop)
+	for range workers {
+		<-done
+	}
+	if n := failed.Load(); n != 0 {
+		t.Errorf("%d of %d calls failed while a pod stopped; first: %v", n, calls.Load(), firstErr.Load())
 	}
 }
