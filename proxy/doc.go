@@ -46,7 +46,10 @@
 // resets a stream whose body was left unread. What HTTP/2 has no room for
 // is not applicable: chunked framing and smuggling (DATA frames frame the
 // body), Connection headers (net/http refuses such requests), upgrades
-// (WebSockets stay on HTTP/1.1). Requests go on to pods as HTTP/1.1
+// (WebSockets stay on HTTP/1.1). An HTTP/1.1 request offering Upgrade: h2c
+// is served as HTTP/1.1, the offer removed: HTTP/2 without TLS is prior
+// knowledge here. Responses stream to HTTP/2 clients as they come, as to
+// HTTP/1 ones. Requests go on to pods as HTTP/1.1
 // through skipper's transport: a body without content-length is sent
 // chunked, TE: trailers is a hop-by-hop header there.
 //

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"net"
@@ -24,6 +25,7 @@ type h2Front struct {
 	url      string
 	accepted atomic.Int64
 	lastPod  atomic.Pointer[podView]
+	release  chan struct{} // ends the pod's /stream answer
 }
 
 // podView is what the pod saw of the last request.
@@ -50,8 +52,18 @@ func (l acceptCounter) Accept() (net.Conn, error) {
 
 func newH2Front(t *testing.T, o Options) *h2Front {
 	t.Helper()
-	f := &h2Front{}
+	f := &h2Front{release: make(chan struct{})}
 	pod := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/stream" { // a streamed answer: the first part, then the rest once released
+			io.WriteString(w, "first\n")
+			w.(http.Flusher).Flush()
+			select {
+			case <-f.release:
+			case <-r.Context().Done():
+			}
+			io.WriteString(w, "second\n")
+			return
+		}
 		n, _ := io.Copy(io.Discard, r.Body)
 		f.lastPod.Store(&podView{proto: r.Proto, contentLength: r.ContentLength, transferEncoding: r.TransferEncoding,
 			header: r.Header.Clone(), bodyBytes: n})
@@ -324,5 +336,34 @@ func TestH2CUpgradeOfferIsServedAsHTTP1(t *testing.T) {
 			len(pod.header.Get(HeaderRequestID)) != 32 {
 			t.Errorf("Connection: %s: the pod saw the upgrade offer, or not the normal path's headers: %v", connection, pod.header)
 		}
+	}
+}
+
+// A streamed answer reaches an HTTP/2 client as the pod sends it: the
+// first part arrives while the pod still holds the rest.
+func TestHTTP2StreamedAnswerIsPassedOnAsItComes(t *testing.T) {
+	f := newH2Front(t, Options{})
+	resp, err := h2cClient().Get(f.url + "/stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	first := make(chan string, 1)
+	go func() {
+		line, _ := br.ReadString('\n')
+		first <- line
+	}()
+	select {
+	case line := <-first:
+		if line != "first\n" || resp.ProtoMajor != 2 {
+			t.Errorf("first part %q over %s", line, resp.Proto)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first part did not arrive while the pod held the rest: the answer was buffered")
+	}
+	close(f.release)
+	if rest, err := io.ReadAll(br); err != nil || string(rest) != "second\n" {
+		t.Errorf("the rest: %q, %v", rest, err)
 	}
 }
