@@ -163,6 +163,40 @@ func TestHTTP2Clients(t *testing.T) {
 		})
 	}
 
+	// Bodies over HTTP/2, through the upstream layer (which buffers up to
+	// 64 KiB for retries): of known length, and of unknown length (DATA
+	// frames without content-length), below and above what is buffered.
+	for _, tc := range []struct {
+		name    string
+		c       *http.Client
+		url     string
+		host    string
+		size    int
+		unknown bool
+	}{
+		{"h2c, 10 KiB", h2c, plain, "web.example", 10 << 10, false},
+		{"h2c, 10 KiB of unknown length", h2c, plain, "web.example", 10 << 10, true},
+		{"h2c, 200 KiB of unknown length", h2c, plain, "web.example", 200 << 10, true},
+		{"h2, 200 KiB of unknown length", h2, secure, "secure.example", 200 << 10, true},
+	} {
+		var body io.Reader = bytes.NewReader(bytes.Repeat([]byte("b"), tc.size))
+		if tc.unknown {
+			body = io.MultiReader(body) // hides the length: sent without content-length
+		}
+		req, _ := http.NewRequest(http.MethodPost, tc.url, body)
+		req.Host = tc.host
+		resp, err := tc.c.Do(req)
+		if err != nil {
+			t.Errorf("POST %s: %v", tc.name, err)
+			continue
+		}
+		echo, err := testpods.DecodeEcho(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK || resp.ProtoMajor != 2 || echo.BodyBytes != int64(tc.size) {
+			t.Errorf("POST %s: %d over %s, the pod read %d bytes (%v)", tc.name, resp.StatusCode, resp.Proto, echo.BodyBytes, err)
+		}
+	}
+
 	// Load: 16 workers on each HTTP/2 client (their requests multiplexed
 	// on its connections) for 3 s.
 	stop := make(chan struct{})
