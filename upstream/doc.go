@@ -144,7 +144,8 @@
 //     announcing trailers), the pod's trailers are written into the
 //     client's ResponseWriter (held in the request's slot by Handler) as
 //     http.TrailerPrefix headers, which net/http sends as HTTP/2 trailers
-//     or as the trailer of a chunked HTTP/1.1 answer. A trailers-only
+//     or as the trailer of a chunked HTTP/1.1 answer (an answer that
+//     announces trailers loses its Content-Length for that). A trailers-only
 //     answer (the status in the one HEADERS frame) is passed on as
 //     headers and trailers, since skipper flushes the headers before the
 //     body and a gRPC client rejects a stream that ends without trailers.

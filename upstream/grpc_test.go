@@ -648,3 +648,80 @@ func TestGRPCPodGracefulStopFailsNoCall(t *testing.T) {
 		t.Errorf("%d of %d calls failed while a pod stopped; first: %v", n, calls.Load(), firstErr.Load())
 	}
 }
+
+// A client's request trailers reach the pod (skipper builds the outgoing
+// request from headers and body only), over h2c; and a pod speaking only
+// HTTP/1.1 over TLS is reached over TLS with HTTP/1.1 (ALPN), its
+// announced trailers passed back.
+func TestRequestTrailersAndHTTP1OverTLS(t *testing.T) {
+	type seen struct {
+		proto   int
+		tls     bool
+		trailer string
+		body    string
+	}
+	got := make(chan seen, 1)
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		got <- seen{proto: r.ProtoMajor, tls: r.TLS != nil, trailer: r.Trailer.Get("X-Checksum"), body: string(body)}
+		w.Header().Set("Trailer", "X-Served")
+		io.WriteString(w, "ok")
+		w.Header().Set("X-Served", "yes")
+	})
+	listen := func() net.Listener {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	h2c := &http.Server{Handler: handler, Protocols: new(http.Protocols)}
+	h2c.Protocols.SetUnencryptedHTTP2(true)
+	lh := listen()
+	go h2c.Serve(lh)
+	t.Cleanup(func() { h2c.Close() })
+
+	certPEM, keyPEM := testcerts.SelfSigned(t, "web.default.svc")
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(certPEM)
+	h1 := &http.Server{Handler: handler}
+	lt := tls.NewListener(listen(), &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}})
+	go h1.Serve(lt)
+	t.Cleanup(func() { h1.Close() })
+
+	for _, tc := range []struct {
+		name, args, pod string
+		want            seen
+	}{
+		{"h2c", `, "protocol=h2c"`, lh.Addr().String(), seen{proto: 2, trailer: "abc123", body: "payload"}},
+		{"tls", `, "protocol=tls", "server-name=web.default.svc"`, lt.Addr().String(), seen{proto: 1, tls: true, trailer: "abc123", body: "payload"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t, upstream.Config{TLS: upstream.TLSConfig{RootCAs: roots}}, upstream.BackendFilterName+`("`+rpcKey+`"`+tc.args+`)`, tc.pod)
+			req, _ := http.NewRequest(http.MethodPost, "http://"+r.addr+"/", io.NopCloser(strings.NewReader("payload")))
+			req.ContentLength = -1
+			req.Trailer = http.Header{"X-Checksum": {"abc123"}}
+			tr := &http.Transport{}
+			defer tr.CloseIdleConnections()
+			resp, err := (&http.Client{Transport: tr}).Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || string(body) != "ok" {
+				t.Fatalf("answer %d %q", resp.StatusCode, body)
+			}
+			if s := <-got; s != tc.want {
+				t.Errorf("the pod saw %+v, want %+v", s, tc.want)
+			}
+			if resp.Trailer.Get("X-Served") != "yes" {
+				t.Errorf("response trailers %v, want X-Served: yes (header %v, te %v)", resp.Trailer, resp.Header, resp.TransferEncoding)
+			}
+		})
+	}
+}

@@ -357,6 +357,12 @@ func (r *retrier) roundTrip(req *http.Request, be *backend, first *breaker, pol 
 	if !(pending || resp.ProtoMajor == 2 || resp.Trailer != nil) {
 		return resp, nil
 	}
+	if len(resp.Trailer) > 0 {
+		// Announced trailers: an HTTP/2 pod may also give a length, but an
+		// HTTP/1.1 client gets trailers only after a chunked body.
+		delete(resp.Header, "Content-Length")
+		resp.ContentLength = -1
+	}
 	// The answer may end in trailers, or in the gRPC status the breaker
 	// waits for: follow its body (one allocation, only for HTTP/2 and
 	// announced trailers).
