@@ -376,6 +376,9 @@ func (w *watcher) inheritGone(old *watcher) {
 	if oldGW != nil && newGW != nil {
 		pairs = append(pairs, [2]cache.SharedIndexInformer{oldGW.classes, newGW.classes},
 			[2]cache.SharedIndexInformer{oldGW.gateways, newGW.gateways}, [2]cache.SharedIndexInformer{oldGW.routes, newGW.routes})
+		if oldGW.grpcRoutes != nil && newGW.grpcRoutes != nil {
+			pairs = append(pairs, [2]cache.SharedIndexInformer{oldGW.grpcRoutes, newGW.grpcRoutes})
+		}
 	}
 	for _, pair := range pairs {
 		now := pair[1].GetStore()
@@ -409,6 +412,8 @@ func goneRef(obj any) (objectRef, bool) {
 		return objectRef{Kind: kindIngress, Namespace: o.Namespace, Name: o.Name}, true
 	case *gatewayv1.HTTPRoute:
 		return objectRef{Kind: kindHTTPRoute, Namespace: o.Namespace, Name: o.Name}, true
+	case *gatewayv1.GRPCRoute:
+		return objectRef{Kind: kindGRPCRoute, Namespace: o.Namespace, Name: o.Name}, true
 	case *gatewayv1.Gateway:
 		return objectRef{Kind: kindGateway, Namespace: o.Namespace, Name: o.Name}, true
 	case *gatewayv1.GatewayClass:
@@ -465,6 +470,9 @@ func (w *watcher) snapshot() *routing.Snapshot {
 		}
 		if stale[kindHTTPRoute] {
 			w.listed.HTTPRoutes = listOf[*gatewayv1.HTTPRoute](g.routes)
+		}
+		if stale[kindGRPCRoute] && g.grpcRoutes != nil {
+			w.listed.GRPCRoutes = listOf[*gatewayv1.GRPCRoute](g.grpcRoutes)
 		}
 		if stale[kindReferenceGrant] {
 			w.listed.ReferenceGrants = listOf[*gatewayv1.ReferenceGrant](g.grants)
@@ -616,7 +624,7 @@ func leanSlice(s *discoveryv1.EndpointSlice) *discoveryv1.EndpointSlice {
 // back as such updates.
 func statusOnly(oldObj, newObj any) bool {
 	switch oldObj.(type) {
-	case *networkingv1.Ingress, *gatewayv1.GatewayClass, *gatewayv1.Gateway, *gatewayv1.HTTPRoute, *gatewayv1.ReferenceGrant:
+	case *networkingv1.Ingress, *gatewayv1.GatewayClass, *gatewayv1.Gateway, *gatewayv1.HTTPRoute, *gatewayv1.GRPCRoute, *gatewayv1.ReferenceGrant:
 	default:
 		return false
 	}
