@@ -274,7 +274,7 @@ func TestHTTP2RapidReset(t *testing.T) {
 	type result struct{ failed, sent int }
 	legit := make(chan result, 1)
 	go func() {
-		f, s := h.legit(stop, 2*time.Second)
+		f, s := h.legit(stop, 5*time.Second)
 		legit <- result{f, s}
 	}()
 	a := dialRawH2(t, h.addr, true)
@@ -293,7 +293,7 @@ func TestHTTP2RapidReset(t *testing.T) {
 	closed := a.isClosed(2 * time.Second)
 	close(stop)
 	l := <-legit
-	t.Logf("rapid reset: %d streams opened and reset in %s; connection closed by the router: %v (GOAWAY %v); the pod got %d requests, at most %d at once; legitimate GETs: %d of %d failed or slower than 2 s; HTTP/2 errors: %s",
+	t.Logf("rapid reset: %d streams opened and reset in %s; connection closed by the router: %v (GOAWAY %v); the pod got %d requests, at most %d at once; legitimate GETs: %d of %d failed or slower than 5 s; HTTP/2 errors: %s",
 		sent, took.Round(time.Millisecond), closed, a.goAway.Load(), h.requests.Load(), h.peak.Load(), l.failed, l.sent, h.errorKinds())
 	if l.failed != 0 || l.sent == 0 {
 		t.Errorf("%d of %d legitimate GETs failed or were slow during the attack", l.failed, l.sent)
@@ -325,8 +325,8 @@ func TestHTTP2StreamFlood(t *testing.T) {
 	waitFor(t, 10*time.Second, "the pod holding the flood's streams", func() bool { return h.inflight.Load() == defaultMaxStreams })
 	stop := make(chan struct{})
 	time.AfterFunc(time.Second, func() { close(stop) })
-	failed, sent := h.legit(stop, time.Second)
-	t.Logf("stream flood: 1000 streams opened, %d refused, the pod held %d at most; legitimate GETs meanwhile: %d of %d failed or slower than 1 s",
+	failed, sent := h.legit(stop, 5*time.Second)
+	t.Logf("stream flood: 1000 streams opened, %d refused, the pod held %d at most; legitimate GETs meanwhile: %d of %d failed or slower than 5 s",
 		a.resets.Load(), h.peak.Load(), failed, sent)
 	if failed != 0 || sent == 0 {
 		t.Errorf("%d of %d legitimate GETs failed or were slow", failed, sent)
