@@ -30,7 +30,7 @@ func fatService(name string, typ corev1.ServiceType) *corev1.Service {
 			Type: typ, ClusterIP: "10.96.0.10", ClusterIPs: []string{"10.96.0.10"}, Selector: map[string]string{"app": name},
 			ExternalName: "db.example.com", SessionAffinity: corev1.ServiceAffinityClientIP,
 			Ports: []corev1.ServicePort{
-				{Name: "http", Protocol: corev1.ProtocolTCP, Port: 80, TargetPort: intstr.FromString("web"), NodePort: 30080, AppProtocol: new("http")},
+				{Name: "http", Protocol: corev1.ProtocolTCP, Port: 80, TargetPort: intstr.FromString("web"), NodePort: 30080, AppProtocol: new("kubernetes.io/h2c")},
 				{Name: "dns", Protocol: corev1.ProtocolUDP, Port: 53, TargetPort: intstr.FromInt32(53)},
 				{Name: "admin", Port: 9000, TargetPort: intstr.FromInt32(9000)},
 			},

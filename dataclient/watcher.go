@@ -522,7 +522,7 @@ func sliceServiceKey(obj any) ([]string, error) {
 // (managedFields alone are often half an object). Kept: of an Ingress,
 // everything but managedFields and kubectl's last-applied copy (translation
 // reads its spec, annotations and creation time, the status writer its
-// status); of a Service, its identity, type and ports; of an EndpointSlice,
+// status); of a Service, its identity, type and ports (appProtocol included); of an EndpointSlice,
 // its identity, the service-name label, the last-change-trigger-time
 // (see leanSlice), address type, ports, and per endpoint its first address
 // (the one consumers may use) and conditions. A test shows translation
@@ -570,7 +570,8 @@ func leanService(s *corev1.Service) *corev1.Service {
 	if len(s.Spec.Ports) > 0 {
 		out.Spec.Ports = make([]corev1.ServicePort, len(s.Spec.Ports))
 		for i, p := range s.Spec.Ports {
-			out.Spec.Ports[i] = corev1.ServicePort{Name: p.Name, Protocol: p.Protocol, Port: p.Port, TargetPort: p.TargetPort}
+			// AppProtocol says how the pods are reached (h2c, TLS).
+			out.Spec.Ports[i] = corev1.ServicePort{Name: p.Name, Protocol: p.Protocol, Port: p.Port, TargetPort: p.TargetPort, AppProtocol: p.AppProtocol}
 		}
 	}
 	return out
