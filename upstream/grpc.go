@@ -155,13 +155,27 @@ func (b *responseBody) Close() error {
 
 var errClosedEarly = errors.New("response body closed before its end")
 
+// trailerKey is the ResponseWriter header that net/http sends as trailer
+// k; gRPC's own, in every call, without allocating.
+func trailerKey(k string) string {
+	switch k {
+	case "Grpc-Status":
+		return http.TrailerPrefix + "Grpc-Status"
+	case "Grpc-Message":
+		return http.TrailerPrefix + "Grpc-Message"
+	case "Grpc-Status-Details-Bin":
+		return http.TrailerPrefix + "Grpc-Status-Details-Bin"
+	}
+	return http.TrailerPrefix + k
+}
+
 func (b *responseBody) finish(err error) {
 	b.done = true
 	if err == io.EOF {
 		if b.w != nil && len(b.resp.Trailer) > 0 {
 			h := b.w.Header()
 			for k, vv := range b.resp.Trailer {
-				h[http.TrailerPrefix+k] = vv
+				h[trailerKey(k)] = vv
 			}
 		}
 		if b.grpc {
