@@ -2,9 +2,16 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -89,6 +96,21 @@ func run() error {
 		return err
 	}
 
+	step("TLS, HTTP/2 and gRPC: a self-signed certificate as Secret demo/demo-tls, a gRPC Deployment behind an Ingress with TLS, and an Ingress that redirects plain HTTP to https (hack/demo/tls-grpc.yaml)")
+	certFile, keyFile, err := selfSigned(work, "secure.example", "grpc.example")
+	if err != nil {
+		return err
+	}
+	if err := kubectl("-n", "demo", "create", "secret", "tls", "demo-tls", "--cert", certFile, "--key", keyFile); err != nil {
+		return fmt.Errorf("kubectl create secret: %w", err)
+	}
+	if err := kubectl("apply", "-f", "hack/demo/tls-grpc.yaml"); err != nil {
+		return fmt.Errorf("kubectl apply: %w", err)
+	}
+	if err := kubectl("-n", "demo", "rollout", "status", "deployment/grpc", "--timeout=180s"); err != nil {
+		return fmt.Errorf("deployment demo/grpc: %w", err)
+	}
+
 	step("installing the Gateway API CRDs (v1.6.3, from the Go module cache) and applying a GatewayClass, Gateway and HTTPRoute (hack/demo/gateway.yaml)")
 	if _, err := gatewaycrds.Install(ctx, cp.RESTConfig()); err != nil {
 		return fmt.Errorf("Gateway API CRDs: %w", err)
@@ -149,6 +171,42 @@ func run() error {
 
 func step(s string) { fmt.Printf("\n==> %s\n", s) }
 
+func proxyPort() string {
+	_, port, _ := net.SplitHostPort(proxyAddr)
+	return port
+}
+
+// selfSigned writes a self-signed certificate for names and its key to
+// dir, for the demo's TLS Secret.
+func selfSigned(dir string, names ...string) (certFile, keyFile string, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return "", "", err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: names[0]},
+		DNSNames:     names,
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(30 * 24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return "", "", err
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return "", "", err
+	}
+	certFile, keyFile = filepath.Join(dir, "demo-tls.crt"), filepath.Join(dir, "demo-tls.key")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		return "", "", err
+	}
+	return certFile, keyFile, os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600)
+}
+
 func portFree(addr string) error {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -194,6 +252,16 @@ func printTryThis(cp *controlplane.ControlPlane) {
   curl -si -H 'Host: broken.example' http://%[1]s/               # 503: its Service does not exist
   curl -si -H 'Host: tuned.example' 'http://%[1]s/?sleep=3s'      # 504: 1 s per attempt, 2 retries (bulkhead.io/response-header-timeout)
 
+  # TLS from an Ingress's Secret (SNI), HTTP/2 (h2c and over TLS), gRPC (hack/demo/tls-grpc.yaml)
+  curl -sk --resolve secure.example:%[8]s:127.0.0.1 https://secure.example:%[8]s/          # self-signed: -k
+  curl -si -H 'Host: secure.example' http://%[1]s/ | head -3                        # 308 to https (bulkhead.io/ssl-redirect)
+  curl -s --http2-prior-knowledge -o /dev/null -w '%%{http_version}\n' -H 'Host: shop.example' http://%[1]s/   # 2: h2c
+  curl -sk --http2 -o /dev/null -w '%%{http_version}\n' --resolve secure.example:%[8]s:127.0.0.1 https://secure.example:%[8]s/   # 2: ALPN h2
+  go run ./hack/grpccall -addr %[1]s -authority grpc.example             # unary gRPC over h2c: pod, status, trailers
+  go run ./hack/grpccall -addr %[1]s -authority grpc.example -stream 5   # server streaming
+  go run ./hack/grpccall -addr %[1]s -authority grpc.example -tls        # gRPC over TLS
+  %[5]s -n demo rollout restart deployment/grpc   # meanwhile: while go run ./hack/grpccall -n 20 ...; do :; done
+
   # the Gateway API (hack/demo/gateway.yaml): a 90/10 canary, a header, a redirect
   for i in $(seq 20); do curl -s -H 'Host: canary.example' http://%[1]s/ | grep -o '"service":"[a-z]*"'; done | sort | uniq -c
   curl -s -H 'Host: canary.example' -H 'X-Canary: always' http://%[1]s/   # -> service api
@@ -225,5 +293,5 @@ func printTryThis(cp *controlplane.ControlPlane) {
   kill -USR1 %[7]d                 # this demo restarts kube-apiserver
 
 Ctrl-C here stops everything.
-`, proxyAddr, adminAddr, healthAddr, cp.Kubeconfig(), cp.Binaries().Kubectl, cp.APIServerPID(), os.Getpid())
+`, proxyAddr, adminAddr, healthAddr, cp.Kubeconfig(), cp.Binaries().Kubectl, cp.APIServerPID(), os.Getpid(), proxyPort())
 }
