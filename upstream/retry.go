@@ -246,6 +246,7 @@ func (r *retrier) roundTrip(req *http.Request, be *backend, first *breaker, pol 
 		pending  bool // a gRPC answer whose status comes in its trailers
 	)
 	for {
+		pending = false
 		tk, admitted = br.admit()
 		if !admitted {
 			// Open (it opened since the endpoint was chosen) or a
