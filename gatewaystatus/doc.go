@@ -1,13 +1,13 @@
 // Package gatewaystatus writes the Gateway API status that the translation
 // computes (package routing's Table.GatewayClasses, Table.Gateways,
-// Table.HTTPRoutes) to the objects: GatewayClass conditions, Gateway
-// addresses, conditions and listeners, and our entries in HTTPRoute
-// status.parents.
+// Table.HTTPRoutes, Table.GRPCRoutes) to the objects: GatewayClass
+// conditions, Gateway addresses, conditions and listeners, and our entries
+// in HTTPRoute and GRPCRoute status.parents.
 //
 // Data flow: the data client translates live objects and hands the status
 // to SetStatus (never blocking; the latest replaces an unread older one);
 // the objects to write to come from the data client's informer caches
-// (Options.GatewayClasses, Gateways, HTTPRoutes). This package never lists
+// (Options.GatewayClasses, Gateways, HTTPRoutes, GRPCRoutes). This package never lists
 // from the API server: it reads an object only after a write conflict. It
 // imports routing for the status types and nothing of the data client. A
 // table loaded from disk carries no status (Table's status fields are not
@@ -37,7 +37,9 @@
 //   - A status whose conditions report a newer generation than the
 //     translation saw (a replica with a fresher cache wrote it) is left
 //     alone; the translation of that generation will come.
-//   - In HTTPRoute status.parents only the entries whose controllerName is
+//   - In HTTPRoute and GRPCRoute status.parents (the same rules for both
+//     kinds, which are told apart: an HTTPRoute and a GRPCRoute may share a
+//     name) only the entries whose controllerName is
 //     ours (Options.ControllerName) are ours: each is replaced in place by
 //     the translation's entry for the same parentRef, new ones are
 //     appended, and ours for a parent the route no longer attaches to

@@ -150,7 +150,7 @@ func TestAgainstARealAPIServer(t *testing.T) {
 	translate := func(w *gatewaystatus.Writer, publish ...string) {
 		tbl := routing.Translate(&routing.Snapshot{GatewayClasses: listClasses(), Gateways: listGateways(), HTTPRoutes: listRoutes()},
 			routing.Options{GatewayPorts: []int32{80}, PublishAddresses: publish})
-		w.SetStatus(tbl.GatewayClasses, tbl.Gateways, tbl.HTTPRoutes)
+		w.SetStatus(tbl.GatewayClasses, tbl.Gateways, tbl.HTTPRoutes, tbl.GRPCRoutes)
 	}
 
 	var clock atomic.Int64 // unix seconds of the writers' now

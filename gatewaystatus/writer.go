@@ -33,6 +33,7 @@ const (
 	KindGatewayClass = "GatewayClass"
 	KindGateway      = "Gateway"
 	KindHTTPRoute    = "HTTPRoute"
+	KindGRPCRoute    = "GRPCRoute"
 )
 
 // writeTimeout bounds each API call of a write.
@@ -54,12 +55,13 @@ type Options struct {
 	LeaseNamespace, LeaseName string
 	// Identity is this replica's name in the election (the pod name).
 	Identity string
-	// GatewayClasses, Gateways and HTTPRoutes list the cached objects (the
-	// data client's informers). The writer never modifies what they
-	// return.
+	// GatewayClasses, Gateways, HTTPRoutes and GRPCRoutes list the cached
+	// objects (the data client's informers). The writer never modifies
+	// what they return. GRPCRoutes may be nil: no GRPCRoute is written.
 	GatewayClasses func() []*gatewayv1.GatewayClass
 	Gateways       func() []*gatewayv1.Gateway
 	HTTPRoutes     func() []*gatewayv1.HTTPRoute
+	GRPCRoutes     func() []*gatewayv1.GRPCRoute
 	Log            *slog.Logger
 	// Registerer takes the metrics; nil: not registered.
 	Registerer prometheus.Registerer
@@ -92,9 +94,10 @@ func (o Options) validate() error {
 
 // desired is one translation's status.
 type desired struct {
-	classes  []routing.GatewayClassStatus
-	gateways []routing.GatewayStatus
-	routes   []routing.HTTPRouteStatus
+	classes    []routing.GatewayClassStatus
+	gateways   []routing.GatewayStatus
+	routes     []routing.HTTPRouteStatus
+	grpcRoutes []routing.GRPCRouteStatus
 }
 
 // objectKey names one object in the failure streaks.
@@ -144,7 +147,7 @@ func New(o Options) *Writer {
 			Help: "Gateway API status writes by kind and result (set, error); a status already up to date is not written nor counted."},
 			[]string{"kind", "result"}),
 	}
-	for _, k := range []string{KindGatewayClass, KindGateway, KindHTTPRoute} {
+	for _, k := range []string{KindGatewayClass, KindGateway, KindHTTPRoute, KindGRPCRoute} {
 		w.writes.WithLabelValues(k, "set")
 		w.writes.WithLabelValues(k, "error")
 	}
@@ -155,12 +158,13 @@ func New(o Options) *Writer {
 }
 
 // SetStatus hands the writer the status of the latest translation of live
-// objects (routing.Table's GatewayClasses, Gateways, HTTPRoutes). It never
-// blocks: an unread older status is replaced. The writer does not modify
-// the slices. Do not call it for a table loaded from disk: it has no status,
-// and nothing is written until a live translation arrives.
-func (w *Writer) SetStatus(classes []routing.GatewayClassStatus, gateways []routing.GatewayStatus, routes []routing.HTTPRouteStatus) {
-	d := &desired{classes: classes, gateways: gateways, routes: routes}
+// objects (routing.Table's GatewayClasses, Gateways, HTTPRoutes,
+// GRPCRoutes). It never blocks: an unread older status is replaced. The
+// writer does not modify the slices. Do not call it for a table loaded from
+// disk: it has no status, and nothing is written until a live translation
+// arrives.
+func (w *Writer) SetStatus(classes []routing.GatewayClassStatus, gateways []routing.GatewayStatus, routes []routing.HTTPRouteStatus, grpcRoutes []routing.GRPCRouteStatus) {
+	d := &desired{classes: classes, gateways: gateways, routes: routes, grpcRoutes: grpcRoutes}
 	for {
 		select {
 		case w.in <- d:
@@ -347,46 +351,47 @@ func (w *Writer) reconcile(ctx context.Context, d *desired) bool {
 		done(KindGateway, want.Gateway, written, err)
 	}
 
-	wantRoutes := make(map[types.NamespacedName][]gatewayv1.RouteParentStatus, len(d.routes))
+	httpWant := make(map[types.NamespacedName][]gatewayv1.RouteParentStatus, len(d.routes))
 	for _, r := range d.routes {
-		wantRoutes[r.Route] = r.Parents
+		httpWant[r.Route] = r.Parents
 	}
-	for _, r := range w.o.HTTPRoutes() {
-		if ctx.Err() != nil {
-			break
+	reconcileRoutes(ctx, httpWant, controller, now, done, routeAccess[*gatewayv1.HTTPRoute]{
+		kind: KindHTTPRoute, list: w.o.HTTPRoutes,
+		parents: func(r *gatewayv1.HTTPRoute) []gatewayv1.RouteParentStatus { return r.Status.Parents },
+		withParents: func(r *gatewayv1.HTTPRoute, p []gatewayv1.RouteParentStatus) *gatewayv1.HTTPRoute {
+			out := r.DeepCopy()
+			out.Status.Parents = p
+			return out
+		},
+		get: func(ctx context.Context, ns, name string) (*gatewayv1.HTTPRoute, error) {
+			return w.o.Gateway.GatewayV1().HTTPRoutes(ns).Get(ctx, name, metav1.GetOptions{})
+		},
+		update: func(ctx context.Context, r *gatewayv1.HTTPRoute) error {
+			_, err := w.o.Gateway.GatewayV1().HTTPRoutes(r.Namespace).UpdateStatus(ctx, r, metav1.UpdateOptions{})
+			return err
+		},
+	})
+	if w.o.GRPCRoutes != nil {
+		grpcWant := make(map[types.NamespacedName][]gatewayv1.RouteParentStatus, len(d.grpcRoutes))
+		for _, r := range d.grpcRoutes {
+			grpcWant[r.Route] = r.Parents
 		}
-		key := types.NamespacedName{Namespace: r.Namespace, Name: r.Name}
-		want, listed := wantRoutes[key]
-		// The generation the translation saw; for a route it no longer
-		// lists, the cache's (the same informers fed it).
-		known := r.Generation
-		if listed {
-			known = 0
-			for _, p := range want {
-				known = max(known, generation(p.Conditions))
-			}
-		} else if !hasEntries(r.Status.Parents, controller) {
-			continue // neither ours now nor before: not ours to touch
-		}
-		client := w.o.Gateway.GatewayV1().HTTPRoutes(r.Namespace)
-		written, err := writeStatus(ctx, r,
-			func(ctx context.Context) (*gatewayv1.HTTPRoute, error) {
-				return client.Get(ctx, r.Name, metav1.GetOptions{})
+		reconcileRoutes(ctx, grpcWant, controller, now, done, routeAccess[*gatewayv1.GRPCRoute]{
+			kind: KindGRPCRoute, list: w.o.GRPCRoutes,
+			parents: func(r *gatewayv1.GRPCRoute) []gatewayv1.RouteParentStatus { return r.Status.Parents },
+			withParents: func(r *gatewayv1.GRPCRoute, p []gatewayv1.RouteParentStatus) *gatewayv1.GRPCRoute {
+				out := r.DeepCopy()
+				out.Status.Parents = p
+				return out
 			},
-			func(have *gatewayv1.HTTPRoute) (*gatewayv1.HTTPRoute, bool) {
-				parents := mergeParents(have.Status.Parents, want, controller, known, now)
-				if equality.Semantic.DeepEqual(have.Status.Parents, parents) {
-					return nil, false
-				}
-				out := have.DeepCopy()
-				out.Status.Parents = parents
-				return out, true
+			get: func(ctx context.Context, ns, name string) (*gatewayv1.GRPCRoute, error) {
+				return w.o.Gateway.GatewayV1().GRPCRoutes(ns).Get(ctx, name, metav1.GetOptions{})
 			},
-			func(ctx context.Context, r *gatewayv1.HTTPRoute) error {
-				_, err := client.UpdateStatus(ctx, r, metav1.UpdateOptions{})
+			update: func(ctx context.Context, r *gatewayv1.GRPCRoute) error {
+				_, err := w.o.Gateway.GatewayV1().GRPCRoutes(r.Namespace).UpdateStatus(ctx, r, metav1.UpdateOptions{})
 				return err
-			})
-		done(KindHTTPRoute, key, written, err)
+			},
+		})
 	}
 
 	for k := range w.failing {
@@ -395,6 +400,54 @@ func (w *Writer) reconcile(ctx context.Context, d *desired) bool {
 		}
 	}
 	return ok
+}
+
+// routeAccess is what reconcileRoutes needs of one route kind: the
+// cached objects, their status.parents, and the API calls.
+type routeAccess[T metav1.Object] struct {
+	kind        string
+	list        func() []T
+	parents     func(T) []gatewayv1.RouteParentStatus
+	withParents func(T, []gatewayv1.RouteParentStatus) T // a copy
+	get         func(ctx context.Context, namespace, name string) (T, error)
+	update      func(context.Context, T) error
+}
+
+// reconcileRoutes writes our entries of status.parents to the cached routes
+// of one kind that differ from want, and removes ours from routes want no
+// longer names.
+func reconcileRoutes[T metav1.Object](ctx context.Context, want map[types.NamespacedName][]gatewayv1.RouteParentStatus,
+	controller gatewayv1.GatewayController, now metav1.Time, done func(string, types.NamespacedName, bool, error), a routeAccess[T]) {
+	for _, r := range a.list() {
+		if ctx.Err() != nil {
+			return
+		}
+		key := types.NamespacedName{Namespace: r.GetNamespace(), Name: r.GetName()}
+		parents, listed := want[key]
+		// The generation the translation saw; for a route it no longer
+		// lists, the cache's (the same informers fed it).
+		known := r.GetGeneration()
+		if listed {
+			known = 0
+			for _, p := range parents {
+				known = max(known, generation(p.Conditions))
+			}
+		} else if !hasEntries(a.parents(r), controller) {
+			continue // neither ours now nor before: not ours to touch
+		}
+		written, err := writeStatus(ctx, r,
+			func(ctx context.Context) (T, error) { return a.get(ctx, key.Namespace, key.Name) },
+			func(have T) (T, bool) {
+				merged := mergeParents(a.parents(have), parents, controller, known, now)
+				if equality.Semantic.DeepEqual(a.parents(have), merged) {
+					var zero T
+					return zero, false
+				}
+				return a.withParents(have, merged), true
+			},
+			a.update)
+		done(a.kind, key, written, err)
+	}
 }
 
 func hasEntries(parents []gatewayv1.RouteParentStatus, controller gatewayv1.GatewayController) bool {

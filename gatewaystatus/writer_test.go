@@ -64,6 +64,7 @@ type fixture struct {
 	classes []*gatewayv1.GatewayClass
 	gws     []*gatewayv1.Gateway
 	routes  []*gatewayv1.HTTPRoute
+	grpc    []*gatewayv1.GRPCRoute
 }
 
 func newFixture(t *testing.T, objs ...runtime.Object) *fixture {
@@ -83,6 +84,9 @@ func newFixture(t *testing.T, objs ...runtime.Object) *fixture {
 		case *gatewayv1.HTTPRoute:
 			f.routes = append(f.routes, o)
 			_, err = f.cs.GatewayV1().HTTPRoutes(o.Namespace).Create(bg, o, metav1.CreateOptions{})
+		case *gatewayv1.GRPCRoute:
+			f.grpc = append(f.grpc, o)
+			_, err = f.cs.GatewayV1().GRPCRoutes(o.Namespace).Create(bg, o, metav1.CreateOptions{})
 		}
 		if err != nil {
 			t.Fatal(err)
@@ -94,6 +98,7 @@ func newFixture(t *testing.T, objs ...runtime.Object) *fixture {
 		GatewayClasses: func() []*gatewayv1.GatewayClass { return f.classes },
 		Gateways:       func() []*gatewayv1.Gateway { return f.gws },
 		HTTPRoutes:     func() []*gatewayv1.HTTPRoute { return f.routes },
+		GRPCRoutes:     func() []*gatewayv1.GRPCRoute { return f.grpc },
 		Log:            slog.New(f.log),
 		Now:            func() time.Time { return tNow },
 		RetryInterval:  10 * time.Millisecond,
@@ -231,7 +236,7 @@ func TestConditionTimes(t *testing.T) {
 	}
 	f.w.SetStatus([]routing.GatewayClassStatus{{Name: "fresh", Status: gatewayv1.GatewayClassStatus{
 		Conditions: []metav1.Condition{untimed("Accepted", true, "Accepted", 1)}}}},
-		[]routing.GatewayStatus{{Gateway: types.NamespacedName{Namespace: "ns", Name: "gw"}, Status: want}}, nil)
+		[]routing.GatewayStatus{{Gateway: types.NamespacedName{Namespace: "ns", Name: "gw"}, Status: want}}, nil, nil)
 	if !f.w.reconcile(bg, <-f.w.in) {
 		t.Fatal("reconcile failed")
 	}
@@ -287,7 +292,7 @@ func TestHTTPRouteParents(t *testing.T) {
 			parent("gw-new", ourController, untimed("Accepted", true, "Accepted", 2))}},
 		{Route: types.NamespacedName{Namespace: "ns", Name: "deleted"}, Parents: []gatewayv1.RouteParentStatus{
 			parent("gw", ourController, untimed("Accepted", true, "Accepted", 1))}},
-	})
+	}, nil)
 	if !f.w.reconcile(bg, <-f.w.in) {
 		t.Fatal("reconcile failed: a route the cache no longer has must be skipped, not an error")
 	}
@@ -313,6 +318,58 @@ func TestHTTPRouteParents(t *testing.T) {
 	}
 }
 
+// TestGRPCRouteParents: GRPCRoutes get their entries as HTTPRoutes do,
+// through the GRPCRoute API, apart from an HTTPRoute of the same name; ours
+// on a GRPCRoute the translation no longer lists are removed, other
+// controllers' kept.
+func TestGRPCRouteParents(t *testing.T) {
+	other := parent("gw-x", "example.com/other", cond("Accepted", true, "Accepted", 1, t0))
+	grpcRoute := func(name string, gen int64, parents ...gatewayv1.RouteParentStatus) *gatewayv1.GRPCRoute {
+		r := &gatewayv1.GRPCRoute{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, Generation: gen}}
+		r.Status.Parents = parents
+		return r
+	}
+	f := newFixture(t,
+		route("a", 1, other),
+		grpcRoute("a", 3, other),
+		grpcRoute("gone", 1, other, parent("gw", ourController, cond("Accepted", true, "Accepted", 1, t0))))
+	f.w.SetStatus(nil, nil,
+		[]routing.HTTPRouteStatus{{Route: types.NamespacedName{Namespace: "ns", Name: "a"}, Parents: []gatewayv1.RouteParentStatus{
+			parent("gw", ourController, untimed("Accepted", true, "Accepted", 1))}}},
+		[]routing.GRPCRouteStatus{{Route: types.NamespacedName{Namespace: "ns", Name: "a"}, Parents: []gatewayv1.RouteParentStatus{
+			parent("gw", ourController, untimed("Accepted", false, "NotAllowedByListeners", 3))}}})
+	if !f.w.reconcile(bg, <-f.w.in) {
+		t.Fatal("reconcile failed")
+	}
+	grpcParents := func(name string) []gatewayv1.RouteParentStatus {
+		t.Helper()
+		r, err := f.cs.GatewayV1().GRPCRoutes("ns").Get(bg, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Status.Parents
+	}
+	for _, c := range []struct {
+		kind string
+		got  []gatewayv1.RouteParentStatus
+		want []gatewayv1.RouteParentStatus
+	}{
+		{"HTTPRoute a", f.route(t, "a").Status.Parents, []gatewayv1.RouteParentStatus{other, parent("gw", ourController, cond("Accepted", true, "Accepted", 1, mtNow))}},
+		{"GRPCRoute a", grpcParents("a"), []gatewayv1.RouteParentStatus{other, parent("gw", ourController, cond("Accepted", false, "NotAllowedByListeners", 3, mtNow))}},
+		{"GRPCRoute gone", grpcParents("gone"), []gatewayv1.RouteParentStatus{other}},
+	} {
+		if !equality.Semantic.DeepEqual(c.got, c.want) {
+			t.Errorf("%s parents:\n got  %+v\n want %+v", c.kind, c.got, c.want)
+		}
+	}
+	if got := f.writes(KindGRPCRoute, "set"); got != 2 {
+		t.Errorf("GRPCRoute set = %v, want 2", got)
+	}
+	if got := f.writes(KindHTTPRoute, "set"); got != 1 {
+		t.Errorf("HTTPRoute set = %v, want 1", got)
+	}
+}
+
 // TestNoWriteWhenUnchanged: once the cache holds what was written, the same
 // status (translated again, at a later time) makes no API call at all.
 func TestNoWriteWhenUnchanged(t *testing.T) {
@@ -328,7 +385,7 @@ func TestNoWriteWhenUnchanged(t *testing.T) {
 				Listeners: []gatewayv1.ListenerStatus{{Name: "http", SupportedKinds: []gatewayv1.RouteGroupKind{},
 					Conditions: []metav1.Condition{untimed("Accepted", true, "Accepted", 1)}}}}}},
 			[]routing.HTTPRouteStatus{{Route: types.NamespacedName{Namespace: "ns", Name: "a"}, Parents: []gatewayv1.RouteParentStatus{
-				parent("gw", ourController, untimed("Accepted", true, "Accepted", 1))}}})
+				parent("gw", ourController, untimed("Accepted", true, "Accepted", 1))}}}, nil)
 	}
 	status()
 	if !f.w.reconcile(bg, <-f.w.in) {
@@ -373,7 +430,7 @@ func TestConflictRetry(t *testing.T) {
 		return true, nil, apierrors.NewConflict(gatewayv1.Resource("httproutes"), "a", nil)
 	})
 	f.w.SetStatus(nil, nil, []routing.HTTPRouteStatus{{Route: types.NamespacedName{Namespace: "ns", Name: "a"},
-		Parents: []gatewayv1.RouteParentStatus{parent("gw", ourController, untimed("Accepted", true, "Accepted", 1))}}})
+		Parents: []gatewayv1.RouteParentStatus{parent("gw", ourController, untimed("Accepted", true, "Accepted", 1))}}}, nil)
 	if !f.w.reconcile(bg, <-f.w.in) {
 		t.Fatal("reconcile failed after a conflict")
 	}
@@ -403,7 +460,7 @@ func TestNewerGenerationLeftAlone(t *testing.T) {
 		[]routing.GatewayStatus{{Gateway: types.NamespacedName{Namespace: "ns", Name: "gw"}, Status: gatewayv1.GatewayStatus{
 			Conditions: []metav1.Condition{untimed("Accepted", true, "Accepted", 2)}}}},
 		[]routing.HTTPRouteStatus{{Route: types.NamespacedName{Namespace: "ns", Name: "a"}, Parents: []gatewayv1.RouteParentStatus{
-			parent("gw", ourController, untimed("Accepted", false, "NotAllowedByListeners", 2))}}})
+			parent("gw", ourController, untimed("Accepted", false, "NotAllowedByListeners", 2))}}}, nil)
 	// b is not listed, but its entry is of generation 3 and the cache has 2.
 	if !f.w.reconcile(bg, <-f.w.in) {
 		t.Fatal("reconcile failed")
@@ -472,7 +529,7 @@ func TestLeadRetriesAfterFailure(t *testing.T) {
 		return false, nil, nil
 	})
 	f.w.SetStatus([]routing.GatewayClassStatus{{Name: "bulkhead", Status: gatewayv1.GatewayClassStatus{
-		Conditions: []metav1.Condition{untimed("Accepted", true, "Accepted", 1)}}}}, nil, nil)
+		Conditions: []metav1.Condition{untimed("Accepted", true, "Accepted", 1)}}}}, nil, nil, nil)
 	ctx, cancel := context.WithCancel(bg)
 	done := make(chan struct{})
 	go func() { defer close(done); f.w.lead(ctx) }()
@@ -518,7 +575,7 @@ func TestMergeParentsNeverNil(t *testing.T) {
 func TestSetStatusNeverBlocks(t *testing.T) {
 	w := New(Options{})
 	for i := range 100 { // nobody reads: the latest replaces the unread one
-		w.SetStatus([]routing.GatewayClassStatus{{Name: string(rune('a' + i%26))}}, nil, nil)
+		w.SetStatus([]routing.GatewayClassStatus{{Name: string(rune('a' + i%26))}}, nil, nil, nil)
 	}
 	if got := <-w.in; got.classes[0].Name != string(rune('a'+99%26)) {
 		t.Fatalf("latest status lost: %+v", got.classes)

@@ -208,6 +208,7 @@ func serve(stop context.Context, cfg config, log *slog.Logger) error {
 			GatewayClasses: func() []*gatewayv1.GatewayClass { return routes.GatewayClasses() },
 			Gateways:       func() []*gatewayv1.Gateway { return routes.Gateways() },
 			HTTPRoutes:     func() []*gatewayv1.HTTPRoute { return routes.HTTPRoutes() },
+			GRPCRoutes:     func() []*gatewayv1.GRPCRoute { return routes.GRPCRoutes() },
 			Log:            log.With(logging.KeyComponent, "gatewaystatus"),
 			Registerer:     reg,
 		})
@@ -614,18 +615,19 @@ func tableWatchers(watchers ...func(routing.Table, bool)) func(routing.Table, bo
 // gatewayStatusChanges passes on the Gateway API status of live tables
 // when it is not the previous table's (an endpoint change keeps the
 // table's status as it was). Tables from disk have none to pass.
-func gatewayStatusChanges(set func([]routing.GatewayClassStatus, []routing.GatewayStatus, []routing.HTTPRouteStatus)) func(routing.Table, bool) {
+func gatewayStatusChanges(set func([]routing.GatewayClassStatus, []routing.GatewayStatus, []routing.HTTPRouteStatus, []routing.GRPCRouteStatus)) func(routing.Table, bool) {
 	var last routing.Table
 	first := true
 	same := func(t routing.Table) bool {
-		return sameSlice(t.GatewayClasses, last.GatewayClasses) && sameSlice(t.Gateways, last.Gateways) && sameSlice(t.HTTPRoutes, last.HTTPRoutes)
+		return sameSlice(t.GatewayClasses, last.GatewayClasses) && sameSlice(t.Gateways, last.Gateways) && sameSlice(t.HTTPRoutes, last.HTTPRoutes) &&
+			sameSlice(t.GRPCRoutes, last.GRPCRoutes)
 	}
 	return func(t routing.Table, live bool) {
 		if !live {
 			return
 		}
 		if first || !same(t) {
-			set(t.GatewayClasses, t.Gateways, t.HTTPRoutes)
+			set(t.GatewayClasses, t.Gateways, t.HTTPRoutes, t.GRPCRoutes)
 		}
 		first, last = false, t
 	}

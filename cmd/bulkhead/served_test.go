@@ -29,7 +29,7 @@ func TestServedChangesPassesOnlyNewLists(t *testing.T) {
 // that is not the previous table's.
 func TestGatewayStatusChangesPassesOnlyLiveNewStatus(t *testing.T) {
 	var calls [][]routing.GatewayStatus
-	on := gatewayStatusChanges(func(_ []routing.GatewayClassStatus, g []routing.GatewayStatus, _ []routing.HTTPRouteStatus) {
+	on := gatewayStatusChanges(func(_ []routing.GatewayClassStatus, g []routing.GatewayStatus, _ []routing.HTTPRouteStatus, _ []routing.GRPCRouteStatus) {
 		calls = append(calls, g)
 	})
 	a := []routing.GatewayStatus{{Gateway: types.NamespacedName{Namespace: "infra", Name: "edge"}}}
