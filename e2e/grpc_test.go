@@ -78,7 +78,7 @@ func grpcDeployment(namespace, name string, replicas int32) (*appsv1.Deployment,
 type grpcEnv struct {
 	*workloadEnv
 	namespace, name, host string
-	h2c, tls             *grpc.ClientConn
+	h2c, tls              *grpc.ClientConn
 }
 
 func newGRPCEnv(t *testing.T, replicas int32, annotations map[string]string) *grpcEnv {
