@@ -39,12 +39,14 @@ func TestLoadsEarlierSchemas(t *testing.T) {
 			if err != nil {
 				t.Fatalf("the snapshot of schema %s does not load: %v", fp, err)
 			}
+			// fullTable as that build had it: without what came later.
 			want := fullTable()
 			var gatewayCerts []routing.Certificate
 			for _, c := range want.Certificates {
-				if !c.Default && c.Ingress.Name == "" {
-					gatewayCerts = append(gatewayCerts, c)
+				if fp == "4237ac2e2a0612e1" && (c.Default || c.Ingress.Name != "") {
+					continue
 				}
+				gatewayCerts = append(gatewayCerts, c)
 			}
 			if len(got.Routes) != len(want.Routes) || !reflect.DeepEqual(got.Served, want.Served) ||
 				!reflect.DeepEqual(got.Problems, want.Problems) || !reflect.DeepEqual(got.Certificates, gatewayCerts) {

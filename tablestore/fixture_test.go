@@ -115,6 +115,7 @@ func fullTable() routing.Table {
 					Id: "zz_gateway", Path: "/com/example/checkout", BackendType: eskip.ShuntBackend,
 				},
 				Gateway: &routing.GatewayOrigin{
+					Kind:      "GRPCRoute",
 					HTTPRoute: types.NamespacedName{Namespace: "shop", Name: "checkout"},
 					Rule:      1, RuleName: "pay", Match: 2,
 					Gateway:  types.NamespacedName{Namespace: "infra", Name: "edge"},

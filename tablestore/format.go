@@ -90,6 +90,7 @@ var schema = fingerprint(reflect.TypeFor[storedTable]())
 // that a test loads.
 var earlierSchemas = map[string]string{
 	"4237ac2e2a0612e1": "before routing.Certificate.Ingress and Default (issue 16): Gateway certificates only",
+	"8f6e38ce2d7f1b36": "before routing.GatewayOrigin.Kind (issue 16): HTTPRoutes only",
 }
 
 // fingerprint hashes the JSON-relevant shape of t: field names, JSON tags
