@@ -53,6 +53,7 @@
 //	bulkhead.local/echo-basic                internal/nodeagent/echobasic (HTTP :3000, h2c :3001, HTTPS :8443)
 //	registry.k8s.io/gateway-api/echo-basic   the same: the Gateway API conformance echo server's format
 //	registry.k8s.io/coredns/coredns          echobasic's DNS placeholder (REFUSED on :53)
+//	k8s.gcr.io/ingressconformance/echoserver internal/nodeagent/ingressecho (HTTP :3000): the Ingress conformance suite's echo server
 //
 // The conformance suite v1.6.3 uses echo-basic v1.5.1, v1.6.0-dev.2 and
 // v1.6.0-dev.3, and coredns v1.12.2 in its base manifests, which

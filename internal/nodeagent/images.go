@@ -46,10 +46,15 @@ const (
 	// CoreDNSImage is used by the conformance base manifests for UDPRoute
 	// tests; echobasic's DNS placeholder keeps that Deployment ready.
 	CoreDNSImage = "registry.k8s.io/coredns/coredns"
+	// IngressEchoImage is the Ingress conformance suite's echo server
+	// (kubernetes-sigs/ingress-controller-conformance, pinned by digest
+	// there); ingressecho answers in its format.
+	IngressEchoImage = "k8s.gcr.io/ingressconformance/echoserver"
 
 	testpodPackage   = "github.com/bulkhead-router/bulkhead/internal/testpods/testpod"
 	grpcechoPackage  = "github.com/bulkhead-router/bulkhead/internal/testpods/grpcecho"
 	echobasicPackage = "github.com/bulkhead-router/bulkhead/internal/nodeagent/echobasic"
+	ingressEchoPkg   = "github.com/bulkhead-router/bulkhead/internal/nodeagent/ingressecho"
 )
 
 // Images is the fixed image table; any tag or digest of a repository maps
@@ -90,6 +95,12 @@ var Images = []Image{
 		Package:    echobasicPackage,
 		Program:    "coredns",
 		Note:       "DNS placeholder answering REFUSED on :53 (for the conformance base manifests)",
+	},
+	{
+		Repository: IngressEchoImage,
+		Package:    ingressEchoPkg,
+		Program:    "echoserver",
+		Note:       "Ingress conformance echo server (our ingressecho): JSON echo on :3000, /health",
 	},
 }
 
