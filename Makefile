@@ -78,7 +78,7 @@ cluster-up: controlplane
 cluster-down:
 	@$(GO) run ./hack/devcluster down
 
-## conformance-gateway: the upstream Gateway API conformance suite (v1.6.3, GATEWAY-HTTP, unmodified) against bin/bulkhead on a local control plane; report in docs/conformance/ (root; docs/CONFORMANCE.md)
+## conformance-gateway: the upstream Gateway API conformance suite (v1.6.3, GATEWAY-HTTP and GATEWAY-GRPC, unmodified) against bin/bulkhead on a local control plane; report in docs/conformance/ (root; docs/CONFORMANCE.md)
 CONFORMANCE_TIMEOUT ?= 60m
 CONFORMANCE_FLAGS ?=
 conformance-gateway: deps controlplane build

@@ -68,6 +68,16 @@ var SupportedFeatures = []features.FeatureName{
 	features.SupportHTTPRouteDestinationPortMatching,
 	features.SupportHTTPRouteNamedRouteRule,
 	features.SupportGatewayHTTPListenerIsolation,
+	// GATEWAY-GRPC: GRPCRoute over h2c listeners to h2c backends.
+	features.SupportGRPCRoute,
+	features.SupportGRPCRouteNamedRouteRule,
+}
+
+// Profiles are the conformance profiles run and reported: one run of the
+// suite covers both, each test once.
+var Profiles = []suite.ConformanceProfileName{
+	suite.GatewayHTTPConformanceProfileName,
+	suite.GatewayGRPCConformanceProfileName,
 }
 
 // routerGatewayArgs are the router flags for the suite: it sends requests
@@ -115,6 +125,11 @@ var ShortTests = []string{
 	"HTTPRouteReferenceGrant",
 	"HTTPRouteRedirectHostAndStatus",
 	"GatewayInvalidTLSConfiguration",
+	// GATEWAY-GRPC: h2c from the suite's gRPC client through the router to
+	// the gRPC echo pods, method matching and 404 as UNIMPLEMENTED; and
+	// listener hostnames against the call's :authority.
+	"GRPCExactMethodMatching",
+	"GRPCRouteListenerHostnameMatching",
 }
 
 // TestGatewayConformanceShort runs ShortTests of the unmodified suite
@@ -201,7 +216,7 @@ func runSuite(t *testing.T, adjust func(*suite.ConformanceOptions)) {
 			CleanupBaseResources: true,
 			CleanupTestResources: true,
 			SupportedFeatures:    SupportedFeatures,
-			ConformanceProfiles:  []suite.ConformanceProfileName{suite.GatewayHTTPConformanceProfileName},
+			ConformanceProfiles:  Profiles,
 			Mode:                 flags.DefaultMode,
 			TimeoutConfig:        conformanceconfig.DefaultTimeoutConfig(),
 			Implementation: confv1.Implementation{
