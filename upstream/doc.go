@@ -128,7 +128,8 @@
 // Breakers, balancing, retries, slow start, the terminating fallback and
 // the timeouts apply to every protocol alike. On HTTP/2 many attempts
 // share one connection; in-flight counts (least in-flight) are per
-// attempt, as on HTTP/1, not per connection.
+// attempt, as on HTTP/1, not per connection: an attempt until its
+// response headers, a gRPC call until its status (see gRPC).
 //
 // # gRPC
 //
@@ -158,7 +159,9 @@
 //     deadline); every other code is a success, as any HTTP answer but
 //     502/503/504 is (see grpcOutcome). A status that comes in trailers
 //     is recorded when they arrive; a half-open probe is settled by the
-//     headers, so that a long stream does not hold it.
+//     headers, so that a long stream does not hold it. Until then the
+//     call counts as in flight on its endpoint, so that least in-flight
+//     sees the streams each pod serves.
 //   - Retries: only before anything reached the client, and only when the
 //     call was not processed: a connect error or failed handshake, a
 //     refused stream (REFUSED_STREAM) or one the pod's GOAWAY came before

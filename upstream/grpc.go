@@ -171,6 +171,9 @@ func trailerKey(k string) string {
 
 func (b *responseBody) finish(err error) {
 	b.done = true
+	if b.grpc {
+		b.br.inflight.Add(-1)
+	}
 	if err == io.EOF {
 		if b.w != nil && len(b.resp.Trailer) > 0 {
 			h := b.w.Header()

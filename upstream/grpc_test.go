@@ -725,3 +725,43 @@ func TestRequestTrailersAndHTTP1OverTLS(t *testing.T) {
 		})
 	}
 }
+
+// A gRPC stream counts as in flight on its pod until it ends, not only
+// until its headers (least in-flight sees the streams a pod serves).
+func TestGRPCStreamInFlightUntilItEnds(t *testing.T) {
+	pod := startPod(t, nil)
+	release := make(chan struct{})
+	pod.beforeSend = func(i int) {
+		if i == 1 {
+			<-release
+		}
+	}
+	r := newRig(t, upstream.Config{}, h2cBackend(), pod.addr)
+	stream, err := r.client(t).StreamingOutputCall(callCtx(t), &testgrpc.StreamingOutputCallRequest{ResponseParameters: []*testgrpc.ResponseParameters{{Size: 1}, {Size: 2}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	if n := r.u.Breakers().Snapshot(pod.addr).InFlight; n != 1 {
+		t.Errorf("%d in flight during the stream, want 1", n)
+	}
+	close(release)
+	for {
+		if _, err := stream.Recv(); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The router settles the stream when it reads the trailers, which
+	// the client may see first.
+	deadline := time.Now().Add(5 * time.Second)
+	for r.u.Breakers().Snapshot(pod.addr).InFlight != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d in flight after the stream ended, want 0", r.u.Breakers().Snapshot(pod.addr).InFlight)
+		}
+		runtime.Gosched()
+	}
+}

@@ -370,6 +370,10 @@ func (r *retrier) roundTrip(req *http.Request, be *backend, first *breaker, pol 
 	rb := &responseBody{ReadCloser: resp.Body, resp: resp, w: slot.w, req: req}
 	if pending {
 		rb.grpc, rb.ticket, rb.admitted, rb.br, rb.st = true, tk, admitted, br, st
+		// A gRPC call is in flight on its endpoint until its status
+		// arrives, not only until its headers: least in-flight then
+		// sees the streams each pod is serving.
+		br.inflight.Add(1)
 	}
 	resp.Body = rb
 	return resp, nil
