@@ -390,6 +390,7 @@ func ClusterScenarios(o ClusterOptions) []Scenario[*Cluster] {
 		"node-cordon":              "acts on a node: run by hand with kubectl cordon (docs/CHAOS.md)",
 		"node-drain":               "drains a node: run by hand with kubectl drain under load (docs/CHAOS.md)",
 		"pod-force-delete":         "force-deletes a pod of a Deployment: pod-delete is this tool's gentle form; run by hand with kubectl delete pod --grace-period=0 --force",
+		"grpc-rolling-update":      "its load is gRPC calls to the grpc-echo test pod, which a real cluster does not run; run it locally (make chaos)",
 		"rolling-update-exact-lag": "writes its EndpointSlice by hand to control the lag exactly; a real cluster's controller writes them (rolling-update runs there)",
 	}
 	for _, s := range LocalScenarios() {

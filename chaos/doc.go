@@ -31,7 +31,11 @@
 //   - Local: a real etcd and kube-apiserver on loopback
 //     (internal/controlplane), toxiproxy in front of it when a scenario
 //     needs the network cut (internal/toxiproxy), pods in network
-//     namespaces (internal/testpods) and the bulkhead binary
+//     namespaces (internal/testpods; for the workload scenarios
+//     Deployments run by the node agent, and for grpc- ones a gRPC
+//     Deployment called with grpc-go clients through internal/grpcload,
+//     its calls reported as load streams counted by gRPC status) and the
+//     bulkhead binary
 //     (internal/testrouter). Every scenario gets a fresh control plane,
 //     pods and router, so one scenario's damage never leaks into the next.
 //   - Cluster: a kubeconfig, a namespace and a Deployment behind an Ingress

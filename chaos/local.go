@@ -70,6 +70,8 @@ type Local struct {
 	// was set.
 	Agent *nodeagent.Agent
 	app   workloads.App
+	// grpc is the gRPC Deployment of the grpc- scenarios.
+	grpc *grpcState
 
 	http *http.Client
 	// Measurements some bounds need: how long the router was down on

@@ -33,7 +33,7 @@ func WriteTable(w io.Writer, outcomes []*Outcome) {
 				load += " " + l.Path
 			}
 			fmt.Fprintf(tw, "%s\t%s %g/s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\n", name, load, l.Rate, l.Sent, l.Failed, by,
-				ms(l.Percentile(50)), ms(l.Percentile(99)), ms(l.Max()), verdict)
+				ms(l.percentile(50)), ms(l.percentile(99)), ms(l.percentile(100)), verdict)
 		}
 	}
 	tw.Flush()

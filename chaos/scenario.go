@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bulkhead-router/bulkhead/internal/grpcload"
 	"github.com/bulkhead-router/bulkhead/internal/loadgen"
 )
 
@@ -174,6 +175,18 @@ type LoadResult struct {
 	Path   string
 	Rate   float64
 	*loadgen.Result
+	// GRPC, for a stream of gRPC calls, is its own result: Result then
+	// carries its counts (failed calls by gRPC code in ByError) and the
+	// latencies are GRPC's.
+	GRPC *grpcload.Result
+}
+
+// percentile is the stream's p-th percentile latency.
+func (l LoadResult) percentile(p float64) time.Duration {
+	if l.GRPC != nil {
+		return l.GRPC.Percentile(p)
+	}
+	return l.Result.Percentile(p)
 }
 
 // Passed reports whether the scenario ran and stayed within its bound.

@@ -35,7 +35,7 @@ func workloadScenarios() []Scenario[*Local] {
 		_, err := e.noteMetrics(upstream.MetricRetries, upstream.MetricRetryBudgetExhausted)
 		return err
 	}
-	return []Scenario[*Local]{
+	return append([]Scenario[*Local]{
 		{
 			Name: "rolling-update",
 			Summary: "`kubectl rollout restart` of a Deployment of 3 pods (maxSurge 1, maxUnavailable 0, 1s preStop sleep): " +
@@ -169,5 +169,5 @@ func workloadScenarios() []Scenario[*Local] {
 			},
 			Check: retriesNoted,
 		},
-	}
+	}, grpcScenarios()...)
 }

@@ -16,62 +16,14 @@ import (
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/bulkhead-router/bulkhead/internal/grpcload"
-	"github.com/bulkhead-router/bulkhead/internal/nodeagent"
 	"github.com/bulkhead-router/bulkhead/internal/testcerts"
 	"github.com/bulkhead-router/bulkhead/internal/workloads"
 )
-
-// grpcDeployment is a Deployment of the gRPC test pod (grpc-echo, h2c on
-// 8080, control on 15000) with readiness from its health service, a 1 s
-// preStop sleep, rolling with maxSurge 1 and maxUnavailable 0, behind a
-// Service whose port says appProtocol kubernetes.io/h2c: what a user
-// writes for a gRPC service.
-func grpcDeployment(namespace, name string, replicas int32) (*appsv1.Deployment, *corev1.Service) {
-	labels := map[string]string{"app": name}
-	surge, unavailable := intstr.FromInt32(1), intstr.FromInt32(0)
-	c := corev1.Container{
-		Name:  "grpc",
-		Image: nodeagent.GRPCEchoImage + ":latest",
-		Ports: []corev1.ContainerPort{
-			{Name: "grpc", ContainerPort: 8080, Protocol: corev1.ProtocolTCP},
-			{Name: "control", ContainerPort: 15000, Protocol: corev1.ProtocolTCP},
-		},
-		Env: []corev1.EnvVar{{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}},
-		ReadinessProbe: &corev1.Probe{
-			ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromString("control")}},
-			PeriodSeconds: 1, FailureThreshold: 1, SuccessThreshold: 1, TimeoutSeconds: 1,
-		},
-		Lifecycle: &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: 1}}},
-	}
-	d := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, Labels: labels},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: &replicas,
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Strategy: appsv1.DeploymentStrategy{Type: appsv1.RollingUpdateDeploymentStrategyType,
-				RollingUpdate: &appsv1.RollingUpdateDeployment{MaxSurge: &surge, MaxUnavailable: &unavailable}},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec:       corev1.PodSpec{Containers: []corev1.Container{c}, TerminationGracePeriodSeconds: ptr(int64(30))},
-			},
-		},
-	}
-	s := &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, Labels: labels},
-		Spec: corev1.ServiceSpec{Selector: labels, Ports: []corev1.ServicePort{{
-			Name: "grpc", Port: 80, TargetPort: intstr.FromString("grpc"), Protocol: corev1.ProtocolTCP,
-			AppProtocol: ptr("kubernetes.io/h2c"),
-		}}},
-	}
-	return d, s
-}
 
 // grpcEnv is a workload cluster with a gRPC Deployment behind an Ingress
 // served over h2c and, for its host, TLS from a Secret.
@@ -85,12 +37,10 @@ func newGRPCEnv(t *testing.T, replicas int32, annotations map[string]string) *gr
 	t.Helper()
 	w := newWorkloadEnv(t)
 	g := &grpcEnv{workloadEnv: w, namespace: "grpc", name: "echo", host: "echo.example"}
-	d, s := grpcDeployment(g.namespace, g.name, replicas)
-	ensureNamespace(t, w.client, g.namespace)
-	if _, err := w.client.AppsV1().Deployments(g.namespace).Create(w.ctx(), d, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.client.CoreV1().Services(g.namespace).Create(w.ctx(), s, metav1.CreateOptions{}); err != nil {
+	// A 1 s preStop sleep; TestGRPCFaults patches it away for its last
+	// rolling update.
+	app := workloads.GRPCApp{Namespace: g.namespace, Name: g.name, Replicas: replicas, PreStopSleep: time.Second}
+	if err := workloads.CreateGRPC(w.ctx(), w.client, app); err != nil {
 		t.Fatal(err)
 	}
 	certPEM, keyPEM := testcerts.SelfSigned(t, g.host)
@@ -121,8 +71,7 @@ func newGRPCEnv(t *testing.T, replicas int32, annotations map[string]string) *gr
 	return g
 }
 
-// app names the Deployment for the workloads helpers (which only read its
-// namespace, name and selector).
+// app names the Deployment for the workloads helpers.
 func (g *grpcEnv) app() workloads.App { return workloads.App{Namespace: g.namespace, Name: g.name} }
 
 func (g *grpcEnv) callCtx() context.Context {
@@ -178,8 +127,8 @@ func (g *grpcEnv) podIP(pod string) string {
 	return p.Status.PodIP
 }
 
-// TestGRPCCalls: a Deployment of two gRPC pods behind an Ingress whose
-// Service port says appProtocol kubernetes.io/h2c, called by real grpc-go
+// TestGRPCCalls: a Deployment of two gRPC pods (workloads.GRPCApp) behind
+// an Ingress whose Service port says appProtocol kubernetes.io/h2c, called by real grpc-go
 // clients over h2c and over TLS (the Ingress's spec.tls, ALPN h2):
 // unary and server-streaming calls reach the pods; the header metadata,
 // the grpc-status, the pod's own trailer metadata and a status message

@@ -1,8 +1,9 @@
 // Package workloads builds and drives real Kubernetes workloads for
 // bulkhead's tests, chaos scenarios and demo: Deployments of the node
-// agent's test image behind a selector Service, and the operations users
-// run on them (rollout restart, scale, pod deletion, node drain) through
-// the real kubectl against the local control plane.
+// agent's test image (App) or of its gRPC test image (GRPCApp, a Service
+// port with appProtocol kubernetes.io/h2c) behind a selector Service, and
+// the operations users run on them (rollout restart, scale, pod deletion,
+// node drain) through the real kubectl against the local control plane.
 //
 // It exists so that tests exercise what clients see when Kubernetes
 // itself moves pods: the Deployment and ReplicaSet controllers choose
