@@ -86,5 +86,15 @@ conformance-gateway: deps controlplane build
 	cd hack/conformance && BULKHEAD_BINARY=$(CURDIR)/bin/bulkhead BULKHEAD_CONFORMANCE_REPORT=$(CURDIR)/docs/conformance/gateway-http-report.yaml \
 		$(GO) test -count=1 -v -timeout $(CONFORMANCE_TIMEOUT) -run '^TestGatewayConformance$$' . $(CONFORMANCE_FLAGS)
 
+## conformance-ingress: the upstream Ingress conformance suite (kubernetes-sigs/ingress-controller-conformance at f91a799, unmodified, every feature, TLS included) against bin/bulkhead on a local control plane; report in docs/conformance/ (root; ports 80 and 443 of 127.0.0.1, so not beside conformance-gateway; about 15 min; docs/CONFORMANCE.md)
+.PHONY: conformance-ingress
+INGRESS_CONFORMANCE_TIMEOUT ?= 60m
+INGRESS_CONFORMANCE_FLAGS ?=
+conformance-ingress: deps controlplane build
+	mkdir -p docs/conformance
+	cd hack/ingressconformance && BULKHEAD_BINARY=$(CURDIR)/bin/bulkhead BULKHEAD_INGRESS_CONFORMANCE_REPORT=$(CURDIR)/docs/conformance/ingress-report.json \
+		BULKHEAD_INGRESS_CONFORMANCE_FLAGS='$(INGRESS_CONFORMANCE_FLAGS)' \
+		$(GO) test -count=1 -v -timeout $(INGRESS_CONFORMANCE_TIMEOUT) -run '^TestIngressConformance$$' .
+
 clean:
 	rm -rf bin
