@@ -201,6 +201,12 @@ func (e *env) changeAfterOutage(t *testing.T, withRelist bool) time.Duration {
 			t.Errorf("the router listed %s again after an outage of an API server that kept its watch history (%v full lists, 1 at start): its watches should have resumed", resource, n)
 		}
 	}
+	// An outage is two lines of a component's log, the loss and the
+	// return; nothing that retries while the server is away may log each
+	// attempt (issue 17: quiet logs in an outage).
+	for line, n := range repeatedWarnings(e.router.Log()) {
+		t.Errorf("the router logged this warning or error %d times through one outage (want it once, the repeats counted in a metric): %s", n, line)
+	}
 	bound := 5 * time.Second
 	if withRelist {
 		bound += defaultRelistSpread
@@ -407,6 +413,42 @@ func (e *env) status(t *testing.T) string {
 }
 
 // sumMetric adds every sample of a metric family.
+// repeatedWarnings are the warnings and errors of a router's log that
+// appear more than once, by component and message, with their counts.
+func repeatedWarnings(log string) map[string]int {
+	seen := map[string]int{}
+	for _, line := range strings.Split(log, "\n") {
+		if !strings.Contains(line, "level=WARN") && !strings.Contains(line, "level=ERROR") {
+			continue
+		}
+		key := logField(line, "component") + ": " + logField(line, "msg")
+		seen[key]++
+	}
+	for k, n := range seen {
+		if n < 2 {
+			delete(seen, k)
+		}
+	}
+	return seen
+}
+
+// logField is a field of a text log line (log/slog's text format).
+func logField(line, key string) string {
+	i := strings.Index(line, " "+key+"=")
+	if i < 0 {
+		return ""
+	}
+	v := line[i+len(key)+2:]
+	if strings.HasPrefix(v, `"`) {
+		if s, err := strconv.QuotedPrefix(v); err == nil {
+			u, _ := strconv.Unquote(s)
+			return u
+		}
+	}
+	v, _, _ = strings.Cut(v, " ")
+	return v
+}
+
 // metricSamples is the samples of a metric, by their labels as written.
 func metricSamples(r *testrouter.Router, name string) map[string]float64 {
 	_, body := r.Admin("/metrics")

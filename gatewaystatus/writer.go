@@ -208,6 +208,10 @@ func (w *Writer) Run(ctx context.Context) error {
 	}()
 	defer func() { <-done }()
 	lease := w.o.LeaseNamespace + "/" + w.o.LeaseName
+	// Leader election logs every failed attempt to reach its lease, every
+	// RetryPeriod while the API server is away: the streak logger keeps the
+	// first and the recovery.
+	electionCtx := logging.NewStreak(w.log, w.o.Registerer, "gatewaystatus", logging.LeaderElectionSucceeded).Context(ctx)
 	for ctx.Err() == nil {
 		le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
 			Lock:            lock,
@@ -232,7 +236,7 @@ func (w *Writer) Run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("gateway status election: %w", err)
 		}
-		le.Run(ctx)
+		le.Run(electionCtx)
 		// Run returns when leadership is lost (for example while the API
 		// server is unreachable); stand for election again.
 	}
