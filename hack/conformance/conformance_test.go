@@ -68,6 +68,10 @@ var SupportedFeatures = []features.FeatureName{
 	features.SupportHTTPRouteDestinationPortMatching,
 	features.SupportHTTPRouteNamedRouteRule,
 	features.SupportGatewayHTTPListenerIsolation,
+	// Toward pods over h2c (appProtocol kubernetes.io/h2c), and WebSocket
+	// upgrades (kubernetes.io/ws).
+	features.SupportHTTPRouteBackendProtocolH2C,
+	features.SupportHTTPRouteBackendProtocolWebSocket,
 	// GATEWAY-GRPC: GRPCRoute over h2c listeners to h2c backends.
 	features.SupportGRPCRoute,
 	features.SupportGRPCRouteNamedRouteRule,
