@@ -3,9 +3,13 @@
 // kubernetes.io/tls Secrets (secrets.go: a field selector, so no other
 // Secret is read; lean copies of tls.crt and tls.key; watched whether or
 // not the Gateway API is served, for Ingress spec.tls, HTTPS Gateway
-// listeners and the default certificate) through client-go
-// shared informers, translates a snapshot of them with package routing, and
-// hands the result to skipper through skipper's DataClient interface. It
+// listeners and the default certificate), and where the API server serves
+// the Gateway API its GatewayClasses, Gateways, HTTPRoutes, GRPCRoutes
+// (only when discovery lists grpcroutes: an informer for a kind the server
+// lacks would never sync) and ReferenceGrants, with Namespaces for their
+// labels (gatewaywatch.go), through client-go shared informers,
+// translates a snapshot of them with package routing, and hands the
+// result to skipper through skipper's DataClient interface. It
 // is also where bulkhead keeps its last-known-good table: nothing the API
 // server does removes a route.
 //
@@ -86,7 +90,8 @@
 // The deletion guard (guard.go) holds back removals the router cannot
 // explain as one user's act, and nothing else: every rebuild applies all
 // additions and changes at once. It counts source objects that left (an
-// Ingress no longer served, an HTTPRoute with no route left in the table,
+// Ingress no longer served, an HTTPRoute or GRPCRoute (each a kind of its
+// own) with no route left in the table,
 // deleted or detached from its Gateway, a used Service losing its last
 // usable endpoint), never the routes or endpoints that follow from them;
 // each kind on its own. The watcher tells it how each object left: a
@@ -99,7 +104,7 @@
 // only as a burst (MinObjects of a kind within Window, over the share),
 // unannounced ones whenever over the share. Held objects go back into the
 // snapshot (routing.Snapshot.HeldIngresses, a held Service's last slices)
-// or are kept as the routes they were: a held HTTPRoute always, a held
+// or are kept as the routes they were: a held HTTPRoute or GRPCRoute always, a held
 // Ingress when the served table came from disk. Each is applied
 // HoldPeriod after it was held, when an operator confirms (ConfirmHold),
 // or dropped from the hold when it comes back.
