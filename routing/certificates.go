@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"crypto/tls"
+	"crypto/x509"
 	"slices"
 	"strings"
 
@@ -228,6 +229,7 @@ func (x *CertificateIndex) Lookup(port int32, serverName string) *Certificate {
 // tls.key (copies), or why it cannot be served.
 type keyPair struct {
 	cert, key []byte
+	leaf      *x509.Certificate // parsed by crypto/tls, for the names it covers
 	problem   string
 }
 
@@ -244,8 +246,9 @@ func checkKeyPair(s *corev1.Secret) keyPair {
 	case len(key) == 0:
 		return keyPair{problem: "has no " + corev1.TLSPrivateKeyKey}
 	}
-	if _, err := tls.X509KeyPair(crt, key); err != nil {
+	pair, err := tls.X509KeyPair(crt, key)
+	if err != nil {
 		return keyPair{problem: "holds no usable key pair in " + corev1.TLSCertKey + " and " + corev1.TLSPrivateKeyKey + ": " + err.Error()}
 	}
-	return keyPair{cert: bytes.Clone(crt), key: bytes.Clone(key)}
+	return keyPair{cert: bytes.Clone(crt), key: bytes.Clone(key), leaf: pair.Leaf}
 }

@@ -169,7 +169,10 @@ kubernetes.io/tls Secrets are read, so a Secret of another type is "not
 found" there; in a snapshot that holds one, its type is named), or one
 whose tls.crt and tls.key crypto/tls refuses as a key pair (malformed,
 mismatched) is an InvalidCertificate problem naming the Ingress and the
-Secret; an invalid host is InvalidHost. Only that entry is left out: its
+Secret; an invalid host is InvalidHost. A host served with a certificate
+whose leaf does not name it (as a client checks; for a wildcard host, a
+name one label below it) is served all the same and reported as
+CertificateHostMismatch. Only an invalid entry is left out: its
 hosts keep a certificate another Ingress gives them, or the default one,
 and the Ingress's routes are served as before, over plain HTTP and over
 TLS. Validity dates are not checked (translation has no clock): an expired

@@ -1,6 +1,7 @@
 package routing
 
 import (
+	"crypto/x509"
 	"slices"
 	"strings"
 
@@ -18,6 +19,13 @@ import (
 // with whatever certificate the handshake found), and its ssl-redirect
 // does not apply to those hosts.
 const InvalidCertificate Reason = "InvalidCertificate"
+
+// CertificateHostMismatch: the certificate of an Ingress's spec.tls entry
+// does not cover one of the entry's hosts (its leaf's DNS names, as a
+// client checks them). It is served all the same (the Secret is what the
+// Ingress asks for, and it may be what its clients pin), and reported so
+// that the mistake is seen before a client refuses it.
+const CertificateHostMismatch Reason = "CertificateHostMismatch"
 
 // AnnotationSSLRedirect ("true") answers requests to the hosts of the
 // Ingress's spec.tls that did not come over TLS with 308 to the same URL
@@ -137,6 +145,10 @@ func (t *Translator) ingressCertificates(order, held []*ingressEntry, o Options,
 					}
 					continue
 				}
+				if !covers(te.kp.leaf, te.vhost) {
+					*problems = append(*problems, ingressProblem(ref, CertificateHostMismatch,
+						"TLS host %q: the certificate of Secret %s does not cover it (names %s); served all the same", te.vhost, te.secret, strings.Join(te.kp.leaf.DNSNames, ", ")))
+				}
 				owner[te.vhost] = len(certs)
 				certs = append(certs, Certificate{Port: IngressPort, Hostname: te.vhost, Ingress: ref, Secret: te.secret,
 					Cert: te.kp.cert, Key: te.kp.key})
@@ -159,6 +171,19 @@ func (t *Translator) ingressCertificates(order, held []*ingressEntry, o Options,
 		}
 	}
 	return certs
+}
+
+// covers reports whether a leaf certificate is valid for a TLS host as
+// a client checks it; for a wildcard host, for a name one label below it.
+func covers(leaf *x509.Certificate, vhost string) bool {
+	if leaf == nil {
+		return true // nothing to say
+	}
+	name := vhost
+	if rest, ok := strings.CutPrefix(vhost, wildcardPrefix); ok {
+		name = "x." + rest
+	}
+	return leaf.VerifyHostname(name) == nil
 }
 
 // sslRedirect reads AnnotationSSLRedirect; a bad value is a problem and
