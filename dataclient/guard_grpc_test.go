@@ -95,3 +95,15 @@ func TestGuardSingleGRPCRouteDeletionIsApplied(t *testing.T) {
 	w.expect("g1.example", -1)
 	w.expect("g0.example", 2)
 }
+
+// /status counts held GRPCRoutes apart from HTTPRoutes.
+func TestHoldStatusCountsGRPCRoutes(t *testing.T) {
+	c := &Client{holdView: []HeldObject{
+		{Kind: kindGRPCRoute, Namespace: "ns", Name: "g0"}, {Kind: kindGRPCRoute, Namespace: "ns", Name: "g1"},
+		{Kind: kindHTTPRoute, Namespace: "ns", Name: "g0"},
+	}}
+	h := c.Status().Hold
+	if h == nil || h.HTTPRoutes != 1 || h.GRPCRoutes != 2 || !strings.Contains(h.Summary, "1 HTTPRoutes, 2 GRPCRoutes") {
+		t.Fatalf("hold status %+v", h)
+	}
+}

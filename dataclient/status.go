@@ -42,6 +42,7 @@ type HoldStatus struct {
 	ReleaseAt  time.Time `json:"releaseAt"`
 	Ingresses  int       `json:"ingresses"`
 	HTTPRoutes int       `json:"httpRoutes"`
+	GRPCRoutes int       `json:"grpcRoutes,omitempty"`
 	Services   int       `json:"services"`
 	// Objects are the held objects, at most maxHoldObjectsShown of them.
 	Objects []HeldObject `json:"objects"`
@@ -96,13 +97,19 @@ func (c *Client) Status() Status {
 				h.Ingresses++
 			case kindHTTPRoute:
 				h.HTTPRoutes++
+			case kindGRPCRoute:
+				h.GRPCRoutes++
 			case kindService:
 				h.Services++
 			}
 		}
 		h.Objects = c.holdView[:min(len(c.holdView), maxHoldObjectsShown)]
-		h.Summary = fmt.Sprintf("holding the removal of %d Ingresses, %d HTTPRoutes and the endpoints of %d Services; everything else is applied",
-			h.Ingresses, h.HTTPRoutes, h.Services)
+		routes := fmt.Sprintf("%d HTTPRoutes", h.HTTPRoutes)
+		if h.GRPCRoutes > 0 {
+			routes += fmt.Sprintf(", %d GRPCRoutes", h.GRPCRoutes)
+		}
+		h.Summary = fmt.Sprintf("holding the removal of %d Ingresses, %s and the endpoints of %d Services; everything else is applied",
+			h.Ingresses, routes, h.Services)
 		st.Hold = h
 	}
 	return st
