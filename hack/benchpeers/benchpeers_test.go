@@ -200,7 +200,8 @@ func TestConfigValidation(t *testing.T) {
 		{"-rounds", "0"},
 		{"-proxy-cpu", "1", "-load-cpu", "1"},
 		{"-fault-kill-after", "20s"},
-		{"-throughput=false", "-fault=false"},
+		{"-throughput=false", "-fault=false", "-grpc=false"},
+		{"-grpc-connections", "8", "-grpc-calls", "4"},
 	} {
 		if _, err := parseConfig(args, io.Discard); err == nil {
 			t.Errorf("%q accepted", args)
@@ -214,7 +215,7 @@ func testData(t *testing.T) configData {
 
 func TestTemplatesNameBothBackends(t *testing.T) {
 	data := testData(t)
-	for _, name := range []string{"nginx.conf.tmpl", "haproxy.cfg.tmpl", "routes.eskip.tmpl"} {
+	for _, name := range []string{"nginx.conf.tmpl", "haproxy.cfg.tmpl", "routes.eskip.tmpl", "nginx-grpc.conf.tmpl", "haproxy-grpc.cfg.tmpl"} {
 		out, err := renderConfig(name, data)
 		if err != nil {
 			t.Fatal(err)
@@ -253,8 +254,12 @@ func TestPeersAcceptTheirConfigurations(t *testing.T) {
 			return []string{"-t", "-q", "-p", data.Dir, "-e", filepath.Join(data.Dir, "error.log"), "-c", path}
 		}},
 		{"haproxy", "haproxy.cfg.tmpl", func(path string) []string { return []string{"-c", "-q", "-f", path} }},
+		{"nginx", "nginx-grpc.conf.tmpl", func(path string) []string {
+			return []string{"-t", "-q", "-p", data.Dir, "-e", filepath.Join(data.Dir, "error.log"), "-c", path}
+		}},
+		{"haproxy", "haproxy-grpc.cfg.tmpl", func(path string) []string { return []string{"-c", "-q", "-f", path} }},
 	} {
-		t.Run(c.program, func(t *testing.T) {
+		t.Run(c.tmpl, func(t *testing.T) {
 			bin, err := exec.LookPath(c.program)
 			if err != nil {
 				// make test installs both (hack/install-deps.sh peers); in
@@ -268,7 +273,7 @@ func TestPeersAcceptTheirConfigurations(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			path := filepath.Join(data.Dir, c.program+".conf")
+			path := filepath.Join(data.Dir, c.tmpl+".conf")
 			if err := os.WriteFile(path, out, 0o644); err != nil {
 				t.Fatal(err)
 			}

@@ -25,10 +25,13 @@ type config struct {
 	Peers         []string
 	Throughput    bool
 	FaultRun      bool
-	Baseline      bool
-	JSONPath      string
-	Markdown      string
-	Keep          bool
+	// GRPCRound runs the gRPC round (grpc.go) with the GRPC load.
+	GRPCRound bool
+	GRPC      grpcLoad
+	Baseline  bool
+	JSONPath  string
+	Markdown  string
+	Keep      bool
 	// Profile, when set, is where a CPU profile of bulkhead under the
 	// same wrk load is written, after the rounds.
 	Profile string
@@ -57,6 +60,10 @@ func parseConfig(args []string, out io.Writer) (config, error) {
 	peerList := fs.String("peers", "bulkhead,nginx,haproxy,skipper", "proxies to run, comma-separated; ratios need bulkhead")
 	fs.BoolVar(&c.Throughput, "throughput", true, "run the throughput rounds")
 	fs.BoolVar(&c.FaultRun, "fault", true, "run the fault runs")
+	fs.BoolVar(&c.GRPCRound, "grpc", true, "run the gRPC round: unary calls through bulkhead, nginx (grpc_pass) and HAProxy (proto h2) to two grpc-echo pods over h2c")
+	fs.IntVar(&c.GRPC.Connections, "grpc-connections", 4, "gRPC round: HTTP/2 connections of the load, the same for every target")
+	fs.IntVar(&c.GRPC.Calls, "grpc-calls", 32, "gRPC round: calls in flight, spread over the connections")
+	fs.DurationVar(&c.GRPC.Duration, "grpc-duration", 10*time.Second, "gRPC round: length of each run")
 	fs.BoolVar(&c.Baseline, "baseline", true, "also run wrk straight at one pod in every round: the ceiling of the load side")
 	fs.StringVar(&c.JSONPath, "json", "", "also write the results as JSON to this file (durations in nanoseconds)")
 	fs.StringVar(&c.Markdown, "markdown", "", "also write the result tables as Markdown to this file (for docs/BENCHMARKS.md)")
@@ -106,11 +113,17 @@ func (c config) validate() error {
 	if c.Fault.Rate <= 0 || c.Fault.KillAfter <= 0 || c.Fault.Duration <= c.Fault.KillAfter {
 		errs = append(errs, errors.New("-fault-rate must be positive and -fault-kill-after between 0 and -fault-duration"))
 	}
-	if !c.Throughput && !c.FaultRun {
-		errs = append(errs, errors.New("-throughput=false and -fault=false leave nothing to run"))
+	if !c.Throughput && !c.FaultRun && !c.GRPCRound {
+		errs = append(errs, errors.New("-throughput=false, -fault=false and -grpc=false leave nothing to run"))
+	}
+	if c.GRPC.Connections < 1 || c.GRPC.Calls < c.GRPC.Connections || c.GRPC.Duration < time.Second {
+		errs = append(errs, errors.New("-grpc-connections must be positive, -grpc-calls at least as many, -grpc-duration at least 1s"))
 	}
 	return errors.Join(errs...)
 }
+
+// selected reports whether -peers names the proxy.
+func (c config) selected(name string) bool { return slices.Contains(c.Peers, name) }
 
 // selectedPeers are the proxies of -peers, in the order of peers.
 func (c config) selectedPeers() []peer {

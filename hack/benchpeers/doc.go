@@ -43,6 +43,22 @@
 // and bulkhead's EndpointSlice keeps listing it, so each proxy relies on
 // its own retries and health checks.
 //
+// # gRPC round
+//
+// Two grpc-echo pods (internal/testpods/grpcecho: grpc-go's own server
+// over h2c), in network namespaces of their own, published as a Service
+// whose port says appProtocol kubernetes.io/h2c with an EndpointSlice and
+// an Ingress for bulkhead; nginx gets them through grpc_pass (listen
+// http2: h2c from clients) and HAProxy through proto h2 on both sides
+// (templates/*-grpc.*). Stock skipper has no HTTP/2 listener for clients
+// and is left out. wrk speaks HTTP/1.1 only, so the load is this
+// program's own (internal/grpcload.Saturate): grpc-go unary calls, a
+// fixed number in flight over a fixed number of HTTP/2 connections, back
+// to back for -grpc-duration, on the load CPU like wrk. The rounds rotate
+// as in the HTTP round; "calls/s" counts calls answered OK, "errors" the
+// others. No external tool is needed beyond nginx and HAProxy, which the
+// HTTP round requires already (missing, the run fails).
+//
 // Run it as root from the repository (network namespaces need root, and
 // the tool builds find the module from the working directory).
 package main

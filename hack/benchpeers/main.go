@@ -54,19 +54,30 @@ func run(cfg config) error {
 	defer stop()
 	started := time.Now()
 	rep := report{Date: started.UTC(), Machine: readMachine(), Load: cfg.Load, Rounds: cfg.Rounds, Warmup: cfg.Warmup,
-		FaultLoad: cfg.Fault, ProxyCPU: cfg.ProxyCPU}
+		FaultLoad: cfg.Fault, ProxyCPU: cfg.ProxyCPU, GRPCLoad: cfg.GRPC}
 
 	if err := testpods.CheckPreconditions(testpods.Options{}); err != nil {
 		return err
 	}
-	progs, err := findPrograms(cfg.Bulkhead)
+	progs, err := findPrograms(cfg.Bulkhead, cfg.Throughput)
 	if err != nil {
 		return err
 	}
-	if progs.Skipper, err = ensureSkipper(ctx); err != nil {
-		return err
+	// Built only when it runs: the gRPC round leaves it out, and a cold
+	// build takes minutes.
+	if cfg.selected("skipper") && (cfg.Throughput || cfg.FaultRun) {
+		if progs.Skipper, err = ensureSkipper(ctx); err != nil {
+			return err
+		}
 	}
 	rep.Versions = versions(ctx, progs)
+	// Only what runs is named.
+	if progs.Skipper == "" {
+		delete(rep.Versions, "skipper")
+	}
+	if !cfg.Throughput {
+		delete(rep.Versions, "wrk")
+	}
 	rep.Versions["kubernetes (control plane)"] = controlplane.KubernetesVersion
 	rep.Versions["go"] = runtime.Version()
 	if cfg.BulkheadLabel != "" {
@@ -121,6 +132,11 @@ func run(cfg config) error {
 			}
 			fmt.Fprintf(os.Stderr, "  sent %d, failed %d (%s)\n", r.Sent, r.Failed, r.Failures())
 			rep.Fault = append(rep.Fault, r)
+		}
+	}
+	if cfg.GRPCRound {
+		if rep.GRPC, rep.GRPCBaseline, err = h.grpcThroughput(ctx); err != nil {
+			return err
 		}
 	}
 	rep.Took = time.Since(started).Round(time.Second)

@@ -50,14 +50,23 @@ type programs struct {
 	Bulkhead, Skipper, Nginx, HAProxy string
 }
 
-// findPrograms checks for the system packages and bulkhead's binary.
-func findPrograms(bulkhead string) (programs, error) {
+// findPrograms checks for the system packages and bulkhead's binary; wrk
+// only when the HTTP throughput round runs (the gRPC round and the fault
+// runs bring their own load).
+func findPrograms(bulkhead string, needWrk bool) (programs, error) {
 	var p programs
 	var missing []string
-	for _, tool := range []struct {
+	tools := []struct {
 		name string
 		dst  *string
-	}{{"nginx", &p.Nginx}, {"haproxy", &p.HAProxy}, {"wrk", new(string)}, {"taskset", new(string)}} {
+	}{{"nginx", &p.Nginx}, {"haproxy", &p.HAProxy}, {"taskset", new(string)}}
+	if needWrk {
+		tools = append(tools, struct {
+			name string
+			dst  *string
+		}{"wrk", new(string)})
+	}
+	for _, tool := range tools {
 		path, err := exec.LookPath(tool.name)
 		if err != nil {
 			missing = append(missing, tool.name)

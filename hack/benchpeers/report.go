@@ -26,6 +26,12 @@ type report struct {
 	Baseline   *summary          `json:"baseline,omitempty"`
 	FaultLoad  faultLoad         `json:"faultLoad"`
 	Fault      []faultResult     `json:"fault,omitempty"`
+	// The gRPC round (grpc.go): its load, the proxies and one pod
+	// directly; "req/s" there is OK calls per second, "errors" failed
+	// calls.
+	GRPCLoad     grpcLoad  `json:"grpcLoad"`
+	GRPC         []summary `json:"grpc,omitempty"`
+	GRPCBaseline *summary  `json:"grpcBaseline,omitempty"`
 }
 
 type machine struct {
@@ -124,19 +130,29 @@ func (r report) throughputTitle() string {
 		r.Load, r.Rounds, r.Warmup)
 }
 
-func (r report) throughputRows() [][]string {
-	rows := [][]string{{"proxy", "req/s", "req/s range", "p50", "p99", "req/s vs bulkhead", "p99 vs bulkhead", "errors",
+func (r report) throughputRows() [][]string { return summaryRows("req/s", r.Throughput, r.Baseline) }
+
+func (r report) grpcTitle() string {
+	return fmt.Sprintf("gRPC round: %s, %d interleaved rounds (order rotated), warm-up %s; medians across rounds",
+		r.GRPCLoad, r.Rounds, r.Warmup)
+}
+
+func (r report) grpcRows() [][]string { return summaryRows("calls/s", r.GRPC, r.GRPCBaseline) }
+
+// summaryRows is a throughput table: the proxies, then the baseline.
+func summaryRows(unit string, proxies []summary, baseline *summary) [][]string {
+	rows := [][]string{{"proxy", unit, unit + " range", "p50", "p99", unit + " vs bulkhead", "p99 vs bulkhead", "errors",
 		"proxy CPU busy", "load CPU busy", "steal"}}
 	add := func(s summary) {
 		rows = append(rows, []string{s.Name, fmt.Sprintf("%.0f", s.RPS), fmt.Sprintf("%.0f-%.0f", s.RPSMin, s.RPSMax),
 			ms(s.P50), ms(s.P99), ratioText(s.RPSRatio), ratioText(s.P99Ratio), fmt.Sprint(s.Errors),
 			fmt.Sprintf("%.0f%%", s.CPU.Proxy), fmt.Sprintf("%.0f%%", s.CPU.Load), fmt.Sprintf("%.1f%%", s.CPU.Steal)})
 	}
-	for _, s := range r.Throughput {
+	for _, s := range proxies {
 		add(s)
 	}
-	if r.Baseline != nil {
-		add(*r.Baseline)
+	if baseline != nil {
+		add(*baseline)
 	}
 	return rows
 }
@@ -171,6 +187,9 @@ func (r report) writeText(w io.Writer) {
 	if len(r.Fault) > 0 {
 		table(r.faultTitle(), r.faultRows())
 	}
+	if len(r.GRPC) > 0 {
+		table(r.grpcTitle(), r.grpcRows())
+	}
 }
 
 func (r report) writeMarkdown(w io.Writer) {
@@ -191,5 +210,8 @@ func (r report) writeMarkdown(w io.Writer) {
 	}
 	if len(r.Fault) > 0 {
 		table(r.faultTitle(), r.faultRows())
+	}
+	if len(r.GRPC) > 0 {
+		table(r.grpcTitle(), r.grpcRows())
 	}
 }
