@@ -79,31 +79,42 @@ func run(args []string, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	var ls listeners
-	defer ls.closeAll()
-	if ls.h2c, err = net.Listen("tcp", cfg.listen); err != nil {
-		log.Error("cannot listen", "addr", cfg.listen, "err", err)
+	ls, err := openListeners(cfg)
+	if err != nil {
+		log.Error("cannot start", "err", err)
 		return 1
+	}
+	defer ls.closeAll()
+	return serve(ctx, ls, cfg, log)
+}
+
+// openListeners opens every listener of cfg (none on error) and loads the
+// TLS key pair.
+func openListeners(cfg config) (ls listeners, err error) {
+	defer func() {
+		if err != nil {
+			ls.closeAll()
+		}
+	}()
+	if ls.h2c, err = net.Listen("tcp", cfg.listen); err != nil {
+		return ls, err
 	}
 	if cfg.tlsListen != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.tlsCert, cfg.tlsKey)
 		if err != nil {
-			log.Error("cannot load the TLS key pair", "err", err)
-			return 1
+			return ls, fmt.Errorf("loading the TLS key pair: %w", err)
 		}
 		ls.tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		if ls.tls, err = net.Listen("tcp", cfg.tlsListen); err != nil {
-			log.Error("cannot listen", "addr", cfg.tlsListen, "err", err)
-			return 1
+			return ls, err
 		}
 	}
 	if cfg.control != "" {
 		if ls.control, err = net.Listen("tcp", cfg.control); err != nil {
-			log.Error("cannot listen for control", "addr", cfg.control, "err", err)
-			return 1
+			return ls, err
 		}
 	}
-	return serve(ctx, ls, cfg, log)
+	return ls, nil
 }
 
 // listeners are opened before anything serves, so that whoever sees the

@@ -2,10 +2,14 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/bulkhead-router/bulkhead/internal/grpcload"
+	"github.com/bulkhead-router/bulkhead/internal/testcerts"
 )
 
 // startPod serves the pod on loopback listeners and returns the gRPC and
@@ -169,5 +174,49 @@ func awaitStatus(t *testing.T, url string, want int) {
 			t.Fatalf("%s: not %d after 5s (%v)", url, want, err)
 		}
 		time.Sleep(10 * time.Millisecond) // polling another goroutine's server: no event to wait on
+	}
+}
+
+// TestTLSListener: with -tls-listen the same services answer over TLS
+// (ALPN h2) with the configured key pair, beside h2c.
+func TestTLSListener(t *testing.T) {
+	dir := t.TempDir()
+	certPEM, keyPEM := testcerts.SelfSigned(t, "echo.grpc.svc")
+	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	if err := os.WriteFile(certFile, certPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := parseFlags([]string{"-listen", "127.0.0.1:0", "-tls-listen", "127.0.0.1:0", "-tls-cert", certFile, "-tls-key", keyFile, "-pod", "pod-tls"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ls, err := openListeners(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsAddr := ls.tls.Addr().String()
+	ctx, cancel := context.WithCancel(context.Background())
+	exit := make(chan int, 1)
+	go func() { exit <- serve(ctx, ls, cfg, slog.New(slog.DiscardHandler)) }()
+	defer func() {
+		cancel()
+		<-exit
+	}()
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(certPEM)
+	conn, err := grpcload.Dial(tlsAddr, "echo.grpc.svc", &tls.Config{ServerName: "echo.grpc.svc", RootCAs: roots, MinVersion: tls.VersionTLS12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// The listeners are open before serve runs: the first call connects.
+	callCtx, callCancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer callCancel()
+	r, err := grpcload.Unary(callCtx, conn, &testpb.SimpleRequest{})
+	if err != nil || r.Pod != "pod-tls" {
+		t.Fatalf("unary over TLS: %v from %q", err, r.Pod)
 	}
 }
