@@ -6,6 +6,8 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -33,13 +35,42 @@ type grpcEnv struct {
 	h2c, tls              *grpc.ClientConn
 }
 
-func newGRPCEnv(t *testing.T, replicas int32, annotations map[string]string) *grpcEnv {
+// podsTLSHost is the host of TestGRPCCalls' second Ingress, to the
+// Service port whose appProtocol says https: TLS toward the pods.
+const podsTLSHost = "echo-pods-tls.example"
+
+func newGRPCEnv(t *testing.T, replicas int32, annotations map[string]string, podsTLS bool) *grpcEnv {
 	t.Helper()
-	w := newWorkloadEnv(t)
-	g := &grpcEnv{workloadEnv: w, namespace: "grpc", name: "echo", host: "echo.example"}
+	g := &grpcEnv{namespace: "grpc", name: "echo", host: "echo.example"}
 	// A 1 s preStop sleep; TestGRPCFaults patches it away for its last
 	// rolling update.
 	app := workloads.GRPCApp{Namespace: g.namespace, Name: g.name, Replicas: replicas, PreStopSleep: time.Second}
+	var routerArgs []string
+	var podCert, podKey []byte
+	if podsTLS {
+		// The pods' certificate names the Service as the router checks it
+		// (<service>.<namespace>.svc); the router trusts it as its CA.
+		podCert, podKey = testcerts.SelfSigned(t, g.name+"."+g.namespace+".svc")
+		ca := filepath.Join(t.TempDir(), "pods-ca.pem")
+		if err := os.WriteFile(ca, podCert, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		routerArgs = []string{"-backend-tls-ca-file", ca}
+		app.TLSSecret = "echo-pod-tls"
+	}
+	w := newWorkloadEnv(t, routerArgs...)
+	g.workloadEnv = w
+	ensureNamespace(t, w.client, g.namespace)
+	if podsTLS {
+		podSecret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: g.namespace, Name: app.TLSSecret}, Type: corev1.SecretTypeTLS,
+			Data: map[string][]byte{corev1.TLSCertKey: podCert, corev1.TLSPrivateKeyKey: podKey}}
+		if _, err := w.client.CoreV1().Secrets(g.namespace).Create(w.ctx(), podSecret, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		toTLS := path("/", prefix(), g.name)
+		toTLS.Backend.Service.Port.Number = 443
+		w.apply(ingress(g.namespace, g.name+"-pods-tls", "bulkhead", rule(podsTLSHost, toTLS)))
+	}
 	if err := workloads.CreateGRPC(w.ctx(), w.client, app); err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +160,10 @@ func (g *grpcEnv) podIP(pod string) string {
 
 // TestGRPCCalls: a Deployment of two gRPC pods (workloads.GRPCApp) behind
 // an Ingress whose Service port says appProtocol kubernetes.io/h2c, called by real grpc-go
-// clients over h2c and over TLS (the Ingress's spec.tls, ALPN h2):
+// clients over h2c and over TLS (the Ingress's spec.tls, ALPN h2), and
+// behind a second Ingress to the Service's port with appProtocol https
+// (TLS from the router to the pods, their certificate checked against
+// -backend-tls-ca-file):
 // unary and server-streaming calls reach the pods; the header metadata,
 // the grpc-status, the pod's own trailer metadata and a status message
 // the pod chose all arrive; a stream lasting four times the route's
@@ -137,13 +171,21 @@ func (g *grpcEnv) podIP(pod string) string {
 // grpc-status.
 func TestGRPCCalls(t *testing.T) {
 	t.Parallel()
-	g := newGRPCEnv(t, 2, map[string]string{"bulkhead.io/response-header-timeout": "1s"})
+	g := newGRPCEnv(t, 2, map[string]string{"bulkhead.io/response-header-timeout": "1s"}, true)
 	pods := g.runningPods(g.app())
 	g.expectAllPods(g.tls, pods...)
+	// The second Ingress: h2c from the client, TLS (ALPN h2, the pod's
+	// certificate checked) from the router to the pods' port 8443.
+	toPodsTLS, err := grpcload.Dial(strings.TrimPrefix(g.router.ProxyURL, "http://"), podsTLSHost, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer toPodsTLS.Close()
+	g.expectAllPods(toPodsTLS, pods...)
 	for _, tc := range []struct {
 		name string
 		conn *grpc.ClientConn
-	}{{"h2c", g.h2c}, {"TLS", g.tls}} {
+	}{{"h2c", g.h2c}, {"TLS", g.tls}, {"TLS to the pods", toPodsTLS}} {
 		t.Run(tc.name, func(t *testing.T) {
 			r, err := grpcload.Unary(g.callCtx(), tc.conn, &testpb.SimpleRequest{ResponseSize: 1000}, grpcload.TrailerKey, "unary-"+tc.name)
 			if err != nil || !slices.Contains(pods, r.Pod) {
@@ -175,10 +217,12 @@ func TestGRPCCalls(t *testing.T) {
 			}
 		})
 	}
-	for _, code := range []string{"OK", "FAILED_PRECONDITION"} {
-		sample := `bulkhead_upstream_grpc_responses_total{code="` + code + `",group="` + g.namespace + `/` + g.name + `:80"}`
-		if n, ok := g.router.Metric(sample); !ok || n < 2 {
-			t.Errorf("%s = %v (present %v); metrics:\n%s", sample, n, ok, grpcMetrics(g))
+	for _, port := range []string{"80", "443"} {
+		for _, code := range []string{"OK", "FAILED_PRECONDITION"} {
+			sample := `bulkhead_upstream_grpc_responses_total{code="` + code + `",group="` + g.namespace + `/` + g.name + `:` + port + `"}`
+			if n, ok := g.router.Metric(sample); !ok || n < 1 {
+				t.Errorf("%s = %v (present %v); metrics:\n%s", sample, n, ok, grpcMetrics(g))
+			}
 		}
 	}
 }
@@ -203,7 +247,7 @@ func grpcMetrics(g *grpcEnv) string {
 // load: 0 calls end other than OK.
 func TestGRPCFaults(t *testing.T) {
 	t.Parallel()
-	g := newGRPCEnv(t, 3, nil)
+	g := newGRPCEnv(t, 3, nil, false)
 	pods := g.runningPods(g.app())
 
 	// UNAVAILABLE opens the breaker.

@@ -32,6 +32,10 @@ type GRPCApp struct {
 	Replicas int32
 	// PreStopSleep, when positive, gives the container a preStop sleep.
 	PreStopSleep time.Duration
+	// TLSSecret, when set, names a kubernetes.io/tls Secret the pods also
+	// serve gRPC over TLS with (container port "grpcs" 8443), behind the
+	// Service's second port "grpcs" 443 with appProtocol https.
+	TLSSecret string
 }
 
 // App is the same Deployment for the helpers that only read its
@@ -58,6 +62,14 @@ func (a GRPCApp) Deployment() *appsv1.Deployment {
 			PeriodSeconds: 1, FailureThreshold: 1, SuccessThreshold: 1, TimeoutSeconds: 1,
 		},
 	}
+	var volumes []corev1.Volume
+	if a.TLSSecret != "" {
+		c.Args = []string{"-listen", ":8080", "-control", ":15000",
+			"-tls-listen", ":8443", "-tls-cert", "/tls/tls.crt", "-tls-key", "/tls/tls.key"}
+		c.Ports = append(c.Ports, corev1.ContainerPort{Name: "grpcs", ContainerPort: 8443, Protocol: corev1.ProtocolTCP})
+		c.VolumeMounts = []corev1.VolumeMount{{Name: "tls", MountPath: "/tls", ReadOnly: true}}
+		volumes = []corev1.Volume{{Name: "tls", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: a.TLSSecret}}}}
+	}
 	if a.PreStopSleep > 0 {
 		c.Lifecycle = &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{
 			Sleep: &corev1.SleepAction{Seconds: int64(max(1, a.PreStopSleep/time.Second))},
@@ -72,7 +84,7 @@ func (a GRPCApp) Deployment() *appsv1.Deployment {
 				RollingUpdate: &appsv1.RollingUpdateDeployment{MaxSurge: ptr(intstr.FromInt32(1)), MaxUnavailable: ptr(intstr.FromInt32(0))}},
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec:       corev1.PodSpec{Containers: []corev1.Container{c}, TerminationGracePeriodSeconds: ptr(int64(30))},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{c}, Volumes: volumes, TerminationGracePeriodSeconds: ptr(int64(30))},
 			},
 		},
 	}
@@ -81,13 +93,20 @@ func (a GRPCApp) Deployment() *appsv1.Deployment {
 // Service is GRPCApp's Service.
 func (a GRPCApp) Service() *corev1.Service {
 	labels := a.App().labels()
-	return &corev1.Service{
+	s := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Namespace: a.Namespace, Name: a.Name, Labels: labels},
 		Spec: corev1.ServiceSpec{Selector: labels, Ports: []corev1.ServicePort{{
 			Name: "grpc", Port: 80, TargetPort: intstr.FromString("grpc"), Protocol: corev1.ProtocolTCP,
 			AppProtocol: ptr("kubernetes.io/h2c"),
 		}}},
 	}
+	if a.TLSSecret != "" {
+		s.Spec.Ports = append(s.Spec.Ports, corev1.ServicePort{
+			Name: "grpcs", Port: 443, TargetPort: intstr.FromString("grpcs"), Protocol: corev1.ProtocolTCP,
+			AppProtocol: ptr("https"),
+		})
+	}
+	return s
 }
 
 // CreateGRPC makes GRPCApp's namespace (if missing), Deployment and
