@@ -33,10 +33,23 @@ const (
 	statusWait = 60 * time.Second
 )
 
-// KnownFailures are scenarios (by name; every row of an outline) that fail
-// against bulkhead for a reason given here; the test fails if any other
-// scenario fails, and also if one of these passes, so the list stays true.
-var KnownFailures = map[string]string{}
+// KnownFailures are scenarios (by name; every row of an outline) that may
+// fail against bulkhead, each for the reason given; the test fails if any
+// other scenario fails. They are allowed, not required, to fail: the one
+// listed depends on how fast the namespace controller empties the previous
+// scenario's namespace, so on a fast machine it may pass (logged).
+var KnownFailures = map[string]string{
+	// Every row of the outline makes a new namespace with an Ingress
+	// "default-backend" whose spec.defaultBackend is echo-service, right
+	// after the previous row (or the load balancing feature, which has the
+	// same spec) deleted its namespace. The older Ingress still exists for
+	// a few seconds in its Terminating namespace, and bulkhead gives the
+	// default backend to the oldest Ingress (DuplicateDefaultBackend for
+	// the new one), so the request meets the old, endpoint-less backend:
+	// 503. An Ingress in a terminating namespace does not yet lose
+	// conflicts (docs/CONFORMANCE.md).
+	"An Ingress with no rules should send all requests to the default backend": "an older Ingress in a terminating namespace keeps the default backend (DuplicateDefaultBackend): 503",
+}
 
 // routerArgs are the router flags for the suite (docs/CONFORMANCE.md):
 // it reads each Ingress's status address and sends http to port 80 and
@@ -134,9 +147,10 @@ func TestIngressConformance(t *testing.T) {
 		switch {
 		case r.Passed:
 			passed++
-			t.Logf("PASS  %s: %s", r.Feature, r.Name)
 			if known {
-				unexpected = append(unexpected, "passed, though listed in KnownFailures: "+r.Name)
+				t.Logf("PASS  %s: %s (listed in KnownFailures: %s)", r.Feature, r.Name, reason)
+			} else {
+				t.Logf("PASS  %s: %s", r.Feature, r.Name)
 			}
 		case known:
 			t.Logf("FAIL  %s: %s (known: %s)\n      %s", r.Feature, r.Name, reason, r.Failure)
@@ -148,6 +162,11 @@ func TestIngressConformance(t *testing.T) {
 	t.Logf("harness: %d of %d scenarios passed", passed, len(results))
 	if len(unexpected) > 0 {
 		t.Errorf("%d unexpected results:\n%s", len(unexpected), strings.Join(unexpected, "\n"))
+	}
+	if len(results) < 30 && os.Getenv("BULKHEAD_INGRESS_CONFORMANCE_FLAGS") == "" {
+		// f91a799 has 30 scenarios (outline rows counted); fewer means a
+		// feature did not run.
+		t.Errorf("only %d scenarios in the reports, want 30", len(results))
 	}
 	if suiteErr != nil && passed == len(results) {
 		t.Errorf("the suite failed although every scenario in its reports passed: %v", suiteErr)
