@@ -161,7 +161,10 @@
 //     is recorded when they arrive; a half-open probe is settled by the
 //     headers, so that a long stream does not hold it. Until then the
 //     call counts as in flight on its endpoint, so that least in-flight
-//     sees the streams each pod serves.
+//     sees the streams each pod serves. A stream the pod's side breaks
+//     ends for the client with grpc-status UNAVAILABLE in the trailers
+//     (a stream without trailers reads as INTERNAL to gRPC clients,
+//     which nothing retries).
 //   - Retries: only before anything reached the client, and only when the
 //     call was not processed: a connect error or failed handshake, a
 //     refused stream (REFUSED_STREAM) or one the pod's GOAWAY came before

@@ -155,6 +155,13 @@ func (b *responseBody) Close() error {
 
 var errClosedEarly = errors.New("response body closed before its end")
 
+// The trailers of a gRPC stream the pod's side broke (see finish); shared,
+// never modified.
+var (
+	grpcUnavailableStatus = []string{"14"}
+	grpcBrokenMessage     = []string{"bulkhead: the stream to the pod broke"}
+)
+
 // trailerKey is the ResponseWriter header that net/http sends as trailer
 // k; gRPC's own, in every call, without allocating.
 func trailerKey(k string) string {
@@ -197,7 +204,17 @@ func (b *responseBody) finish(err error) {
 		// nothing learnt about the pod.
 		b.record(Ignored)
 	default:
-		// The pod, or the connection to it, broke the stream.
+		// The pod, or the connection to it, broke the stream. The client's
+		// stream ends with a status of the router's own: UNAVAILABLE, what
+		// gRPC gives a transport that failed, which client retry policies
+		// know; without it the client saw the stream end without trailers
+		// and reported INTERNAL ("server closed the stream without sending
+		// trailers"), a server bug, which nothing retries.
+		if b.w != nil {
+			h := b.w.Header()
+			h[trailerKey("Grpc-Status")] = grpcUnavailableStatus
+			h[trailerKey("Grpc-Message")] = grpcBrokenMessage
+		}
 		b.st.grpcResponse(grpcMissing)
 		b.record(Failure)
 	}
