@@ -3,9 +3,9 @@
 // sigs.k8s.io/gateway-api/conformance v1.6.3), so the suite's base
 // manifests run unmodified on bulkhead's node agent. It is our own code,
 // written against what the suite reads (conformance/utils/http and
-// utils/grpc), using the standard library, and google.golang.org/grpc with
-// the suite's generated GrpcEcho code (package grpcechoserver, copied) for
-// the gRPC mode.
+// utils/grpc), using the standard library, and google.golang.org/grpc for
+// the gRPC mode, whose few flat messages are written with protowire by the
+// field numbers of the suite's grpcecho.proto (grpc.go): no generated code.
 //
 // Environment (the image's interface):
 //

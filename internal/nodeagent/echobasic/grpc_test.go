@@ -17,8 +17,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 
-	pb "github.com/bulkhead-router/bulkhead/internal/nodeagent/echobasic/grpcechoserver"
 	"github.com/bulkhead-router/bulkhead/internal/testcerts"
 )
 
@@ -52,7 +52,7 @@ func TestGRPCEcho(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- runGRPC(ctx, slog.New(slog.DiscardHandler), &pb.Context{Namespace: "ns", Pod: "grpc-pod-1", ServiceName: "svc"}, plain, secure, creds)
+		done <- runGRPC(ctx, slog.New(slog.DiscardHandler), &grpcIdentity{Namespace: "ns", Pod: "grpc-pod-1", ServiceName: "svc"}, plain, secure, creds)
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -77,34 +77,122 @@ func TestGRPCEcho(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer conn.Close()
-			client := pb.NewGrpcEchoClient(conn)
 			callCtx := metadata.AppendToOutgoingContext(context.Background(), "x-test", "yes")
-			for method, call := range map[string]func(context.Context, *pb.EchoRequest, ...grpc.CallOption) (*pb.EchoResponse, error){
-				"Echo": client.Echo, "EchoTwo": client.EchoTwo,
-			} {
-				resp, err := call(callCtx, &pb.EchoRequest{})
+			call := func(method string) (*grpcAssertions, error) {
+				var resp wireMessage
+				// EchoRequest has no field: its encoding is empty.
+				if err := conn.Invoke(callCtx, "/"+grpcService+"/"+method, wireMessage{}, &resp, grpc.ForceCodec(wireCodec{})); err != nil {
+					return nil, err
+				}
+				return decodeEchoResponse(t, resp), nil
+			}
+			for _, method := range []string{"Echo", "EchoTwo"} {
+				a, err := call(method)
 				if err != nil {
 					t.Fatalf("%s: %v", method, err)
 				}
-				a := resp.GetAssertions()
-				if a.GetFullyQualifiedMethod() != "/gateway_api_conformance.echo_basic.grpcecho.GrpcEcho/"+method ||
-					a.GetAuthority() != "echo.example" || a.GetContext().GetPod() != "grpc-pod-1" || a.GetContext().GetNamespace() != "ns" {
-					t.Errorf("%s: %v", method, a)
+				if a.FullyQualifiedMethod != "/gateway_api_conformance.echo_basic.grpcecho.GrpcEcho/"+method ||
+					a.Authority != "echo.example" || a.Context == nil || a.Context.Pod != "grpc-pod-1" || a.Context.Namespace != "ns" ||
+					a.Context.ServiceName != "svc" {
+					t.Errorf("%s: %+v", method, a)
 				}
-				if !slices.ContainsFunc(a.GetHeaders(), func(h *pb.Header) bool { return h.GetKey() == "x-test" && h.GetValue() == "yes" }) {
-					t.Errorf("%s: metadata x-test missing from %v", method, a.GetHeaders())
+				if !slices.Contains(a.Headers, grpcHeader{Key: "x-test", Value: "yes"}) {
+					t.Errorf("%s: metadata x-test missing from %v", method, a.Headers)
 				}
-				ta := a.GetTlsAssertions()
+				ta := a.TLS
 				switch {
 				case c.name == "h2c" && ta != nil:
-					t.Errorf("%s over h2c: TLS assertions %v", method, ta)
-				case c.name == "tls" && (ta.GetVersion() != "TLSv1.3" || ta.GetServerName() != "echo.example" || ta.GetNegotiatedProtocol() != "h2"):
-					t.Errorf("%s over TLS: TLS assertions %v", method, ta)
+					t.Errorf("%s over h2c: TLS assertions %+v", method, ta)
+				case c.name == "tls" && (ta == nil || ta.Version != "TLSv1.3" || ta.ServerName != "echo.example" || ta.NegotiatedProtocol != "h2"):
+					t.Errorf("%s over TLS: TLS assertions %+v", method, ta)
 				}
 			}
-			if _, err := client.EchoThree(callCtx, &pb.EchoRequest{}); status.Code(err) != codes.Unimplemented {
+			if _, err := call("EchoThree"); status.Code(err) != codes.Unimplemented {
 				t.Errorf("EchoThree: %v, want UNIMPLEMENTED", err)
 			}
 		})
+	}
+}
+
+// decodeEchoResponse reads an EchoResponse as the suite's client would,
+// by its proto's field numbers (see grpcAssertions.marshal), failing on
+// anything it does not expect.
+func decodeEchoResponse(t *testing.T, b []byte) *grpcAssertions {
+	t.Helper()
+	a := &grpcAssertions{}
+	fields(t, b, func(n protowire.Number, v []byte) {
+		if n != 1 {
+			t.Fatalf("EchoResponse field %d", n)
+		}
+		fields(t, v, func(n protowire.Number, v []byte) {
+			switch n {
+			case 1:
+				a.FullyQualifiedMethod = string(v)
+			case 2:
+				var h grpcHeader
+				fields(t, v, func(n protowire.Number, v []byte) {
+					switch n {
+					case 1:
+						h.Key = string(v)
+					case 2:
+						h.Value = string(v)
+					}
+				})
+				a.Headers = append(a.Headers, h)
+			case 3:
+				a.Authority = string(v)
+			case 4:
+				a.Context = &grpcIdentity{}
+				fields(t, v, func(n protowire.Number, v []byte) {
+					switch n {
+					case 1:
+						a.Context.Namespace = string(v)
+					case 2:
+						a.Context.Ingress = string(v)
+					case 3:
+						a.Context.ServiceName = string(v)
+					case 4:
+						a.Context.Pod = string(v)
+					}
+				})
+			case 5:
+				a.TLS = &grpcTLS{}
+				fields(t, v, func(n protowire.Number, v []byte) {
+					switch n {
+					case 1:
+						a.TLS.Version = string(v)
+					case 2:
+						a.TLS.NegotiatedProtocol = string(v)
+					case 3:
+						a.TLS.ServerName = string(v)
+					case 4:
+						a.TLS.CipherSuite = string(v)
+					case 5:
+						a.TLS.PeerCertificates = append(a.TLS.PeerCertificates, string(v))
+					}
+				})
+			default:
+				t.Fatalf("Assertions field %d", n)
+			}
+		})
+	})
+	return a
+}
+
+// fields calls f with each length-delimited field of a message.
+func fields(t *testing.T, b []byte, f func(protowire.Number, []byte)) {
+	t.Helper()
+	for len(b) > 0 {
+		n, typ, l := protowire.ConsumeTag(b)
+		if l < 0 || typ != protowire.BytesType {
+			t.Fatalf("unexpected field (tag length %d, type %d)", l, typ)
+		}
+		b = b[l:]
+		v, l := protowire.ConsumeBytes(b)
+		if l < 0 {
+			t.Fatalf("truncated field %d", n)
+		}
+		f(n, v)
+		b = b[l:]
 	}
 }
