@@ -39,7 +39,14 @@ func newMirrorPod(t *testing.T, hold bool) *mirrorPod {
 		p.got = append(p.got, r)
 		p.bodies = append(p.bodies, string(b))
 		p.mu.Unlock()
-		p.arrived <- struct{}{}
+		// Never blocks: tests that await arrivals await fewer than the
+		// buffer holds, and a test sending hundreds of copies (the
+		// fraction test) reads none. A blocking send held those handlers,
+		// and with them the mirror's slots and httptest's Close, forever.
+		select {
+		case p.arrived <- struct{}{}:
+		default:
+		}
 		select {
 		case <-p.release:
 		case <-r.Context().Done():
