@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -321,31 +320,9 @@ func (h *harness) grpcThroughput(ctx context.Context) ([]summary, *summary, erro
 			P90: r.Percentile(90), P99: r.Percentile(99), Non2xx: int64(r.Failed),
 			CPU: cpuUseBetween(before, after, h.cfg.ProxyCPU, h.cfg.Load.CPU)}, nil
 	}
-	if h.cfg.Warmup > 0 {
-		step(fmt.Sprintf("gRPC round: warm-up %s per target, not counted", h.cfg.Warmup))
-		for _, t := range targets {
-			if _, err := measure(t, h.cfg.Warmup); err != nil {
-				return nil, nil, err
-			}
-		}
-	}
-	results := map[string][]wrkResult{}
-	for r := range h.cfg.Rounds {
-		order := rotation(targets, r)
-		names := make([]string, len(order))
-		for i, t := range order {
-			names[i] = t.name
-		}
-		step(fmt.Sprintf("gRPC round %d/%d: %s", r+1, h.cfg.Rounds, strings.Join(names, ", ")))
-		for _, t := range order {
-			res, err := measure(t, h.cfg.GRPC.Duration)
-			if err != nil {
-				return nil, nil, err
-			}
-			fmt.Fprintf(os.Stderr, "  %-20s %8.0f calls/s  p50 %s  p99 %s  failed %d  CPU busy: proxy %.0f%%, load %.0f%%; steal %.1f%%\n",
-				t.name, res.RPS, ms(res.P50), ms(res.P99), res.Errors(), res.CPU.Proxy, res.CPU.Load, res.CPU.Steal)
-			results[t.name] = append(results[t.name], res)
-		}
+	results, err := measureRounds(h.cfg, targets, func(t grpcTarget) string { return t.name }, measure, h.cfg.GRPC.Duration, "gRPC ", "calls/s", "failed")
+	if err != nil {
+		return nil, nil, err
 	}
 	var proxies []summary
 	var baseline *summary

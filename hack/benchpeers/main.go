@@ -12,7 +12,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"syscall"
 	"time"
 
@@ -221,31 +220,9 @@ func (h *harness) throughput(ctx context.Context) ([]summary, *summary, error) {
 		}
 		return runWrk(ctx, h.cfg.Load, h.cfg.ProxyCPU, d, t.url, t.host)
 	}
-	if h.cfg.Warmup > 0 {
-		step(fmt.Sprintf("warm-up: %s per target, not counted", h.cfg.Warmup))
-		for _, t := range targets {
-			if _, err := measure(t, h.cfg.Warmup); err != nil {
-				return nil, nil, err
-			}
-		}
-	}
-	results := map[string][]wrkResult{}
-	for r := range h.cfg.Rounds {
-		order := rotation(targets, r)
-		names := make([]string, len(order))
-		for i, t := range order {
-			names[i] = t.name
-		}
-		step(fmt.Sprintf("round %d/%d: %s", r+1, h.cfg.Rounds, strings.Join(names, ", ")))
-		for _, t := range order {
-			res, err := measure(t, h.cfg.Load.Duration)
-			if err != nil {
-				return nil, nil, err
-			}
-			fmt.Fprintf(os.Stderr, "  %-20s %8.0f req/s  p50 %s  p99 %s  errors %d  CPU busy: proxy %.0f%%, load %.0f%%; steal %.1f%%\n",
-				t.name, res.RPS, ms(res.P50), ms(res.P99), res.Errors(), res.CPU.Proxy, res.CPU.Load, res.CPU.Steal)
-			results[t.name] = append(results[t.name], res)
-		}
+	results, err := measureRounds(h.cfg, targets, func(t target) string { return t.name }, measure, h.cfg.Load.Duration, "", "req/s", "errors")
+	if err != nil {
+		return nil, nil, err
 	}
 
 	if h.cfg.Profile != "" {

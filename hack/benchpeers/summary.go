@@ -1,7 +1,10 @@
 package main
 
 import (
+	"fmt"
+	"os"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -102,4 +105,41 @@ func setRatios(proxies []summary, ref summary) {
 		proxies[i].RPSRatio = ratio(proxies[i].RPS, ref.RPS)
 		proxies[i].P99Ratio = ratio(float64(proxies[i].P99), float64(ref.P99))
 	}
+}
+
+// measureRounds measures every target for d in each of cfg.Rounds rounds,
+// in an order rotated per round (so no target always runs first, on a
+// cold or a warm machine), after a warm-up of cfg.Warmup per target that
+// is not counted; it prints each measurement and returns them by name.
+// kind prefixes the round's name ("gRPC "), unit and errors name the
+// figures ("req/s", "errors").
+func measureRounds[T any](cfg config, targets []T, name func(T) string, measure func(T, time.Duration) (wrkResult, error),
+	d time.Duration, kind, unit, errors string) (map[string][]wrkResult, error) {
+	if cfg.Warmup > 0 {
+		step(fmt.Sprintf("%swarm-up: %s per target, not counted", kind, cfg.Warmup))
+		for _, t := range targets {
+			if _, err := measure(t, cfg.Warmup); err != nil {
+				return nil, err
+			}
+		}
+	}
+	results := map[string][]wrkResult{}
+	for r := range cfg.Rounds {
+		order := rotation(targets, r)
+		names := make([]string, len(order))
+		for i, t := range order {
+			names[i] = name(t)
+		}
+		step(fmt.Sprintf("%sround %d/%d: %s", kind, r+1, cfg.Rounds, strings.Join(names, ", ")))
+		for _, t := range order {
+			res, err := measure(t, d)
+			if err != nil {
+				return nil, err
+			}
+			fmt.Fprintf(os.Stderr, "  %-20s %8.0f %s  p50 %s  p99 %s  %s %d  CPU busy: proxy %.0f%%, load %.0f%%; steal %.1f%%\n",
+				name(t), res.RPS, unit, ms(res.P50), ms(res.P99), errors, res.Errors(), res.CPU.Proxy, res.CPU.Load, res.CPU.Steal)
+			results[name(t)] = append(results[name(t)], res)
+		}
+	}
+	return results, nil
 }
