@@ -399,6 +399,9 @@ var unavailableLength = []string{strconv.Itoa(len(unavailableBody))}
 // none (an unknown backend, or one without endpoints) it answers 503.
 func (f *backendFilter) Request(ctx filters.FilterContext) {
 	slot, _ := ctx.Request().Context().Value(policyKey{}).(*policySlot)
+	if slot != nil && slot.rec != nil {
+		slot.rec.RouteID, slot.rec.Backend = ctx.RouteId(), f.key
+	}
 	be := (*f.u.backends.Load())[f.key]
 	var set *endpointSet
 	if be != nil {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/zalando/skipper/filters"
+
+	"github.com/bulkhead-router/bulkhead/record"
 )
 
 const (
@@ -210,6 +212,9 @@ type policySlot struct {
 	// http.TrailerPrefix headers (skipper drops them).
 	in *http.Request
 	w  http.ResponseWriter
+	// rec is the request's record (package record) when an access log or
+	// a tracer reads it, else nil: nothing is recorded.
+	rec *record.Request
 }
 
 type policyKey struct{}

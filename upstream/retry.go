@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+
+	"github.com/bulkhead-router/bulkhead/record"
 )
 
 // retrier is the http.RoundTripper installed through
@@ -245,6 +247,7 @@ func (r *retrier) roundTrip(req *http.Request, be *backend, first *breaker, pol 
 		admitted bool
 		pending  bool // a gRPC answer whose status comes in its trailers
 	)
+	rec := slot.rec
 	for {
 		pending = false
 		tk, admitted = br.admit()
@@ -256,10 +259,20 @@ func (r *retrier) roundTrip(req *http.Request, be *backend, first *breaker, pol 
 			if alt := be.next(b, br.endpoint, tried, true); alt != nil && alt.endpoint != br.endpoint && !contains(tried, alt.endpoint) {
 				tried = append(tried, br.endpoint)
 				br = alt
+				if rec != nil {
+					rec.BreakerSkips++
+				}
 				continue
 			}
 		}
+		var ra *record.Attempt
+		if rec != nil {
+			ra = startRecord(rec, req, br.endpoint, admitted, tk.probe)
+		}
 		resp, err = r.attempt(req, rt, serverName, br.endpoint, &body, br, pol.ConnectTimeout, headerBound, st)
+		if ra != nil {
+			endRecord(rec, ra, ctx, resp, err)
+		}
 		outcome, notReached, afterSend := classify(ctx, resp, err)
 		if err == nil && isGRPC(resp.Header) {
 			// A trailers-only answer carries its status in its headers;
@@ -287,10 +300,17 @@ func (r *retrier) roundTrip(req *http.Request, be *backend, first *breaker, pol 
 			br.counters().failures.Inc()
 		}
 		if retries >= r.u.cfg.MaxRetries || !body.replayable() || !(notReached || (afterSend && retryAfterSend)) {
+			if rec != nil && (notReached || afterSend) {
+				rec.Stop = record.StopNotRetryable
+				if retries >= r.u.cfg.MaxRetries {
+					rec.Stop = record.StopMaxRetries
+				}
+			}
 			break
 		}
 		next := be.next(b, br.endpoint, tried, false)
 		if next == nil {
+			stopped(rec, record.StopNoEndpoint)
 			break
 		}
 		if bo == nil {
@@ -306,6 +326,7 @@ func (r *retrier) roundTrip(req *http.Request, be *backend, first *breaker, pol 
 		}
 		wait := bo.NextBackOff()
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= wait {
+			stopped(rec, record.StopDeadline)
 			break
 		}
 		if rd := r.u.cfg.RetryDeadline; rd > 0 {
@@ -320,22 +341,26 @@ func (r *retrier) roundTrip(req *http.Request, be *backend, first *breaker, pol 
 				headerBound = left
 			}
 			if left < need {
+				stopped(rec, record.StopDeadline)
 				break
 			}
 		}
 		if !st.retryBudget(r.u).withdraw() {
 			st.counters().exhausted.Inc()
+			stopped(rec, record.StopBudget)
 			break
 		}
 		// The next attempt's body is taken now, while the answer in hand
 		// can still be returned if it cannot be had.
 		if !body.take() {
+			stopped(rec, record.StopNotRetryable)
 			break
 		}
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
+			stopped(rec, record.StopClientGone)
 			return resp, err
 		case <-t.C:
 		}

@@ -10,6 +10,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/zalando/skipper/filters"
 	"github.com/zalando/skipper/routing"
+
+	"github.com/bulkhead-router/bulkhead/record"
 )
 
 // Config configures an Upstream. Zero values take the documented defaults.
@@ -196,7 +198,7 @@ func (u *Upstream) PolicySpec() filters.Spec { return policySpec{ps: u.policies}
 // gets the default policy (and an error is logged once).
 func (u *Upstream) Handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		slot := &policySlot{Context: r.Context(), w: w}
+		slot := &policySlot{Context: r.Context(), w: w, rec: record.FromContext(r.Context())}
 		r = r.WithContext(slot)
 		slot.in = r
 		next.ServeHTTP(w, r)
