@@ -27,6 +27,9 @@ type Request struct {
 	Stop StopReason
 	// Tracer, when not nil, is told of each attempt (see AttemptTracer).
 	Tracer AttemptTracer
+	// TraceID is the request's W3C trace id (32 lowercase hex digits) when
+	// the tracer gave it one; the access log prints it.
+	TraceID string
 
 	attempts [4]Attempt // Attempts' first storage: no allocation for up to four
 }
