@@ -28,6 +28,10 @@ type Options struct {
 	// Source is the route source's state (/status) and its deletion guard
 	// (POST /guard/confirm).
 	Source RouteSource
+	// Explain, when set, serves GET /explain (with Table and Endpoints):
+	// which route a described request takes, from which object, why the
+	// other candidates lost, its backend's endpoints and policy.
+	Explain *ExplainOptions
 	// Token, if not empty, must come with every request as
 	// "Authorization: Bearer <token>"; others are answered 401. Required
 	// when the admin listener is not on loopback (-admin-token-file).
@@ -50,6 +54,9 @@ func Handler(o Options) http.Handler {
 	mux.HandleFunc("GET /problems", func(w http.ResponseWriter, r *http.Request) { serveProblems(w, r, o.Table) })
 	if o.Endpoints != nil {
 		mux.HandleFunc("GET /endpoints", func(w http.ResponseWriter, r *http.Request) { serveEndpoints(w, r, o.Endpoints) })
+	}
+	if o.Explain != nil && o.Explain.Matcher != nil {
+		mux.HandleFunc("GET /explain", func(w http.ResponseWriter, r *http.Request) { serveExplain(w, r, o.Table, o.Endpoints, o.Explain) })
 	}
 	if o.Source != nil {
 		mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, o.Source.Status()) })
@@ -74,6 +81,8 @@ func Handler(o Options) http.Handler {
 			"/routes         live route table: eskip, each route with its Ingress, HTTPRoute or GRPCRoute (JSON with Accept: application/json)\n"+
 			"/problems       objects skipped or answering 503, with reasons (JSON with Accept: application/json)\n"+
 			"/endpoints      per backend: each endpoint's EndpointSlice conditions, breaker state, in-flight requests, recent failures\n"+
+			"/explain?url=URL[&method=M][&header=Name:value]...[&port=P][&remote=IP]\n"+
+			"                which route a request takes and why, the other candidates and why they lost, its backend's endpoints and policy (JSON with Accept: application/json)\n"+
 			"/status         API server connection, last sync, table source (apiserver or snapshot) and age, deletion guard hold\n"+
 			"POST /guard/confirm  apply an update the deletion guard holds back\n"+
 			"/metrics        Prometheus metrics\n"+
