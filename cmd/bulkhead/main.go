@@ -52,6 +52,10 @@ func main() {
 
 // run is main with its inputs explicit, so tests can drive it.
 func run(args []string, stdout, stderr io.Writer) int {
+	// "bulkhead explain|routes|status ...": ask a running router (subcommands.go).
+	if code, ok := runSubcommand(args, stdout, stderr); ok {
+		return code
+	}
 	cfg, err := parseConfig(args, stdout)
 	if errors.Is(err, errHelp) {
 		return 0
@@ -249,6 +253,10 @@ func serve(stop context.Context, cfg config, log *slog.Logger) error {
 		Shards:    cfg.RouteShards,
 	})
 	nodeAddrs.connect(routes.SetNodeAddresses)
+	// Gateway API routes: the listener port a request came in on,
+	// weighted backendRefs and query parameter matches. (Also what
+	// /explain makes the other candidates' predicates from.)
+	predicates := []skrouting.PredicateSpec{routes.SentinelPredicate(), routing.NewGatewayPortSpec(), routing.NewPathRegexpSpec(), routing.NewListenerIsolationSpec(), traffic.NewSegment(), query.New()}
 	px := proxy.New(proxy.Options{
 		DataClients:      []skrouting.DataClient{routes},
 		Shards:           cfg.RouteShards,
@@ -258,9 +266,7 @@ func serve(stop context.Context, cfg config, log *slog.Logger) error {
 		Filters: []filters.Spec{routing.NewRestorePathSpec(), resilience.PolicySpec(), resilience.BackendSpec(), resilience.MirrorSpec(),
 			routing.NewRequestHeadersSpec(), routing.NewResponseHeadersSpec(), routing.NewRedirectSpec(), routing.NewRewriteSpec(),
 			routing.NewSSLRedirectSpec()},
-		// Gateway API routes: the listener port a request came in on,
-		// weighted backendRefs and query parameter matches.
-		Predicates:         []skrouting.PredicateSpec{routes.SentinelPredicate(), routing.NewGatewayPortSpec(), routing.NewPathRegexpSpec(), routing.NewListenerIsolationSpec(), traffic.NewSegment(), query.New()},
+		Predicates:         predicates,
 		PostProcessors:     []skrouting.PostProcessor{resilience.PostProcessor(), routes.PostProcessor()},
 		WrapRoundTripper:   resilience.WrapRoundTripper,
 		BackendIdleTimeout: cfg.BackendIdleTimeout,
@@ -326,7 +332,8 @@ func serve(stop context.Context, cfg config, log *slog.Logger) error {
 		proxyServer(cfg.proxyGatewayPort()),
 		healthServer(ready, cfg.Edge.IdleTimeout, errorLog), // HTTP/1.1, h2c and gRPC health checks (listeners.go)
 		adminServer(admin.Options{Gatherer: reg, Table: routes.Table, Source: routes,
-			Endpoints: endpointView(routes, resilience), Token: cfg.AdminToken}, errorLog),
+			Endpoints: endpointView(routes, resilience), Token: cfg.AdminToken,
+			Explain: explainOptions(cfg, px, predicates, resilience)}, errorLog),
 		metricsServer(reg, errorLog),
 	}
 	serveErr := make(chan error, len(servers))
