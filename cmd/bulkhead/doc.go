@@ -6,4 +6,9 @@
 // target group protocol version: listeners.go), operators on
 // -admin-address (loopback, or with a bearer token) and Prometheus on
 // -metrics-address. Run with -help for every flag.
+//
+// "bulkhead explain URL", "bulkhead routes" and "bulkhead status"
+// (subcommands.go) run no router: they ask a running one's admin endpoint
+// (-admin-address, default 127.0.0.1:9911, its default too) and print the
+// answer, for kubectl exec into the router's pod; each takes -help.
 package main
