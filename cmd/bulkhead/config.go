@@ -69,6 +69,8 @@ type config struct {
 	// BackendTLS: trust toward pods served over TLS (backendtls.go).
 	BackendTLS backendTLSConfig
 
+	AccessLog accessLogConfig // accesslog.go
+
 	// DefaultCertificate is the kubernetes.io/tls Secret served to TLS
 	// handshakes no other certificate matches (tlsflags.go); zero: none.
 	DefaultCertificate types.NamespacedName
@@ -132,6 +134,7 @@ func parseConfig(args []string, out io.Writer) (config, error) {
 
 	finishEdge := c.Edge.register(fs)
 	finishBackendTLS := c.BackendTLS.register(fs)
+	c.AccessLog.register(fs)
 	defaultCert := fs.String("default-certificate", "", defaultCertificateHelp)
 
 	if err := fs.Parse(args); err != nil {

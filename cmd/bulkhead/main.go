@@ -234,6 +234,11 @@ func serve(stop context.Context, cfg config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	accessLog, err := startAccessLog(cfg.AccessLog, reg, log)
+	if err != nil {
+		return err
+	}
+	defer accessLog.close() // after the proxy servers have stopped: the lines of their last requests
 	routes = dataclient.New(dataclient.Options{
 		Connector:         dataclient.NewRESTConnector(restConfig, 0),
 		DisableGatewayAPI: !cfg.GatewayAPI,
@@ -248,7 +253,7 @@ func serve(stop context.Context, cfg config, log *slog.Logger) error {
 		Log:        log.With(logging.KeyComponent, "dataclient"),
 		Registerer: reg,
 		OnTable: tableWatchers(servedChanges(status.SetServed), gatewayStatus,
-			func(t routing.Table, _ bool) { certificates.Set(t.Certificates) }),
+			func(t routing.Table, _ bool) { certificates.Set(t.Certificates) }, accessLog.tables()),
 		Endpoints: resilience,
 		Shards:    cfg.RouteShards,
 	})
@@ -310,6 +315,7 @@ func serve(stop context.Context, cfg config, log *slog.Logger) error {
 	// clear error at start rather than a half-running router.
 	errorLog := slog.NewLogLogger(log.Handler(), slog.LevelDebug) // client-side noise (bad requests, resets) is not ours to shout about
 	proxyHandler := resilience.Handler(px)
+	proxyHandler = accessLog.wrap(proxyHandler) // outermost: its line covers all the router did
 	h2Errors := http2ErrorCounter(reg)
 	proxyServer := func(gatewayPort int32) *http.Server {
 		srv := cfg.Edge.proxyServer(proxyHandler, errorLog, h2Errors) // HTTP/1.1 and HTTP/2 (edge.go)
