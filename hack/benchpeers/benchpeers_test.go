@@ -246,20 +246,30 @@ func TestSkipperRoutesParse(t *testing.T) {
 // (hack/install-deps.sh bench); the check starts nothing.
 func TestPeersAcceptTheirConfigurations(t *testing.T) {
 	data := testData(t)
+	logOn := data
+	logOn.AccessLog = filepath.Join(data.Dir, accessLogFile)
 	for _, c := range []struct {
 		program, tmpl string
 		args          func(path string) []string
+		accessLog     bool
 	}{
 		{"nginx", "nginx.conf.tmpl", func(path string) []string {
 			return []string{"-t", "-q", "-p", data.Dir, "-e", filepath.Join(data.Dir, "error.log"), "-c", path}
-		}},
-		{"haproxy", "haproxy.cfg.tmpl", func(path string) []string { return []string{"-c", "-q", "-f", path} }},
+		}, false},
+		{"nginx", "nginx.conf.tmpl", func(path string) []string {
+			return []string{"-t", "-q", "-p", data.Dir, "-e", filepath.Join(data.Dir, "error.log"), "-c", path}
+		}, true},
+		{"haproxy", "haproxy.cfg.tmpl", func(path string) []string { return []string{"-c", "-q", "-f", path} }, false},
 		{"nginx", "nginx-grpc.conf.tmpl", func(path string) []string {
 			return []string{"-t", "-q", "-p", data.Dir, "-e", filepath.Join(data.Dir, "error.log"), "-c", path}
-		}},
-		{"haproxy", "haproxy-grpc.cfg.tmpl", func(path string) []string { return []string{"-c", "-q", "-f", path} }},
+		}, false},
+		{"haproxy", "haproxy-grpc.cfg.tmpl", func(path string) []string { return []string{"-c", "-q", "-f", path} }, false},
 	} {
-		t.Run(c.tmpl, func(t *testing.T) {
+		name := c.tmpl
+		if c.accessLog {
+			name += logSuffix
+		}
+		t.Run(name, func(t *testing.T) {
 			bin, err := exec.LookPath(c.program)
 			if err != nil {
 				// make test installs both (hack/install-deps.sh peers); in
@@ -269,11 +279,18 @@ func TestPeersAcceptTheirConfigurations(t *testing.T) {
 				}
 				t.Skipf("%s not installed (hack/install-deps.sh peers)", c.program)
 			}
-			out, err := renderConfig(c.tmpl, data)
+			d := data
+			if c.accessLog {
+				d = logOn
+			}
+			out, err := renderConfig(c.tmpl, d)
 			if err != nil {
 				t.Fatal(err)
 			}
-			path := filepath.Join(data.Dir, c.tmpl+".conf")
+			if got := strings.Contains(string(out), "access_log off;"); c.tmpl == "nginx.conf.tmpl" && got == c.accessLog {
+				t.Errorf("access log on: %v, but access_log off in the configuration: %v", c.accessLog, got)
+			}
+			path := filepath.Join(data.Dir, name+".conf")
 			if err := os.WriteFile(path, out, 0o644); err != nil {
 				t.Fatal(err)
 			}
@@ -281,5 +298,25 @@ func TestPeersAcceptTheirConfigurations(t *testing.T) {
 				t.Errorf("%s rejects its configuration: %v\n%s", c.program, err, out)
 			}
 		})
+	}
+}
+
+// TestLogRatios: a log-on proxy's rate is divided by the same proxy's
+// with the log off; proxies without a log-off twin get none.
+func TestLogRatios(t *testing.T) {
+	proxies := []summary{{Name: "bulkhead", RPS: 10000}, {Name: "bulkhead+log", RPS: 9300}, {Name: "haproxy", RPS: 12000},
+		{Name: "skipper+log", RPS: 5000}}
+	setLogRatios(proxies, peers)
+	if r := proxies[1].LogRatio; r == nil || *r != 0.93 {
+		t.Errorf("bulkhead+log: ratio %v, want 0.93", r)
+	}
+	for _, i := range []int{0, 2, 3} { // log off, or its log-off twin did not run
+		if proxies[i].LogRatio != nil {
+			t.Errorf("%s: ratio %v, want none", proxies[i].Name, *proxies[i].LogRatio)
+		}
+	}
+	rows := summaryRows("req/s", proxies, nil)
+	if rows[0][7] != "req/s log on/off" || rows[2][7] != "0.93" || rows[1][7] != "-" {
+		t.Errorf("table: %q", rows)
 	}
 }

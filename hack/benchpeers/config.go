@@ -57,7 +57,8 @@ func parseConfig(args []string, out io.Writer) (config, error) {
 	fs.DurationVar(&c.Fault.KillAfter, "fault-kill-after", 5*time.Second, "fault run: when one pod is SIGKILLed, counted in requests sent (rate × this)")
 	fs.StringVar(&c.Bulkhead, "bulkhead", "bin/bulkhead", "bulkhead binary (make build)")
 	fs.StringVar(&c.BulkheadLabel, "bulkhead-label", "", "how the report names the bulkhead build (default: this repository's commit)")
-	peerList := fs.String("peers", "bulkhead,nginx,haproxy,skipper", "proxies to run, comma-separated; ratios need bulkhead")
+	peerList := fs.String("peers", "bulkhead,bulkhead+log,nginx,nginx+log,haproxy,skipper,skipper+log",
+		"proxies to run, comma-separated; ratios need bulkhead; NAME+log is NAME with its access log on, to a file (the throughput round only)")
 	fs.BoolVar(&c.Throughput, "throughput", true, "run the throughput rounds")
 	fs.BoolVar(&c.FaultRun, "fault", true, "run the fault runs")
 	fs.BoolVar(&c.GRPCRound, "grpc", true, "run the gRPC round: unary calls through bulkhead, nginx (grpc_pass) and HAProxy (proto h2) to two grpc-echo pods over h2c")

@@ -19,10 +19,25 @@
 // under `taskset -c <proxy-cpu>`. This program pins itself, and so
 // everything it starts without its own taskset (wrk, the pods, the control
 // plane, the fault-run load), to the other CPU, so the proxy under test
-// never competes with the load for its CPU. Access logs are off and
-// keep-alive is on, toward clients and toward the pods, for all four; all
-// four send the pod the client's Host, X-Forwarded-For/-Host/-Proto and a
-// request id.
+// never competes with the load for its CPU. Keep-alive is on, toward
+// clients and toward the pods, for all four; all four send the pod the
+// client's Host, X-Forwarded-For/-Host/-Proto and a request id.
+//
+// # Access logs
+//
+// Every proxy runs with its access log off (bulkhead: -access-log=false).
+// bulkhead, nginx and skipper also run a second time with it on, as
+// bulkhead+log, nginx+log and skipper+log, side by side in the same
+// throughput rounds: every request logged, to a file in the instance
+// directory, in JSON (bulkhead's default line; nginx a log_format with
+// the same fields, buffered up to 64 KiB as bulkhead gathers its writes;
+// skipper -access-log-json-enabled). The table gives each log-on rate
+// over the same proxy's log-off rate. After the rounds each log-on proxy
+// is stopped (writing what it holds) and its file must have a line for
+// every request wrk completed, or the run fails: a log that lost lines
+// would flatter its figure; bulkhead's dropped-lines metric is reported
+// too. HAProxy logs to syslog only and runs without a log. The log-on
+// runs are left out of the fault runs and the gRPC round.
 //
 // # Throughput
 //

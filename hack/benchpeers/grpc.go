@@ -191,7 +191,7 @@ func (h *harness) publishGRPC(ctx context.Context, g *grpcPods) error {
 
 // grpcPeers are the proxies of the gRPC round.
 var grpcPeers = []peer{
-	{Name: "bulkhead", Start: startBulkhead},
+	{Name: "bulkhead", Start: func(in instance) (*process, error) { return startBulkhead(in, false) }},
 	{Name: "nginx", Start: func(in instance) (*process, error) {
 		conf, err := writeGRPCConfig(in, "nginx-grpc.conf.tmpl", "nginx.conf")
 		if err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -12,6 +13,8 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -64,7 +67,7 @@ func run(cfg config) error {
 	}
 	// Built only when it runs: the gRPC round leaves it out, and a cold
 	// build takes minutes.
-	if cfg.selected("skipper") && (cfg.Throughput || cfg.FaultRun) {
+	if (cfg.selected("skipper") && (cfg.Throughput || cfg.FaultRun)) || (cfg.selected("skipper"+logSuffix) && cfg.Throughput) {
 		if progs.Skipper, err = ensureSkipper(ctx); err != nil {
 			return err
 		}
@@ -124,6 +127,9 @@ func run(cfg config) error {
 	}
 	if cfg.FaultRun {
 		for _, p := range cfg.selectedPeers() {
+			if p.LogOf != "" {
+				continue
+			}
 			step("fault run: " + p.Name + " (" + cfg.Fault.String() + ")")
 			r, err := h.faultRun(ctx, p)
 			if err != nil {
@@ -177,6 +183,8 @@ type target struct {
 	url  string
 	host string
 	proc *process // nil for the pod itself
+	// accessLog is the file a log-on proxy writes its lines to.
+	accessLog string
 }
 
 // baselineName is the row of wrk straight at one pod.
@@ -204,12 +212,19 @@ func (h *harness) throughput(ctx context.Context) ([]summary, *summary, error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		targets = append(targets, target{name: p.Name, url: url, host: up.Host, proc: proc})
+		t := target{name: p.Name, url: url, host: up.Host, proc: proc}
+		if p.LogOf != "" {
+			t.accessLog = filepath.Join(h.work, p.Name, accessLogFile)
+		}
+		targets = append(targets, t)
 	}
 	if h.cfg.Baseline {
 		targets = append(targets, target{name: baselineName, url: up.Pods[0].URL("/"), host: up.Host})
 	}
 
+	// Every request wrk completed, warm-up included: a log-on proxy's
+	// file must hold at least as many lines.
+	sent := map[string]int64{}
 	measure := func(t target, d time.Duration) (wrkResult, error) {
 		if t.proc != nil {
 			select {
@@ -218,7 +233,9 @@ func (h *harness) throughput(ctx context.Context) ([]summary, *summary, error) {
 			default:
 			}
 		}
-		return runWrk(ctx, h.cfg.Load, h.cfg.ProxyCPU, d, t.url, t.host)
+		r, err := runWrk(ctx, h.cfg.Load, h.cfg.ProxyCPU, d, t.url, t.host)
+		sent[t.name] += r.Requests
+		return r, err
 	}
 	results, err := measureRounds(h.cfg, targets, func(t target) string { return t.name }, measure, h.cfg.Load.Duration, "", "req/s", "errors")
 	if err != nil {
@@ -243,6 +260,13 @@ func (h *harness) throughput(ctx context.Context) ([]summary, *summary, error) {
 			baseline = &s
 			continue
 		}
+		if t.accessLog != "" {
+			al, err := checkAccessLog(t, sent[t.name])
+			if err != nil {
+				return nil, nil, err
+			}
+			s.AccessLog = &al
+		}
 		proxies = append(proxies, s)
 	}
 	for _, s := range proxies {
@@ -251,7 +275,81 @@ func (h *harness) throughput(ctx context.Context) ([]summary, *summary, error) {
 			break
 		}
 	}
+	setLogRatios(proxies, h.cfg.selectedPeers())
 	return proxies, baseline, nil
+}
+
+// checkAccessLog stops a log-on proxy (so that it writes what it holds:
+// nginx's buffer, bulkhead's queue) and counts the lines of its file,
+// which must be no fewer than the requests wrk completed through it: a
+// log that dropped lines would flatter its throughput. bulkhead counts
+// what it dropped in a metric, read before it stops.
+func checkAccessLog(t target, sent int64) (accessLogCheck, error) {
+	c := accessLogCheck{File: t.accessLog, Requests: sent}
+	if t.proc.admin != "" {
+		dropped, err := adminMetric(t.proc.admin, "bulkhead_access_log_dropped_total")
+		if err != nil {
+			return c, fmt.Errorf("%s: %w", t.name, err)
+		}
+		c.Dropped = &dropped
+	}
+	t.proc.stop()
+	f, err := os.Open(t.accessLog)
+	if err != nil {
+		return c, fmt.Errorf("%s access log: %w", t.name, err)
+	}
+	defer f.Close()
+	buf := make([]byte, 1<<20)
+	for {
+		n, err := f.Read(buf)
+		c.Lines += int64(bytes.Count(buf[:n], []byte{'\n'}))
+		c.Bytes += int64(n)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return c, fmt.Errorf("%s access log: %w", t.name, err)
+		}
+	}
+	fmt.Fprintf(os.Stderr, "  %s access log: %d lines (%.0f bytes each) for %d requests wrk completed\n",
+		t.name, c.Lines, float64(c.Bytes)/float64(max(c.Lines, 1)), c.Requests)
+	if c.Lines < c.Requests {
+		return c, fmt.Errorf("%s access log %s: %d lines for %d requests: lines were lost", t.name, t.accessLog, c.Lines, c.Requests)
+	}
+	return c, nil
+}
+
+// adminMetric reads the sum of a metric's samples (all label values) from
+// bulkhead's admin endpoint.
+func adminMetric(admin, name string) (float64, error) {
+	resp, err := http.Get("http://" + admin + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	var sum float64
+	found := false
+	for line := range strings.Lines(string(body)) {
+		rest, ok := strings.CutPrefix(line, name)
+		if !ok || (rest[0] != ' ' && rest[0] != '{') {
+			continue
+		}
+		f := strings.Fields(rest)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err != nil {
+			return 0, fmt.Errorf("metric %s: %q", name, line)
+		}
+		sum += v
+		found = true
+	}
+	if !found {
+		return 0, fmt.Errorf("no metric %s on http://%s/metrics", name, admin)
+	}
+	return sum, nil
 }
 
 // profileUnderLoad runs wrk at bulkhead for the round duration while its

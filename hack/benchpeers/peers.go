@@ -34,6 +34,9 @@ type configData struct {
 	Dir      string   // the instance's directory: pid file, logs, temp files
 	Listen   string   // 127.0.0.1:PORT
 	Backends []string // the two pods' ip:port
+	// AccessLog, when set, is the file the proxy writes one line per
+	// request to; empty: no access log.
+	AccessLog string
 }
 
 // renderConfig fills one of templates/*.tmpl.
@@ -121,7 +124,21 @@ type peer struct {
 	// Start runs the proxy and returns once its process runs; awaitServing
 	// tells when it serves.
 	Start func(in instance) (*process, error)
+	// LogOf, for a proxy run with its access log on, names the same
+	// proxy with it off: the report gives the ratio of the two, the cost
+	// of the log. Such a run is left out of the fault runs, which measure
+	// retries, not logging.
+	LogOf string
 }
+
+// accessLogFile is where a log-on peer writes its lines, in its instance
+// directory (on disk: the work directory is under os.TempDir, which is
+// not a tmpfs on the machines this runs on; the report says the file's
+// size).
+const accessLogFile = "access.log"
+
+// logSuffix names the log-on variant of a proxy.
+const logSuffix = "+log"
 
 // goEnv gives Go proxies one P, as nginx gets one worker and HAProxy one
 // thread. (The runtime would also derive 1 from the CPU mask; saying it
@@ -130,20 +147,30 @@ var goEnv = []string{"GOMAXPROCS=1"}
 
 // peers are the proxies of a run, bulkhead first: it is the reference the
 // others' ratios are taken to.
+// Each proxy that has an access log runs twice, off and on, side by side
+// in the same rounds, so the cost of the log is measured on the same
+// machine in the same minutes as the rest. HAProxy's log goes to syslog
+// only (no file of its own), so it runs with its log off alone.
 var peers = []peer{
-	{Name: "bulkhead", Start: startBulkhead},
-	{Name: "nginx", Start: startNginx},
+	{Name: "bulkhead", Start: func(in instance) (*process, error) { return startBulkhead(in, false) }},
+	{Name: "bulkhead" + logSuffix, Start: func(in instance) (*process, error) { return startBulkhead(in, true) }, LogOf: "bulkhead"},
+	{Name: "nginx", Start: func(in instance) (*process, error) { return startNginx(in, false) }},
+	{Name: "nginx" + logSuffix, Start: func(in instance) (*process, error) { return startNginx(in, true) }, LogOf: "nginx"},
 	{Name: "haproxy", Start: startHAProxy},
-	{Name: "skipper", Start: startSkipper},
+	{Name: "skipper", Start: func(in instance) (*process, error) { return startSkipper(in, false) }},
+	{Name: "skipper" + logSuffix, Start: func(in instance) (*process, error) { return startSkipper(in, true) }, LogOf: "skipper"},
 }
 
-func startBulkhead(in instance) (*process, error) {
+// startBulkhead runs bulkhead; logOn: its access log with its defaults
+// (every request, JSON, every field but the query) to a file, else
+// -access-log=false.
+func startBulkhead(in instance, logOn bool) (*process, error) {
 	ports, err := freeport.Get(3)
 	if err != nil {
 		return nil, err
 	}
 	admin := fmt.Sprintf("127.0.0.1:%d", ports[1])
-	p, err := startPinned("bulkhead", filepath.Join(in.Dir, "bulkhead.log"), in.CPU, goEnv,
+	args := []string{
 		in.Programs.Bulkhead,
 		"-kubeconfig", in.Kubeconfig,
 		"-address", in.Listen,
@@ -153,18 +180,25 @@ func startBulkhead(in instance) (*process, error) {
 		"-state-dir", filepath.Join(in.Dir, "state"),
 		// No load balancer in front: stop at once on SIGTERM.
 		"-drain-delay", "0s",
-		// bulkhead has no access log; warn keeps its log as quiet as the
-		// peers' error logs.
+		// warn keeps its own log as quiet as the peers' error logs.
 		"-log-level", "warn",
-	)
+	}
+	if logOn {
+		args = append(args, "-access-log-file", filepath.Join(in.Dir, accessLogFile))
+	} else {
+		args = append(args, "-access-log=false")
+	}
+	p, err := startPinned("bulkhead", filepath.Join(in.Dir, "bulkhead.log"), in.CPU, goEnv, args...)
 	if p != nil {
 		p.admin = admin
 	}
 	return p, err
 }
 
-func startNginx(in instance) (*process, error) {
-	conf, err := writeConfig(in, "nginx.conf.tmpl", "nginx.conf")
+// startNginx runs nginx; logOn: access_log to a file in a JSON format
+// with the fields bulkhead's line has (templates/nginx.conf.tmpl).
+func startNginx(in instance, logOn bool) (*process, error) {
+	conf, err := writeConfig(in, "nginx.conf.tmpl", "nginx.conf", logOn)
 	if err != nil {
 		return nil, err
 	}
@@ -175,7 +209,7 @@ func startNginx(in instance) (*process, error) {
 }
 
 func startHAProxy(in instance) (*process, error) {
-	conf, err := writeConfig(in, "haproxy.cfg.tmpl", "haproxy.cfg")
+	conf, err := writeConfig(in, "haproxy.cfg.tmpl", "haproxy.cfg", false)
 	if err != nil {
 		return nil, err
 	}
@@ -184,20 +218,25 @@ func startHAProxy(in instance) (*process, error) {
 		in.Programs.HAProxy, "-db", "-f", conf)
 }
 
-func startSkipper(in instance) (*process, error) {
-	routes, err := writeConfig(in, "routes.eskip.tmpl", "routes.eskip")
+// startSkipper runs stock skipper; logOn: its access log in JSON
+// (-access-log-json-enabled) to a file, else -access-log-disabled.
+func startSkipper(in instance, logOn bool) (*process, error) {
+	routes, err := writeConfig(in, "routes.eskip.tmpl", "routes.eskip", false)
 	if err != nil {
 		return nil, err
 	}
-	return startPinned("skipper", filepath.Join(in.Dir, "skipper.log"), in.CPU, goEnv,
+	accessLog := []string{"-access-log-disabled"}
+	if logOn {
+		accessLog = []string{"-access-log", filepath.Join(in.Dir, accessLogFile), "-access-log-json-enabled"}
+	}
+	return startPinned("skipper", filepath.Join(in.Dir, "skipper.log"), in.CPU, goEnv, append([]string{
 		in.Programs.Skipper,
 		"-address", in.Listen,
 		"-routes-file", routes,
 		"-wait-first-route-load",
-		// No access log and no metrics, like bulkhead (which hands skipper's
-		// proxy a no-op metrics sink): both listeners empty turns metrics
-		// off, and -disable-metrics-compat drops the per-route ones.
-		"-access-log-disabled",
+		// No metrics, like bulkhead (which hands skipper's proxy a no-op
+		// metrics sink): both listeners empty turns metrics off, and
+		// -disable-metrics-compat drops the per-route ones.
 		"-application-log-level", "WARN",
 		"-support-listener", "",
 		"-metrics-listener", "",
@@ -206,17 +245,22 @@ func startSkipper(in instance) (*process, error) {
 		// client's Host and the forwarded headers.
 		"-proxy-preserve-host",
 		"-forwarded-headers", "X-Forwarded-For,X-Forwarded-Host,X-Forwarded-Proto=http",
-	)
+	}, accessLog...)...)
 }
 
-// writeConfig renders a template into the instance directory.
-func writeConfig(in instance, tmpl, file string) (string, error) {
-	data, err := renderConfig(tmpl, configData{Dir: in.Dir, Listen: in.Listen, Backends: in.Upstream.Addrs()})
+// writeConfig renders a template into the instance directory; accessLog:
+// with the access log on, to accessLogFile there.
+func writeConfig(in instance, tmpl, file string, accessLog bool) (string, error) {
+	data := configData{Dir: in.Dir, Listen: in.Listen, Backends: in.Upstream.Addrs()}
+	if accessLog {
+		data.AccessLog = filepath.Join(in.Dir, accessLogFile)
+	}
+	out, err := renderConfig(tmpl, data)
 	if err != nil {
 		return "", err
 	}
 	path := filepath.Join(in.Dir, file)
-	if err := os.WriteFile(path, data, 0o644); err != nil {
+	if err := os.WriteFile(path, out, 0o644); err != nil {
 		return "", err
 	}
 	return path, nil

@@ -141,11 +141,11 @@ func (r report) grpcRows() [][]string { return summaryRows("calls/s", r.GRPC, r.
 
 // summaryRows is a throughput table: the proxies, then the baseline.
 func summaryRows(unit string, proxies []summary, baseline *summary) [][]string {
-	rows := [][]string{{"proxy", unit, unit + " range", "p50", "p99", unit + " vs bulkhead", "p99 vs bulkhead", "errors",
+	rows := [][]string{{"proxy", unit, unit + " range", "p50", "p99", unit + " vs bulkhead", "p99 vs bulkhead", unit + " log on/off", "errors",
 		"proxy CPU busy", "load CPU busy", "steal"}}
 	add := func(s summary) {
 		rows = append(rows, []string{s.Name, fmt.Sprintf("%.0f", s.RPS), fmt.Sprintf("%.0f-%.0f", s.RPSMin, s.RPSMax),
-			ms(s.P50), ms(s.P99), ratioText(s.RPSRatio), ratioText(s.P99Ratio), fmt.Sprint(s.Errors),
+			ms(s.P50), ms(s.P99), ratioText(s.RPSRatio), ratioText(s.P99Ratio), ratioText(s.LogRatio), fmt.Sprint(s.Errors),
 			fmt.Sprintf("%.0f%%", s.CPU.Proxy), fmt.Sprintf("%.0f%%", s.CPU.Load), fmt.Sprintf("%.1f%%", s.CPU.Steal)})
 	}
 	for _, s := range proxies {
@@ -156,6 +156,28 @@ func summaryRows(unit string, proxies []summary, baseline *summary) [][]string {
 	}
 	return rows
 }
+
+// accessLogRows are the log-on proxies' files: as many lines as requests
+// (or more: the start checks), so no figure is flattered by lost lines.
+func (r report) accessLogRows() [][]string {
+	rows := [][]string{{"proxy", "lines in its file", "requests wrk completed", "bytes per line", "dropped (metric)"}}
+	for _, s := range r.Throughput {
+		if c := s.AccessLog; c != nil {
+			dropped := "-"
+			if c.Dropped != nil {
+				dropped = fmt.Sprintf("%.0f", *c.Dropped)
+			}
+			rows = append(rows, []string{s.Name, fmt.Sprint(c.Lines), fmt.Sprint(c.Requests),
+				fmt.Sprintf("%.0f", float64(c.Bytes)/float64(max(c.Lines, 1))), dropped})
+		}
+	}
+	if len(rows) == 1 {
+		return nil
+	}
+	return rows
+}
+
+const accessLogTitle = "access logs: each log-on proxy's file after the rounds (every request logged, warm-up included)"
 
 func (r report) faultTitle() string {
 	return "fault run: " + r.FaultLoad.String() + "; each proxy fresh, in front of two fresh pods"
@@ -183,6 +205,9 @@ func (r report) writeText(w io.Writer) {
 	}
 	if len(r.Throughput) > 0 {
 		table(r.throughputTitle(), r.throughputRows())
+		if rows := r.accessLogRows(); rows != nil {
+			table(accessLogTitle, rows)
+		}
 	}
 	if len(r.Fault) > 0 {
 		table(r.faultTitle(), r.faultRows())
@@ -207,6 +232,9 @@ func (r report) writeMarkdown(w io.Writer) {
 	}
 	if len(r.Throughput) > 0 {
 		table(r.throughputTitle(), r.throughputRows())
+		if rows := r.accessLogRows(); rows != nil {
+			table(accessLogTitle, rows)
+		}
 	}
 	if len(r.Fault) > 0 {
 		table(r.faultTitle(), r.faultRows())

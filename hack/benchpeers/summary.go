@@ -61,6 +61,22 @@ type summary struct {
 	// the no-proxy baseline.
 	RPSRatio *float64 `json:"rpsRatioToBulkhead,omitempty"`
 	P99Ratio *float64 `json:"p99RatioToBulkhead,omitempty"`
+	// LogRatio, for a proxy run with its access log on, is its request
+	// rate over the same proxy's with the log off: 0.93 means the log
+	// cost 7% of throughput.
+	LogRatio *float64 `json:"rpsRatioLogOnToOff,omitempty"`
+	// AccessLog is what a log-on proxy wrote.
+	AccessLog *accessLogCheck `json:"accessLog,omitempty"`
+}
+
+// accessLogCheck is what a log-on proxy's file held after the rounds.
+type accessLogCheck struct {
+	File     string `json:"file"`
+	Lines    int64  `json:"lines"`
+	Bytes    int64  `json:"bytes"`
+	Requests int64  `json:"requests"` // completed by wrk through it, warm-up included
+	// Dropped is bulkhead_access_log_dropped_total (bulkhead only).
+	Dropped *float64 `json:"dropped,omitempty"`
 }
 
 // summarize reduces one target's rounds to medians.
@@ -104,6 +120,25 @@ func setRatios(proxies []summary, ref summary) {
 	for i := range proxies {
 		proxies[i].RPSRatio = ratio(proxies[i].RPS, ref.RPS)
 		proxies[i].P99Ratio = ratio(float64(proxies[i].P99), float64(ref.P99))
+	}
+}
+
+// setLogRatios gives each log-on proxy its request rate over the same
+// proxy's with the log off, when both ran.
+func setLogRatios(proxies []summary, ps []peer) {
+	rps := map[string]float64{}
+	for _, s := range proxies {
+		rps[s.Name] = s.RPS
+	}
+	for _, p := range ps {
+		if p.LogOf == "" {
+			continue
+		}
+		for i := range proxies {
+			if off, ok := rps[p.LogOf]; ok && proxies[i].Name == p.Name {
+				proxies[i].LogRatio = ratio(proxies[i].RPS, off)
+			}
+		}
 	}
 }
 
