@@ -293,8 +293,27 @@ Services and EndpointSlices lists hold the same objects in the same order
 as the previous call's (the data client lists again only the kinds that
 changed), they are not indexed again and no backend is checked. What depends on
 several Ingresses (precedence, conflicts, the default backend, the IDs of
-colliding routes) is decided again on every call, by a pass over the
+colliding routes) is decided again on a full call, by a pass over the
 remembered rules.
+
+A call that differs from the previous one in a few Ingresses and
+EndpointSlices only (the same IngressClasses, Services, Secrets and
+options, nothing held by the deletion guard, no Gateway API route) takes
+the incremental path (incremental.go): it finds the changed objects by
+comparing the lists position by position, which is why the data client
+keeps each kind's list in a stable order (a changed object in the place of
+the old one), and then works on the changed Ingresses' names and their
+hosts and paths alone: every claimant of each host and path is kept, in
+precedence order, so a key whose winner left is won by the next one; the
+routes whose winner changed are spliced into the sorted list, and the
+problems are kept as counted contributions. Its work follows the change, not
+the cluster; what stays proportional to the cluster is the copy of the
+lists it returns (earlier tables are never modified): at 10,000 Ingresses,
+one changed Ingress is about 4 ms, most of it copying the 10,000 routes,
+against 13 ms before this path and 100 ms for a full translation. Anything else (more than a sixteenth of a list, a
+changed Ingress whose name is duplicated, colliding route IDs) is a full
+call. A test compares both paths with Translate after every step of random
+change sequences, several changes between two calls.
 
 The routes can be split into shards by host key (RouteShard, RequestShard):
 a request can only match routes of its own host key and routes that match

@@ -62,7 +62,11 @@ type Translator struct {
 	sliceGroups  map[types.NamespacedName][]*discoveryv1.EndpointSlice // built on demand
 	slicesNow    []*discoveryv1.EndpointSlice                          // the snapshot's, during a call
 	names        map[types.NamespacedName]int
-	claims       map[ruleKey]types.NamespacedName
+	// claims are the claimants of each host and path, in precedence
+	// order (the first wins), and defaults those of the default backend;
+	// kept from one call to the next for the incremental path.
+	claims   map[ruleKey]claimList
+	defaults claimList
 	// The lists the indexes above were made from, and the Services'
 	// problems: a call whose lists hold the same objects in the same
 	// order (a caller that lists again only what changed) indexes nothing
@@ -77,6 +81,9 @@ type Translator struct {
 	backendOrder []*backendEntry // backends routes name, by key
 	last         Table
 	sameInputs   bool // this call's Services and slices are the previous call's
+
+	// What the incremental path (incremental.go) starts from; see there.
+	incr incrState
 
 	// keyPairs are the key pairs of the Secrets HTTPS listeners named,
 	// by pointer (parsing one is the costly part of a certificate), kept
@@ -99,7 +106,7 @@ func NewTranslator() *Translator {
 		sliceCount:   map[types.NamespacedName]int{},
 		slicePresent: map[*discoveryv1.EndpointSlice]struct{}{},
 		names:        map[types.NamespacedName]int{},
-		claims:       map[ruleKey]types.NamespacedName{},
+		claims:       map[ruleKey]claimList{},
 	}
 }
 
@@ -141,6 +148,10 @@ type claimant struct {
 	inputs  routeInputs
 	problem *Problem // the backend cannot serve: the Ingress's problem when this wins
 
+	owner *ingressEntry
+	idx   int       // its place among its Ingress's rules (-1: the default backend)
+	next  *claimant // the next claimant of the same key, in precedence order
+
 	won      uint64 // the last call it was emitted
 	inRoutes bool   // in Translator.winners
 }
@@ -179,6 +190,7 @@ type backendEntry struct {
 	problems []Problem
 	used     uint64 // the last call a route named it
 	inList   bool   // in Translator.backendOrder
+	refs     int    // how many references of the last call's routes name it
 }
 
 type serviceSlot struct {
@@ -192,6 +204,9 @@ func (t *Translator) Translate(s *Snapshot, o Options) Table {
 		s = &Snapshot{}
 	}
 	o = o.withDefaults()
+	if out, ok := t.translateChanged(s, o); ok {
+		return out
+	}
 	if !t.started || !sameOptions(t.opts, o) {
 		// Options decide class selection (read again on every call) and
 		// which endpoints are refused: the endpoints are chosen again.
@@ -290,10 +305,11 @@ func (t *Translator) Translate(s *Snapshot, o Options) Table {
 	}
 
 	// Conflicts: the first claim of a host and path, in precedence order,
-	// wins; so does the first default backend.
+	// wins; so does the first default backend. Every claim is kept, in
+	// that order, for the incremental path.
 	clear(t.claims)
+	t.defaults = claimList{}
 	var fresh []*claimant
-	var defaultOwner *types.NamespacedName
 	win := func(c *claimant) {
 		c.won = gen
 		if c.problem != nil {
@@ -306,23 +322,22 @@ func (t *Translator) Translate(s *Snapshot, o Options) Table {
 	visit := func(e *ingressEntry) {
 		problems = append(problems, e.problems...)
 		if e.def != nil {
-			if defaultOwner != nil {
-				problems = append(problems, ingressProblem(e.ref, DuplicateDefaultBackend,
-					"ingress %s, which takes precedence, already defines the default backend; this one is ignored", *defaultOwner))
+			if first := t.defaults.first; first != nil {
+				problems = append(problems, lostProblem(e.def, first))
 			} else {
-				defaultOwner = &e.ref
 				win(e.def)
 			}
+			t.defaults.push(e.def)
 		}
 		for _, c := range e.rules {
-			if owner, taken := t.claims[c.key]; taken {
-				r := &c.route
-				problems = append(problems, ingressProblem(e.ref, Conflict, "host %q path %q (%s) is already routed by %s; path ignored",
-					r.Host, r.Path, r.PathType, describeOwner(owner, e.ref)))
-				continue
+			l, taken := t.claims[c.key]
+			if taken {
+				problems = append(problems, lostProblem(c, l.first))
+			} else {
+				win(c)
 			}
-			t.claims[c.key] = e.ref
-			win(c)
+			l.push(c)
+			t.claims[c.key] = l
 		}
 	}
 	for _, e := range order {
@@ -332,10 +347,12 @@ func (t *Translator) Translate(s *Snapshot, o Options) Table {
 		visit(e)
 	}
 
-	routes := t.emit(fresh)
+	routes, renamed := t.emit(fresh)
 	// Ingress certificates: every call, a pass over the Ingresses with
 	// spec.tls (few; their key pairs remembered by Secret).
-	certs := t.ingressCertificates(order, held, o, &problems)
+	var certProblems []Problem
+	certs := t.ingressCertificates(order, held, o, &certProblems)
+	problems = append(problems, certProblems...)
 	// Gateway API: translated again on every call (gateway.go), merged
 	// into the returned routes; t.last keeps the Ingress routes alone,
 	// which emit reuses.
@@ -349,6 +366,7 @@ func (t *Translator) Translate(s *Snapshot, o Options) Table {
 	backends := t.endpoints(all, &problems)
 	t.sweep()
 	t.slicesNow, t.sliceGroups = nil, nil // keep no snapshot alive
+	t.rememberFull(s, o, order, problems, certProblems, gw.problems, len(held) == 0 && len(gw.routes) == 0, renamed)
 	t.last = Table{Routes: routes, Problems: sortedProblems(problems), Served: servedNames, Backends: backends}
 	out := t.last
 	out.Routes, out.GatewayClasses, out.Gateways, out.HTTPRoutes = all, gw.classes, gw.gateways, gw.httpRoutes
@@ -458,6 +476,7 @@ func (t *Translator) entry(ing *networkingv1.Ingress) *ingressEntry {
 			// The same Ingress: it keeps its place in the order.
 			next.served, next.prevServe, next.ordered, next.inOrder = e.served, e.prevServe, e.ordered, e.inOrder
 			*e = *next
+			e.own()
 		} else {
 			e = next
 			t.ingresses[ing] = e
@@ -490,6 +509,7 @@ func (t *Translator) newEntry(ing *networkingv1.Ingress, old *ingressEntry) *ing
 	if ing.Spec.DefaultBackend != nil {
 		r := &rule{ingress: e.ref, isDefault: true, backend: t.resolve(e, ing.Spec.DefaultBackend), upstream: settings}
 		e.def = newClaimant(r, reuse)
+		e.def.idx = -1
 	}
 	for _, ir := range ing.Spec.Rules {
 		vhost, err := ruleVHost(ir.Host)
@@ -511,10 +531,23 @@ func (t *Translator) newEntry(ing *networkingv1.Ingress, old *ingressEntry) *ing
 				ingress: e.ref, host: ir.Host, path: p.Path, pathType: pathType, vhost: vhost, match: match,
 				backend: t.resolve(e, &p.Backend), upstream: settings, sslRedirect: redirects(e.redirect, vhost),
 			}
-			e.rules = append(e.rules, newClaimant(r, reuse))
+			c := newClaimant(r, reuse)
+			c.idx = len(e.rules)
+			e.rules = append(e.rules, c)
 		}
 	}
+	e.own()
 	return e
+}
+
+// own makes e the owner of its claimants.
+func (e *ingressEntry) own() {
+	if e.def != nil {
+		e.def.owner = e
+	}
+	for _, c := range e.rules {
+		c.owner = e
+	}
 }
 
 // resolve resolves a backend of e against the current Services and
@@ -630,7 +663,7 @@ func mergeSorted[T any](prev, add []T, keep func(T) bool, mark func(T, bool), co
 // emit puts the winning candidates in route order, ID first (as
 // sortRoutes does), and returns the routes; the previous call's slice when
 // nothing changed.
-func (t *Translator) emit(fresh []*claimant) []Route {
+func (t *Translator) emit(fresh []*claimant) ([]Route, bool) {
 	gen := t.gen
 	compare := func(a, b *claimant) int {
 		return cmp.Or(cmp.Compare(a.route.Eskip.Id, b.route.Eskip.Id), compareOrigin(a.route, b.route))
@@ -649,16 +682,17 @@ func (t *Translator) emit(fresh []*claimant) []Route {
 		compare)
 	t.winners = winners
 	if !changed && t.last.Routes != nil {
-		return t.last.Routes
+		return t.last.Routes, t.incr.renamed
 	}
 	routes := make([]Route, len(winners))
 	for i, c := range winners {
 		routes[i] = c.route
 	}
-	if renameDuplicateIDs(routes) {
+	renamed := renameDuplicateIDs(routes)
+	if renamed {
 		slices.SortFunc(routes, func(a, b Route) int { return cmp.Compare(a.Eskip.Id, b.Eskip.Id) })
 	}
-	return routes
+	return routes, renamed
 }
 
 // endpoints returns the backends routes name (Backend and Gateway.Mirrors), each once, sorted, with
@@ -678,10 +712,11 @@ func (t *Translator) endpoints(routes []Route, problems *[]Problem) []Backend {
 			t.backends[k] = be
 		}
 		if be.used == gen {
+			be.refs++
 			return
 		}
 		checked := t.sameInputs && be.used == gen-1 // resolved or checked in the previous call, against the same inputs
-		be.used = gen
+		be.used, be.refs = gen, 1
 		if be.slices == nil || !checked && !t.backendSame(be) {
 			t.resolveBackend(be)
 			changed = true
@@ -739,9 +774,14 @@ func (t *Translator) backendSame(be *backendEntry) bool {
 }
 
 func (t *Translator) resolveBackend(be *backendEntry) {
+	t.resolveBackendFrom(be, t.slicesOf(objectKey(be.key.Namespace, be.key.Service)))
+}
+
+// resolveBackendFrom chooses be's endpoints from its Service's slices.
+func (t *Translator) resolveBackendFrom(be *backendEntry, endpointSlices []*discoveryv1.EndpointSlice) {
 	name := objectKey(be.key.Namespace, be.key.Service)
 	be.svc = t.service(name)
-	be.slices = slices.Clone(t.slicesOf(name))
+	be.slices = slices.Clone(endpointSlices)
 	if be.slices == nil {
 		be.slices = []*discoveryv1.EndpointSlice{}
 	}

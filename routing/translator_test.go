@@ -15,6 +15,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
 
 // renderFull is renderTable plus what it leaves out: Table.Served and each
@@ -239,8 +240,11 @@ func anyOf[T any](rng *rand.Rand, m map[string]*T) (*T, bool) {
 }
 
 // step makes one random change and says which.
-func (c *cluster) step() string {
-	switch c.rng.IntN(20) {
+func (c *cluster) step() string { return c.stepCase(c.rng.IntN(20)) }
+
+// stepCase makes a random change of one kind (see step).
+func (c *cluster) stepCase(kind int) string {
+	switch kind {
 	case 0, 1:
 		name := fmt.Sprintf("i%d", c.rng.IntN(12))
 		c.putIngress(c.randomIngress(name))
@@ -429,6 +433,139 @@ func TestTranslatorAgreesWithTranslate(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestTranslatorIncrementalAgreesWithTranslate is
+// TestTranslatorAgreesWithTranslate with the lists kept in a stable order,
+// as the data client's watcher keeps them (a changed object in the place
+// of the old one, a new one last, a removed one's place taken by the last
+// one), and with mostly Ingress and EndpointSlice changes: most calls then
+// take the incremental path (incremental.go), and each table must still be
+// Translate's. Between two calls come one to eight changes, as a debounced
+// rebuild sees them: several Ingresses claiming the same host and path
+// change together. The tables returned before must not have changed.
+func TestTranslatorIncrementalAgreesWithTranslate(t *testing.T) {
+	seeds, steps := 60, 200
+	if testing.Short() {
+		seeds = 10
+	}
+	calls, incremental, batched := 0, 0, 0
+	for seed := range uint64(seeds) {
+		c := newCluster(seed + 1000)
+		tr := NewTranslator()
+		order := map[string][]string{}
+		var history []string
+		var previous []Table
+		var rendered []string
+		var gateways []*gatewayv1.Gateway
+		gatewayClasses := []*gatewayv1.GatewayClass{{ObjectMeta: metav1.ObjectMeta{Name: "bulkhead"},
+			Spec: gatewayv1.GatewayClassSpec{ControllerName: DefaultGatewayControllerName}}}
+		for step := range steps {
+			n := 1
+			switch k := c.rng.IntN(10); {
+			case k >= 8:
+				n = 4 + c.rng.IntN(5)
+			case k >= 6:
+				n = 2 + c.rng.IntN(2)
+			}
+			for range n {
+				switch k := c.rng.IntN(20); {
+				case k == 0:
+					// Gateway API objects without routes (the incremental
+					// path's, which makes their problems again): none, one
+					// Gateway, or one listed twice (DuplicateObject).
+					gateways = gateways[:0]
+					for range c.rng.IntN(3) {
+						gateways = append(gateways, &gatewayv1.Gateway{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web"},
+							Spec: gatewayv1.GatewaySpec{GatewayClassName: "bulkhead", Listeners: []gatewayv1.Listener{
+								{Name: "http", Port: 80, Protocol: gatewayv1.HTTPProtocolType}}}})
+					}
+					history = append(history, fmt.Sprintf("gateways: %d", len(gateways)))
+				case k < 11:
+					history = append(history, c.stepCase(c.rng.IntN(6))) // Ingresses
+				case k < 18:
+					history = append(history, c.stepCase(11+c.rng.IntN(3))) // EndpointSlices
+				default:
+					history = append(history, c.step())
+				}
+			}
+			history = append(history, "-- translated")
+			s := &Snapshot{
+				IngressClasses: stableValues(order, "classes", c.classes),
+				Ingresses:      stableValues(order, "ingresses", c.ingresses),
+				Services:       stableValues(order, "services", c.services),
+				EndpointSlices: stableValues(order, "slices", c.slices),
+				HeldIngresses:  stableValues(order, "held", c.held),
+				Secrets:        stableValues(order, "secrets", c.secrets),
+				GatewayClasses: gatewayClasses,
+				Gateways:       slices.Clone(gateways),
+			}
+			if c.dupIngress != nil {
+				s.Ingresses = append(s.Ingresses, c.dupIngress)
+			}
+			if c.dupService != nil {
+				s.Services = append(s.Services, c.dupService)
+			}
+			before := tr.incr.calls
+			table := tr.Translate(s, c.opts)
+			got := renderFull(table)
+			took := tr.incr.calls > before
+			if took {
+				incremental++
+				if n > 1 {
+					batched++
+				}
+			}
+			calls++
+			want := renderFull(Translate(s, c.opts))
+			if got != want {
+				t.Fatalf("seed %d step %d (incremental: %v): the Translator differs from Translate after:\n  %s\n%s",
+					seed, step, took, strings.Join(history, "\n  "), lineDiff(want, got))
+			}
+			previous, rendered = append(previous, table), append(rendered, want)
+		}
+		for i, p := range previous {
+			if renderFull(p) != rendered[i] {
+				t.Fatalf("seed %d: the table of step %d changed after it was returned", seed, i)
+			}
+		}
+	}
+	// The incremental path must answer a good share of these calls, or
+	// this test checks little of it (the rest are the full path's: held
+	// Ingresses, which random steps keep for a while, and the other kinds).
+	if incremental*3 < calls || batched*10 < calls {
+		t.Fatalf("only %d of %d calls took the incremental path (%d of them after several changes)", incremental, calls, batched)
+	}
+	t.Logf("%d of %d calls took the incremental path, %d of them after several changes", incremental, calls, batched)
+}
+
+// stableValues lists m's values in the order order[kind] keeps: a key
+// still there keeps its place, a new key goes last, a gone key's place is
+// taken by the last key.
+func stableValues[T any](order map[string][]string, kind string, m map[string]*T) []*T {
+	keys := order[kind]
+	for i := 0; i < len(keys); {
+		if _, ok := m[keys[i]]; ok {
+			i++
+			continue
+		}
+		keys[i] = keys[len(keys)-1]
+		keys = keys[:len(keys)-1]
+	}
+	var added []string
+	for k := range m {
+		if !slices.Contains(keys, k) {
+			added = append(added, k)
+		}
+	}
+	slices.Sort(added)
+	keys = append(keys, added...)
+	order[kind] = keys
+	out := make([]*T, len(keys))
+	for i, k := range keys {
+		out[i] = m[k]
+	}
+	return out
 }
 
 // keepIfSameSet returns prev when it holds the same objects as next, in
