@@ -70,6 +70,7 @@ type config struct {
 	BackendTLS backendTLSConfig
 
 	AccessLog accessLogConfig // accesslog.go
+	Tracing   tracingConfig   // tracing.go
 
 	// DefaultCertificate is the kubernetes.io/tls Secret served to TLS
 	// handshakes no other certificate matches (tlsflags.go); zero: none.
@@ -135,6 +136,7 @@ func parseConfig(args []string, out io.Writer) (config, error) {
 	finishEdge := c.Edge.register(fs)
 	finishBackendTLS := c.BackendTLS.register(fs)
 	c.AccessLog.register(fs)
+	c.Tracing.register(fs)
 	defaultCert := fs.String("default-certificate", "", defaultCertificateHelp)
 
 	if err := fs.Parse(args); err != nil {

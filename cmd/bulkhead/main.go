@@ -239,6 +239,11 @@ func serve(stop context.Context, cfg config, log *slog.Logger) error {
 		return err
 	}
 	defer accessLog.close() // after the proxy servers have stopped: the lines of their last requests
+	tracer, err := startTracing(cfg.Tracing, cfg.Edge.TrustedProxies, cfg.NodeName, reg, log)
+	if err != nil {
+		return err
+	}
+	defer tracer.close() // after the proxy servers have stopped: the spans of their last requests
 	routes = dataclient.New(dataclient.Options{
 		Connector:         dataclient.NewRESTConnector(restConfig, 0),
 		DisableGatewayAPI: !cfg.GatewayAPI,
@@ -315,6 +320,7 @@ func serve(stop context.Context, cfg config, log *slog.Logger) error {
 	// clear error at start rather than a half-running router.
 	errorLog := slog.NewLogLogger(log.Handler(), slog.LevelDebug) // client-side noise (bad requests, resets) is not ours to shout about
 	proxyHandler := resilience.Handler(px)
+	proxyHandler = tracer.wrap(proxyHandler)    // nil when off: not in the chain
 	proxyHandler = accessLog.wrap(proxyHandler) // outermost: its line covers all the router did
 	h2Errors := http2ErrorCounter(reg)
 	proxyServer := func(gatewayPort int32) *http.Server {
