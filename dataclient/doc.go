@@ -27,7 +27,11 @@
 // Data flows one way: kube-apiserver → informers → (signal) → one rebuild
 // goroutine → routing.Translate → deletion guard → applied table → skipper
 // (LoadAll, LoadUpdate), and → the stored table on local disk (TableStore).
-// Informer handlers do nothing but record when a change happened and
+// Informer handlers do nothing but record when a change happened (and
+// what: a snapshot lists again only the kinds whose caches changed, and
+// keeps the Ingresses and EndpointSlices in a stable order, a changed
+// object in its old place, so that the translator re-translates only the
+// objects that changed: stablelist.go, routing's incremental path) and
 // signal. The rebuild goroutine rebuilds at once on the first change
 // after a quiet spell; a change that follows a rebuild within the
 // hold-off is part of a burst and waits until no change has come for the

@@ -73,7 +73,9 @@ func (c *Client) rebuild() {
 	if c.translator == nil {
 		c.translator = routing.NewTranslator()
 	}
+	incremental := c.translator.IncrementalCalls()
 	table := c.translator.Translate(live, opts)
+	incremental = c.translator.IncrementalCalls() - incremental
 	snap := live
 	if cur != nil {
 		d := c.guard.plan(guardInput{
@@ -93,7 +95,8 @@ func (c *Client) rebuild() {
 	c.undelivered = append(c.undelivered, changes...)
 	c.mu.Unlock()
 	c.apply(table, SourceAPIServer, time.Time{}, snap)
-	c.log.Debug("route table rebuilt", "routes", len(table.Routes), "problems", len(table.Problems), "duration", time.Since(start))
+	c.log.Debug("route table rebuilt", "routes", len(table.Routes), "problems", len(table.Problems), "incremental", incremental > 0,
+		"duration", time.Since(start))
 }
 
 // unused reports whether the Services, Ingresses and TLS Secrets that

@@ -74,6 +74,13 @@ type watcher struct {
 	listed routing.Snapshot // under listMu
 	stale  map[string]bool
 	listMu sync.Mutex
+	// The Ingresses and EndpointSlices are listed in a stable order
+	// (stablelist.go), brought up to date from the names touched since
+	// the last snapshot (under mu), so that the translator finds the few
+	// that changed without a full translation.
+	touched     map[string]map[types.NamespacedName]struct{}
+	ingressList stableList[*networkingv1.Ingress]      // under listMu
+	sliceList   stableList[*discoveryv1.EndpointSlice] // under listMu
 }
 
 // dirtySet is what changed since the last takeDirty: the Services whose
@@ -193,7 +200,7 @@ func (w *watcher) waitForSync(ctx context.Context) bool {
 func (w *watcher) handler(kind string) cache.ResourceEventHandler {
 	return cache.ResourceEventHandlerDetailedFuncs{
 		AddFunc: func(obj any, initialList bool) {
-			w.markStale(kind)
+			w.markTouched(kind, obj)
 			w.metrics.events.WithLabelValues(kind, "add").Inc()
 			w.markDirty(kind, obj, initialList)
 			if initialList {
@@ -205,7 +212,7 @@ func (w *watcher) handler(kind string) cache.ResourceEventHandler {
 		UpdateFunc: func(oldObj, newObj any) {
 			// The cache holds a new object even when nothing changed (a
 			// relist): the next snapshot lists it, not the old one.
-			w.markStale(kind)
+			w.markTouched(kind, newObj)
 			if rv := resourceVersion(newObj); rv != "" && rv == resourceVersion(oldObj) {
 				return // a relist or resync delivered the same object: nothing changed
 			}
@@ -221,7 +228,7 @@ func (w *watcher) handler(kind string) cache.ResourceEventHandler {
 			w.signal(changeTime(newObj))
 		},
 		DeleteFunc: func(obj any) {
-			w.markStale(kind)
+			w.markTouched(kind, obj)
 			// A tombstone (DeletedFinalStateUnknown) means a relist found
 			// the object missing: nobody announced its deletion. The
 			// rebuild reads the cache either way; the deletion guard
@@ -253,6 +260,31 @@ func (w *watcher) markStale(kinds ...string) {
 		w.stale[kind] = true
 	}
 	w.mu.Unlock()
+}
+
+// stableKinds are the kinds listed in a stable order (stableList).
+var stableKinds = map[string]bool{"Ingress": true, "EndpointSlice": true}
+
+// markTouched marks kind stale and, for a kind listed in a stable order,
+// records the name of the object its cache added, replaced or removed.
+func (w *watcher) markTouched(kind string, obj any) {
+	if !stableKinds[kind] {
+		w.markStale(kind)
+		return
+	}
+	n, _ := objectName(obj) // the zero name when unknown: the list is made afresh
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.stale[kind] = true
+	if w.touched == nil {
+		w.touched = map[string]map[types.NamespacedName]struct{}{}
+	}
+	names := w.touched[kind]
+	if names == nil {
+		names = map[types.NamespacedName]struct{}{}
+		w.touched[kind] = names
+	}
+	names[n] = struct{}{}
 }
 
 func (w *watcher) markDirty(kind string, obj any, initialList bool) {
@@ -433,13 +465,15 @@ func goneRef(obj any) (objectRef, bool) {
 // snapshot lists the caches. The objects are shared with the informers and
 // must not be modified; routing.Translate only reads them. The lists are
 // shared with earlier snapshots where their kind did not change: they must
-// not be modified either (they are clipped, so an append copies).
+// not be modified either (they are clipped, so an append copies). The
+// Ingresses and EndpointSlices keep their order from one snapshot to the
+// next (stableList): the translator then finds the few that changed.
 func (w *watcher) snapshot() *routing.Snapshot {
 	w.listMu.Lock()
 	defer w.listMu.Unlock()
 	w.mu.Lock()
-	stale := w.stale
-	w.stale = map[string]bool{}
+	stale, touched := w.stale, w.touched
+	w.stale, w.touched = map[string]bool{}, nil
 	w.mu.Unlock()
 	// A change that lands after the lock was released is listed now or,
 	// its handler marking it stale again, next time.
@@ -447,13 +481,13 @@ func (w *watcher) snapshot() *routing.Snapshot {
 		w.listed.IngressClasses = listOf[*networkingv1.IngressClass](w.ingressClasses)
 	}
 	if stale["Ingress"] {
-		w.listed.Ingresses = listOf[*networkingv1.Ingress](w.ingresses)
+		w.listed.Ingresses = w.ingressList.update(w.ingresses.GetStore(), touched["Ingress"])
 	}
 	if stale["Service"] {
 		w.listed.Services = listOf[*corev1.Service](w.services)
 	}
 	if stale["EndpointSlice"] {
-		w.listed.EndpointSlices = listOf[*discoveryv1.EndpointSlice](w.slices)
+		w.listed.EndpointSlices = w.sliceList.update(w.slices.GetStore(), touched["EndpointSlice"])
 	}
 	if stale[kindSecret] {
 		w.listed.Secrets = listOf[*corev1.Secret](w.secrets)

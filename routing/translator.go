@@ -379,6 +379,11 @@ func (t *Translator) Translate(s *Snapshot, o Options) Table {
 	return out
 }
 
+// IncrementalCalls is how many calls took the incremental path
+// (incremental.go) so far: for the data client's log, and for tests and
+// benchmarks that must know a change was not translated in full.
+func (t *Translator) IncrementalCalls() int { return t.incr.calls }
+
 // keyPair is checkKeyPair, remembered by Secret pointer.
 func (t *Translator) keyPair(s *corev1.Secret) keyPair {
 	kp, ok := t.keyPairs[s]
