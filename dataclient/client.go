@@ -72,7 +72,8 @@ type Options struct {
 	// OnTable, if set, is called from the rebuild goroutine with every
 	// applied table (the status writers follow it), live when it was built
 	// from the API server's objects (not the stored table, whose Gateway
-	// API status is not kept). It must not block long.
+	// API status is not kept), but not after a change of endpoints alone
+	// (Table has those). It must not block long.
 	OnTable func(t routing.Table, live bool)
 }
 
@@ -131,6 +132,7 @@ type Client struct {
 	// translator remembers the previous full rebuild's work (routing.Translator);
 	// only the rebuild goroutine uses it.
 	translator *routing.Translator
+	offers     endpointOffers // paces the Store's endpoint-only tables (rebuild.go)
 }
 
 var (

@@ -122,7 +122,13 @@
 // slices alone re-resolves only those Services' backends
 // (routing.ResolveEndpoints) and translates nothing, at once, without the
 // hold-off; unless a backend would lose its last endpoint, which is left to
-// a full rebuild and the deletion guard. Changed Services no route names
+// a full rebuild and the deletion guard. Its new endpoints are kept beside
+// the Backends list of the table it started from (published.patched), which
+// earlier tables share and nobody modifies, instead of a copy of the list
+// per change; the list is made whole when read (Table, a full rebuild) and
+// for the stored table, which such changes are offered to at most once a
+// second (the pace the Store writes at), and such a table is not given to
+// Options.OnTable. Changed Services no route names
 // and Ingresses that are not ours (before nor after) cost nothing more
 // than their cache update. Full rebuilds go through one routing.Translator,
 // which translates again only what changed.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/zalando/skipper/eskip"
@@ -22,11 +23,60 @@ type published struct {
 	source    string
 	appliedAt time.Time
 	savedAt   time.Time // for a snapshot: when it was written
-	table     routing.Table
+	// table is the applied table; when patched is set, its Backends are
+	// an earlier table's list, with the right keys in the right places
+	// but not these endpoints: read them with endpointsAt, or the whole
+	// table with fullTable.
+	table routing.Table
+	// patched are the endpoints endpoint-only rebuilds changed since the
+	// last table with a Backends list of its own, by place in that list
+	// (an endpoint-only rebuild changes no key). Copying a list of 10,000
+	// backends on every endpoint change was most of the change's garbage.
+	patched map[int][]routing.Endpoint
+	flat    struct {
+		once sync.Once
+		list []routing.Backend
+	}
 	// snap is the objects the table was built from (held ones included);
 	// nil for a table loaded from disk.
 	snap   *servedObjects
 	shards []*shardTable
+}
+
+// maxPatchedBackends is how many backends' endpoints a published table
+// keeps beside its Backends list before an endpoint-only rebuild makes the
+// list again: each change copies the patches, and this bounds the copy.
+const maxPatchedBackends = 256
+
+// endpointsAt is the current endpoints of the backend at place i of
+// table.Backends.
+func (p *published) endpointsAt(i int) []routing.Endpoint {
+	if eps, ok := p.patched[i]; ok {
+		return eps
+	}
+	return p.table.Backends[i].Endpoints
+}
+
+// fullTable is the table with its own Backends list, made once, when
+// first asked for (a reader of the whole table, the stored table's writer,
+// a full rebuild's comparison).
+func (p *published) fullTable() routing.Table {
+	if len(p.patched) == 0 {
+		return p.table
+	}
+	p.flat.once.Do(func() { p.flat.list = patchedBackends(p.table.Backends, p.patched) })
+	t := p.table
+	t.Backends = p.flat.list
+	return t
+}
+
+// patchedBackends is a copy of list with the endpoints of patched.
+func patchedBackends(list []routing.Backend, patched map[int][]routing.Endpoint) []routing.Backend {
+	out := slices.Clone(list)
+	for i, eps := range patched {
+		out[i].Endpoints = eps
+	}
+	return out
 }
 
 // shardTable is one shard's routes, as skipper gets them; immutable, and
@@ -282,11 +332,12 @@ func diff(prev, cur *shardTable) (changed []*eskip.Route, deleted []string) {
 // Table returns the newest table and whether there is one yet.
 func (c *Client) Table() (routing.Table, bool) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.current == nil {
+	cur := c.current
+	c.mu.Unlock()
+	if cur == nil {
 		return routing.Table{}, false
 	}
-	return c.current.table, true
+	return cur.fullTable(), true
 }
 
 // pendingTable is a published version whose route changes are not live

@@ -3,9 +3,11 @@ package dataclient
 import (
 	"cmp"
 	"context"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -79,7 +81,7 @@ func (c *Client) rebuild() {
 	snap := live
 	if cur != nil {
 		d := c.guard.plan(guardInput{
-			now: start, served: cur.table, servedSnap: cur.snap.snapshot(), live: live, candidate: table,
+			now: start, served: cur.fullTable(), servedSnap: cur.snap.snapshot(), live: live, candidate: table,
 			gone: gone, unannounced: cur.source == SourceSnapshot,
 		})
 		c.reportGuard(d)
@@ -179,7 +181,7 @@ func (c *Client) rebuildEndpoints(start time.Time, w *watcher, cur *published, s
 				endpointSlices = w.slicesForService(name.Namespace, name.Name)
 			}
 			nb, ps := routing.ResolveEndpoints(b.Key, svc, endpointSlices, opts)
-			if len(b.Endpoints) > 0 && len(nb.Endpoints) == 0 {
+			if len(cur.endpointsAt(i)) > 0 && len(nb.Endpoints) == 0 {
 				return false
 			}
 			changes = append(changes, change{at: i, backend: nb})
@@ -192,14 +194,21 @@ func (c *Client) rebuildEndpoints(start time.Time, w *watcher, cur *published, s
 		// Slices of Services no route uses: a cache update, nothing more.
 		return true
 	}
+	// The new endpoints go beside cur's Backends list, which earlier
+	// tables share and which is never modified: the list is copied only
+	// once maxPatchedBackends backends have new endpoints.
 	table := cur.table
-	table.Backends = slices.Clone(cur.table.Backends)
+	patched := make(map[int][]routing.Endpoint, len(cur.patched)+len(changes))
+	maps.Copy(patched, cur.patched)
 	update := make(map[string][]string, len(changes))
 	for _, ch := range changes {
-		if !sameAddresses(table.Backends[ch.at].Endpoints, ch.backend.Endpoints) {
+		if !sameAddresses(cur.endpointsAt(ch.at), ch.backend.Endpoints) {
 			update[ch.backend.Key.String()] = addresses(ch.backend.Endpoints)
 		}
-		table.Backends[ch.at] = ch.backend
+		patched[ch.at] = ch.backend.Endpoints
+	}
+	if len(patched) > maxPatchedBackends {
+		table.Backends, patched = patchedBackends(cur.table.Backends, patched), nil
 	}
 	// The Services' endpoint problems are replaced by the new ones.
 	table.Problems = slices.DeleteFunc(slices.Clone(cur.table.Problems), func(p routing.Problem) bool {
@@ -215,7 +224,7 @@ func (c *Client) rebuildEndpoints(start time.Time, w *watcher, cur *published, s
 	c.mu.Unlock()
 	// The objects the table stands for, for the guard: the same, with
 	// these Services' slices as they are now.
-	c.applyWith(table, SourceAPIServer, time.Time{}, cur.snap.withSlices(services, w.slicesForService), &endpointDelta{update: update})
+	c.applyWith(table, SourceAPIServer, time.Time{}, cur.snap.withSlices(services, w.slicesForService), &endpointDelta{update: update, patched: patched})
 	c.log.Debug("endpoints updated", "backends", len(changes), "duration", time.Since(start))
 	return true
 }
@@ -303,6 +312,9 @@ func (c *Client) apply(table routing.Table, source string, savedAt time.Time, sn
 // comparing every backend of two tables.
 type endpointDelta struct {
 	update map[string][]string // as backendChanges gives it
+	// patched are the endpoints that differ from the table's Backends
+	// list (published.patched).
+	patched map[int][]routing.Endpoint
 }
 
 // applyWith is apply with the objects as servedObjects and, for an
@@ -318,6 +330,7 @@ func (c *Client) applyWith(table routing.Table, source string, savedAt time.Time
 	var removed []routing.BackendKey
 	if delta != nil {
 		update = delta.update
+		next.patched = delta.patched
 	} else {
 		update, removed = backendChanges(prev, table)
 	}
@@ -367,17 +380,80 @@ func (c *Client) applyWith(table routing.Table, source string, savedAt time.Time
 	c.metrics.lastUpdate.Set(float64(time.Now().UnixNano()) / 1e9)
 	c.metrics.setSource(source)
 	if source == SourceAPIServer && c.o.Store != nil {
-		c.o.Store.Offer(table)
+		if delta != nil {
+			c.offers.later(c, next)
+		} else {
+			c.offers.now(c.o.Store, table)
+		}
 	}
-	if c.o.OnTable != nil {
+	// An endpoint-only change is not a table for the status writers and
+	// the access log (its routes, served Ingresses and statuses are the
+	// previous table's), and giving them one would mean a Backends list
+	// of its own on every endpoint change.
+	if c.o.OnTable != nil && delta == nil {
 		c.o.OnTable(table, source == SourceAPIServer)
 	}
+}
+
+// endpointOfferInterval is how often, at most, the tables of endpoint-only
+// changes are offered to the Store: each offer is a table with a Backends
+// list of its own (made from the patches), and the Store writes at most
+// once a second anyway (tablestore.DefaultInterval).
+const endpointOfferInterval = time.Second
+
+// endpointOffers paces the Store offers of endpoint-only tables: the
+// first after a quiet interval goes at once, the others wait for the
+// interval and only the newest table then goes. A full rebuild's table
+// goes at once, as always.
+type endpointOffers struct {
+	mu    sync.Mutex
+	last  time.Time
+	armed bool
+}
+
+// now offers a table and notes when.
+func (o *endpointOffers) now(store TableStore, t routing.Table) {
+	o.mu.Lock()
+	o.last = time.Now()
+	o.mu.Unlock()
+	store.Offer(t)
+}
+
+// later offers p's table now if the last offer is an interval old, else
+// arranges for the table current then to be offered when it is.
+func (o *endpointOffers) later(c *Client, p *published) {
+	o.mu.Lock()
+	if o.armed {
+		o.mu.Unlock()
+		return
+	}
+	wait := endpointOfferInterval - time.Since(o.last)
+	if wait <= 0 {
+		o.last = time.Now()
+		o.mu.Unlock()
+		c.o.Store.Offer(p.fullTable())
+		return
+	}
+	o.armed = true
+	o.mu.Unlock()
+	time.AfterFunc(wait, func() {
+		o.mu.Lock()
+		o.armed, o.last = false, time.Now()
+		o.mu.Unlock()
+		c.mu.Lock()
+		cur := c.current
+		c.mu.Unlock()
+		if cur != nil && cur.source == SourceAPIServer {
+			c.o.Store.Offer(cur.fullTable())
+		}
+	})
 }
 
 // backendChanges are the endpoint lists of t that differ from prev's
 // (addresses as the upstream layer takes them) and the backends prev had
 // that t has not.
 func backendChanges(prev *published, t routing.Table) (update map[string][]string, removed []routing.BackendKey) {
+	endpointsAt := func(i int) []routing.Endpoint { return prev.endpointsAt(i) }
 	var old []routing.Backend
 	if prev != nil {
 		old = prev.table.Backends
@@ -402,7 +478,7 @@ func backendChanges(prev *published, t routing.Table) (update map[string][]strin
 			update[t.Backends[j].Key.String()] = addresses(t.Backends[j].Endpoints)
 			j++
 		default:
-			if !sameAddresses(old[i].Endpoints, t.Backends[j].Endpoints) {
+			if !sameAddresses(endpointsAt(i), t.Backends[j].Endpoints) {
 				update[t.Backends[j].Key.String()] = addresses(t.Backends[j].Endpoints)
 			}
 			i, j = i+1, j+1

@@ -27,7 +27,7 @@ import (
 func BenchmarkRebuild(b *testing.B) {
 	for _, n := range []int{1_000, 10_000} {
 		b.Run(fmt.Sprintf("ingresses=%d", n), func(b *testing.B) {
-			c, cs, tables := benchClient(b, n)
+			c, cs, tables, endpoints := benchClient(b, n)
 			ctx := context.Background()
 			at := n / 2
 			namespace, name := benchNames(at)
@@ -69,10 +69,7 @@ func BenchmarkRebuild(b *testing.B) {
 					if want {
 						wantEndpoints = 3
 					}
-					awaitTable(b, tables, func(t routing.Table) bool {
-						be, ok := t.Backend(key)
-						return ok && len(be.Endpoints) == wantEndpoints
-					})
+					awaitEndpoints(b, endpoints, key.String(), wantEndpoints)
 				}
 			})
 			_ = c
@@ -85,8 +82,9 @@ func benchNames(i int) (namespace, name string) {
 }
 
 // benchClient runs a Client on a fake clientset of n Ingresses and returns
-// its tables as they are applied, once the first is.
-func benchClient(b *testing.B, n int) (*Client, *fake.Clientset, <-chan routing.Table) {
+// its tables as they are applied (endpoint-only changes give none) and the
+// endpoint lists it hands the upstream layer, once the first table is.
+func benchClient(b *testing.B, n int) (*Client, *fake.Clientset, <-chan routing.Table, <-chan map[string][]string) {
 	b.Helper()
 	objs := []runtime.Object{ingressClass()}
 	pt := networkingv1.PathTypePrefix
@@ -120,14 +118,37 @@ func benchClient(b *testing.B, n int) (*Client, *fake.Clientset, <-chan routing.
 	}
 	cs := fake.NewClientset(objs...)
 	tables := make(chan routing.Table, 16)
-	c := New(Options{Client: cs, HoldOff: time.Nanosecond, MaxDelay: time.Millisecond, Shards: 32, Endpoints: &sink{},
+	endpoints := make(chanSink, 16)
+	c := New(Options{Client: cs, HoldOff: time.Nanosecond, MaxDelay: time.Millisecond, Shards: 32, Endpoints: endpoints,
 		OnTable: func(t routing.Table, _ bool) { tables <- t }})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { c.Run(ctx); close(done) }()
 	b.Cleanup(func() { cancel(); c.Close(); <-done })
 	awaitTable(b, tables, func(t routing.Table) bool { return len(t.Routes) == n })
-	return c, cs, tables
+	return c, cs, tables, endpoints
+}
+
+// chanSink passes on what the client hands to the upstream layer.
+type chanSink chan map[string][]string
+
+func (s chanSink) SetEndpoints(update map[string][]string) { s <- update }
+
+// awaitEndpoints waits until the upstream layer is given n endpoints for
+// backend key.
+func awaitEndpoints(b *testing.B, updates <-chan map[string][]string, key string, n int) {
+	b.Helper()
+	timeout := time.After(time.Minute)
+	for {
+		select {
+		case u := <-updates:
+			if eps, ok := u[key]; ok && len(eps) == n {
+				return
+			}
+		case <-timeout:
+			b.Fatalf("no %d endpoints for %s within a minute", n, key)
+		}
+	}
 }
 
 // awaitTable waits for an applied table that satisfies ok.
