@@ -34,12 +34,14 @@
 // through unchanged), hence TrustParent is a choice of its own, off by
 // default.
 //
-// Export is batched and asynchronous (the SDK's batch span processor,
-// queue bounded by MaxQueueSize; spans beyond it are dropped, never
-// waited for). The SDK counts drops only internally, so the metrics show
-// spans ended and spans exported (ok or error); the difference is what
-// was dropped or still queued. A failed export is retried within
-// ExportTimeout, then counted in bulkhead_tracing_export_errors_total;
-// the first failure of a streak is logged (warning) and the recovery
-// once (info), never each failure. Shutdown flushes the queue.
+// Export is batched and asynchronous (the SDK's batch span processor): a
+// request never waits for the collector. At most MaxQueueSize spans wait
+// or are being exported; further spans are dropped and counted
+// (bulkhead_tracing_spans_dropped_total), so a collector that is slow,
+// hung or down costs spans, never latency or memory. A failed export is
+// retried within ExportTimeout, then counted in
+// bulkhead_tracing_export_errors_total (its spans in
+// bulkhead_tracing_spans_exported_total{result="error"}); the first
+// failure of a streak is logged (warning) and the recovery once (info),
+// never each failure. Shutdown flushes the queue.
 package tracing

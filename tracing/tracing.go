@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -29,6 +30,7 @@ const (
 	MetricSpansEnded    = "bulkhead_tracing_spans_ended_total"
 	MetricSpansExported = "bulkhead_tracing_spans_exported_total"
 	MetricExportErrors  = "bulkhead_tracing_export_errors_total"
+	MetricSpansDropped  = "bulkhead_tracing_spans_dropped_total"
 )
 
 // Defaults of Options.
@@ -178,7 +180,8 @@ func New(opts Options) (*Tracer, error) {
 	if err != nil {
 		return nil, err
 	}
-	bsp := sdktrace.NewBatchSpanProcessor(&quietExporter{SpanExporter: exp, m: m, endpoint: ep.HostPort, log: log},
+	pending := new(atomic.Int64)
+	bsp := sdktrace.NewBatchSpanProcessor(&quietExporter{SpanExporter: exp, m: m, pending: pending, endpoint: ep.HostPort, log: log},
 		sdktrace.WithMaxQueueSize(opts.MaxQueueSize),
 		sdktrace.WithMaxExportBatchSize(min(sdktrace.DefaultMaxExportBatchSize, opts.MaxQueueSize)),
 		sdktrace.WithBatchTimeout(opts.BatchTimeout),
@@ -187,7 +190,7 @@ func New(opts Options) (*Tracer, error) {
 		// The sampling decision is the handler's, made before the SDK
 		// is asked for a span: it sees only requests to record.
 		sdktrace.WithSampler(sdktrace.AlwaysSample()),
-		sdktrace.WithSpanProcessor(countingProcessor{SpanProcessor: bsp, ended: m.ended}),
+		sdktrace.WithSpanProcessor(&gate{SpanProcessor: bsp, m: m, pending: pending, limit: int64(opts.MaxQueueSize)}),
 		sdktrace.WithResource(res),
 	)
 	// The SDK reports failed exports to the process's error handler,
@@ -259,42 +262,55 @@ func (t *Tracer) trustedPeer(remoteAddr string) bool {
 
 type metrics struct {
 	requests         *prometheus.CounterVec
-	ended            prometheus.Counter
+	ended, dropped   prometheus.Counter
 	exported, failed prometheus.Counter
 	exportErrors     prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	exported := prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricSpansExported,
-		Help: "Spans handed to the OTLP collector, by result (ok, error). Spans ended minus these is what was dropped on a full queue or still waits in it."},
+		Help: "Spans handed to the OTLP collector, by result (ok, error after the exporter's retries)."},
 		[]string{"result"})
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricRequests,
 			Help: "Requests seen by the tracer, by whether they were sampled (traced and exported) or only propagated."}, []string{"sampled"}),
 		ended: prometheus.NewCounter(prometheus.CounterOpts{Name: MetricSpansEnded,
-			Help: "Sampled spans ended and offered to the export queue."}),
+			Help: "Sampled spans ended and queued for export."}),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{Name: MetricSpansDropped,
+			Help: "Sampled spans ended and dropped, never exported: the export queue was full (a collector slow, hung or down)."}),
 		exported: exported.WithLabelValues("ok"),
 		failed:   exported.WithLabelValues("error"),
 		exportErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: MetricExportErrors,
 			Help: "Failed exports of a batch of spans to the OTLP collector (after the exporter's retries)."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.ended, exported, m.exportErrors)
+		reg.MustRegister(m.requests, m.ended, m.dropped, exported, m.exportErrors)
 	}
 	return m
 }
 
-// countingProcessor counts the spans offered to the batch processor: the
-// SDK keeps its count of drops to itself (or to an OpenTelemetry meter,
-// experimentally), so drops show as ended minus exported.
-type countingProcessor struct {
+// gate admits a span to the batch processor only while the spans queued
+// or being exported number fewer than its queue holds, and counts the
+// others as dropped. The batch processor would drop them itself, but
+// keeps its count to itself (or to an OpenTelemetry meter,
+// experimentally); gated earlier by the spans in flight too, it never
+// drops one, so the counts are exact: ended = exported (ok or error) +
+// still queued.
+type gate struct {
 	sdktrace.SpanProcessor
-	ended prometheus.Counter
+	m       *metrics
+	pending *atomic.Int64 // queued or being exported; quietExporter subtracts what it exported
+	limit   int64
 }
 
-func (p countingProcessor) OnEnd(s sdktrace.ReadOnlySpan) {
-	p.ended.Inc()
-	p.SpanProcessor.OnEnd(s)
+func (g *gate) OnEnd(s sdktrace.ReadOnlySpan) {
+	if g.pending.Add(1) > g.limit {
+		g.pending.Add(-1)
+		g.m.dropped.Inc()
+		return
+	}
+	g.m.ended.Inc()
+	g.SpanProcessor.OnEnd(s)
 }
 
 // quietExporter counts exports and logs a collector's failure once per
@@ -303,6 +319,7 @@ func (p countingProcessor) OnEnd(s sdktrace.ReadOnlySpan) {
 type quietExporter struct {
 	sdktrace.SpanExporter
 	m        *metrics
+	pending  *atomic.Int64
 	endpoint string
 	log      *slog.Logger
 
@@ -313,6 +330,7 @@ type quietExporter struct {
 
 func (e *quietExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
 	err := e.SpanExporter.ExportSpans(ctx, spans)
+	e.pending.Add(-int64(len(spans)))
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if err != nil {

@@ -2,6 +2,7 @@ package tracing
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -163,6 +164,9 @@ func TestServerAndAttemptSpans(t *testing.T) {
 	flush(t, tr)
 	if got := counter(t, reg, MetricSpansExported, "result", "ok"); got != 2 {
 		t.Errorf("%s ok %v", MetricSpansExported, got)
+	}
+	if ended, dropped := counter(t, reg, MetricSpansEnded), counter(t, reg, MetricSpansDropped); ended != 2 || dropped != 0 {
+		t.Errorf("ended %v, dropped %v", ended, dropped)
 	}
 }
 
@@ -417,6 +421,61 @@ func TestCollectorDown(t *testing.T) {
 	}
 	if n := strings.Count(out, "exporting spans to the OTLP collector works again"); n != 1 {
 		t.Errorf("%d recovery lines:\n%s", n, out)
+	}
+}
+
+// A collector that accepts connections and never answers (hung, or a
+// black hole on the way) holds each export for the export timeout: the
+// requests do not wait, the spans beyond the queue are dropped and
+// counted, and nothing else is lost or counted twice.
+func TestCollectorHung(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	hold := make(chan struct{})
+	t.Cleanup(func() { close(hold) })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() { // reads nothing, says nothing
+				<-hold
+				c.Close()
+			}()
+		}
+	}()
+	const queue = 4
+	tr, reg := newTracer(t, l.Addr().String(), Options{SampleRatio: 1, MaxQueueSize: queue, BatchTimeout: time.Millisecond,
+		ExportTimeout: 3 * time.Second})
+	p := newPod(t, http.StatusOK)
+	front := chain(t, []string{p.addr()}, tr.Handler)
+	const requests = 20
+	for i := range requests {
+		start := time.Now()
+		if code := get(t, front.URL+"/"); code != http.StatusOK {
+			t.Fatalf("request %d: status %d", i, code)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("request %d took %v with the collector hung", i, d)
+		}
+	}
+	// The client may have its answer before the handler has ended the
+	// server span: await the last one.
+	var ended, dropped float64
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if ended, dropped = counter(t, reg, MetricSpansEnded), counter(t, reg, MetricSpansDropped); ended+dropped == 2*requests {
+			break
+		}
+	}
+	if ended+dropped != 2*requests || ended > queue || dropped < 2*requests-queue {
+		t.Errorf("%d spans: %v queued, %v dropped (queue %d)", 2*requests, ended, dropped, queue)
+	}
+	if n := counter(t, reg, MetricSpansExported, "result", "ok"); n != 0 {
+		t.Errorf("%v spans exported to a hung collector", n)
 	}
 }
 
