@@ -21,9 +21,21 @@ for size in $sizes; do
   for which in before after; do
     bin=""
     [ "$which" = before ] && bin="$cache/bulkhead"
-    echo "== $size, $which" >&2
-    BULKHEAD_BINARY="$bin" go test -run '^$' -bench "BenchmarkRoutes${size}\$" -benchtime 50x -timeout 60m ./e2e/ \
+    echo "== $size, $which, load average: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+    # The router's CPU profiles (BULKHEAD_BENCH_PROFILE): the one taken
+    # over the Ingress changes (8 s, from their start: the 50 changes and
+    # then idle) gives the CPU per Ingress change, an upper bound.
+    prof="$out/prof-$size-$which"
+    mkdir -p "$prof"
+    BULKHEAD_BINARY="$bin" BULKHEAD_BENCH_PROFILE="$prof" go test -run '^$' -bench "BenchmarkRoutes${size}\$" -benchtime 50x -timeout 60m ./e2e/ \
       | tee -a /dev/stderr | grep '^BenchmarkRoutes' > "$out/$size-$which" || true
+    n="${size%k}000"
+    if [ -f "$prof/cpu-ingress-$n.pprof" ]; then
+      go tool pprof -top "$prof/cpu-ingress-$n.pprof" 2>/dev/null | awk -v size="$size" '
+        /Total samples =/ {for (i=1;i<=NF;i++) if ($i=="=") {v=$(i+1); sub(/\(.*/, "", v); ms=v+0
+          if (v ~ /ms$/) {} else if (v ~ /us$/) ms=ms/1000; else if (v ~ /s$/) ms=ms*1000
+          printf "BenchmarkRoutes%s x %.1f ms-cpu/ingress-change-profiled\n", size, ms/50; exit}}' >> "$out/$size-$which"
+    fi
   done
 done
 # One row per metric: before, after.
@@ -34,4 +46,4 @@ for size in $sizes; do
        END {for (k=1;k<=n;k++) {m=order[k]; b=((1,m) in v)?v[1,m]:"-"; a=((2,m) in v)?v[2,m]:"-"; printf "  %-36s %14s %14s\n", m, b, a}}' \
     "$out/$size-before" "$out/$size-after"
 done
-rm -rf "$out"
+echo "the runs' output and profiles: $out" >&2
