@@ -27,7 +27,8 @@
 // the server span's parent), its sampled flag decides (both ways) and
 // its tracestate goes on to the pods. From anyone else it is ignored as
 // if absent: a new trace id, the ratio's decision, tracestate removed,
-// so a client can neither make every request traced and exported (a
+// and the header replaced by one of ours before the layers below see it
+// (a mirrored copy is sent with the request's headers), so a client can neither make every request traced and exported (a
 // cost it would choose) nor file our spans and the pods' under a trace
 // id of its choosing. Behind an AWS ALB, trusting the ALB's addresses
 // would be trusting the client (the ALB passes a client's traceparent

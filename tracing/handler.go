@@ -107,6 +107,21 @@ func (t *Tracer) Handler(next http.Handler) http.Handler {
 				binary.BigEndian.PutUint64(rq.traceID[8:], rand.Uint64()|1) // never all zero
 			}
 		}
+		if !trusted && (len(r.Header[headerTraceparent]) > 0 || len(r.Header[headerTracestate]) > 0) {
+			// The layers below see ours, not the client's: the attempts
+			// get theirs in StartAttempt, but a mirrored copy is sent
+			// with the request's headers as they are (under the server
+			// span, then).
+			var sid trace.SpanID
+			if rq.sampled {
+				sid = rq.server.SpanContext().SpanID()
+			} else {
+				binary.BigEndian.PutUint64(sid[:], rand.Uint64()|1)
+			}
+			formatTraceparent(&rq.tp, rq.traceID, sid, rq.sampled)
+			r.Header[headerTraceparent] = []string{string(rq.tp[:])}
+			delete(r.Header, headerTracestate)
+		}
 		if logged {
 			var id [32]byte
 			rec.TraceID = string(appendHex(id[:0], rq.traceID[:]))

@@ -279,13 +279,25 @@ func TestUntrustedTraceparentIgnored(t *testing.T) {
 	// The test's client is 127.0.0.1: trusted proxies elsewhere.
 	tr, _ := newTracer(t, rcv.Addr, Options{SampleRatio: 0, TrustParent: true, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}})
 	p := newPod(t, http.StatusOK)
-	front := chain(t, []string{p.addr()}, tr.Handler)
+	// What the layers below the tracer see (the upstream layer's mirror
+	// sends a copy of the request's headers as they are).
+	var below http.Header
+	spy := func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			below = r.Header.Clone()
+			h.ServeHTTP(w, r)
+		})
+	}
+	front := chain(t, []string{p.addr()}, func(h http.Handler) http.Handler { return tr.Handler(spy(h)) })
 	if code := get(t, front.URL+"/", "Traceparent", clientTraceparent, "Tracestate", clientTracestate); code != http.StatusOK {
 		t.Fatalf("status %d", code)
 	}
 	flush(t, tr)
 	if n := rcv.Exports(); n != 0 {
 		t.Errorf("a client's sampled flag made the tracer export: %+v", rcv.Spans())
+	}
+	if traceID, _, _ := parsed(t, below[headerTraceparent]); traceID == clientTraceID || len(below[headerTracestate]) != 0 {
+		t.Errorf("below the tracer the request carries the client's %q, tracestate %q", below[headerTraceparent], below[headerTracestate])
 	}
 	h := p.headers()[0]
 	traceID, parent, sampled := parsed(t, h[headerTraceparent])
