@@ -35,6 +35,14 @@ const (
 	keyRetryStop    = attribute.Key("bulkhead.retry_stop")
 	keyAttempt      = attribute.Key("bulkhead.attempt")
 	keyBreaker      = attribute.Key("bulkhead.breaker")
+	keyGRPCStatus   = attribute.Key("rpc.grpc.status_code")
+)
+
+// A gRPC answer's status, in its trailers (as the upstream layer passes
+// them on) or, trailers-only, in its headers.
+const (
+	headerGRPCStatus  = "Grpc-Status"
+	trailerGRPCStatus = http.TrailerPrefix + "Grpc-Status"
 )
 
 // attemptSpanName names the span of each attempt toward a pod.
@@ -192,7 +200,41 @@ func (rq *request) endServer(rec *record.Request) {
 		s.SetAttributes(keyErrorType.String(strconv.Itoa(status)))
 		s.SetStatus(codes.Error, "")
 	}
+	if code, ok := grpcStatus(rq.w.ResponseWriter.Header()); ok {
+		s.SetAttributes(keyGRPCStatus.Int(code))
+		if grpcServerError(code) && status < 500 {
+			s.SetAttributes(keyErrorType.String(strconv.Itoa(code)))
+			s.SetStatus(codes.Error, "")
+		}
+	}
 	s.End()
+}
+
+// grpcStatus is the grpc-status of a gRPC answer, if it has one.
+func grpcStatus(h http.Header) (int, bool) {
+	v := h[trailerGRPCStatus]
+	if len(v) == 0 {
+		v = h[headerGRPCStatus]
+	}
+	if len(v) == 0 {
+		return 0, false
+	}
+	code, err := strconv.Atoi(v[0])
+	if err != nil || code < 0 || code > 16 {
+		return 0, false
+	}
+	return code, true
+}
+
+// grpcServerError reports the codes the semantic conventions call a
+// server's error: UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL,
+// UNAVAILABLE, DATA_LOSS (the others are the client's).
+func grpcServerError(code int) bool {
+	switch code {
+	case 2, 4, 12, 13, 14, 15:
+		return true
+	}
+	return false
 }
 
 // StartAttempt gives the attempt its span id and its traceparent.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"strings"
 	"sync"
@@ -519,3 +520,36 @@ func TestParseEndpoint(t *testing.T) {
 }
 
 func (w *idWriter) Flush() { http.NewResponseController(w.ResponseWriter).Flush() }
+
+// A gRPC answer's status (in its trailers, as the upstream layer passes
+// them on, or trailers-only in its headers) is on the server span; the
+// codes that are the server's fault make it an error.
+func TestGRPCStatusOnServerSpan(t *testing.T) {
+	rcv := receiver(t)
+	tr, _ := newTracer(t, rcv.Addr, Options{SampleRatio: 1})
+	grpcAnswer := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/grpc")
+		if r.URL.Path == "/trailers-only" {
+			w.Header().Set("Grpc-Status", "5") // NOT_FOUND: the client's
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+		w.Write([]byte{0, 0, 0, 0, 0})
+		w.Header().Set(http.TrailerPrefix+"Grpc-Status", "14") // UNAVAILABLE
+	})
+	srv := httptest.NewServer(tr.Handler(grpcAnswer))
+	t.Cleanup(srv.Close)
+	get(t, srv.URL+"/svc/Method")
+	get(t, srv.URL+"/trailers-only")
+	spans := waitSpans(t, rcv, func(s []otlpreceiver.Span) bool { return len(s) >= 2 })
+	for _, s := range spans {
+		want, wantErr := int64(14), true
+		if s.Attributes["url.path"] == "/trailers-only" {
+			want, wantErr = 5, false
+		}
+		if s.Attributes["rpc.grpc.status_code"] != want || (s.StatusCode == tracepb.Status_STATUS_CODE_ERROR) != wantErr {
+			t.Errorf("%v: attributes %v, status %v", s.Attributes["url.path"], s.Attributes, s.StatusCode)
+		}
+	}
+}
