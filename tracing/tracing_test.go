@@ -553,3 +553,16 @@ func TestGRPCStatusOnServerSpan(t *testing.T) {
 		}
 	}
 }
+
+// Without the tracer (no endpoint configured) the router does what it
+// always did with a client's trace headers: passes them to the pod as
+// they are.
+func TestOffPassesClientHeadersUnchanged(t *testing.T) {
+	p := newPod(t, http.StatusOK)
+	front := chain(t, []string{p.addr()}, nil)
+	get(t, front.URL+"/", "Traceparent", clientTraceparent, "Tracestate", clientTracestate)
+	h := p.headers()[0]
+	if tp, ts := h[headerTraceparent], h[headerTracestate]; len(tp) != 1 || tp[0] != clientTraceparent || len(ts) != 1 || ts[0] != clientTracestate {
+		t.Errorf("pod received %q, %q", tp, ts)
+	}
+}
