@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -318,5 +319,43 @@ func TestLogRatios(t *testing.T) {
 	rows := summaryRows("req/s", proxies, nil)
 	if rows[0][7] != "req/s log on/off" || rows[2][7] != "0.93" || rows[1][7] != "-" {
 		t.Errorf("table: %q", rows)
+	}
+}
+
+func TestParsePidStat(t *testing.T) {
+	// comm with a space and a parenthesis, as a process may name itself.
+	line := "4242 (nginx: wor) er) S 4240 4240 4240 0 -1 4194624 800 0 0 0 1234 567 0 0 20 0 1 0 100 0 0\n"
+	pgrp, ticks, ok := parsePidStat(line)
+	if !ok || pgrp != 4240 || ticks != 1234+567 {
+		t.Errorf("got pgrp %d ticks %d ok %v", pgrp, ticks, ok)
+	}
+	if _, _, ok := parsePidStat("4242 (short) S 1 2"); ok {
+		t.Error("a truncated line was accepted")
+	}
+}
+
+// TestGroupCPU: this test's own process group has used CPU, and more
+// after a busy loop of a few clock ticks.
+func TestGroupCPU(t *testing.T) {
+	pgid := syscall.Getpgrp()
+	before, err := groupCPU(pgid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		after, err := groupCPU(pgid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if after >= before+3*clockTick {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("process group %d: CPU %s then %s after spinning", pgid, before, after)
+		}
+		for i := 0; i < 1e6; i++ { // spin: CPU time to be counted
+			_ = i * i
+		}
 	}
 }

@@ -3,8 +3,10 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // cpuTimes are one CPU's counters from /proc/stat, in clock ticks.
@@ -74,4 +76,57 @@ func cpuUseBetween(before, after map[int]cpuTimes, proxyCPU, loadCPU int) cpuUse
 	}
 	p, l := delta(proxyCPU), delta(loadCPU)
 	return cpuUse{Proxy: pct(p.Busy, p.Total), Load: pct(l.Busy, l.Total), Steal: pct(p.Steal+l.Steal, p.Total+l.Total)}
+}
+
+// clockTick is the unit of /proc's CPU times: USER_HZ, 100 on every Linux
+// this runs on (sysconf(_SC_CLK_TCK) would need cgo).
+const clockTick = 10 * time.Millisecond
+
+// groupCPU is the CPU time (user and system) used so far by the processes
+// of process group pgid: a proxy and its workers (nginx, HAProxy). Unlike
+// the rate, it does not depend on how much of its CPU the proxy got: on
+// a shared machine it is the steadier measure of what a request costs.
+// A worker that exited is no longer counted; none exits during a run.
+func groupCPU(pgid int) (time.Duration, error) {
+	paths, err := filepath.Glob("/proc/[0-9]*/stat")
+	if err != nil {
+		return 0, err
+	}
+	var ticks uint64
+	for _, p := range paths {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			continue // exited meanwhile
+		}
+		group, cpu, ok := parsePidStat(string(data))
+		if ok && group == pgid {
+			ticks += cpu
+		}
+	}
+	return time.Duration(ticks) * clockTick, nil
+}
+
+// parsePidStat reads the process group and user+system ticks of one
+// /proc/PID/stat line ("PID (comm) state ppid pgrp ... utime stime ...";
+// comm may hold spaces and parentheses, so fields count from the last
+// ')').
+func parsePidStat(line string) (pgrp int, ticks uint64, ok bool) {
+	i := strings.LastIndexByte(line, ')')
+	if i < 0 {
+		return 0, 0, false
+	}
+	f := strings.Fields(line[i+1:])
+	if len(f) < 13 {
+		return 0, 0, false
+	}
+	pgrp, err := strconv.Atoi(f[2])
+	if err != nil {
+		return 0, 0, false
+	}
+	utime, err1 := strconv.ParseUint(f[11], 10, 64)
+	stime, err2 := strconv.ParseUint(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, 0, false
+	}
+	return pgrp, utime + stime, true
 }

@@ -32,7 +32,8 @@
 // directory, in JSON (bulkhead's default line; nginx a log_format with
 // the same fields, buffered up to 64 KiB as bulkhead gathers its writes;
 // skipper -access-log-json-enabled). The table gives each log-on rate
-// over the same proxy's log-off rate. After the rounds each log-on proxy
+// over the same proxy's log-off rate, and its CPU per request over the
+// log-off one's. After the rounds each log-on proxy
 // is stopped (writing what it holds) and its file must have a line for
 // every request wrk completed, or the run fails: a log that lost lines
 // would flatter its figure; bulkhead's dropped-lines metric is reported
@@ -47,6 +48,11 @@
 // which shows the ceiling of the load side: a proxy close to it is not
 // what limits its own figure. The order rotates every round, so none
 // always runs first or last. The table shows the medians across rounds.
+// Beside the rate, each run measures the CPU time the proxy's processes
+// used (user and system, from /proc, its workers included) per request
+// completed: on a shared machine, where other work takes the proxy's CPU
+// at times, the rate swings with what the proxy was given, the CPU per
+// request much less.
 //
 // # Fault run
 //

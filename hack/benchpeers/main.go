@@ -233,9 +233,26 @@ func (h *harness) throughput(ctx context.Context) ([]summary, *summary, error) {
 			default:
 			}
 		}
+		var cpuBefore time.Duration
+		if t.proc != nil {
+			var err error
+			if cpuBefore, err = groupCPU(t.proc.cmd.Process.Pid); err != nil {
+				return wrkResult{}, err
+			}
+		}
 		r, err := runWrk(ctx, h.cfg.Load, h.cfg.ProxyCPU, d, t.url, t.host)
+		if err != nil {
+			return r, err
+		}
 		sent[t.name] += r.Requests
-		return r, err
+		if t.proc != nil {
+			after, err := groupCPU(t.proc.cmd.Process.Pid)
+			if err != nil {
+				return r, err
+			}
+			r.ProxyCPU = after - cpuBefore
+		}
+		return r, nil
 	}
 	results, err := measureRounds(h.cfg, targets, func(t target) string { return t.name }, measure, h.cfg.Load.Duration, "", "req/s", "errors")
 	if err != nil {

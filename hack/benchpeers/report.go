@@ -74,6 +74,8 @@ func loadAverage() string {
 	return strings.Join(f[:3], " ")
 }
 
+func us(d time.Duration) string { return fmt.Sprintf("%.1f us", float64(d)/float64(time.Microsecond)) }
+
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
 
 func ratioText(r *float64) string {
@@ -141,11 +143,16 @@ func (r report) grpcRows() [][]string { return summaryRows("calls/s", r.GRPC, r.
 
 // summaryRows is a throughput table: the proxies, then the baseline.
 func summaryRows(unit string, proxies []summary, baseline *summary) [][]string {
-	rows := [][]string{{"proxy", unit, unit + " range", "p50", "p99", unit + " vs bulkhead", "p99 vs bulkhead", unit + " log on/off", "errors",
-		"proxy CPU busy", "load CPU busy", "steal"}}
+	rows := [][]string{{"proxy", unit, unit + " range", "p50", "p99", unit + " vs bulkhead", "p99 vs bulkhead", unit + " log on/off",
+		"proxy CPU per call", "CPU per call log on/off", "errors", "proxy CPU busy", "load CPU busy", "steal"}}
 	add := func(s summary) {
+		cpu := "-"
+		if s.CPUPerRequest > 0 {
+			cpu = us(s.CPUPerRequest)
+		}
 		rows = append(rows, []string{s.Name, fmt.Sprintf("%.0f", s.RPS), fmt.Sprintf("%.0f-%.0f", s.RPSMin, s.RPSMax),
-			ms(s.P50), ms(s.P99), ratioText(s.RPSRatio), ratioText(s.P99Ratio), ratioText(s.LogRatio), fmt.Sprint(s.Errors),
+			ms(s.P50), ms(s.P99), ratioText(s.RPSRatio), ratioText(s.P99Ratio), ratioText(s.LogRatio),
+			cpu, ratioText(s.LogCPURatio), fmt.Sprint(s.Errors),
 			fmt.Sprintf("%.0f%%", s.CPU.Proxy), fmt.Sprintf("%.0f%%", s.CPU.Load), fmt.Sprintf("%.1f%%", s.CPU.Steal)})
 	}
 	for _, s := range proxies {

@@ -57,6 +57,9 @@ type summary struct {
 	P99    time.Duration `json:"p99"`
 	Errors int64         `json:"errors"` // summed over rounds
 	CPU    cpuUse        `json:"cpu"`    // medians
+	// CPUPerRequest is the median of the proxy's CPU time per request
+	// (zero for the pod measured directly).
+	CPUPerRequest time.Duration `json:"cpuPerRequest"`
 	// Ratios to bulkhead's medians; nil when bulkhead did not run, and for
 	// the no-proxy baseline.
 	RPSRatio *float64 `json:"rpsRatioToBulkhead,omitempty"`
@@ -65,6 +68,9 @@ type summary struct {
 	// rate over the same proxy's with the log off: 0.93 means the log
 	// cost 7% of throughput.
 	LogRatio *float64 `json:"rpsRatioLogOnToOff,omitempty"`
+	// LogCPURatio is its CPU per request over the log-off proxy's: 1.05
+	// means the log cost 5% more CPU per request.
+	LogCPURatio *float64 `json:"cpuPerRequestRatioLogOnToOff,omitempty"`
 	// AccessLog is what a log-on proxy wrote.
 	AccessLog *accessLogCheck `json:"accessLog,omitempty"`
 }
@@ -88,7 +94,9 @@ func summarize(name string, rounds []wrkResult) summary {
 	rps := make([]float64, len(rounds))
 	var p50, p99 []time.Duration
 	var proxyCPU, loadCPU, steal []float64
+	var perReq []time.Duration
 	for i, r := range rounds {
+		perReq = append(perReq, r.CPUPerRequest())
 		rps[i] = r.RPS
 		p50 = append(p50, r.P50)
 		p99 = append(p99, r.P99)
@@ -101,6 +109,7 @@ func summarize(name string, rounds []wrkResult) summary {
 	s.RPS = median(rps)
 	s.RPSMin, s.RPSMax = slices.Min(rps), slices.Max(rps)
 	s.P50, s.P99 = medianDuration(p50), medianDuration(p99)
+	s.CPUPerRequest = medianDuration(perReq)
 	return s
 }
 
@@ -126,17 +135,18 @@ func setRatios(proxies []summary, ref summary) {
 // setLogRatios gives each log-on proxy its request rate over the same
 // proxy's with the log off, when both ran.
 func setLogRatios(proxies []summary, ps []peer) {
-	rps := map[string]float64{}
+	byName := map[string]summary{}
 	for _, s := range proxies {
-		rps[s.Name] = s.RPS
+		byName[s.Name] = s
 	}
 	for _, p := range ps {
 		if p.LogOf == "" {
 			continue
 		}
 		for i := range proxies {
-			if off, ok := rps[p.LogOf]; ok && proxies[i].Name == p.Name {
-				proxies[i].LogRatio = ratio(proxies[i].RPS, off)
+			if off, ok := byName[p.LogOf]; ok && proxies[i].Name == p.Name {
+				proxies[i].LogRatio = ratio(proxies[i].RPS, off.RPS)
+				proxies[i].LogCPURatio = ratio(float64(proxies[i].CPUPerRequest), float64(off.CPUPerRequest))
 			}
 		}
 	}
@@ -171,8 +181,8 @@ func measureRounds[T any](cfg config, targets []T, name func(T) string, measure 
 			if err != nil {
 				return nil, err
 			}
-			fmt.Fprintf(os.Stderr, "  %-20s %8.0f %s  p50 %s  p99 %s  %s %d  CPU busy: proxy %.0f%%, load %.0f%%; steal %.1f%%\n",
-				name(t), res.RPS, unit, ms(res.P50), ms(res.P99), errors, res.Errors(), res.CPU.Proxy, res.CPU.Load, res.CPU.Steal)
+			fmt.Fprintf(os.Stderr, "  %-20s %8.0f %s  p50 %s  p99 %s  %s %d  CPU busy: proxy %.0f%%, load %.0f%%; steal %.1f%%; proxy CPU per call %s\n",
+				name(t), res.RPS, unit, ms(res.P50), ms(res.P99), errors, res.Errors(), res.CPU.Proxy, res.CPU.Load, res.CPU.Steal, us(res.CPUPerRequest()))
 			results[name(t)] = append(results[name(t)], res)
 		}
 	}

@@ -25,6 +25,17 @@ type wrkResult struct {
 	Non2xx int64 `json:"non2xx"`
 	// CPU is how busy each CPU was while wrk ran.
 	CPU cpuUse `json:"cpu"`
+	// ProxyCPU is the CPU time the proxy's processes used during the
+	// run (zero for the pod measured directly).
+	ProxyCPU time.Duration `json:"proxyCPUTime"`
+}
+
+// CPUPerRequest is the proxy's CPU time per request completed.
+func (r wrkResult) CPUPerRequest() time.Duration {
+	if r.Requests == 0 {
+		return 0
+	}
+	return r.ProxyCPU / time.Duration(r.Requests)
 }
 
 // Errors is every request that did not get a 2xx or 3xx answer.
