@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,8 @@ import (
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 
 	"github.com/bulkhead-router/bulkhead/internal/otlpreceiver"
+	"github.com/bulkhead-router/bulkhead/internal/testpods"
+	"github.com/bulkhead-router/bulkhead/internal/testrouter"
 )
 
 // TestTracingToPodAndCollector: a real router with -tracing-endpoint
@@ -18,7 +21,8 @@ import (
 // pod receives a traceparent whose parent is the attempt span the router
 // exported (a child of its server span, with the pod's address), never
 // the client's; the access log line of the request, on the router's
-// stdout, carries the same trace id.
+// stdout, carries the same trace id. Behind a second router that trusts
+// its loopback peers' traceparent, the client's trace goes on.
 func TestTracingToPodAndCollector(t *testing.T) {
 	rcv, err := otlpreceiver.Start("127.0.0.1:0")
 	if err != nil {
@@ -114,4 +118,58 @@ func TestTracingToPodAndCollector(t *testing.T) {
 		}
 		return errNotYet
 	})
+
+	// A second router that trusts traceparent from its loopback peers
+	// (-trusted-proxies, -tracing-trust-parent): the same client's trace
+	// goes on to the pod, under the attempt span of that router, and is
+	// exported although the ratio is 0.
+	trusting := testrouter.Start(t, testrouter.Options{Kubeconfig: e.cp.Kubeconfig(), Args: []string{"-tracing-endpoint", "http://" + rcv.Addr,
+		"-tracing-sample", "0", "-trusted-proxies", "127.0.0.0/8", "-tracing-trust-parent", "-access-log=false"}})
+	trusting.WaitReady(30 * time.Second)
+	var echo testpods.Echo
+	e.eventually(10*time.Second, "the trusting router routes shop.example", func() error {
+		req, err := http.NewRequest(http.MethodGet, trusting.ProxyURL+"/trusted", nil)
+		if err != nil {
+			return err
+		}
+		req.Host = "shop.example"
+		req.Header.Set("Traceparent", "00-"+clientTraceID+"-b7ad6b7169203331-01")
+		resp, err := e.http.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		echo, err = testpods.DecodeEcho(resp.Body)
+		return err
+	})
+	tp = echo.Headers.Values("Traceparent")
+	if len(tp) != 1 || len(tp[0]) != 55 || tp[0][3:35] != clientTraceID || !strings.HasSuffix(tp[0], "-01") {
+		t.Fatalf("behind the trusting router the pod received %q, want the client's trace %s continued", tp, clientTraceID)
+	}
+	spans, err = rcv.WaitFor(ctx, func(s []otlpreceiver.Span) bool {
+		attempt, server := false, false
+		for _, sp := range s {
+			attempt = attempt || sp.SpanID == tp[0][36:52]
+			server = server || sp.TraceID == clientTraceID && sp.Kind == tracepb.Span_SPAN_KIND_SERVER
+		}
+		return attempt && server
+	})
+	if err != nil {
+		t.Fatalf("the trusting router's attempt span %s and server span: %v", tp[0][36:52], err)
+	}
+	servers := 0
+	for _, sp := range rcv.Trace(clientTraceID) {
+		if sp.Kind == tracepb.Span_SPAN_KIND_SERVER {
+			servers++
+			if sp.ParentSpanID != "b7ad6b7169203331" {
+				t.Errorf("server span %s's parent %s, want the client's span", sp.SpanID, sp.ParentSpanID)
+			}
+		}
+	}
+	if servers == 0 {
+		t.Errorf("no server span of the client's trace: %+v", rcv.Trace(clientTraceID))
+	}
 }
