@@ -43,11 +43,15 @@ func TestEndpointChangesPatchTheTable(t *testing.T) {
 		if _, err := cs.DiscoveryV1().EndpointSlices("ns").Update(ctx, slice(name, fmt.Sprintf("10.1.%d.%d", i/200, i%200+1), second), metav1.UpdateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		await(t, name+"'s second endpoint in the upstream layer", func() bool {
+		// The upstream layer gets the endpoints first, then the table
+		// is published.
+		var tab routing.Table
+		await(t, name+"'s second endpoint in the upstream layer and the table", func() bool {
 			eps, _ := sk.get("ns/" + name + ":80")
-			return len(eps) == 2
+			tab, _ = c.Table()
+			be, _ := tab.Backend(routing.BackendKey{Namespace: "ns", Service: name, Port: 80})
+			return len(eps) == 2 && len(be.Endpoints) == 2
 		})
-		tab, _ := c.Table()
 		want[name] = endpointsOf(tab, name)
 		if len(tab.Backends) != n {
 			t.Fatalf("%d backends after %d changes", len(tab.Backends), i+1)
