@@ -65,11 +65,12 @@ type summary struct {
 	RPSRatio *float64 `json:"rpsRatioToBulkhead,omitempty"`
 	P99Ratio *float64 `json:"p99RatioToBulkhead,omitempty"`
 	// LogRatio, for a proxy run with its access log on, is its request
-	// rate over the same proxy's with the log off: 0.93 means the log
-	// cost 7% of throughput.
+	// rate over the same proxy's with the log off, the median of the
+	// rounds' ratios (pairedRatios): 0.93 means the log cost 7% of
+	// throughput.
 	LogRatio *float64 `json:"rpsRatioLogOnToOff,omitempty"`
-	// LogCPURatio is its CPU per request over the log-off proxy's: 1.05
-	// means the log cost 5% more CPU per request.
+	// LogCPURatio is its CPU per request over the log-off proxy's, paired
+	// by round likewise: 1.05 means the log cost 5% more CPU per request.
 	LogCPURatio *float64 `json:"cpuPerRequestRatioLogOnToOff,omitempty"`
 	// AccessLog is what a log-on proxy wrote.
 	AccessLog *accessLogCheck `json:"accessLog,omitempty"`
@@ -145,11 +146,38 @@ func setLogRatios(proxies []summary, ps []peer) {
 		}
 		for i := range proxies {
 			if off, ok := byName[p.LogOf]; ok && proxies[i].Name == p.Name {
-				proxies[i].LogRatio = ratio(proxies[i].RPS, off.RPS)
-				proxies[i].LogCPURatio = ratio(float64(proxies[i].CPUPerRequest), float64(off.CPUPerRequest))
+				proxies[i].LogRatio, proxies[i].LogCPURatio = pairedRatios(proxies[i].Rounds, off.Rounds)
 			}
 		}
 	}
+}
+
+// pairedRatios are the medians, over rounds, of on's rate and CPU per
+// request over off's in the same round. The two run next to each other
+// in every round (neighbours in the list, so in the rotation too): when
+// the machine's other load changes during a run, each round's pair saw
+// the same machine, whereas the ratio of two medians compares rounds of
+// different loads (a run whose load fell halfway gave 1.28 for the rate
+// that way, 0.94 paired).
+func pairedRatios(on, off []wrkResult) (rps, cpu *float64) {
+	var rr, cr []float64
+	for i := range min(len(on), len(off)) {
+		if off[i].RPS > 0 {
+			rr = append(rr, on[i].RPS/off[i].RPS)
+		}
+		if c := off[i].CPUPerRequest(); c > 0 {
+			cr = append(cr, float64(on[i].CPUPerRequest())/float64(c))
+		}
+	}
+	if len(rr) > 0 {
+		m := median(rr)
+		rps = &m
+	}
+	if len(cr) > 0 {
+		m := median(cr)
+		cpu = &m
+	}
+	return rps, cpu
 }
 
 // measureRounds measures every target for d in each of cfg.Rounds rounds,
