@@ -22,9 +22,13 @@ import (
 // A rebuild with a removal pending waits for removalQuiet without a change
 // (at most removalMaxDelay), so that the deletion guard sees a burst of
 // deletions whole even when the API server answers slowly between them.
+// 50 ms was too short on a loaded 2-core machine: a client's three DELETEs
+// came further apart, the first was applied alone (below the guard's
+// minimum count) and answered 404 for 300 ms until the burst was held. A
+// deleted object's routes serving a quarter second longer harms nobody.
 const (
-	removalQuiet    = 50 * time.Millisecond
-	removalMaxDelay = 500 * time.Millisecond
+	removalQuiet    = 250 * time.Millisecond
+	removalMaxDelay = time.Second
 )
 
 // holdOff waits until no change has arrived for quiet, or limit has
