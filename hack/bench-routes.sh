@@ -42,7 +42,9 @@ done
 for size in $sizes; do
   echo
   echo "BenchmarkRoutes$size: before ($before_rev) | after ($(git rev-parse --short HEAD))"
-  awk 'FNR==1{f++} {for (i=3;i<NF;i+=2) {v[f,$(i+1)]=$i; if (!(($(i+1)) in seen)) {seen[$(i+1)]=1; order[++n]=$(i+1)}}}
+  # The column is the file's, not its order among non-empty files: a run
+  # that failed (an empty file) must not shift the other into its column.
+  awk '{f = (FILENAME == ARGV[1]) ? 1 : 2} {for (i=3;i<NF;i+=2) {v[f,$(i+1)]=$i; if (!(($(i+1)) in seen)) {seen[$(i+1)]=1; order[++n]=$(i+1)}}}
        END {for (k=1;k<=n;k++) {m=order[k]; b=((1,m) in v)?v[1,m]:"-"; a=((2,m) in v)?v[2,m]:"-"; printf "  %-36s %14s %14s\n", m, b, a}}' \
     "$out/$size-before" "$out/$size-after"
 done
