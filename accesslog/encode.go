@@ -144,280 +144,242 @@ func splitTarget(t string) (path, query string) {
 
 // appendJSON appends l as a JSON object and a newline. Fields without a
 // value (no route, no attempt, no trace) are left out.
-func appendJSON(b []byte, l *line, f Fields) []byte {
-	b = append(b, '{')
-	first := true
-	key := func(b []byte, k string) []byte {
-		if !first {
-			b = append(b, ',')
-		}
-		first = false
-		b = append(b, '"')
-		b = append(b, k...)
-		return append(b, '"', ':')
-	}
-	str := func(b []byte, k, v string) []byte {
-		b = key(b, k)
-		return appendJSONString(b, v)
-	}
-	path, query := splitTarget(l.target)
-	rec := l.rec
-	if f&FieldTime != 0 {
-		b = key(b, "time")
-		b = append(b, '"')
-		b = l.start.UTC().AppendFormat(b, "2006-01-02T15:04:05.000Z07:00")
-		b = append(b, '"')
-	}
-	if f&FieldClient != 0 {
-		b = str(b, "client", l.client)
-	}
-	if f&FieldForwardedFor != 0 && len(l.forwardedFor) > 0 {
-		b = key(b, "forwarded_for")
-		b = append(b, '"')
-		for i, v := range l.forwardedFor {
-			if i > 0 {
-				b = append(b, ',', ' ')
-			}
-			b = appendJSONEscaped(b, v)
-		}
-		b = append(b, '"')
-	}
-	if f&FieldMethod != 0 {
-		b = str(b, "method", l.method)
-	}
-	if f&FieldHost != 0 {
-		b = str(b, "host", l.host)
-	}
-	if f&FieldPath != 0 {
-		b = str(b, "path", path)
-	}
-	if f&FieldQuery != 0 && query != "" {
-		b = str(b, "query", query)
-	}
-	if f&FieldProto != 0 {
-		b = str(b, "proto", l.proto)
-		b = key(b, "tls")
-		b = strconv.AppendBool(b, l.tls)
-	}
-	if f&FieldStatus != 0 {
-		b = key(b, "status")
-		b = strconv.AppendInt(b, int64(l.status), 10)
-	}
-	if f&FieldBytesIn != 0 {
-		b = key(b, "bytes_in")
-		b = strconv.AppendInt(b, l.bytesIn, 10)
-	}
-	if f&FieldBytesOut != 0 {
-		b = key(b, "bytes_out")
-		b = strconv.AppendInt(b, l.bytesOut, 10)
-	}
-	if f&FieldDuration != 0 {
-		b = key(b, "duration")
-		b = appendSeconds(b, l.duration)
-	}
-	if f&FieldHeaderTime != 0 {
-		if ht := rec.HeaderTime(); ht > 0 {
-			b = key(b, "header_time")
-			b = appendSeconds(b, ht)
-		}
-	}
-	if f&FieldRoute != 0 && rec.RouteID != "" {
-		b = str(b, "route", rec.RouteID)
-	}
-	if f&FieldObject != 0 && l.objectKind != "" {
-		b = key(b, "object")
-		b = append(b, '"')
-		b = append(b, l.objectKind...)
-		b = append(b, '/')
-		b = appendJSONEscaped(b, l.objectNS)
-		b = append(b, '/')
-		b = appendJSONEscaped(b, l.objectName)
-		b = append(b, '"')
-	}
-	if f&FieldBackend != 0 && rec.Backend != "" {
-		b = str(b, "backend", rec.Backend)
-	}
-	if f&FieldAttempts != 0 && len(rec.Attempts) > 0 {
-		b = key(b, "attempts")
-		b = append(b, '[')
-		for i := range rec.Attempts {
-			a := &rec.Attempts[i]
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = append(b, `{"endpoint":`...)
-			b = appendJSONString(b, a.Endpoint)
-			if a.Status != 0 {
-				b = append(b, `,"status":`...)
-				b = strconv.AppendInt(b, int64(a.Status), 10)
-			}
-			if a.Error != "" {
-				b = append(b, `,"error":`...)
-				b = appendJSONString(b, string(a.Error))
-			}
-			b = append(b, `,"duration":`...)
-			b = appendSeconds(b, a.Duration)
-			if a.Breaker != "" {
-				b = append(b, `,"breaker":`...)
-				b = appendJSONString(b, a.Breaker)
-			}
-			b = append(b, '}')
-		}
-		b = append(b, ']')
-	}
-	if f&FieldRetries != 0 && len(rec.Attempts) > 0 {
-		b = key(b, "retries")
-		b = strconv.AppendInt(b, int64(rec.Retries()), 10)
-	}
-	if f&FieldBreakerSkips != 0 && rec.BreakerSkips > 0 {
-		b = key(b, "breaker_skips")
-		b = strconv.AppendInt(b, int64(rec.BreakerSkips), 10)
-	}
-	if f&FieldStop != 0 && rec.Stop != "" {
-		b = str(b, "stop", string(rec.Stop))
-	}
-	if f&FieldRequestID != 0 && l.requestID != "" {
-		b = str(b, "request_id", l.requestID)
-	}
-	if f&FieldTraceID != 0 && l.traceID != "" {
-		b = str(b, "trace_id", l.traceID)
-	}
-	if f&FieldGRPCStatus != 0 && l.grpcStatus != "" {
-		b = str(b, "grpc_status", l.grpcStatus)
-	}
-	return append(b, '}', '\n')
-}
+func appendJSON(b []byte, l *line, f Fields) []byte { return appendLine(b, l, f, true) }
 
 // appendText appends l as logfmt (key=value ...) and a newline, the same
 // keys and omissions as appendJSON. Attempts are one value:
 // endpoint/status-or-error/seconds/breaker, comma-separated.
-func appendText(b []byte, l *line, f Fields) []byte {
-	first := true
-	key := func(b []byte, k string) []byte {
-		if !first {
-			b = append(b, ' ')
+func appendText(b []byte, l *line, f Fields) []byte { return appendLine(b, l, f, false) }
+
+// lineWriter appends one line's fields in JSON or logfmt: the key, its
+// separator and the value's quoting are the only differences between the
+// two for most fields.
+type lineWriter struct {
+	b     []byte
+	json  bool
+	first bool
+}
+
+func (w *lineWriter) key(k string) {
+	if !w.first {
+		if w.json {
+			w.b = append(w.b, ',')
+		} else {
+			w.b = append(w.b, ' ')
 		}
-		first = false
-		b = append(b, k...)
-		return append(b, '=')
 	}
-	str := func(b []byte, k, v string) []byte {
-		b = key(b, k)
-		return appendTextValue(b, v)
+	w.first = false
+	if w.json {
+		w.b = append(w.b, '"')
+		w.b = append(w.b, k...)
+		w.b = append(w.b, '"', ':')
+		return
+	}
+	w.b = append(w.b, k...)
+	w.b = append(w.b, '=')
+}
+
+func (w *lineWriter) str(k, v string) {
+	w.key(k)
+	if w.json {
+		w.b = appendJSONString(w.b, v)
+	} else {
+		w.b = appendTextValue(w.b, v)
+	}
+}
+
+func (w *lineWriter) int(k string, v int64) {
+	w.key(k)
+	w.b = strconv.AppendInt(w.b, v, 10)
+}
+
+func (w *lineWriter) seconds(k string, d time.Duration) {
+	w.key(k)
+	w.b = appendSeconds(w.b, d)
+}
+
+// appendLine appends l in JSON (asJSON) or logfmt, then a newline.
+func appendLine(b []byte, l *line, f Fields, asJSON bool) []byte {
+	w := lineWriter{b: b, json: asJSON, first: true}
+	if asJSON {
+		w.b = append(w.b, '{')
 	}
 	path, query := splitTarget(l.target)
 	rec := l.rec
 	if f&FieldTime != 0 {
-		b = key(b, "time")
-		b = l.start.UTC().AppendFormat(b, "2006-01-02T15:04:05.000Z07:00")
+		w.key("time")
+		if asJSON {
+			w.b = append(w.b, '"')
+		}
+		w.b = l.start.UTC().AppendFormat(w.b, "2006-01-02T15:04:05.000Z07:00")
+		if asJSON {
+			w.b = append(w.b, '"')
+		}
 	}
 	if f&FieldClient != 0 {
-		b = str(b, "client", l.client)
+		w.str("client", l.client)
 	}
 	if f&FieldForwardedFor != 0 && len(l.forwardedFor) > 0 {
-		v := l.forwardedFor[0]
-		if len(l.forwardedFor) > 1 {
-			v = strings.Join(l.forwardedFor, ", ") // rare: the header sent more than once
+		if asJSON {
+			w.key("forwarded_for")
+			w.b = append(w.b, '"')
+			for i, v := range l.forwardedFor {
+				if i > 0 {
+					w.b = append(w.b, ',', ' ')
+				}
+				w.b = appendJSONEscaped(w.b, v)
+			}
+			w.b = append(w.b, '"')
+		} else {
+			v := l.forwardedFor[0]
+			if len(l.forwardedFor) > 1 {
+				v = strings.Join(l.forwardedFor, ", ") // rare: the header sent more than once
+			}
+			w.str("forwarded_for", v)
 		}
-		b = str(b, "forwarded_for", v)
 	}
 	if f&FieldMethod != 0 {
-		b = str(b, "method", l.method)
+		w.str("method", l.method)
 	}
 	if f&FieldHost != 0 {
-		b = str(b, "host", l.host)
+		w.str("host", l.host)
 	}
 	if f&FieldPath != 0 {
-		b = str(b, "path", path)
+		w.str("path", path)
 	}
 	if f&FieldQuery != 0 && query != "" {
-		b = str(b, "query", query)
+		w.str("query", query)
 	}
 	if f&FieldProto != 0 {
-		b = str(b, "proto", l.proto)
-		b = key(b, "tls")
-		b = strconv.AppendBool(b, l.tls)
+		w.str("proto", l.proto)
+		w.key("tls")
+		w.b = strconv.AppendBool(w.b, l.tls)
 	}
 	if f&FieldStatus != 0 {
-		b = key(b, "status")
-		b = strconv.AppendInt(b, int64(l.status), 10)
+		w.int("status", int64(l.status))
 	}
 	if f&FieldBytesIn != 0 {
-		b = key(b, "bytes_in")
-		b = strconv.AppendInt(b, l.bytesIn, 10)
+		w.int("bytes_in", l.bytesIn)
 	}
 	if f&FieldBytesOut != 0 {
-		b = key(b, "bytes_out")
-		b = strconv.AppendInt(b, l.bytesOut, 10)
+		w.int("bytes_out", l.bytesOut)
 	}
 	if f&FieldDuration != 0 {
-		b = key(b, "duration")
-		b = appendSeconds(b, l.duration)
+		w.seconds("duration", l.duration)
 	}
 	if f&FieldHeaderTime != 0 {
 		if ht := rec.HeaderTime(); ht > 0 {
-			b = key(b, "header_time")
-			b = appendSeconds(b, ht)
+			w.seconds("header_time", ht)
 		}
 	}
 	if f&FieldRoute != 0 && rec.RouteID != "" {
-		b = str(b, "route", rec.RouteID)
+		w.str("route", rec.RouteID)
 	}
 	if f&FieldObject != 0 && l.objectKind != "" {
-		b = key(b, "object")
-		// Kubernetes names and namespaces are DNS labels: nothing to quote.
-		b = append(b, l.objectKind...)
-		b = append(b, '/')
-		b = append(b, l.objectNS...)
-		b = append(b, '/')
-		b = append(b, l.objectName...)
+		w.key("object")
+		if asJSON {
+			w.b = append(w.b, '"')
+			w.b = append(w.b, l.objectKind...)
+			w.b = append(w.b, '/')
+			w.b = appendJSONEscaped(w.b, l.objectNS)
+			w.b = append(w.b, '/')
+			w.b = appendJSONEscaped(w.b, l.objectName)
+			w.b = append(w.b, '"')
+		} else {
+			// Kubernetes names and namespaces are DNS labels: nothing to quote.
+			w.b = append(w.b, l.objectKind...)
+			w.b = append(w.b, '/')
+			w.b = append(w.b, l.objectNS...)
+			w.b = append(w.b, '/')
+			w.b = append(w.b, l.objectName...)
+		}
 	}
 	if f&FieldBackend != 0 && rec.Backend != "" {
-		b = str(b, "backend", rec.Backend)
+		w.str("backend", rec.Backend)
 	}
 	if f&FieldAttempts != 0 && len(rec.Attempts) > 0 {
-		b = key(b, "attempts")
-		for i := range rec.Attempts {
-			a := &rec.Attempts[i]
-			if i > 0 {
-				b = append(b, ',')
-			}
-			// Endpoints are ip:port and the rest our own words: no
-			// space, quote or '=' to escape.
-			b = append(b, a.Endpoint...)
-			b = append(b, '/')
-			if a.Status != 0 {
-				b = strconv.AppendInt(b, int64(a.Status), 10)
-			} else {
-				b = append(b, a.Error...)
-			}
-			b = append(b, '/')
-			b = appendSeconds(b, a.Duration)
-			b = append(b, '/')
-			b = append(b, a.Breaker...)
+		w.key("attempts")
+		if asJSON {
+			w.b = appendAttemptsJSON(w.b, rec.Attempts)
+		} else {
+			w.b = appendAttemptsText(w.b, rec.Attempts)
 		}
 	}
 	if f&FieldRetries != 0 && len(rec.Attempts) > 0 {
-		b = key(b, "retries")
-		b = strconv.AppendInt(b, int64(rec.Retries()), 10)
+		w.int("retries", int64(rec.Retries()))
 	}
 	if f&FieldBreakerSkips != 0 && rec.BreakerSkips > 0 {
-		b = key(b, "breaker_skips")
-		b = strconv.AppendInt(b, int64(rec.BreakerSkips), 10)
+		w.int("breaker_skips", int64(rec.BreakerSkips))
 	}
 	if f&FieldStop != 0 && rec.Stop != "" {
-		b = str(b, "stop", string(rec.Stop))
+		w.str("stop", string(rec.Stop))
 	}
 	if f&FieldRequestID != 0 && l.requestID != "" {
-		b = str(b, "request_id", l.requestID)
+		w.str("request_id", l.requestID)
 	}
 	if f&FieldTraceID != 0 && l.traceID != "" {
-		b = str(b, "trace_id", l.traceID)
+		w.str("trace_id", l.traceID)
 	}
 	if f&FieldGRPCStatus != 0 && l.grpcStatus != "" {
-		b = str(b, "grpc_status", l.grpcStatus)
+		w.str("grpc_status", l.grpcStatus)
 	}
-	return append(b, '\n')
+	if asJSON {
+		w.b = append(w.b, '}')
+	}
+	return append(w.b, '\n')
+}
+
+// appendAttemptsJSON appends the attempts as a JSON array of objects.
+func appendAttemptsJSON(b []byte, attempts []record.Attempt) []byte {
+	b = append(b, '[')
+	for i := range attempts {
+		a := &attempts[i]
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"endpoint":`...)
+		b = appendJSONString(b, a.Endpoint)
+		if a.Status != 0 {
+			b = append(b, `,"status":`...)
+			b = strconv.AppendInt(b, int64(a.Status), 10)
+		}
+		if a.Error != "" {
+			b = append(b, `,"error":`...)
+			b = appendJSONString(b, string(a.Error))
+		}
+		b = append(b, `,"duration":`...)
+		b = appendSeconds(b, a.Duration)
+		if a.Breaker != "" {
+			b = append(b, `,"breaker":`...)
+			b = appendJSONString(b, a.Breaker)
+		}
+		b = append(b, '}')
+	}
+	return append(b, ']')
+}
+
+// appendAttemptsText appends the attempts as one logfmt value.
+func appendAttemptsText(b []byte, attempts []record.Attempt) []byte {
+	for i := range attempts {
+		a := &attempts[i]
+		if i > 0 {
+			b = append(b, ',')
+		}
+		// Endpoints are ip:port and the rest our own words: no space,
+		// quote or '=' to escape.
+		b = append(b, a.Endpoint...)
+		b = append(b, '/')
+		if a.Status != 0 {
+			b = strconv.AppendInt(b, int64(a.Status), 10)
+		} else {
+			b = append(b, a.Error...)
+		}
+		b = append(b, '/')
+		b = appendSeconds(b, a.Duration)
+		b = append(b, '/')
+		b = append(b, a.Breaker...)
+	}
+	return b
 }
 
 // appendSeconds appends d in seconds with microsecond precision
