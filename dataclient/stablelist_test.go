@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -114,17 +115,18 @@ func TestIngressChangesTakeTheIncrementalPath(t *testing.T) {
 		incremental int
 	}
 	tables := make(chan applied, 64)
-	var c *Client
+	var started atomic.Pointer[Client] // set once startedWith returns; the first tables may come before
 	c, cs := startedWith(t, objs, func(o *Options) {
 		o.OnTable = func(table routing.Table, _ bool) {
 			// On the rebuild goroutine, the translator's only user.
 			calls := 0
-			if c.translator != nil {
+			if c := started.Load(); c != nil && c.translator != nil {
 				calls = c.translator.IncrementalCalls()
 			}
 			tables <- applied{table, calls}
 		}
 	})
+	started.Store(c)
 	await := func(what string, ok func(routing.Table) bool) applied {
 		t.Helper()
 		timeout := time.After(30 * time.Second)
@@ -190,6 +192,25 @@ func TestIngressChangesTakeTheIncrementalPath(t *testing.T) {
 	if _, err := cs.DiscoveryV1().EndpointSlices("ns").Update(ctx, es, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// An endpoint-only change calls no OnTable: wait for it in the
+	// published table, so the Ingress change below is translated after
+	// it (the informers may deliver the two events in either order).
+	app05 := routing.BackendKey{Namespace: "ns", Service: "app05", Port: 80}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c.mu.Lock()
+		cur := c.current
+		c.mu.Unlock()
+		if cur != nil {
+			if be, ok := cur.fullTable().Backend(app05); ok && len(be.Endpoints) == 2 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("app05's second endpoint never published")
+		}
+		<-time.After(time.Millisecond) // polling the client's state: no event to wait on
+	}
 	ing, err = ingresses.Get(ctx, "app09", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -200,7 +221,7 @@ func TestIngressChangesTakeTheIncrementalPath(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := await("app09's new host and app05's two endpoints", func(tab routing.Table) bool {
-		be, ok := tab.Backend(routing.BackendKey{Namespace: "ns", Service: "app05", Port: 80})
+		be, ok := tab.Backend(app05)
 		return hasHost("nine.example")(tab) && ok && len(be.Endpoints) == 2
 	})
 	checkIncremental(a, calls, "an Ingress and an EndpointSlice changed")
