@@ -2,6 +2,7 @@ package dataclient
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -1000,6 +1001,53 @@ func TestNothingRemovedSeesHTTPRoutes(t *testing.T) {
 	} {
 		if got := nothingRemoved(served, c.candidate); got != c.want {
 			t.Errorf("%s: nothingRemoved = %v, want %v", c.what, got, c.want)
+		}
+	}
+}
+
+// The merge of nothingRemoved must agree with the plain definition of its
+// Services part (every Service with endpoints in served has a backend with
+// endpoints in candidate) on lists where Services have several ports,
+// lose and gain ports and endpoints.
+func TestNothingRemovedBackendsAgreeWithSets(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(1, 2))
+	ep := []routing.Endpoint{{Address: "10.0.0.1:80", Ready: true, Serving: true}}
+	list := func() []routing.Backend {
+		var out []routing.Backend
+		for _, ns := range []string{"a", "b"} {
+			for _, svc := range []string{"x", "y", "z"} {
+				for _, port := range []int32{80, 443, 8080} {
+					if rnd.IntN(3) == 0 {
+						continue
+					}
+					b := routing.Backend{Key: routing.BackendKey{Namespace: ns, Service: svc, Port: port}}
+					if rnd.IntN(3) > 0 {
+						b.Endpoints = ep
+					}
+					out = append(out, b)
+				}
+			}
+		}
+		return out
+	}
+	withEndpoints := func(bs []routing.Backend) map[[2]string]bool {
+		m := map[[2]string]bool{}
+		for _, b := range bs {
+			if len(b.Endpoints) > 0 {
+				m[[2]string{b.Key.Namespace, b.Key.Service}] = true
+			}
+		}
+		return m
+	}
+	for range 2000 {
+		served, candidate := routing.Table{Backends: list()}, routing.Table{Backends: list()}
+		want := true
+		live := withEndpoints(candidate.Backends)
+		for svc := range withEndpoints(served.Backends) {
+			want = want && live[svc]
+		}
+		if got := nothingRemoved(served, candidate); got != want {
+			t.Fatalf("nothingRemoved = %v, want %v\nserved %v\ncandidate %v", got, want, served.Backends, candidate.Backends)
 		}
 	}
 }

@@ -85,7 +85,7 @@ func (c *Client) rebuild() {
 	snap := live
 	if cur != nil {
 		d := c.guard.plan(guardInput{
-			now: start, served: cur.fullTable(), servedSnap: cur.snap.snapshot(), live: live, candidate: table,
+			now: start, served: cur.table, patched: cur.patched, servedObjs: cur.snap, live: live, candidate: table,
 			gone: gone, unannounced: cur.source == SourceSnapshot,
 		})
 		c.reportGuard(d)
