@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"runtime"
+	"slices"
 	"testing"
 
 	networkingv1 "k8s.io/api/networking/v1"
@@ -23,6 +25,65 @@ func benchmarkTranslate(b *testing.B, ingresses int) {
 	if len(table.Routes) != ingresses || len(table.Problems) != 0 {
 		b.Fatalf("%d routes, %d problems", len(table.Routes), len(table.Problems))
 	}
+}
+
+// BenchmarkIncrementalChange10k is the cost of one changed Ingress among
+// 10,000 (issue 13): each op replaces one Ingress by a copy with another
+// path, as an informer does, and translates; the incremental path answers.
+func BenchmarkIncrementalChange10k(b *testing.B) {
+	const n = 10_000
+	s := benchSnapshot(n)
+	snap := *s
+	snap.Ingresses = slices.Clone(s.Ingresses)
+	at := n / 2
+	tr := NewTranslator()
+	tr.Translate(&snap, Options{})
+	calls := tr.IncrementalCalls()
+	b.ReportAllocs()
+	i := 0
+	var table Table
+	for b.Loop() {
+		i++
+		ing := s.Ingresses[at].DeepCopy()
+		ing.Spec.Rules[0].HTTP.Paths[0].Path = fmt.Sprintf("/v%d", i%2)
+		snap.Ingresses[at] = ing
+		table = tr.Translate(&snap, Options{})
+	}
+	if len(table.Routes) != n || len(table.Problems) != 0 {
+		b.Fatalf("%d routes, %d problems", len(table.Routes), len(table.Problems))
+	}
+	if tr.IncrementalCalls()-calls != i {
+		b.Fatalf("%d of %d calls took the incremental path", tr.IncrementalCalls()-calls, i)
+	}
+}
+
+// BenchmarkTranslatorRetained10k reports the heap a Translator keeps (its
+// memory of 10,000 Ingresses and the table it shares with its caller),
+// after a full call and one incremental change, as retained-MB; the
+// snapshot is not counted. The time per op is meaningless.
+func BenchmarkTranslatorRetained10k(b *testing.B) {
+	const n = 10_000
+	s := benchSnapshot(n)
+	snap := *s
+	snap.Ingresses = slices.Clone(s.Ingresses)
+	var before, after runtime.MemStats
+	var total float64
+	for b.Loop() {
+		snap.Ingresses[n/2] = s.Ingresses[n/2]
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		tr := NewTranslator()
+		tr.Translate(&snap, Options{})
+		ing := s.Ingresses[n/2].DeepCopy()
+		ing.Spec.Rules[0].HTTP.Paths[0].Path = "/v2"
+		snap.Ingresses[n/2] = ing
+		tr.Translate(&snap, Options{})
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		runtime.KeepAlive(tr)
+		total += float64(after.HeapAlloc) - float64(before.HeapAlloc)
+	}
+	b.ReportMetric(total/float64(b.N)/(1<<20), "retained-MB")
 }
 
 // benchSnapshot is a cluster of n Ingresses, each with its own host, and a

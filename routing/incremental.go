@@ -212,6 +212,71 @@ func splice[T any](list []T, drop []int, at []int, add []T) []T {
 	}
 }
 
+// spliceInPlace is splice on a list nobody else holds (the Translator's
+// own orders, never a returned table's): it modifies list, growing it when
+// the result is longer, and returns the result. Each run of elements
+// between two changes moves once, by what was dropped and added before
+// it, so a change in the middle of 10,000 moves the elements between its
+// removal and its insertion instead of copying the whole list.
+func spliceInPlace[T any](list []T, drop []int, at []int, add []T) []T {
+	n := len(list)
+	m := n - len(drop) + len(add)
+	if m > n {
+		list = slices.Grow(list, m-n)
+	}
+	list = list[:max(n, m)]
+	// The runs of kept elements, each with its shift: the adds before it
+	// (at <= its start) less the drops before it.
+	type run struct{ from, to, shift int }
+	var buf [8]run
+	runs := buf[:0]
+	i, d, a, shift := 0, 0, 0, 0
+	for i < n {
+		for a < len(add) && at[a] == i {
+			shift, a = shift+1, a+1
+		}
+		if d < len(drop) && drop[d] == i {
+			shift, d, i = shift-1, d+1, i+1
+			continue
+		}
+		next := n
+		if d < len(drop) {
+			next = min(next, drop[d])
+		}
+		if a < len(add) {
+			next = min(next, at[a])
+		}
+		if shift != 0 {
+			runs = append(runs, run{i, next, shift})
+		}
+		i = next
+	}
+	// A run moving right can only land on runs to its right that also
+	// move right, and one moving left only on runs to its left that also
+	// move left: the first are moved right to left, the second left to
+	// right, and the additions, whose places held elements still to move,
+	// are written last.
+	for k := len(runs) - 1; k >= 0; k-- {
+		if r := runs[k]; r.shift > 0 {
+			copy(list[r.from+r.shift:], list[r.from:r.to])
+		}
+	}
+	for _, r := range runs {
+		if r.shift < 0 {
+			copy(list[r.from+r.shift:], list[r.from:r.to])
+		}
+	}
+	d = 0
+	for k, x := range add {
+		for d < len(drop) && drop[d] < at[k] {
+			d++
+		}
+		list[at[k]-d+k] = x
+	}
+	clear(list[m:]) // no stale references past the end
+	return list[:m]
+}
+
 // positionsOf returns the positions of elems in list (sorted by compare),
 // ascending, and false when one is not there.
 func positionsOf[T comparable](list, elems []T, compare func(a, b T) int) ([]int, bool) {
@@ -524,7 +589,7 @@ func (t *Translator) translateChanged(s *Snapshot, o Options) (Table, bool) {
 	routes := t.last.Routes
 	if len(lostWin)+len(wonNow) > 0 {
 		at := insertionPoints(t.winners, wonNow, compareWinners)
-		t.winners = splice(t.winners, dropWinners, at, wonNow)
+		t.winners = spliceInPlace(t.winners, dropWinners, at, wonNow)
 		added := make([]Route, len(wonNow))
 		for i, c := range wonNow {
 			added[i] = c.route
@@ -538,7 +603,7 @@ func (t *Translator) translateChanged(s *Snapshot, o Options) (Table, bool) {
 		}
 	}
 	if len(goneOrder)+len(newOrder) > 0 {
-		t.order = splice(t.order, dropOrder, insertionPoints(t.order, newOrder, compareEntries), newOrder)
+		t.order = spliceInPlace(t.order, dropOrder, insertionPoints(t.order, newOrder, compareEntries), newOrder)
 	}
 	served := t.last.Served
 	if len(goneNames)+len(newNames) > 0 {
@@ -564,7 +629,7 @@ func (t *Translator) translateChanged(s *Snapshot, o Options) (Table, bool) {
 	}
 	if len(goneTLS)+len(newTLS) > 0 {
 		drop, _ := positionsOf(in.tlsOrder, goneTLS, compareEntries)
-		in.tlsOrder = splice(in.tlsOrder, drop, insertionPoints(in.tlsOrder, newTLS, compareEntries), newTLS)
+		in.tlsOrder = spliceInPlace(in.tlsOrder, drop, insertionPoints(in.tlsOrder, newTLS, compareEntries), newTLS)
 	}
 	var certProblems []Problem
 	certs := t.ingressCertificates(in.tlsOrder, nil, o, &certProblems)
@@ -685,7 +750,7 @@ func (t *Translator) updateBackends(s *Snapshot, lost, won []*claimant, sliceSer
 	slices.SortFunc(came, compare)
 	drop, _ := positionsOf(t.backendOrder, gone, compare)
 	at := insertionPoints(t.backendOrder, came, compare)
-	t.backendOrder = splice(t.backendOrder, drop, at, came)
+	t.backendOrder = spliceInPlace(t.backendOrder, drop, at, came)
 	values := make([]Backend, len(came))
 	for i, be := range came {
 		values[i] = be.backend
