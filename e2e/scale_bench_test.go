@@ -72,7 +72,11 @@ func benchmarkRoutes(b *testing.B, n int) {
 
 	testrouter.Binary(b) // build before the clock starts
 	launched := time.Now()
-	router := testrouter.Start(b, testrouter.Options{Kubeconfig: cp.Kubeconfig(), Args: []string{"-log-level", cmp.Or(os.Getenv("BULKHEAD_BENCH_LOG"), "info")}})
+	args := []string{"-log-level", cmp.Or(os.Getenv("BULKHEAD_BENCH_LOG"), "info")}
+	// BULKHEAD_BENCH_ARGS: more flags for the router, to compare settings
+	// (e.g. "-route-shards 128") on the same objects.
+	args = append(args, strings.Fields(os.Getenv("BULKHEAD_BENCH_ARGS"))...)
+	router := testrouter.Start(b, testrouter.Options{Kubeconfig: cp.Kubeconfig(), Args: args})
 	router.WaitReady(5 * time.Minute)
 	ready := time.Since(launched)
 	routes, _ := router.Metric("bulkhead_routes")
