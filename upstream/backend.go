@@ -32,8 +32,7 @@ const BackendFilterName = "bulkheadBackend"
 // endpointSet is one generation of a backend's endpoints. It is never
 // modified: SetEndpoints swaps in a new one.
 type endpointSet struct {
-	state []*breaker // sorted by endpoint ("ip:port")
-	hosts []any      // parallel: the endpoint as the state bag's value, boxed once
+	state []*breaker // sorted by endpoint ("ip:port"); each holds its endpoint boxed for the state bag
 }
 
 func (s *endpointSet) index(ep string) int {
@@ -278,10 +277,9 @@ func (u *Upstream) newSet(list []string) *endpointSet {
 	slices.Sort(eps)
 	eps = slices.Compact(eps)
 	eps = slices.DeleteFunc(eps, func(ep string) bool { return ep == "" })
-	s := &endpointSet{state: make([]*breaker, len(eps)), hosts: make([]any, len(eps))}
+	s := &endpointSet{state: make([]*breaker, len(eps))}
 	for i, ep := range eps {
 		s.state[i] = u.breakers.getOrAdd(ep, u.seeded)
-		s.hosts[i] = ep
 	}
 	return s
 }
@@ -426,7 +424,7 @@ func (f *backendFilter) Request(ctx filters.FilterContext) {
 	}
 	i := choose(f.u.breakers, set.state, f.leastInFlight, int64(pol.SlowStart), &f.rr, f.u.breakers.now)
 	bag := ctx.StateBag()
-	bag[filters.DynamicBackendHostKey] = set.hosts[i]
+	bag[filters.DynamicBackendHostKey] = set.state[i].host
 	bag[filters.DynamicBackendSchemeKey] = f.scheme
 	if slot != nil {
 		slot.be, slot.ep, slot.via = be, set.state[i], f
