@@ -76,12 +76,12 @@ func (l claimList) all() []*claimant {
 // lostProblem is the problem of a claimant that lost its key to first.
 func lostProblem(c, first *claimant) Problem {
 	if c.idx < 0 {
-		return ingressProblem(c.owner.ref, DuplicateDefaultBackend,
-			"ingress %s, which takes precedence, already defines the default backend; this one is ignored", first.owner.ref)
+		return ingressProblem(c.owner.ref(), DuplicateDefaultBackend,
+			"ingress %s, which takes precedence, already defines the default backend; this one is ignored", first.owner.ref())
 	}
 	r := &c.route
-	return ingressProblem(c.owner.ref, Conflict, "host %q path %q (%s) is already routed by %s; path ignored",
-		r.Host, r.Path, r.PathType, describeOwner(first.owner.ref, c.owner.ref))
+	return ingressProblem(c.owner.ref(), Conflict, "host %q path %q (%s) is already routed by %s; path ignored",
+		r.Host, r.Path, r.PathType, describeOwner(first.owner.ref(), c.owner.ref()))
 }
 
 // claimProblems are the problems a key's claimants contribute: the
@@ -357,7 +357,7 @@ func (t *Translator) translateChanged(s *Snapshot, o Options) (Table, bool) {
 			continue
 		}
 		if e := t.ingresses[ing]; e != nil {
-			if ch := change(e.ref); ch.old == nil {
+			if ch := change(e.ref()); ch.old == nil {
 				ch.old = e
 			} else {
 				return Table{}, false
@@ -420,14 +420,14 @@ func (t *Translator) translateChanged(s *Snapshot, o Options) (Table, bool) {
 	var adds, dels []Problem
 	keys := map[ruleKey]*keyChange{}
 	var defaults *keyChange
-	goneEntry := func(e *ingressEntry) bool { ch := changes[e.ref]; return ch != nil && ch.old == e }
+	goneEntry := func(e *ingressEntry) bool { ch := changes[e.ref()]; return ch != nil && ch.old == e }
 	touch := func(e *ingressEntry) {
 		if e.def != nil && defaults == nil {
 			defaults = &keyChange{before: t.defaults.all()}
 		}
 		for _, c := range e.rules {
-			if keys[c.key] == nil {
-				keys[c.key] = &keyChange{before: t.claims[c.key].all()}
+			if key := c.key(); keys[key] == nil {
+				keys[key] = &keyChange{before: t.claims[key].all()}
 			}
 		}
 	}
@@ -459,7 +459,7 @@ func (t *Translator) translateChanged(s *Snapshot, o Options) (Table, bool) {
 				newDefaults = append(newDefaults, e.def)
 			}
 			for _, c := range e.rules {
-				newClaims[c.key] = append(newClaims[c.key], c)
+				newClaims[c.key()] = append(newClaims[c.key()], c)
 			}
 		}
 	}
@@ -693,11 +693,11 @@ func (t *Translator) updateBackends(s *Snapshot, lost, won []*claimant, sliceSer
 		}
 		be := t.backends[k]
 		if be == nil {
-			be = &backendEntry{key: k}
+			be = newBackendEntry(k)
 			t.backends[k] = be
 		}
 		before := be.refs
-		be.refs += d
+		be.refs += int32(d)
 		switch {
 		case before == 0 && be.refs > 0:
 			came = append(came, be)
@@ -713,11 +713,11 @@ func (t *Translator) updateBackends(s *Snapshot, lost, won []*claimant, sliceSer
 	var again []*backendEntry
 	for name := range sliceServices {
 		i, _ := slices.BinarySearchFunc(t.backendOrder, name, func(be *backendEntry, n types.NamespacedName) int {
-			return cmp.Or(cmp.Compare(be.key.Namespace, n.Namespace), cmp.Compare(be.key.Service, n.Name))
+			return cmp.Or(cmp.Compare(be.key().Namespace, n.Namespace), cmp.Compare(be.key().Service, n.Name))
 		})
 		for ; i < len(t.backendOrder); i++ {
 			be := t.backendOrder[i]
-			if be.key.Namespace != name.Namespace || be.key.Service != name.Name {
+			if be.key().Namespace != name.Namespace || be.key().Service != name.Name {
 				break
 			}
 			if be.refs > 0 {
@@ -727,17 +727,17 @@ func (t *Translator) updateBackends(s *Snapshot, lost, won []*claimant, sliceSer
 	}
 	var names []types.NamespacedName
 	for _, be := range slices.Concat(resolve, again) {
-		names = append(names, objectKey(be.key.Namespace, be.key.Service))
+		names = append(names, objectKey(be.key().Namespace, be.key().Service))
 	}
 	slicesOf := t.sliceFinder(s, names)
 	for _, be := range resolve {
-		t.resolveBackendFrom(be, slicesOf(objectKey(be.key.Namespace, be.key.Service)))
+		t.resolveBackendFrom(be, slicesOf(objectKey(be.key().Namespace, be.key().Service)))
 		be.used = gen
 		adds = append(adds, be.problems...)
 	}
 	for _, be := range again {
 		dels = append(dels, be.problems...)
-		t.resolveBackendFrom(be, slicesOf(objectKey(be.key.Namespace, be.key.Service)))
+		t.resolveBackendFrom(be, slicesOf(objectKey(be.key().Namespace, be.key().Service)))
 		be.used = gen
 		adds = append(adds, be.problems...)
 	}
@@ -745,7 +745,7 @@ func (t *Translator) updateBackends(s *Snapshot, lost, won []*claimant, sliceSer
 	if len(gone)+len(came)+len(again) == 0 {
 		return list, dels, adds
 	}
-	compare := func(a, b *backendEntry) int { return CompareBackendKeys(a.key, b.key) }
+	compare := func(a, b *backendEntry) int { return CompareBackendKeys(a.key(), b.key()) }
 	slices.SortFunc(gone, compare)
 	slices.SortFunc(came, compare)
 	drop, _ := positionsOf(t.backendOrder, gone, compare)
@@ -761,7 +761,7 @@ func (t *Translator) updateBackends(s *Snapshot, lost, won []*claimant, sliceSer
 	}
 	list = splice(list, drop, at, values)
 	for _, be := range again {
-		if i, found := slices.BinarySearchFunc(list, be.key, func(b Backend, k BackendKey) int { return CompareBackendKeys(b.Key, k) }); found {
+		if i, found := slices.BinarySearchFunc(list, be.key(), func(b Backend, k BackendKey) int { return CompareBackendKeys(b.Key, k) }); found {
 			list[i] = be.backend
 		}
 	}

@@ -133,7 +133,7 @@ func (t *Translator) ingressCertificates(order, held []*ingressEntry, o Options,
 			if len(e.ing.Spec.TLS) == 0 {
 				continue
 			}
-			ref := e.ref
+			ref := e.ref()
 			entries := t.ingressTLS(e.ing, ref, nil, func(reason Reason, format string, args ...any) {
 				*problems = append(*problems, ingressProblem(ref, reason, format, args...))
 			})

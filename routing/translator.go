@@ -112,28 +112,32 @@ func NewTranslator() *Translator {
 
 // ingressEntry is what an Ingress gives regardless of the other Ingresses:
 // its problems, and its rules (candidates) in their order, which still
-// have to win their host and path against the others.
+// have to win their host and path against the others. There is one per
+// served Ingress, so it holds nothing that can be read from elsewhere.
 type ingressEntry struct {
 	ing *networkingv1.Ingress
-	ref types.NamespacedName
 	// deps are the Services its backends were resolved against, with the
 	// object seen (nil: none, or a duplicate).
 	deps []serviceDep
 	// secretDeps are the Secrets its spec.tls named, read for its
-	// ssl-redirect (none without it); redirect its TLS hosts with a
-	// servable Secret, when it asks for the redirect.
+	// ssl-redirect (none without it).
 	secretDeps []secretDep
-	redirect   []string
 	problems   []Problem // annotations, invalid hosts and paths
 	def        *claimant
 	rules      []*claimant
+	// algorithm and policy are its upstream settings, part of each of
+	// its routes' inputs (routeInputs).
+	algorithm, policy string
 
 	seen      uint64 // the last call the Ingress was in the snapshot
 	served    uint64 // the last call it was served live
 	ordered   uint64 // the last call it was in the precedence order
-	inOrder   bool   // in Translator.order
 	prevServe uint64 // served before this call (for Table.Served reuse)
+	inOrder   bool   // in Translator.order
 }
+
+// ref is the Ingress's namespace and name.
+func (e *ingressEntry) ref() types.NamespacedName { return objectKey(e.ing.Namespace, e.ing.Name) }
 
 type serviceDep struct {
 	name types.NamespacedName
@@ -141,19 +145,31 @@ type serviceDep struct {
 }
 
 // claimant is one validated path of an Ingress (or its default backend)
-// with its emitted route.
+// with its emitted route. There is one per rule of every served Ingress:
+// what the route holds (its vhost, its origin, whether its backend is
+// usable) is read from it rather than kept twice.
 type claimant struct {
-	key     ruleKey
 	route   Route
-	inputs  routeInputs
+	match   pathMatch
 	problem *Problem // the backend cannot serve: the Ingress's problem when this wins
 
 	owner *ingressEntry
-	idx   int       // its place among its Ingress's rules (-1: the default backend)
 	next  *claimant // the next claimant of the same key, in precedence order
+	won   uint64    // the last call it was emitted
 
-	won      uint64 // the last call it was emitted
-	inRoutes bool   // in Translator.winners
+	idx      int32 // its place among its Ingress's rules (-1: the default backend)
+	redirect bool  // the route redirects to HTTPS (routeInputs.redirect)
+	inRoutes bool  // in Translator.winners
+}
+
+// key is the host and path c claims (the zero key: the default backend).
+func (c *claimant) key() ruleKey { return ruleKey{vhost: c.route.VirtualHost, match: c.match} }
+
+// inputs is what c's route was made of; c.owner must be its entry.
+func (c *claimant) inputs() routeInputs {
+	route := c.route
+	route.Eskip = nil
+	return routeInputs{route: route, usable: c.problem == nil, algorithm: c.owner.algorithm, policy: c.owner.policy, redirect: c.redirect}
 }
 
 // routeInputs is everything an emitted route is made of: two candidates
@@ -174,24 +190,30 @@ func inputsOf(r *rule) routeInputs {
 		},
 		usable:    r.backend.usable(),
 		algorithm: r.upstream.algorithm,
-		policy:    strings.Join(r.upstream.policyArgs, "\x00"),
+		policy:    policyKey(r.upstream.policyArgs),
 		redirect:  r.sslRedirect,
 	}
 	return in
 }
 
+// policyKey is the upstream policy arguments as one comparable value.
+func policyKey(args []string) string { return strings.Join(args, "\x00") }
+
 // backendEntry is the endpoints of one backend, and what they were chosen
 // from.
 type backendEntry struct {
-	key      BackendKey
 	svc      *corev1.Service
 	slices   []*discoveryv1.EndpointSlice
-	backend  Backend
+	backend  Backend // its Key is the entry's, also before the first resolve
 	problems []Problem
 	used     uint64 // the last call a route named it
+	refs     int32  // how many references of the last call's routes name it
 	inList   bool   // in Translator.backendOrder
-	refs     int    // how many references of the last call's routes name it
 }
+
+func newBackendEntry(k BackendKey) *backendEntry { return &backendEntry{backend: Backend{Key: k}} }
+
+func (be *backendEntry) key() BackendKey { return be.backend.Key }
 
 type serviceSlot struct {
 	svc *corev1.Service
@@ -258,13 +280,13 @@ func (t *Translator) Translate(s *Snapshot, o Options) Table {
 			e.prevServe, e.served = e.served, gen
 			if e.prevServe != gen-1 {
 				// Newly served: Served stays the same only if its name was.
-				if _, ok := slices.BinarySearchFunc(t.last.Served, e.ref, compareNames); !ok {
+				if _, ok := slices.BinarySearchFunc(t.last.Served, e.ref(), compareNames); !ok {
 					servedSame = false
-					added = append(added, e.ref)
+					added = append(added, e.ref())
 				}
 			}
 		}
-		t.names[e.ref]++
+		t.names[e.ref()]++
 		served = append(served, e)
 	}
 	var servedNames []types.NamespacedName
@@ -330,14 +352,15 @@ func (t *Translator) Translate(s *Snapshot, o Options) Table {
 			t.defaults.push(e.def)
 		}
 		for _, c := range e.rules {
-			l, taken := t.claims[c.key]
+			key := c.key()
+			l, taken := t.claims[key]
 			if taken {
 				problems = append(problems, lostProblem(c, l.first))
 			} else {
 				win(c)
 			}
 			l.push(c)
-			t.claims[c.key] = l
+			t.claims[key] = l
 		}
 	}
 	for _, e := range order {
@@ -486,7 +509,7 @@ func (t *Translator) entry(ing *networkingv1.Ingress) *ingressEntry {
 			e = next
 			t.ingresses[ing] = e
 		}
-		t.byName[e.ref] = e
+		t.byName[e.ref()] = e
 	}
 	e.seen = t.gen
 	return e
@@ -504,22 +527,24 @@ func (t *Translator) depsSame(e *ingressEntry) bool {
 // newEntry validates an Ingress's rules and resolves their backends, as
 // Translate always did; routes equal to those of old are reused.
 func (t *Translator) newEntry(ing *networkingv1.Ingress, old *ingressEntry) *ingressEntry {
-	e := &ingressEntry{ing: ing, ref: objectKey(ing.Namespace, ing.Name)}
+	e := &ingressEntry{ing: ing}
+	ref := e.ref()
 	problem := func(ref types.NamespacedName, reason Reason, format string, args ...any) {
 		e.problems = append(e.problems, ingressProblem(ref, reason, format, args...))
 	}
 	reuse := reusableRoutes(old)
-	settings := parseUpstreamSettings(ing, e.ref, problem)
-	e.redirect = t.redirectHosts(ing, e.ref, &e.secretDeps, func(reason Reason, format string, args ...any) { problem(e.ref, reason, format, args...) })
+	settings := parseUpstreamSettings(ing, ref, problem)
+	e.algorithm, e.policy = settings.algorithm, policyKey(settings.policyArgs)
+	redirect := t.redirectHosts(ing, ref, &e.secretDeps, func(reason Reason, format string, args ...any) { problem(ref, reason, format, args...) })
 	if ing.Spec.DefaultBackend != nil {
-		r := &rule{ingress: e.ref, isDefault: true, backend: t.resolve(e, ing.Spec.DefaultBackend), upstream: settings}
+		r := &rule{ingress: ref, isDefault: true, backend: t.resolve(e, ing.Spec.DefaultBackend), upstream: settings}
 		e.def = newClaimant(r, reuse)
 		e.def.idx = -1
 	}
 	for _, ir := range ing.Spec.Rules {
 		vhost, err := ruleVHost(ir.Host)
 		if err != nil {
-			problem(e.ref, InvalidHost, "rule host %q is invalid (%v); rule ignored", ir.Host, err)
+			problem(ref, InvalidHost, "rule host %q is invalid (%v); rule ignored", ir.Host, err)
 			continue
 		}
 		if ir.HTTP == nil {
@@ -529,15 +554,15 @@ func (t *Translator) newEntry(ing *networkingv1.Ingress, old *ingressEntry) *ing
 			p := &ir.HTTP.Paths[i]
 			match, pathType, err := parsePathMatch(p.Path, p.PathType)
 			if err != nil {
-				problem(e.ref, InvalidPath, "host %q path %q (%s): %v; path ignored", ir.Host, p.Path, pathType, err)
+				problem(ref, InvalidPath, "host %q path %q (%s): %v; path ignored", ir.Host, p.Path, pathType, err)
 				continue
 			}
 			r := &rule{
-				ingress: e.ref, host: ir.Host, path: p.Path, pathType: pathType, vhost: vhost, match: match,
-				backend: t.resolve(e, &p.Backend), upstream: settings, sslRedirect: redirects(e.redirect, vhost),
+				ingress: ref, host: ir.Host, path: p.Path, pathType: pathType, vhost: vhost, match: match,
+				backend: t.resolve(e, &p.Backend), upstream: settings, sslRedirect: redirects(redirect, vhost),
 			}
 			c := newClaimant(r, reuse)
-			c.idx = len(e.rules)
+			c.idx = int32(len(e.rules))
 			e.rules = append(e.rules, c)
 		}
 	}
@@ -545,7 +570,8 @@ func (t *Translator) newEntry(ing *networkingv1.Ingress, old *ingressEntry) *ing
 	return e
 }
 
-// own makes e the owner of its claimants.
+// own makes e the owner of its claimants (which read their inputs from
+// it).
 func (e *ingressEntry) own() {
 	if e.def != nil {
 		e.def.owner = e
@@ -583,17 +609,17 @@ func reusableRoutes(old *ingressEntry) map[routeInputs]Route {
 	}
 	m := make(map[routeInputs]Route, len(old.rules)+1)
 	if old.def != nil {
-		m[old.def.inputs] = old.def.route
+		m[old.def.inputs()] = old.def.route
 	}
 	for _, c := range old.rules {
-		m[c.inputs] = c.route
+		m[c.inputs()] = c.route
 	}
 	return m
 }
 
 func newClaimant(r *rule, reuse map[routeInputs]Route) *claimant {
-	c := &claimant{key: ruleKey{vhost: r.vhost, match: r.match}, inputs: inputsOf(r)}
-	if route, ok := reuse[c.inputs]; ok {
+	c := &claimant{match: r.match, redirect: r.sslRedirect}
+	if route, ok := reuse[inputsOf(r)]; ok {
 		c.route = route
 	} else if r.isDefault {
 		c.route = newDefaultRoute(r)
@@ -617,7 +643,7 @@ func (t *Translator) precedence(served []*ingressEntry) []*ingressEntry {
 	gen := t.gen
 	var newcomers []*ingressEntry
 	for _, e := range served {
-		if t.names[e.ref] != 1 || e.ordered == gen {
+		if t.names[e.ref()] != 1 || e.ordered == gen {
 			continue
 		}
 		e.ordered = gen
@@ -713,7 +739,7 @@ func (t *Translator) endpoints(routes []Route, problems *[]Problem) []Backend {
 		}
 		be := t.backends[k]
 		if be == nil {
-			be = &backendEntry{key: k}
+			be = newBackendEntry(k)
 			t.backends[k] = be
 		}
 		if be.used == gen {
@@ -739,7 +765,7 @@ func (t *Translator) endpoints(routes []Route, problems *[]Problem) []Backend {
 			}
 		}
 	}
-	compare := func(a, b *backendEntry) int { return CompareBackendKeys(a.key, b.key) }
+	compare := func(a, b *backendEntry) int { return CompareBackendKeys(a.key(), b.key()) }
 	slices.SortFunc(fresh, compare)
 	changed = changed || len(fresh) > 0
 	list := mergeSorted(t.backendOrder, fresh,
@@ -766,7 +792,7 @@ func (t *Translator) endpoints(routes []Route, problems *[]Problem) []Backend {
 // backendSame reports whether be's Service and slices are those of the
 // current call.
 func (t *Translator) backendSame(be *backendEntry) bool {
-	name := objectKey(be.key.Namespace, be.key.Service)
+	name := objectKey(be.key().Namespace, be.key().Service)
 	if t.service(name) != be.svc || t.sliceCount[name] != len(be.slices) {
 		return false
 	}
@@ -779,18 +805,18 @@ func (t *Translator) backendSame(be *backendEntry) bool {
 }
 
 func (t *Translator) resolveBackend(be *backendEntry) {
-	t.resolveBackendFrom(be, t.slicesOf(objectKey(be.key.Namespace, be.key.Service)))
+	t.resolveBackendFrom(be, t.slicesOf(objectKey(be.key().Namespace, be.key().Service)))
 }
 
 // resolveBackendFrom chooses be's endpoints from its Service's slices.
 func (t *Translator) resolveBackendFrom(be *backendEntry, endpointSlices []*discoveryv1.EndpointSlice) {
-	name := objectKey(be.key.Namespace, be.key.Service)
+	name := objectKey(be.key().Namespace, be.key().Service)
 	be.svc = t.service(name)
 	be.slices = slices.Clone(endpointSlices)
 	if be.slices == nil {
 		be.slices = []*discoveryv1.EndpointSlice{}
 	}
-	be.backend, be.problems = resolveEndpoints(be.key, be.svc, be.slices, t.refuse)
+	be.backend, be.problems = resolveEndpoints(be.key(), be.svc, be.slices, t.refuse)
 }
 
 // sweep forgets the Ingresses and backends this call did not see.
@@ -799,8 +825,8 @@ func (t *Translator) sweep() {
 	for ing, e := range t.ingresses {
 		if e.seen != gen {
 			delete(t.ingresses, ing)
-			if t.byName[e.ref] == e {
-				delete(t.byName, e.ref)
+			if t.byName[e.ref()] == e {
+				delete(t.byName, e.ref())
 			}
 		}
 	}
