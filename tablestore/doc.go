@@ -27,10 +27,13 @@
 // A field added to Table or Route is stored without changes here, as long
 // as encoding/json can carry it; the round-trip test of a fully populated
 // table (which fails while a field is left unset in its fixture) checks it.
-// Routes and Backends are encoded one by one and kept from write to write
-// (see encodeCached); the rest of the table is encoded whole, and the two
-// lists are spliced into it: at "Routes", the first field of Table, and at
-// "Backends", found by its key wherever it stands among the others.
+// Routes and Backends are encoded one by one (see encodeCached), and a
+// write takes the JSON of those the last write had from the file it wrote,
+// read back and checked to be exactly what was written (fileCache): only
+// where each is in the file is kept between writes; the rest of the table
+// is encoded whole, and the two lists are spliced into it: at "Routes",
+// the first field of Table, and at "Backends", found by its key wherever
+// it stands among the others.
 //
 // # Private keys
 //

@@ -186,6 +186,34 @@ type encodeCache struct {
 	keepTexts bool
 	routes    map[*eskip.Route][]byte
 	backends  map[backendRef][]byte
+	// file and data are the JSON the Store's last write put in its file
+	// (fileCache), looked up where routes and backends have nothing.
+	file *fileCache
+	data []byte
+}
+
+func (c *encodeCache) route(r *eskip.Route) ([]byte, bool) {
+	if frag, ok := c.routes[r]; ok {
+		return frag, true
+	}
+	if c.file != nil {
+		if s, ok := c.file.routes[r]; ok {
+			return c.data[s.at : s.at+s.n : s.at+s.n], true
+		}
+	}
+	return nil, false
+}
+
+func (c *encodeCache) backend(ref backendRef) ([]byte, bool) {
+	if frag, ok := c.backends[ref]; ok {
+		return frag, true
+	}
+	if c.file != nil {
+		if s, ok := c.file.backends[ref]; ok {
+			return c.data[s.at : s.at+s.n : s.at+s.n], true
+		}
+	}
+	return nil, false
 }
 
 // backendRef identifies a backend's value: its key and its endpoint list.
@@ -239,7 +267,7 @@ func encodeCached(t routing.Table, savedAt time.Time, known *encodeCache) ([][]b
 	// growing buffer copied megabytes at every doubling.
 	routeFrags := make([][]byte, len(t.Routes))
 	for i, r := range t.Routes {
-		frag, ok := known.routes[r.Eskip]
+		frag, ok := known.route(r.Eskip)
 		text, textOK := known.texts[r.Eskip]
 		if !ok || next.keepTexts && !textOK {
 			if !textOK {
@@ -264,7 +292,7 @@ func encodeCached(t routing.Table, savedAt time.Time, known *encodeCache) ([][]b
 	backendFrags := make([][]byte, len(t.Backends))
 	for i := range t.Backends {
 		ref := refOf(&t.Backends[i])
-		frag, ok := known.backends[ref]
+		frag, ok := known.backend(ref)
 		if !ok {
 			var err error
 			if frag, err = encodeElem(t.Backends[i]); err != nil {

@@ -102,10 +102,10 @@ type Store struct {
 	failing bool       // the last write failed
 	failLog time.Time  // when a failure was last logged
 	quiet   int        // failures since then that were not logged
-	// written is what the last write encoded (eskip texts, the JSON of
-	// routes and backends), by identity: the next write encodes only what
-	// it has not seen.
-	written *encodeCache
+	// written is where the last write put the JSON of each route and
+	// backend (by identity) in the file: the next write reads it back and
+	// encodes only what it has not seen.
+	written *fileCache
 
 	pendingMu sync.Mutex
 	pending   *routing.Table
@@ -208,12 +208,15 @@ func (s *Store) save(t routing.Table) (retry bool, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
-	parts, written, err := encodeCached(t, now, s.written)
+	parts, written, err := encodeCached(t, now, s.written.load(s.path))
 	size := 0
 	if err == nil {
-		s.written = written
+		s.written = nil // the file is about to be replaced
 		retry = true
 		size, err = s.writeFile(parts)
+	}
+	if err == nil {
+		s.written = newFileCache(t, parts, written) // nil: the next write encodes everything
 	}
 	if err != nil {
 		s.metrics.writes.WithLabelValues("error").Inc()

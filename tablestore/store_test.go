@@ -534,3 +534,71 @@ func TestEncodeSplicedEqualsWholeEncoding(t *testing.T) {
 		cache = next
 	}
 }
+
+// Each write reuses the JSON of the routes and backends the last one
+// wrote, read back from its file, and the file is still byte for byte the
+// encoding of the whole table; a file that is not what was written
+// (damaged, replaced, gone) is not reused.
+func TestSaveReusesTheWrittenFile(t *testing.T) {
+	s, err := Open(t.TempDir(), Options{Now: func() time.Time { return fixedNow }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, second := bigTable(50), bigTable(60)
+	second.Routes = append(slices.Clone(first.Routes[5:]), second.Routes[50:]...) // some kept, some gone, some new
+	second.Backends = append(slices.Clone(first.Backends[3:]), routing.Backend{Key: routing.BackendKey{Namespace: "zz", Service: "new", Port: 80}})
+	tamper := map[string]func(){
+		"":         func() {},
+		"damaged":  func() { damage(t, s.Path()) },
+		"replaced": func() { writeFile(t, s.Path(), mustEncode(t, bigTable(50))) },
+		"removed":  func() { _ = os.Remove(s.Path()) },
+	}
+	for _, how := range []string{"", "damaged", "", "replaced", "", "removed", ""} {
+		for i, tb := range []routing.Table{first, second, {}, first} {
+			if err := s.Save(tb); err != nil {
+				t.Fatal(err)
+			}
+			if i == 0 && how == "" && s.written == nil {
+				t.Fatal("nothing kept of the write")
+			}
+			got, err := os.ReadFile(s.Path())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := mustEncode(t, tb); !bytes.Equal(got, want) {
+				t.Fatalf("after %q, table %d: the file is not the table's encoding:\n%s\nwant\n%s", how, i, got, want)
+			}
+			tamper[how]()
+		}
+	}
+}
+
+func damage(t *testing.T, path string) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := bytes.Index(data, []byte(`"eskip":"`))
+	if i < 0 {
+		return
+	}
+	data[i+len(`"eskip":"`)] ^= 1
+	writeFile(t, path, data)
+}
+
+func writeFile(t *testing.T, path string, data []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mustEncode(t *testing.T, tb routing.Table) []byte {
+	t.Helper()
+	data, err := encode(tb, fixedNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
