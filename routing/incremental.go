@@ -553,7 +553,7 @@ func (t *Translator) translateChanged(s *Snapshot, o Options) (Table, bool) {
 		}
 	}
 	if len(goneSlices)+len(newSlices) > 0 {
-		t.indexedSlices = append(t.indexedSlices[:0], s.EndpointSlices...)
+		t.indexedSlices = overwrite(t.indexedSlices, s.EndpointSlices)
 	}
 
 	for _, name := range changedNames {
@@ -639,7 +639,7 @@ func (t *Translator) translateChanged(s *Snapshot, o Options) (Table, bool) {
 	problems := t.updateProblems(dels, adds)
 
 	t.keyPairsNext = nil
-	in.ingresses = append(in.ingresses[:0], s.Ingresses...)
+	in.ingresses = overwrite(in.ingresses, s.Ingresses)
 	t.slicesNow, t.sliceGroups = nil, nil
 	t.last = Table{Routes: routes, Problems: problems, Served: served, Backends: backends}
 	out := t.last
@@ -650,6 +650,22 @@ func (t *Translator) translateChanged(s *Snapshot, o Options) (Table, bool) {
 		slices.SortFunc(out.Certificates, compareCertificates)
 	}
 	return out, true
+}
+
+// overwrite makes dst a copy of src, which differs from it in a few
+// places: those alone are written when the lengths are equal, because a
+// bulk copy of 10,000 pointers while the GC marks runs the write barrier on
+// each of them.
+func overwrite[T comparable](dst, src []T) []T {
+	if len(dst) != len(src) {
+		return append(dst[:0], src...)
+	}
+	for i, x := range src {
+		if dst[i] != x {
+			dst[i] = x
+		}
+	}
+	return dst
 }
 
 func boolCount(b bool) int {
