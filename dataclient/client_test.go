@@ -19,6 +19,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/bulkhead-router/bulkhead/routing"
 )
 
 func ingressClass() *networkingv1.IngressClass {
@@ -324,11 +326,14 @@ func TestStatusOnlyUpdateDoesNotRebuild(t *testing.T) {
 func TestManagedFieldsAndLastAppliedAreStripped(t *testing.T) {
 	ing := ingress("a", "a.example", "a")
 	ing.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}
-	ing.Annotations = map[string]string{corev1.LastAppliedConfigAnnotation: "{...}", "keep": "me"}
+	// Translation reads bulkhead.io/ annotations and the legacy class
+	// annotation; the others (here Helm's) are dropped too (leanIngress).
+	ing.Annotations = map[string]string{corev1.LastAppliedConfigAnnotation: "{...}", routing.AnnotationLoadBalancer: "round-robin",
+		"meta.helm.sh/release-name": "a"}
 	c, _, _ := started(t, ing)
 	awaitLoadAll(t, c)
 	got := c.Ingresses()
-	if len(got) != 1 || got[0].ManagedFields != nil || got[0].Annotations[corev1.LastAppliedConfigAnnotation] != "" || got[0].Annotations["keep"] != "me" {
+	if len(got) != 1 || got[0].ManagedFields != nil || len(got[0].Annotations) != 1 || got[0].Annotations[routing.AnnotationLoadBalancer] != "round-robin" {
 		t.Fatalf("cached Ingress not lean: %+v", got)
 	}
 }

@@ -39,6 +39,24 @@ func fatService(name string, typ corev1.ServiceType) *corev1.Service {
 	}
 }
 
+// fatIngress is an Ingress as Helm and kubectl leave it, with one of our
+// annotations among others'.
+func fatIngress(name, host, svc string) *networkingv1.Ingress {
+	ing := ingress(name, host, svc)
+	ing.UID, ing.ResourceVersion, ing.GenerateName = "0b9d4c38-1f0e-4d2a-9b8e-7a1c2d3e4f50", "11", name+"-"
+	ing.CreationTimestamp = metav1.Unix(1_700_000_000, 0)
+	ing.Labels = map[string]string{"app.kubernetes.io/name": name, "app.kubernetes.io/instance": name,
+		"app.kubernetes.io/managed-by": "Helm", "helm.sh/chart": name + "-1.2.3"}
+	ing.Annotations = map[string]string{routing.AnnotationLoadBalancer: "round-robin",
+		corev1.LastAppliedConfigAnnotation: `{"big":"json"}`, "meta.helm.sh/release-name": name,
+		"meta.helm.sh/release-namespace": "ns", "cert-manager.io/cluster-issuer": "letsencrypt"}
+	ing.OwnerReferences = []metav1.OwnerReference{{Kind: "HelmRelease", Name: name}}
+	ing.Finalizers = []string{"example.com/cleanup"}
+	ing.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "helm"}}
+	ing.Status.LoadBalancer.Ingress = []networkingv1.IngressLoadBalancerIngress{{IP: "192.0.2.1"}}
+	return ing
+}
+
 func fatSlice(service, name string, ready, serving, terminating bool, ips ...string) *discoveryv1.EndpointSlice {
 	web, adminName, tcp := "http", "admin", corev1.ProtocolTCP
 	webPort, adminPort := int32(8080), int32(9000)
@@ -81,7 +99,7 @@ func leanAll[T any](t *testing.T, objs []T) []T {
 // ports, a UDP port, ExternalName, conditions, several slices, the
 // change-trigger annotation), and the fat objects carry what clusters add.
 func TestLeanObjectsTranslateTheSame(t *testing.T) {
-	rt := ingress("web", "web.example", "web")
+	rt := fatIngress("web", "web.example", "web")
 	rt.Spec.Rules[0].HTTP.Paths = append(rt.Spec.Rules[0].HTTP.Paths,
 		pathTo("/admin", "web", networkingv1.ServiceBackendPort{Number: 9000}),
 		pathTo("/dns", "web", networkingv1.ServiceBackendPort{Name: "dns"}),
@@ -137,6 +155,10 @@ func TestLeanObjectsTranslateTheSame(t *testing.T) {
 	if got := changeTime(leanAll(t, []*discoveryv1.EndpointSlice{unannotated(fatSlice("web", "web-d", true, true, false, "10.0.0.5"))})[0]); got.Before(time.Now().Add(-time.Minute)) {
 		t.Errorf("a slice without a trigger time changed at %v, want now", got)
 	}
+	if ing := slim.Ingresses[0]; ing.Labels != nil || ing.UID != "" || ing.OwnerReferences != nil || ing.Finalizers != nil ||
+		ing.GenerateName != "" || ing.ManagedFields != nil || len(ing.Annotations) != 1 || ing.Status.LoadBalancer.Ingress == nil {
+		t.Errorf("ingress not lean, or without its status: %+v", ing)
+	}
 	for _, s := range slim.Services {
 		if s.Spec.Selector != nil || s.Labels != nil || s.Annotations != nil || s.Spec.ClusterIPs != nil || s.Status.LoadBalancer.Ingress != nil {
 			t.Errorf("service %s not lean: %+v", s.Name, s)
@@ -183,7 +205,11 @@ func BenchmarkLeanCache(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, kind := range []string{"Service", "EndpointSlice"} {
+	ingressData, err := fatIngress("web", "web.example", "web").Marshal()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, kind := range []string{"Service", "EndpointSlice", "Ingress"} {
 		b.Run(kind, func(b *testing.B) {
 			var perObject float64
 			for b.Loop() {
@@ -194,14 +220,22 @@ func BenchmarkLeanCache(b *testing.B) {
 				for i := range n {
 					var obj any
 					name := fmt.Sprintf("app-%05d", i)
-					if kind == "Service" {
+					switch kind {
+					case "Service":
 						s := &corev1.Service{}
 						if err := s.Unmarshal(svcData); err != nil {
 							b.Fatal(err)
 						}
 						s.Name = name
 						obj = s
-					} else {
+					case "Ingress":
+						ing := &networkingv1.Ingress{}
+						if err := ing.Unmarshal(ingressData); err != nil {
+							b.Fatal(err)
+						}
+						ing.Name = name
+						obj = ing
+					default:
 						s := &discoveryv1.EndpointSlice{}
 						if err := s.Unmarshal(sliceData); err != nil {
 							b.Fatal(err)

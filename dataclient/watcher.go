@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
+	"unique"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -554,8 +556,8 @@ func sliceServiceKey(obj any) ([]string, error) {
 // reads and drops the rest before the object is cached, since the caches
 // hold every Service and EndpointSlice of the cluster on every node
 // (managedFields alone are often half an object). Kept: of an Ingress,
-// everything but managedFields and kubectl's last-applied copy (translation
-// reads its spec, annotations and creation time, the status writer its
+// its identity, generation, creation time, the annotations translation
+// reads, spec and status (see leanIngress; the status writer reads the
 // status); of a Service, its identity, type and ports (appProtocol included); of an EndpointSlice,
 // its identity, the service-name label, the last-change-trigger-time
 // (see leanSlice), address type, ports, and per endpoint its first address
@@ -565,6 +567,8 @@ func lean(obj any) (any, error) {
 	switch o := obj.(type) {
 	case cache.DeletedFinalStateUnknown:
 		return o, nil
+	case *networkingv1.Ingress:
+		return leanIngress(o), nil
 	case *corev1.Service:
 		return leanService(o), nil
 	case *discoveryv1.EndpointSlice:
@@ -586,10 +590,71 @@ func lean(obj any) (any, error) {
 }
 
 // leanMeta is the identity of an object: what caches, tombstones and the
-// deletion guard need. The UID only where it is read (leanService).
+// deletion guard need. The UID only where it is read (leanService). The
+// namespace is interned: a cluster has few, and each decoded object has
+// its own copy.
 func leanMeta(m metav1.ObjectMeta) metav1.ObjectMeta {
-	return metav1.ObjectMeta{Namespace: m.Namespace, Name: m.Name, ResourceVersion: m.ResourceVersion,
+	return metav1.ObjectMeta{Namespace: intern(m.Namespace), Name: m.Name, ResourceVersion: m.ResourceVersion,
 		Generation: m.Generation, CreationTimestamp: m.CreationTimestamp, DeletionTimestamp: m.DeletionTimestamp}
+}
+
+// intern returns the canonical copy of s, shared by every object that
+// holds an equal string and let go when none does.
+func intern(s string) string {
+	if s == "" {
+		return ""
+	}
+	return unique.Make(s).Value()
+}
+
+// leanIngress keeps what translation, the watcher and the status writer
+// read of an Ingress: its identity, generation and creation time, the
+// annotations translation reads (bulkhead.io/ ones, the legacy class
+// annotation), its spec and its status. Labels, other controllers'
+// annotations (Helm's, cert-manager's, kubectl's last-applied copy),
+// owner references, finalizers and the UID go: in a cluster they are
+// often more than the rest of the object. statusOnly compares the kept
+// annotations, so a change of another controller's annotation costs no
+// rebuild.
+func leanIngress(ing *networkingv1.Ingress) *networkingv1.Ingress {
+	out := &networkingv1.Ingress{TypeMeta: ing.TypeMeta, ObjectMeta: leanMeta(ing.ObjectMeta), Spec: ing.Spec, Status: ing.Status}
+	out.Annotations = routedAnnotations(ing.Annotations)
+	return out
+}
+
+// routedAnnotationPrefix is routing's annotation prefix ("bulkhead.io/"),
+// and legacyClassAnnotation the class annotation it reads (routing keeps
+// both to itself); TestLeanObjectsTranslateTheSame fails if a routed
+// annotation is dropped.
+var routedAnnotationPrefix = routing.AnnotationLoadBalancer[:strings.IndexByte(routing.AnnotationLoadBalancer, '/')+1]
+
+const legacyClassAnnotation = "kubernetes.io/ingress.class"
+
+// routedAnnotations are the annotations of an Ingress that translation
+// reads (routing's bulkhead.io/ annotations, unknown ones included since
+// they are reported, and the legacy class annotation): a as it is when
+// that is all it holds, else a smaller copy; nil for none.
+func routedAnnotations(a map[string]string) map[string]string {
+	routed := func(k string) bool { return strings.HasPrefix(k, routedAnnotationPrefix) || k == legacyClassAnnotation }
+	n := 0
+	for k := range a {
+		if routed(k) {
+			n++
+		}
+	}
+	switch {
+	case n == 0:
+		return nil
+	case n == len(a):
+		return a
+	}
+	out := make(map[string]string, n)
+	for k, v := range a {
+		if routed(k) {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // leanService keeps what translation reads of a Service, and the UID of
@@ -600,12 +665,15 @@ func leanService(s *corev1.Service) *corev1.Service {
 	if s.Namespace == metav1.NamespaceDefault && s.Name == "kubernetes" {
 		out.UID = s.UID
 	}
-	out.Spec.Type = s.Spec.Type
+	out.Spec.Type = corev1.ServiceType(intern(string(s.Spec.Type)))
 	if len(s.Spec.Ports) > 0 {
 		out.Spec.Ports = make([]corev1.ServicePort, len(s.Spec.Ports))
 		for i, p := range s.Spec.Ports {
 			// AppProtocol says how the pods are reached (h2c, TLS).
-			out.Spec.Ports[i] = corev1.ServicePort{Name: p.Name, Protocol: p.Protocol, Port: p.Port, TargetPort: p.TargetPort, AppProtocol: p.AppProtocol}
+			p := corev1.ServicePort{Name: intern(p.Name), Protocol: corev1.Protocol(intern(string(p.Protocol))), Port: p.Port,
+				TargetPort: p.TargetPort, AppProtocol: p.AppProtocol}
+			p.TargetPort.StrVal = intern(p.TargetPort.StrVal)
+			out.Spec.Ports[i] = p
 		}
 	}
 	return out
@@ -632,7 +700,8 @@ func sharedCondition(b *bool) *bool {
 // annotation map of its own cost each slice about 340 bytes, a fifth of
 // the lean slice.
 func leanSlice(s *discoveryv1.EndpointSlice) *discoveryv1.EndpointSlice {
-	out := &discoveryv1.EndpointSlice{TypeMeta: s.TypeMeta, ObjectMeta: leanMeta(s.ObjectMeta), AddressType: s.AddressType, Ports: s.Ports}
+	out := &discoveryv1.EndpointSlice{TypeMeta: s.TypeMeta, ObjectMeta: leanMeta(s.ObjectMeta),
+		AddressType: discoveryv1.AddressType(intern(string(s.AddressType))), Ports: s.Ports}
 	if name, ok := s.Labels[discoveryv1.LabelServiceName]; ok {
 		out.Labels = map[string]string{discoveryv1.LabelServiceName: name}
 	}
