@@ -5,7 +5,6 @@ import (
 	"slices"
 	"sort"
 
-	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/types"
 )
@@ -537,19 +536,21 @@ func (t *Translator) translateChanged(s *Snapshot, o Options) (Table, bool) {
 	t.gen++
 	gen := t.gen
 	in.calls++
-	t.slicesNow = s.EndpointSlices
+	t.slicesNow, t.sliceScans = s.EndpointSlices, 0
 	for _, es := range goneSlices {
 		if name, labelled := sliceService(es); labelled {
 			delete(t.slicePresent, es)
-			if t.sliceCount[name]--; t.sliceCount[name] <= 0 {
-				delete(t.sliceCount, name)
-			}
+			slot := t.services[name]
+			slot.slices--
+			t.setSlot(name, slot)
 		}
 	}
 	for _, es := range newSlices {
 		if name, labelled := sliceService(es); labelled {
 			t.slicePresent[es] = struct{}{}
-			t.sliceCount[name]++
+			slot := t.services[name]
+			slot.slices++
+			t.services[name] = slot
 		}
 	}
 	if len(goneSlices)+len(newSlices) > 0 {
@@ -612,7 +613,7 @@ func (t *Translator) translateChanged(s *Snapshot, o Options) (Table, bool) {
 
 	// Backends: those routes name now and did not, those they no longer
 	// name, and those whose slices changed.
-	backends, dels2, adds2 := t.updateBackends(s, lostWin, wonNow, sliceServices)
+	backends, dels2, adds2 := t.updateBackends(lostWin, wonNow, sliceServices)
 	dels, adds = append(dels, dels2...), append(adds, adds2...)
 
 	// Certificates: made again from the Ingresses with spec.tls (few).
@@ -688,7 +689,7 @@ func linked(list []*claimant) claimList {
 // left (lost) and came (won), and resolves again the backends of the
 // Services whose slices changed; it returns the list and the problems
 // that went and came.
-func (t *Translator) updateBackends(s *Snapshot, lost, won []*claimant, sliceServices map[types.NamespacedName]bool) (list []Backend, dels, adds []Problem) {
+func (t *Translator) updateBackends(lost, won []*claimant, sliceServices map[types.NamespacedName]bool) (list []Backend, dels, adds []Problem) {
 	gen := t.gen
 	delta := map[BackendKey]int{}
 	for _, c := range lost {
@@ -707,10 +708,9 @@ func (t *Translator) updateBackends(s *Snapshot, lost, won []*claimant, sliceSer
 		if d == 0 {
 			continue
 		}
-		be := t.backends[k]
+		be := t.backend(k)
 		if be == nil {
 			be = newBackendEntry(k)
-			t.backends[k] = be
 		}
 		before := be.refs
 		be.refs += int32(d)
@@ -722,7 +722,6 @@ func (t *Translator) updateBackends(s *Snapshot, lost, won []*claimant, sliceSer
 			gone = append(gone, be)
 			dels = append(dels, be.problems...)
 			be.refs = 0
-			delete(t.backends, k)
 		}
 	}
 	// Backends still named whose Service's slices changed.
@@ -741,19 +740,14 @@ func (t *Translator) updateBackends(s *Snapshot, lost, won []*claimant, sliceSer
 			}
 		}
 	}
-	var names []types.NamespacedName
-	for _, be := range slices.Concat(resolve, again) {
-		names = append(names, objectKey(be.key().Namespace, be.key().Service))
-	}
-	slicesOf := t.sliceFinder(s, names)
 	for _, be := range resolve {
-		t.resolveBackendFrom(be, slicesOf(objectKey(be.key().Namespace, be.key().Service)))
+		t.resolveBackend(be)
 		be.used = gen
 		adds = append(adds, be.problems...)
 	}
 	for _, be := range again {
 		dels = append(dels, be.problems...)
-		t.resolveBackendFrom(be, slicesOf(objectKey(be.key().Namespace, be.key().Service)))
+		t.resolveBackend(be)
 		be.used = gen
 		adds = append(adds, be.problems...)
 	}
@@ -782,24 +776,6 @@ func (t *Translator) updateBackends(s *Snapshot, lost, won []*claimant, sliceSer
 		}
 	}
 	return list, dels, adds
-}
-
-// sliceFinder returns the slices of a Service as slicesOf does, in the
-// snapshot's order: for a few Services by a pass over the slices each,
-// rather than grouping every slice of the cluster.
-func (t *Translator) sliceFinder(s *Snapshot, names []types.NamespacedName) func(types.NamespacedName) []*discoveryv1.EndpointSlice {
-	if len(names) > 4 {
-		return t.slicesOf
-	}
-	return func(n types.NamespacedName) []*discoveryv1.EndpointSlice {
-		var out []*discoveryv1.EndpointSlice
-		for _, es := range s.EndpointSlices {
-			if es != nil && es.Namespace == n.Namespace && es.Labels[discoveryv1.LabelServiceName] == n.Name {
-				out = append(out, es)
-			}
-		}
-		return out
-	}
 }
 
 // updateProblems applies what went and came to the counted contributions

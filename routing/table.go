@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/zalando/skipper/eskip"
 	corev1 "k8s.io/api/core/v1"
@@ -229,9 +230,17 @@ func (k BackendKey) String() string {
 	return k.Namespace + "/" + k.Service + ":" + strconv.Itoa(int(k.Port))
 }
 
-// CompareBackendKeys orders keys by namespace, Service and port.
+// CompareBackendKeys orders keys by namespace, Service and port. It is
+// the comparison of a full translation's backend lookups (one per route),
+// so it stops at the first difference.
 func CompareBackendKeys(a, b BackendKey) int {
-	return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Service, b.Service), cmp.Compare(a.Port, b.Port))
+	if c := strings.Compare(a.Namespace, b.Namespace); c != 0 {
+		return c
+	}
+	if c := strings.Compare(a.Service, b.Service); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.Port, b.Port)
 }
 
 // Backend is the endpoints of one Service port: those a request may go
