@@ -2,8 +2,10 @@ package dataclient
 
 import (
 	"fmt"
+	"maps"
 	"reflect"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 
@@ -213,7 +215,8 @@ func BenchmarkLeanCache(b *testing.B) {
 		b.Run(kind, func(b *testing.B) {
 			var perObject float64
 			for b.Loop() {
-				store := newCacheLike(kind)
+				store := newCacheLike()
+				var index sliceIndex
 				runtime.GC()
 				var before, after runtime.MemStats
 				runtime.ReadMemStats(&before)
@@ -250,38 +253,34 @@ func BenchmarkLeanCache(b *testing.B) {
 					if err := store.Add(l); err != nil {
 						b.Fatal(err)
 					}
+					if kind == "EndpointSlice" {
+						index.update(nil, l)
+					}
 				}
 				runtime.GC()
 				runtime.ReadMemStats(&after)
 				perObject = float64(after.HeapAlloc-before.HeapAlloc) / n
 				runtime.KeepAlive(store)
+				runtime.KeepAlive(&index)
 			}
 			b.ReportMetric(perObject, "B/cached-object")
 		})
 	}
 }
 
-// newCacheLike is an informer's store of kind, with the watcher's indexers
-// (no namespace index: see newWatcher).
-func newCacheLike(kind string) cache.Indexer {
-	indexers := cache.Indexers{}
-	if kind == "EndpointSlice" {
-		indexers[IndexByService] = sliceServiceKey
-	}
-	return cache.NewIndexer(cache.DeletionHandlingMetaNamespaceKeyFunc, indexers)
+// newCacheLike is an informer's store, with the watcher's indexers: none
+// (see unindexed; the slices' index by Service is sliceIndex).
+func newCacheLike() cache.Indexer {
+	return cache.NewIndexer(cache.DeletionHandlingMetaNamespaceKeyFunc, cache.Indexers{})
 }
 
-// The watcher's informers index EndpointSlices by Service and nothing by
-// namespace (see unindexed).
+// The watcher's informers have no indexer: nothing lists by namespace
+// (see unindexed), and the slices by Service are in sliceIndex.
 func TestWatcherIndexers(t *testing.T) {
 	w := newWatcher(Clients{Kube: fake.NewClientset()}, nil, make(chan struct{}, 1), func(error) {})
 	for kind, inf := range map[string]cache.SharedIndexInformer{"Ingress": w.ingresses, "Service": w.services, "EndpointSlice": w.slices} {
-		indexers := inf.GetIndexer().GetIndexers()
-		if _, ok := indexers[cache.NamespaceIndex]; ok {
-			t.Errorf("%s informer has a namespace index", kind)
-		}
-		if _, ok := indexers[IndexByService]; ok != (kind == "EndpointSlice") {
-			t.Errorf("%s informer: service index %v", kind, ok)
+		if indexers := inf.GetIndexer().GetIndexers(); len(indexers) != 0 {
+			t.Errorf("%s informer has indexers %v", kind, slices.Collect(maps.Keys(indexers)))
 		}
 	}
 }

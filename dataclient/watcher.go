@@ -29,9 +29,6 @@ import (
 	"github.com/bulkhead-router/bulkhead/routing"
 )
 
-// IndexByService indexes EndpointSlices by "namespace/service".
-const IndexByService = "service"
-
 // maxPendingChanges caps the change times kept for the latency histogram
 // during a burst (a mass update of thousands of objects); past it, later
 // changes in the same burst are not sampled.
@@ -46,6 +43,7 @@ type watcher struct {
 	ingresses      cache.SharedIndexInformer
 	services       cache.SharedIndexInformer
 	slices         cache.SharedIndexInformer
+	sliceIndex     sliceIndex // the slices' names by Service
 	// secrets are the kubernetes.io/tls Secrets (secrets.go), from a
 	// factory of their own (a field selector).
 	secretFactory informers.SharedInformerFactory
@@ -158,7 +156,6 @@ func newWatcher(clients Clients, m *metrics, changed chan<- struct{}, onWatchErr
 		stale:          map[string]bool{"IngressClass": true, "Ingress": true, "Service": true, "EndpointSlice": true, kindSecret: true},
 	}
 	w.secretFactory, w.secrets = newSecretInformer(w)
-	w.slices.AddIndexers(cache.Indexers{IndexByService: sliceServiceKey})
 	for kind, inf := range map[string]cache.SharedIndexInformer{
 		"IngressClass": w.ingressClasses, "Ingress": w.ingresses, "Service": w.services, "EndpointSlice": w.slices,
 	} {
@@ -202,6 +199,9 @@ func (w *watcher) waitForSync(ctx context.Context) bool {
 func (w *watcher) handler(kind string) cache.ResourceEventHandler {
 	return cache.ResourceEventHandlerDetailedFuncs{
 		AddFunc: func(obj any, initialList bool) {
+			if kind == "EndpointSlice" {
+				w.sliceIndex.update(nil, obj)
+			}
 			w.markTouched(kind, obj)
 			w.metrics.events.WithLabelValues(kind, "add").Inc()
 			w.markDirty(kind, obj, initialList)
@@ -214,6 +214,9 @@ func (w *watcher) handler(kind string) cache.ResourceEventHandler {
 		UpdateFunc: func(oldObj, newObj any) {
 			// The cache holds a new object even when nothing changed (a
 			// relist): the next snapshot lists it, not the old one.
+			if kind == "EndpointSlice" {
+				w.sliceIndex.update(oldObj, newObj)
+			}
 			w.markTouched(kind, newObj)
 			if rv := resourceVersion(newObj); rv != "" && rv == resourceVersion(oldObj) {
 				return // a relist or resync delivered the same object: nothing changed
@@ -230,6 +233,9 @@ func (w *watcher) handler(kind string) cache.ResourceEventHandler {
 			w.signal(changeTime(newObj))
 		},
 		DeleteFunc: func(obj any) {
+			if kind == "EndpointSlice" {
+				w.sliceIndex.update(obj, nil)
+			}
 			w.markTouched(kind, obj)
 			// A tombstone (DeletedFinalStateUnknown) means a relist found
 			// the object missing: nobody announced its deletion. The
@@ -532,24 +538,17 @@ func listOf[T any](inf cache.SharedIndexInformer) []T {
 
 // slicesForService returns the cached EndpointSlices of one Service.
 func (w *watcher) slicesForService(namespace, service string) []*discoveryv1.EndpointSlice {
-	objs, _ := w.slices.GetIndexer().ByIndex(IndexByService, namespace+"/"+service)
-	out := make([]*discoveryv1.EndpointSlice, 0, len(objs))
-	for _, o := range objs {
-		out = append(out, o.(*discoveryv1.EndpointSlice))
+	names := w.sliceIndex.names(types.NamespacedName{Namespace: namespace, Name: service})
+	out := make([]*discoveryv1.EndpointSlice, 0, len(names))
+	store := w.slices.GetStore()
+	for _, name := range names {
+		if obj, ok, _ := store.GetByKey(namespace + "/" + name); ok {
+			if es, ok := obj.(*discoveryv1.EndpointSlice); ok && es.Labels[discoveryv1.LabelServiceName] == service {
+				out = append(out, es)
+			}
+		}
 	}
 	return out
-}
-
-func sliceServiceKey(obj any) ([]string, error) {
-	s, ok := obj.(*discoveryv1.EndpointSlice)
-	if !ok {
-		return nil, nil
-	}
-	svc := s.Labels[discoveryv1.LabelServiceName]
-	if svc == "" {
-		return nil, nil
-	}
-	return []string{s.Namespace + "/" + svc}, nil
 }
 
 // lean is the informers' transform: it keeps of each object what bulkhead
