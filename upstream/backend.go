@@ -200,7 +200,7 @@ func (u *Upstream) SetEndpoints(update map[string][]string) {
 		}
 		return grown
 	}
-	var left map[string]struct{} // endpoints some backend dropped in this update
+	var left map[*breaker]struct{} // endpoints some backend dropped in this update
 	for key, list := range update {
 		be := old[key]
 		if list == nil {
@@ -225,7 +225,7 @@ func (u *Upstream) SetEndpoints(update map[string][]string) {
 		}
 		prev := be.set.Load()
 		for _, br := range set.state {
-			u.refs[br.endpoint]++
+			br.refs++
 		}
 		be.set.Store(set)
 		left = u.release(prev, left)
@@ -237,18 +237,18 @@ func (u *Upstream) SetEndpoints(update map[string][]string) {
 
 	// One generation of grace: drop the state of the endpoints that left
 	// in the previous update and are still in no backend.
-	for ep := range u.departed {
-		if _, again := left[ep]; u.refs[ep] == 0 && !again {
-			u.breakers.dropEndpoint(ep)
+	for br := range u.departed {
+		if _, again := left[br]; br.refs == 0 && !again {
+			u.breakers.drop(br.endpoint, br)
 		}
 	}
 	clear(u.departed)
-	for ep := range left {
-		if u.refs[ep] == 0 {
+	for br := range left {
+		if br.refs == 0 {
 			if u.departed == nil {
-				u.departed = map[string]struct{}{}
+				u.departed = map[*breaker]struct{}{}
 			}
-			u.departed[ep] = struct{}{}
+			u.departed[br] = struct{}{}
 		}
 	}
 }
@@ -256,15 +256,14 @@ func (u *Upstream) SetEndpoints(update map[string][]string) {
 // release drops the references of prev's endpoints (those of the set
 // replacing it having been taken already) and adds to left the endpoints
 // no backend lists any more.
-func (u *Upstream) release(prev *endpointSet, left map[string]struct{}) map[string]struct{} {
+func (u *Upstream) release(prev *endpointSet, left map[*breaker]struct{}) map[*breaker]struct{} {
 	for _, br := range prev.state {
-		ep := br.endpoint
-		if u.refs[ep]--; u.refs[ep] <= 0 {
-			delete(u.refs, ep)
+		if br.refs--; br.refs <= 0 {
+			br.refs = 0
 			if left == nil {
-				left = map[string]struct{}{}
+				left = map[*breaker]struct{}{}
 			}
-			left[ep] = struct{}{}
+			left[br] = struct{}{}
 		}
 	}
 	return left

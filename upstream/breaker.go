@@ -90,9 +90,13 @@ type breaker struct {
 	// it.
 	added    int64
 	inflight atomic.Int64 // attempts on the wire, until response headers
-	owner    *Breakers
-	series   atomic.Pointer[endpointSeries]                            // made on the first attempt: see counters
-	cb       atomic.Pointer[gobreaker.TwoStepCircuitBreaker[struct{}]] // made on the first attempt: see circuit
+	// refs counts the backends that list the endpoint (guarded by
+	// Upstream.mu): in the padding of the struct, where a map of every
+	// endpoint of the cluster cost about 1 MB at 30,000.
+	refs   int32
+	owner  *Breakers
+	series atomic.Pointer[endpointSeries]                            // made on the first attempt: see counters
+	cb     atomic.Pointer[gobreaker.TwoStepCircuitBreaker[struct{}]] // made on the first attempt: see circuit
 	// mirror of the gobreaker state for the lock-free read path.
 	state     atomic.Int32
 	openUntil atomic.Int64 // unix nanos; meaningful while state is open
@@ -305,14 +309,8 @@ func (b *Breakers) available(br *breaker) bool {
 	}
 }
 
-// dropEndpoint drops one endpoint's breaker, if it has one, together with
-// its metric series.
-func (b *Breakers) dropEndpoint(ep string) {
-	if v, ok := b.m.Load(ep); ok {
-		b.drop(ep, v.(*breaker))
-	}
-}
-
+// drop drops one endpoint's breaker, if it is still the endpoint's,
+// together with its metric series.
 func (b *Breakers) drop(ep string, br *breaker) {
 	if !b.m.CompareAndDelete(ep, br) {
 		return

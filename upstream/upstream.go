@@ -94,12 +94,10 @@ type Upstream struct {
 
 	// mu serialises SetEndpoints and guards what follows.
 	mu sync.Mutex
-	// refs counts, per endpoint, the backends that list it.
-	refs map[string]int
 	// departed holds the endpoints that left every backend in the last
 	// update: their state is kept one more update (requests balanced on
 	// the previous set may still be on their way to them).
-	departed map[string]struct{}
+	departed map[*breaker]struct{}
 	// labels counts the backends per metric label.
 	labels map[string]int
 	// seeded: SetEndpoints was called once; endpoints joining from now on
@@ -147,7 +145,7 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Upstream, er
 	defaults.RetryNonIdempotent = false // never a global default
 	u := &Upstream{cfg: cfg, metrics: m, now: time.Now, log: log,
 		policies: &policies{defaults: &defaults, log: log},
-		refs:     map[string]int{}, labels: map[string]int{}}
+		labels:   map[string]int{}}
 	u.breakers = newBreakers(cfg.Breaker, m, log)
 	u.backends.Store(&map[string]*backend{})
 	return u, nil
