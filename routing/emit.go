@@ -150,27 +150,30 @@ func backendChooser(b *backend, algorithm string) *eskip.Filter {
 // the raw values, since sanitising may map different values to the same
 // text ("/a-b" and "/a_b"). The hash also covers the vhost, which the host
 // implies; it stays in so that route IDs stay the same across versions.
+//
+// The ID is written into a buffer on the stack and then copied once: a
+// Translator keeps one per route for as long as the route stands, and a
+// builder grown to a bound kept about 40 bytes more than the ID.
 func ruleID(r *rule) string {
-	var b strings.Builder
-	b.Grow(len(r.ingress.Namespace) + len(r.ingress.Name) + len(r.vhost) + len(r.match.path) + 64)
-	b.WriteString("ing")
-	writeIDPart(&b, r.ingress.Namespace, "")
-	writeIDPart(&b, r.ingress.Name, "")
-	writeIDPart(&b, hostIDText(r.vhost), "anyhost")
-	writeIDPart(&b, r.match.path, "root")
-	writeIDPart(&b, pathTypeIDText(r.match.kind, r.pathType), "")
-	writeIDPart(&b, idHash(r.ingress.Namespace, r.ingress.Name, r.host, r.path, r.pathType, r.vhost), "")
-	return b.String()
+	var buf [160]byte
+	b := append(buf[:0], "ing"...)
+	b = appendIDPart(b, r.ingress.Namespace, "")
+	b = appendIDPart(b, r.ingress.Name, "")
+	b = appendIDPart(b, hostIDText(r.vhost), "anyhost")
+	b = appendIDPart(b, r.match.path, "root")
+	b = appendIDPart(b, pathTypeIDText(r.match.kind, r.pathType), "")
+	b = appendIDPart(b, idHash(r.ingress.Namespace, r.ingress.Name, r.host, r.path, r.pathType, r.vhost), "")
+	return string(b)
 }
 
 func defaultBackendID(r *rule) string {
-	var b strings.Builder
-	b.WriteString("ing")
-	writeIDPart(&b, r.ingress.Namespace, "")
-	writeIDPart(&b, r.ingress.Name, "")
-	writeIDPart(&b, "defaultbackend", "")
-	writeIDPart(&b, idHash(r.ingress.Namespace, r.ingress.Name, "defaultBackend"), "")
-	return b.String()
+	var buf [128]byte
+	b := append(buf[:0], "ing"...)
+	b = appendIDPart(b, r.ingress.Namespace, "")
+	b = appendIDPart(b, r.ingress.Name, "")
+	b = appendIDPart(b, "defaultbackend", "")
+	b = appendIDPart(b, idHash(r.ingress.Namespace, r.ingress.Name, "defaultBackend"), "")
+	return string(b)
 }
 
 func hostIDText(vhost string) string {
@@ -191,27 +194,34 @@ func pathTypeIDText(kind pathKind, pathType string) string {
 	}
 }
 
-// writeIDPart appends "__" and s with every run of characters outside
-// [a-zA-Z0-9] turned into one "_", trimmed; empty turns into placeholder.
+// writeIDPart writes what appendIDPart appends.
 func writeIDPart(b *strings.Builder, s, placeholder string) {
-	b.WriteString("__")
-	start := b.Len()
+	var buf [64]byte
+	b.Write(appendIDPart(buf[:0], s, placeholder))
+}
+
+// appendIDPart appends "__" and s with every run of characters outside
+// [a-zA-Z0-9] turned into one "_", trimmed; empty turns into placeholder.
+func appendIDPart(b []byte, s, placeholder string) []byte {
+	b = append(b, "__"...)
+	start := len(b)
 	pendingSep := false
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if isLowerAlnum(toLowerASCII(c)) {
-			if pendingSep && b.Len() > start {
-				b.WriteByte('_')
+			if pendingSep && len(b) > start {
+				b = append(b, '_')
 			}
 			pendingSep = false
-			b.WriteByte(c)
+			b = append(b, c)
 		} else {
 			pendingSep = true
 		}
 	}
-	if b.Len() == start {
-		b.WriteString(placeholder)
+	if len(b) == start {
+		b = append(b, placeholder...)
 	}
+	return b
 }
 
 // idHash is FNV-1a (32 bit) over the parts, each ended by a 0 byte so that

@@ -136,9 +136,11 @@ type ingressEntry struct {
 // ref is the Ingress's namespace and name.
 func (e *ingressEntry) ref() types.NamespacedName { return objectKey(e.ing.Namespace, e.ing.Name) }
 
+// serviceDep is a Service an Ingress's backend named, in the Ingress's
+// namespace, and the object seen.
 type serviceDep struct {
-	name types.NamespacedName
-	svc  *corev1.Service
+	service string
+	svc     *corev1.Service
 }
 
 // claimant is one validated path of an Ingress (or its default backend)
@@ -547,7 +549,7 @@ func (t *Translator) entry(ing *networkingv1.Ingress) *ingressEntry {
 
 func (t *Translator) depsSame(e *ingressEntry) bool {
 	for _, d := range e.deps {
-		if t.service(d.name) != d.svc {
+		if t.service(objectKey(e.ing.Namespace, d.service)) != d.svc {
 			return false
 		}
 	}
@@ -627,8 +629,8 @@ func (t *Translator) resolve(e *ingressEntry, b *networkingv1.IngressBackend) *b
 	}
 	name := objectKey(key.namespace, key.service)
 	svc := t.service(name)
-	if !slices.Contains(e.deps, serviceDep{name, svc}) {
-		e.deps = append(e.deps, serviceDep{name, svc})
+	if dep := (serviceDep{key.service, svc}); !slices.Contains(e.deps, dep) {
+		e.deps = append(e.deps, dep)
 	}
 	return resolveService(key, svc)
 }
