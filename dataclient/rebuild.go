@@ -461,6 +461,12 @@ func backendChanges(prev *published, t routing.Table) (update map[string][]strin
 	var old []routing.Backend
 	if prev != nil {
 		old = prev.table.Backends
+		// The translator hands back the same list when no backend came,
+		// went or was resolved again (most Ingress changes): a walk over
+		// every backend would find nothing.
+		if len(prev.patched) == 0 && len(old) > 0 && sameBackends(old, t.Backends) {
+			return nil, nil
+		}
 	}
 	update = map[string][]string{}
 	i, j := 0, 0
