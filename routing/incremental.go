@@ -377,7 +377,7 @@ func (t *Translator) translateChanged(s *Snapshot, o Options) (Table, bool) {
 		}
 	}
 	for name, ch := range changes {
-		before := t.names[name]
+		before := t.servedCount(name)
 		after := before - boolCount(ch.old != nil) + boolCount(ch.ing != nil)
 		if before > 1 || after > 1 || before == 1 && ch.old == nil {
 			return Table{}, false // duplicates: the full path's
@@ -410,7 +410,7 @@ func (t *Translator) translateChanged(s *Snapshot, o Options) (Table, bool) {
 	for name, ch := range changes {
 		changedNames = append(changedNames, name)
 		if ch.ing != nil {
-			ch.new = t.newEntry(ch.ing, t.byName[name])
+			ch.new = t.newEntry(ch.ing, t.names[name].newest)
 		}
 	}
 	slices.SortFunc(changedNames, compareNames) // a deterministic order for what follows
@@ -561,18 +561,16 @@ func (t *Translator) translateChanged(s *Snapshot, o Options) (Table, bool) {
 		ch := changes[name]
 		if e := ch.old; e != nil {
 			delete(t.ingresses, e.ing)
-			if t.byName[name] == e {
-				delete(t.byName, name)
+			if t.names[name].newest == e {
+				t.setNewest(name, nil)
 			}
-			if t.names[name]--; t.names[name] <= 0 {
-				delete(t.names, name)
-			}
+			t.countServed(name, -1)
 			e.inOrder = false
 		}
 		if e := ch.new; e != nil {
 			t.ingresses[e.ing] = e
-			t.byName[name] = e
-			t.names[name]++
+			t.setNewest(name, e)
+			t.countServed(name, 1)
 			e.seen, e.served, e.ordered, e.inOrder = gen, gen, gen, true
 		}
 	}

@@ -50,9 +50,12 @@ type Translator struct {
 	refuse  refusal
 
 	ingresses map[*networkingv1.Ingress]*ingressEntry
-	// byName is the newest entry of each Ingress name: the routes of an
-	// Ingress replaced by an equal one are taken from it.
-	byName map[types.NamespacedName]*ingressEntry
+	// names are the Ingress names: the newest entry of each, and how many
+	// served Ingresses have it (see nameSlot); servedNames is how many
+	// names are served.
+	names       map[types.NamespacedName]nameSlot
+	epoch       uint32
+	servedNames int
 
 	// Indexes of the current call, kept only for their storage.
 	services     map[types.NamespacedName]serviceSlot // also counts each Service's slices
@@ -60,7 +63,6 @@ type Translator struct {
 	sliceGroups  map[types.NamespacedName][]*discoveryv1.EndpointSlice // built on demand
 	slicesNow    []*discoveryv1.EndpointSlice                          // the snapshot's, during a call
 	sliceScans   int                                                   // slicesOf's passes over slicesNow in this call
-	names        map[types.NamespacedName]int
 	// claims are the claimants of each host and path, in precedence
 	// order (the first wins), and defaults those of the default backend;
 	// kept from one call to the next for the incremental path.
@@ -99,10 +101,9 @@ type Translator struct {
 func NewTranslator() *Translator {
 	return &Translator{
 		ingresses:    map[*networkingv1.Ingress]*ingressEntry{},
-		byName:       map[types.NamespacedName]*ingressEntry{},
 		services:     map[types.NamespacedName]serviceSlot{},
 		slicePresent: map[*discoveryv1.EndpointSlice]struct{}{},
-		names:        map[types.NamespacedName]int{},
+		names:        map[types.NamespacedName]nameSlot{},
 		claims:       map[ruleKey]claimList{},
 	}
 }
@@ -269,7 +270,7 @@ func (t *Translator) Translate(s *Snapshot, o Options) Table {
 
 	// Ingresses selected by class; their entries, made or checked.
 	sel := newClassSelector(s.IngressClasses, o.ControllerName)
-	clear(t.names)
+	t.countAgain()
 	var served []*ingressEntry
 	var added []types.NamespacedName // served now, not in the previous Served
 	servedSame := true
@@ -288,18 +289,18 @@ func (t *Translator) Translate(s *Snapshot, o Options) Table {
 				}
 			}
 		}
-		t.names[e.ref()]++
+		t.countServed(e.ref(), 1)
 		served = append(served, e)
 	}
 	var servedNames []types.NamespacedName
 	slices.SortFunc(added, compareNames)
 	added = slices.Compact(added)
 	switch {
-	case servedSame && len(t.names) == len(t.last.Served) && t.started && t.last.Served != nil:
+	case servedSame && t.servedNames == len(t.last.Served) && t.started && t.last.Served != nil:
 		servedNames = t.last.Served
-	case len(added) > 0 && len(t.names) == len(t.last.Served)+len(added):
+	case len(added) > 0 && t.servedNames == len(t.last.Served)+len(added):
 		// Only additions (every name served before still is): merged in.
-		servedNames = make([]types.NamespacedName, 0, len(t.names))
+		servedNames = make([]types.NamespacedName, 0, t.servedNames)
 		j := 0
 		for _, n := range t.last.Served {
 			for j < len(added) && compareNames(added[j], n) < 0 {
@@ -310,15 +311,20 @@ func (t *Translator) Translate(s *Snapshot, o Options) Table {
 		}
 		servedNames = append(servedNames, added[j:]...)
 	default:
-		servedNames = make([]types.NamespacedName, 0, len(t.names))
-		for name := range t.names {
-			servedNames = append(servedNames, name)
+		servedNames = make([]types.NamespacedName, 0, t.servedNames)
+		for name, slot := range t.names {
+			if t.served(slot) > 0 {
+				servedNames = append(servedNames, name)
+			}
 		}
 		slices.SortFunc(servedNames, compareNames)
 	}
-	for name, n := range t.names {
-		if n > 1 {
+	for name, slot := range t.names {
+		switch n := t.served(slot); {
+		case n > 1:
 			problems = append(problems, duplicateProblem("Ingress", name, n))
+		case n == 0 && slot.newest == nil:
+			delete(t.names, name) // served in an earlier call only
 		}
 	}
 	order := t.precedence(served)
@@ -529,7 +535,7 @@ func (t *Translator) entry(ing *networkingv1.Ingress) *ingressEntry {
 	if e == nil || !(t.sameInputs && t.sameSecrets && e.seen == t.gen-1) && !(t.depsSame(e) && t.secretsSame(e)) {
 		old := e
 		if old == nil {
-			old = t.byName[objectKey(ing.Namespace, ing.Name)]
+			old = t.names[objectKey(ing.Namespace, ing.Name)].newest
 		}
 		next := t.newEntry(ing, old)
 		if e != nil {
@@ -541,7 +547,7 @@ func (t *Translator) entry(ing *networkingv1.Ingress) *ingressEntry {
 			e = next
 			t.ingresses[ing] = e
 		}
-		t.byName[e.ref()] = e
+		t.setNewest(e.ref(), e)
 	}
 	e.seen = t.gen
 	return e
@@ -675,7 +681,7 @@ func (t *Translator) precedence(served []*ingressEntry) []*ingressEntry {
 	gen := t.gen
 	var newcomers []*ingressEntry
 	for _, e := range served {
-		if t.names[e.ref()] != 1 || e.ordered == gen {
+		if t.servedCount(e.ref()) != 1 || e.ordered == gen {
 			continue
 		}
 		e.ordered = gen
@@ -857,6 +863,68 @@ func (t *Translator) resolveBackendFrom(be *backendEntry, endpointSlices []*disc
 	be.backend, be.problems = resolveEndpoints(be.key(), be.svc, be.slices, t.refuse)
 }
 
+// nameSlot is what a Translator knows of one Ingress name: its newest
+// entry (the routes of an Ingress replaced by an equal one are taken from
+// it), and how many served Ingresses have it, as counted since the full
+// call of that epoch (a count of an older epoch is zero). One map for
+// both: two kept 1.5 MB at 10,000 Ingresses.
+type nameSlot struct {
+	newest *ingressEntry
+	epoch  uint32
+	n      int32
+}
+
+// countAgain starts the count of served names again, for a full call.
+func (t *Translator) countAgain() {
+	t.servedNames = 0
+	if t.epoch++; t.epoch == 0 { // wrapped: no older count may pass for a current one
+		for name, slot := range t.names {
+			slot.n = 0
+			t.names[name] = slot
+		}
+		t.epoch = 1
+	}
+}
+
+// served is how many served Ingresses have the name of slot.
+func (t *Translator) served(slot nameSlot) int {
+	if slot.epoch != t.epoch {
+		return 0
+	}
+	return int(slot.n)
+}
+
+func (t *Translator) servedCount(name types.NamespacedName) int { return t.served(t.names[name]) }
+
+// countServed adds d served Ingresses to those of name.
+func (t *Translator) countServed(name types.NamespacedName, d int) {
+	slot := t.names[name]
+	before := t.served(slot)
+	slot.epoch, slot.n = t.epoch, int32(before+d)
+	switch {
+	case before <= 0 && slot.n > 0:
+		t.servedNames++
+	case before > 0 && slot.n <= 0:
+		t.servedNames--
+	}
+	t.putName(name, slot)
+}
+
+func (t *Translator) setNewest(name types.NamespacedName, e *ingressEntry) {
+	slot := t.names[name]
+	slot.newest = e
+	t.putName(name, slot)
+}
+
+// putName stores the slot of a name, or forgets it when it holds nothing.
+func (t *Translator) putName(name types.NamespacedName, slot nameSlot) {
+	if slot.newest == nil && t.served(slot) <= 0 {
+		delete(t.names, name)
+		return
+	}
+	t.names[name] = slot
+}
+
 // sweep forgets the Ingresses this call did not see (the backends it did
 // not use left the list in endpoints).
 func (t *Translator) sweep() {
@@ -864,8 +932,8 @@ func (t *Translator) sweep() {
 	for ing, e := range t.ingresses {
 		if e.seen != gen {
 			delete(t.ingresses, ing)
-			if t.byName[e.ref()] == e {
-				delete(t.byName, e.ref())
+			if t.names[e.ref()].newest == e {
+				t.setNewest(e.ref(), nil)
 			}
 		}
 	}
