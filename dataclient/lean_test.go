@@ -157,6 +157,25 @@ func TestLeanObjectsTranslateTheSame(t *testing.T) {
 	if got := changeTime(leanAll(t, []*discoveryv1.EndpointSlice{unannotated(fatSlice("web", "web-d", true, true, false, "10.0.0.5"))})[0]); got.Before(time.Now().Add(-time.Minute)) {
 		t.Errorf("a slice without a trigger time changed at %v, want now", got)
 	}
+	if a, b := slim.EndpointSlices[0].Ports, slim.EndpointSlices[1].Ports; len(a) == 0 || &a[0] != &b[0] {
+		t.Errorf("slices with the same ports do not share them: %p %p", a, b)
+	}
+	if ports := leanAll(t, []*discoveryv1.EndpointSlice{fatSlice("web", "web-e", true, true, false, "10.0.0.6")})[0].Ports; &ports[0] != &slim.EndpointSlices[0].Ports[0] {
+		t.Errorf("a slice with the same ports later does not share them")
+	}
+	other := fatSlice("web", "web-f", true, true, false, "10.0.0.7")
+	*other.Ports[0].Port = 8081
+	if ports := leanAll(t, []*discoveryv1.EndpointSlice{other})[0].Ports; &ports[0] == &slim.EndpointSlices[0].Ports[0] || *ports[0].Port != 8081 {
+		t.Errorf("a slice with other ports shares the list of another: %+v", ports)
+	}
+	if a, b := slim.Services[0].Spec.Ports, slim.Services[1].Spec.Ports; len(a) != 3 || &a[0] != &b[0] {
+		t.Errorf("services with the same ports do not share them: %p %p", a, b)
+	}
+	otherService := fatService("other", corev1.ServiceTypeClusterIP)
+	otherService.Spec.Ports[0].TargetPort = intstr.FromString("www")
+	if ports := leanAll(t, []*corev1.Service{otherService})[0].Spec.Ports; &ports[0] == &slim.Services[0].Spec.Ports[0] || ports[0].TargetPort.StrVal != "www" {
+		t.Errorf("a service with other ports shares the list of another: %+v", ports)
+	}
 	if ing := slim.Ingresses[0]; ing.Labels != nil || ing.UID != "" || ing.OwnerReferences != nil || ing.Finalizers != nil ||
 		ing.GenerateName != "" || ing.ManagedFields != nil || len(ing.Annotations) != 1 || ing.Status.LoadBalancer.Ingress == nil {
 		t.Errorf("ingress not lean, or without its status: %+v", ing)

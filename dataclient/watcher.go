@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/informers"
 	coreinformers "k8s.io/client-go/informers/core/v1"
 	discoveryinformers "k8s.io/client-go/informers/discovery/v1"
@@ -665,16 +666,7 @@ func leanService(s *corev1.Service) *corev1.Service {
 		out.UID = s.UID
 	}
 	out.Spec.Type = corev1.ServiceType(intern(string(s.Spec.Type)))
-	if len(s.Spec.Ports) > 0 {
-		out.Spec.Ports = make([]corev1.ServicePort, len(s.Spec.Ports))
-		for i, p := range s.Spec.Ports {
-			// AppProtocol says how the pods are reached (h2c, TLS).
-			p := corev1.ServicePort{Name: intern(p.Name), Protocol: corev1.Protocol(intern(string(p.Protocol))), Port: p.Port,
-				TargetPort: p.TargetPort, AppProtocol: p.AppProtocol}
-			p.TargetPort.StrVal = intern(p.TargetPort.StrVal)
-			out.Spec.Ports[i] = p
-		}
-	}
+	out.Spec.Ports = sharedServicePorts(s.Spec.Ports)
 	return out
 }
 
@@ -700,7 +692,7 @@ func sharedCondition(b *bool) *bool {
 // the lean slice.
 func leanSlice(s *discoveryv1.EndpointSlice) *discoveryv1.EndpointSlice {
 	out := &discoveryv1.EndpointSlice{TypeMeta: s.TypeMeta, ObjectMeta: leanMeta(s.ObjectMeta),
-		AddressType: discoveryv1.AddressType(intern(string(s.AddressType))), Ports: s.Ports}
+		AddressType: discoveryv1.AddressType(intern(string(s.AddressType))), Ports: sharedPorts(s.Ports)}
 	if name, ok := s.Labels[discoveryv1.LabelServiceName]; ok {
 		out.Labels = map[string]string{discoveryv1.LabelServiceName: name}
 	}
@@ -719,6 +711,126 @@ func leanSlice(s *discoveryv1.EndpointSlice) *discoveryv1.EndpointSlice {
 		}
 	}
 	return out
+}
+
+// sharedPorts returns a list equal to ports that slices with the same
+// ports share: most of a cluster's slices have one of a few port lists
+// ("http" 8080 TCP), and each decoded slice has its own, with a pointer
+// for each field of each port (about 90 bytes a one-port list). Lists of
+// more than four ports, and new lists once maxSharedPortLists are known,
+// are kept as they are.
+func sharedPorts(ports []discoveryv1.EndpointPort) []discoveryv1.EndpointPort {
+	var key endpointPortsKey
+	if len(ports) == 0 || len(ports) > len(key.ports) {
+		return ports
+	}
+	key.n = len(ports)
+	for i, p := range ports {
+		k := &key.ports[i]
+		if p.Name != nil {
+			k.name, k.set = *p.Name, k.set|1
+		}
+		if p.Protocol != nil {
+			k.protocol, k.set = string(*p.Protocol), k.set|2
+		}
+		if p.Port != nil {
+			k.port, k.set = *p.Port, k.set|4
+		}
+		if p.AppProtocol != nil {
+			k.appProtocol, k.set = *p.AppProtocol, k.set|8
+		}
+	}
+	portLists.mu.Lock()
+	defer portLists.mu.Unlock()
+	if shared, ok := portLists.m[key]; ok {
+		return shared
+	}
+	if len(portLists.m) >= maxSharedPortLists {
+		return ports
+	}
+	if portLists.m == nil {
+		portLists.m = map[endpointPortsKey][]discoveryv1.EndpointPort{}
+	}
+	ports = slices.Clip(ports)
+	portLists.m[key] = ports
+	return ports
+}
+
+// sharedServicePorts is what leanService keeps of a Service's ports
+// (AppProtocol says how the pods are reached: h2c, TLS), as a list that
+// Services with the same ports share, as sharedPorts does for slices.
+func sharedServicePorts(ports []corev1.ServicePort) []corev1.ServicePort {
+	if len(ports) == 0 {
+		return nil
+	}
+	var key servicePortsKey
+	shareable := len(ports) <= len(key.ports)
+	if shareable {
+		key.n = len(ports)
+		for i, p := range ports {
+			k := &key.ports[i]
+			k.name, k.protocol, k.port, k.target = p.Name, p.Protocol, p.Port, p.TargetPort
+			if p.AppProtocol != nil {
+				k.appProtocol, k.hasAppProtocol = *p.AppProtocol, true
+			}
+		}
+		portLists.mu.Lock()
+		shared, ok := portLists.services[key]
+		portLists.mu.Unlock()
+		if ok {
+			return shared
+		}
+	}
+	out := make([]corev1.ServicePort, len(ports))
+	for i, p := range ports {
+		p := corev1.ServicePort{Name: intern(p.Name), Protocol: corev1.Protocol(intern(string(p.Protocol))), Port: p.Port,
+			TargetPort: p.TargetPort, AppProtocol: p.AppProtocol}
+		p.TargetPort.StrVal = intern(p.TargetPort.StrVal)
+		out[i] = p
+	}
+	if shareable {
+		portLists.mu.Lock()
+		if len(portLists.services) < maxSharedPortLists {
+			if portLists.services == nil {
+				portLists.services = map[servicePortsKey][]corev1.ServicePort{}
+			}
+			portLists.services[key] = out
+		}
+		portLists.mu.Unlock()
+	}
+	return out
+}
+
+// maxSharedPortLists bounds the port lists of each kind kept for sharing
+// (sharedPorts, sharedServicePorts): they are kept for the life of the
+// process.
+const maxSharedPortLists = 1024
+
+// portLists are the port lists slices share, by value.
+var portLists struct {
+	mu       sync.Mutex
+	m        map[endpointPortsKey][]discoveryv1.EndpointPort
+	services map[servicePortsKey][]corev1.ServicePort
+}
+
+type servicePortsKey struct {
+	n     int
+	ports [4]struct {
+		name, appProtocol string
+		hasAppProtocol    bool
+		protocol          corev1.Protocol
+		port              int32
+		target            intstr.IntOrString
+	}
+}
+
+type endpointPortsKey struct {
+	n     int
+	ports [4]struct {
+		name, protocol, appProtocol string
+		port                        int32
+		set                         uint8 // which of the fields are given
+	}
 }
 
 // statusOnly reports whether an update of an Ingress or a Gateway API
