@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"slices"
 	"sort"
+	"strings"
 
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -78,9 +79,8 @@ func lostProblem(c, first *claimant) Problem {
 		return ingressProblem(c.owner.ref(), DuplicateDefaultBackend,
 			"ingress %s, which takes precedence, already defines the default backend; this one is ignored", first.owner.ref())
 	}
-	r := &c.route
 	return ingressProblem(c.owner.ref(), Conflict, "host %q path %q (%s) is already routed by %s; path ignored",
-		r.Host, r.Path, r.PathType, describeOwner(first.owner.ref(), c.owner.ref()))
+		c.host, c.path, c.pathType, describeOwner(first.owner.ref(), c.owner.ref()))
 }
 
 // claimProblems are the problems a key's claimants contribute: the
@@ -103,7 +103,12 @@ func compareClaimants(a, b *claimant) int {
 }
 
 func compareWinners(a, b *claimant) int {
-	return cmp.Or(cmp.Compare(a.route.Eskip.Id, b.route.Eskip.Id), compareOrigin(a.route, b.route))
+	// The IDs differ but in the astronomically rare collision: the origins
+	// are made into routes only then.
+	if c := strings.Compare(a.eskip.Id, b.eskip.Id); c != 0 {
+		return c
+	}
+	return compareOrigin(a.route(), b.route())
 }
 
 func compareEntries(a, b *ingressEntry) int { return compareIngressPrecedence(a.ing, b.ing) }
@@ -492,10 +497,10 @@ func (t *Translator) translateChanged(s *Snapshot, o Options) (Table, bool) {
 	slices.SortFunc(lostWin, compareWinners)
 	slices.SortFunc(wonNow, compareWinners)
 	for i, c := range wonNow {
-		if i > 0 && wonNow[i-1].route.Eskip.Id == c.route.Eskip.Id {
+		if i > 0 && wonNow[i-1].eskip.Id == c.eskip.Id {
 			return Table{}, false
 		}
-		j, found := slices.BinarySearchFunc(t.winners, c.route.Eskip.Id, func(w *claimant, id string) int { return cmp.Compare(w.route.Eskip.Id, id) })
+		j, found := slices.BinarySearchFunc(t.winners, c.eskip.Id, func(w *claimant, id string) int { return strings.Compare(w.eskip.Id, id) })
 		if found && !slices.Contains(lostWin, t.winners[j]) {
 			return Table{}, false
 		}
@@ -591,7 +596,7 @@ func (t *Translator) translateChanged(s *Snapshot, o Options) (Table, bool) {
 		t.winners = spliceInPlace(t.winners, dropWinners, at, wonNow)
 		added := make([]Route, len(wonNow))
 		for i, c := range wonNow {
-			added[i] = c.route
+			added[i] = c.route()
 		}
 		routes = splice(t.last.Routes, dropWinners, at, added)
 		for _, c := range lostWin {
@@ -691,12 +696,12 @@ func (t *Translator) updateBackends(lost, won []*claimant, sliceServices map[typ
 	gen := t.gen
 	delta := map[BackendKey]int{}
 	for _, c := range lost {
-		if k := c.route.Backend; !k.IsZero() {
+		if k := c.backend; !k.IsZero() {
 			delta[k]--
 		}
 	}
 	for _, c := range won {
-		if k := c.route.Backend; !k.IsZero() {
+		if k := c.backend; !k.IsZero() {
 			delta[k]++
 		}
 	}

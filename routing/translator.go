@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/zalando/skipper/eskip"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -145,11 +146,15 @@ type serviceDep struct {
 }
 
 // claimant is one validated path of an Ingress (or its default backend)
-// with its emitted route. There is one per rule of every served Ingress:
-// what the route holds (its vhost, its origin, whether its backend is
-// usable) is read from it rather than kept twice.
+// with its emitted route. There is one per rule of every served Ingress,
+// so nothing is kept twice: its route (route) is its skipper route and
+// origin fields but those its owner and idx give (its Ingress, whether it
+// is the default backend), and its key and inputs are read from them.
 type claimant struct {
-	route   Route
+	eskip                                      *eskip.Route
+	host, path, pathType, vhost, service, port string
+	backend                                    BackendKey
+
 	match   pathMatch
 	problem *Problem // the backend cannot serve: the Ingress's problem when this wins
 
@@ -162,12 +167,25 @@ type claimant struct {
 	inRoutes bool  // in Translator.winners
 }
 
+// route is c's emitted route; c.owner must be its entry.
+func (c *claimant) route() Route {
+	return Route{Eskip: c.eskip, Ingress: c.owner.ref(), Host: c.host, Path: c.path, PathType: c.pathType, VirtualHost: c.vhost,
+		DefaultBackend: c.idx < 0, Service: c.service, Port: c.port, Backend: c.backend}
+}
+
+// setRoute makes r c's route; r's Ingress must be c's owner's, and the
+// default backend's route that of a claimant with idx -1.
+func (c *claimant) setRoute(r Route) {
+	c.eskip, c.host, c.path, c.pathType, c.vhost = r.Eskip, r.Host, r.Path, r.PathType, r.VirtualHost
+	c.service, c.port, c.backend = r.Service, r.Port, r.Backend
+}
+
 // key is the host and path c claims (the zero key: the default backend).
-func (c *claimant) key() ruleKey { return ruleKey{vhost: c.route.VirtualHost, match: c.match} }
+func (c *claimant) key() ruleKey { return ruleKey{vhost: c.vhost, match: c.match} }
 
 // inputs is what c's route was made of; c.owner must be its entry.
 func (c *claimant) inputs() routeInputs {
-	route := c.route
+	route := c.route()
 	route.Eskip = nil
 	return routeInputs{route: route, usable: c.problem == nil, algorithm: c.owner.algorithm, policy: c.owner.policy, redirect: c.redirect}
 }
@@ -647,26 +665,28 @@ func reusableRoutes(old *ingressEntry) map[routeInputs]Route {
 	}
 	m := make(map[routeInputs]Route, len(old.rules)+1)
 	if old.def != nil {
-		m[old.def.inputs()] = old.def.route
+		m[old.def.inputs()] = old.def.route()
 	}
 	for _, c := range old.rules {
-		m[c.inputs()] = c.route
+		m[c.inputs()] = c.route()
 	}
 	return m
 }
 
 func newClaimant(r *rule, reuse map[routeInputs]Route) *claimant {
 	c := &claimant{match: r.match, redirect: r.sslRedirect}
-	if route, ok := reuse[inputsOf(r)]; ok {
-		c.route = route
-	} else if r.isDefault {
-		c.route = newDefaultRoute(r)
-	} else {
-		c.route = newRoute(r)
+	route, ok := reuse[inputsOf(r)]
+	switch {
+	case ok:
+	case r.isDefault:
+		route = newDefaultRoute(r)
+	default:
+		route = newRoute(r)
 		if r.sslRedirect {
-			addSSLRedirect(c.route.Eskip)
+			addSSLRedirect(route.Eskip)
 		}
 	}
+	c.setRoute(route)
 	if !r.backend.usable() {
 		p := ingressProblem(r.ingress, r.backend.reason, "%s", r.backend.unavailable)
 		c.problem = &p
@@ -734,9 +754,7 @@ func mergeSorted[T any](prev, add []T, keep func(T) bool, mark func(T, bool), co
 // nothing changed.
 func (t *Translator) emit(fresh []*claimant) ([]Route, bool) {
 	gen := t.gen
-	compare := func(a, b *claimant) int {
-		return cmp.Or(cmp.Compare(a.route.Eskip.Id, b.route.Eskip.Id), compareOrigin(a.route, b.route))
-	}
+	compare := compareWinners
 	slices.SortFunc(fresh, compare)
 	changed := len(fresh) > 0
 	winners := mergeSorted(t.winners, fresh,
@@ -755,7 +773,7 @@ func (t *Translator) emit(fresh []*claimant) ([]Route, bool) {
 	}
 	routes := make([]Route, len(winners))
 	for i, c := range winners {
-		routes[i] = c.route
+		routes[i] = c.route()
 	}
 	renamed := renameDuplicateIDs(routes)
 	if renamed {
