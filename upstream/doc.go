@@ -54,6 +54,9 @@
 //     state of an endpoint that left every backend is dropped one update
 //     later: a request balanced on the previous set may still be on its
 //     way to it (typically a pod shutting down) and keeps its accounting.
+//     An endpoint's gobreaker (and its metric series) is made on its first
+//     attempt: most endpoints of the cluster never get a request through
+//     a given router.
 //
 //   - The balancer (BackendFilterName): least in-flight (power of two
 //     choices: two endpoints drawn at random, fewer attempts in flight
