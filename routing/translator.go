@@ -124,9 +124,10 @@ type ingressEntry struct {
 	problems   []Problem // annotations, invalid hosts and paths
 	def        *claimant
 	rules      []*claimant
-	// algorithm and policy are its upstream settings, part of each of
-	// its routes' inputs (routeInputs).
-	algorithm, policy string
+	// upstream is its upstream settings, part of each of its routes'
+	// inputs (routeInputs); nil for the defaults (algLeastInFlight, no
+	// policy), which most Ingresses have.
+	upstream *upstreamInputs
 
 	seen      uint64 // the last call the Ingress was in the snapshot
 	served    uint64 // the last call it was served live
@@ -187,8 +188,16 @@ func (c *claimant) key() ruleKey { return ruleKey{vhost: c.vhost, match: c.match
 func (c *claimant) inputs() routeInputs {
 	route := c.route()
 	route.Eskip = nil
-	return routeInputs{route: route, usable: c.problem == nil, algorithm: c.owner.algorithm, policy: c.owner.policy, redirect: c.redirect}
+	in := routeInputs{route: route, usable: c.problem == nil, algorithm: algLeastInFlight, redirect: c.redirect}
+	if up := c.owner.upstream; up != nil {
+		in.algorithm, in.policy = up.algorithm, up.policy
+	}
+	return in
 }
+
+// upstreamInputs are an Ingress's upstream settings as routeInputs has
+// them.
+type upstreamInputs struct{ algorithm, policy string }
 
 // routeInputs is everything an emitted route is made of: two candidates
 // with equal inputs emit equal routes, so the older route is reused.
@@ -590,7 +599,9 @@ func (t *Translator) newEntry(ing *networkingv1.Ingress, old *ingressEntry) *ing
 	}
 	reuse := reusableRoutes(old)
 	settings := parseUpstreamSettings(ing, ref, problem)
-	e.algorithm, e.policy = settings.algorithm, policyKey(settings.policyArgs)
+	if settings.algorithm != algLeastInFlight || len(settings.policyArgs) > 0 {
+		e.upstream = &upstreamInputs{settings.algorithm, policyKey(settings.policyArgs)}
+	}
 	redirect := t.redirectHosts(ing, ref, &e.secretDeps, func(reason Reason, format string, args ...any) { problem(ref, reason, format, args...) })
 	if ing.Spec.DefaultBackend != nil {
 		r := &rule{ingress: ref, isDefault: true, backend: t.resolve(e, ing.Spec.DefaultBackend), upstream: settings}
