@@ -190,6 +190,11 @@ type encodeCache struct {
 	// (fileCache), looked up where routes and backends have nothing.
 	file *fileCache
 	data []byte
+	// spansOnly: the next cache is for a fileCache, which needs only the
+	// JSON of each route and backend in t's order (routeFrags,
+	// backendFrags), not the maps.
+	spansOnly                bool
+	routeFrags, backendFrags [][]byte
 }
 
 func (c *encodeCache) route(r *eskip.Route) ([]byte, bool) {
@@ -243,10 +248,10 @@ func encodeCached(t routing.Table, savedAt time.Time, known *encodeCache) ([][]b
 	if known == nil {
 		known = &encodeCache{}
 	}
-	next := &encodeCache{
-		keepTexts: known.keepTexts,
-		routes:    make(map[*eskip.Route][]byte, len(t.Routes)),
-		backends:  make(map[backendRef][]byte, len(t.Backends)),
+	next := &encodeCache{keepTexts: known.keepTexts, spansOnly: known.spansOnly}
+	if !next.spansOnly {
+		next.routes = make(map[*eskip.Route][]byte, len(t.Routes))
+		next.backends = make(map[backendRef][]byte, len(t.Backends))
 	}
 	if next.keepTexts {
 		next.texts = make(map[*eskip.Route]string, len(t.Routes))
@@ -286,7 +291,9 @@ func encodeCached(t routing.Table, savedAt time.Time, known *encodeCache) ([][]b
 		if next.keepTexts {
 			next.texts[r.Eskip] = text
 		}
-		next.routes[r.Eskip] = frag
+		if !next.spansOnly {
+			next.routes[r.Eskip] = frag
+		}
 		routeFrags[i] = frag
 	}
 	backendFrags := make([][]byte, len(t.Backends))
@@ -299,9 +306,12 @@ func encodeCached(t routing.Table, savedAt time.Time, known *encodeCache) ([][]b
 				return nil, nil, fmt.Errorf("tablestore: encoding backend %s: %w", t.Backends[i].Key, err)
 			}
 		}
-		next.backends[ref] = frag
+		if !next.spansOnly {
+			next.backends[ref] = frag
+		}
 		backendFrags[i] = frag
 	}
+	next.routeFrags, next.backendFrags = routeFrags, backendFrags
 	routes, backends := jsonArray(t.Routes != nil, routeFrags), jsonArray(t.Backends != nil, backendFrags)
 
 	p := payload{SavedAt: savedAt, Table: storedTable{Table: t}}

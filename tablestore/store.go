@@ -208,15 +208,20 @@ func (s *Store) save(t routing.Table) (retry bool, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
-	parts, written, err := encodeCached(t, now, s.written.load(s.path))
+	known := s.written.load(s.path)
+	if known == nil {
+		known = &encodeCache{spansOnly: true}
+	}
+	parts, written, err := encodeCached(t, now, known)
 	size := 0
 	if err == nil {
-		s.written = nil // the file is about to be replaced
 		retry = true
 		size, err = s.writeFile(parts)
 	}
 	if err == nil {
-		s.written = newFileCache(t, parts, written) // nil: the next write encodes everything
+		s.written = newFileCache(t, parts, written, s.written) // nil: the next write encodes everything
+	} else if retry {
+		s.written = nil // the file may have been replaced
 	}
 	if err != nil {
 		s.metrics.writes.WithLabelValues("error").Inc()
