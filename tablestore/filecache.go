@@ -31,10 +31,10 @@ type fileCache struct {
 type span struct{ at, n uint32 }
 
 // fileSeed seeds the hash that tells the file read back from the one
-// written: the process's own (the check is against accidents, not
-// adversaries: anyone who can write the file can write any snapshot), and
-// maphash reads 8 MB in well under a millisecond, a few times faster than
-// CRC-32C here.
+// written: the process's own, since the check is against accidents, not
+// adversaries (anyone who can write the file can write any snapshot).
+// Hashing the 8 MB of 10,000 routes costs about as much as reading them
+// back (2 ms on a busy 2-core machine; CRC-32C cost the same).
 var fileSeed = maphash.MakeSeed()
 
 // load reads the file back and returns it as an encodeCache whose routes
