@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -36,6 +37,7 @@ func TestEndpointChangesPatchTheTable(t *testing.T) {
 	}
 	var earlier []seen
 	ctx := context.Background()
+	offeredBefore, burstStart := store.offered(), time.Now()
 	want := map[string]string{}
 	for i := range n {
 		name := fmt.Sprintf("app%03d", i)
@@ -75,11 +77,18 @@ func TestEndpointChangesPatchTheTable(t *testing.T) {
 	if got, wantAll := renderRoutes(tab), renderRoutes(routing.Translate(live, c.translateOptions())); got != wantAll {
 		t.Fatalf("the table after %d endpoint changes differs from a full translation:\n%s\nwant\n%s", n, got, wantAll)
 	}
-	// The stored table gets the last endpoints too (offered within a
-	// second of the last change).
+	// The stored table gets the last endpoints too (offered within
+	// endpointOfferInterval of the last change), and the burst of changes
+	// was offered at most once an interval, not once a change: each offer
+	// is a write of the whole table.
 	last := fmt.Sprintf("app%03d", n-1)
 	await(t, "the stored table with the last change", func() bool {
 		stored, _, err := store.Load()
 		return err == nil && endpointsOf(stored, last) == want[last] && endpointsOf(stored, "app000") == want["app000"]
 	})
+	offers, most := store.offered()-offeredBefore, 2+int(time.Since(burstStart)/endpointOfferInterval)
+	if offers > most {
+		t.Errorf("%d endpoint changes were offered to the store %d times in %s, want at most %d", n, offers, time.Since(burstStart).Round(time.Millisecond), most)
+	}
+	t.Logf("%d endpoint changes, %d offers to the store", n, offers)
 }
