@@ -73,7 +73,7 @@ func newMetrics(reg prometheus.Registerer, c *Client) *metrics {
 		lastUpdate: prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricLastUpdate, Help: "Unix time when the route table was last rebuilt."}),
 		convergence: prometheus.NewHistogram(prometheus.HistogramOpts{Name: MetricConvergenceLatency,
 			Help:    "Time from a Kubernetes object change (EndpointSlice last-change-trigger-time where present, else when the watch delivered it) to the route table containing it being live in the proxy.",
-			Buckets: []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}}),
+			Buckets: []float64{0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.035, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}}),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricKubeEvents,
 			Help: "Watch events received, by kind and event (add, update, delete)."}, []string{"kind", "event"}),
 		synced: prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricSynced, Help: "1 once the informer caches have synced for the first time."}),
