@@ -2,7 +2,7 @@ package tablestore
 
 import (
 	"hash/maphash"
-	"os"
+	"io"
 	"unsafe"
 
 	"github.com/zalando/skipper/eskip"
@@ -44,8 +44,18 @@ func (c *fileCache) load(path string) *encodeCache {
 	if c == nil {
 		return nil
 	}
-	data, err := os.ReadFile(path)
-	if err != nil || len(data) != c.size || maphash.Bytes(fileSeed, data) != c.sum {
+	// Only a regular file of the size written is read (what else is there
+	// now, a FIFO or a file of gigabytes, is simply not what was written).
+	f, fi, err := openRegular(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	if fi.Size() != int64(c.size) {
+		return nil
+	}
+	data := make([]byte, c.size)
+	if _, err := io.ReadFull(f, data); err != nil || maphash.Bytes(fileSeed, data) != c.sum {
 		return nil
 	}
 	return &encodeCache{file: c, data: data, spansOnly: true}

@@ -342,25 +342,17 @@ func (s *Store) load() (routing.Table, header, int, error) {
 // readSnapshot reads a regular file of at most maxFileBytes. Anything
 // else is unreadable: a FIFO would block, a directory cannot be read.
 func readSnapshot(path string) ([]byte, error) {
-	fi, err := os.Stat(path)
+	f, fi, err := openRegular(path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		return nil, ErrNoSnapshot
 	case err != nil:
 		return nil, unreadable(err)
-	case !fi.Mode().IsRegular():
-		return nil, unreadable(fmt.Errorf("not a regular file but %s", fileType(fi)))
-	case fi.Size() > maxFileBytes:
-		return nil, corrupt(KindForeign, nil, "not a bulkhead snapshot: %d bytes, more than the %d-byte limit", fi.Size(), maxFileBytes)
-	}
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, ErrNoSnapshot // replaced between Stat and Open: gone now
-	}
-	if err != nil {
-		return nil, unreadable(err)
 	}
 	defer f.Close()
+	if fi.Size() > maxFileBytes {
+		return nil, corrupt(KindForeign, nil, "not a bulkhead snapshot: %d bytes, more than the %d-byte limit", fi.Size(), maxFileBytes)
+	}
 	data, err := io.ReadAll(io.LimitReader(f, maxFileBytes+1))
 	if err != nil {
 		return nil, unreadable(err)
@@ -369,6 +361,28 @@ func readSnapshot(path string) ([]byte, error) {
 		return nil, corrupt(KindForeign, nil, "not a bulkhead snapshot: more than the %d-byte limit", maxFileBytes)
 	}
 	return data, nil
+}
+
+// openRegular opens path for reading if it is a regular file, and
+// returns what the open file is. The type is checked on the open file, not
+// the path before it: a FIFO put in its place meanwhile would make a plain
+// open wait for a writer forever (O_NONBLOCK makes that open return at
+// once, and it changes nothing for a regular file).
+func openRegular(path string) (*os.File, os.FileInfo, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, nil, fmt.Errorf("not a regular file but %s", fileType(fi))
+	}
+	return f, fi, nil
 }
 
 func unreadable(err error) *CorruptError {
