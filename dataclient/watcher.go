@@ -195,6 +195,15 @@ func (w *watcher) waitForSync(ctx context.Context) bool {
 	return cache.WaitForCacheSync(ctx.Done(), w.handlersSynced...)
 }
 
+// sliceLabel is the service-name label of an EndpointSlice, "" for
+// anything else.
+func sliceLabel(obj any) string {
+	if es, ok := obj.(*discoveryv1.EndpointSlice); ok {
+		return es.Labels[discoveryv1.LabelServiceName]
+	}
+	return ""
+}
+
 // handler records the change time and signals; it never blocks and never
 // builds anything, so a slow rebuild cannot back up the watch.
 func (w *watcher) handler(kind string) cache.ResourceEventHandler {
@@ -231,6 +240,11 @@ func (w *watcher) handler(kind string) cache.ResourceEventHandler {
 			}
 			w.metrics.events.WithLabelValues(kind, "update").Inc()
 			w.markDirty(kind, newObj, false)
+			if kind == "EndpointSlice" && sliceLabel(oldObj) != sliceLabel(newObj) {
+				// A slice moved to another Service (its label changed):
+				// the Service it left loses its endpoints too.
+				w.markDirty(kind, oldObj, false)
+			}
 			w.signal(changeTime(newObj))
 		},
 		DeleteFunc: func(obj any) {
