@@ -414,7 +414,10 @@ const endpointOfferInterval = 5 * time.Second
 // endpointOffers paces the Store offers of endpoint-only tables: the
 // first after a quiet interval goes at once, the others wait for the
 // interval and only the newest table then goes. A full rebuild's table
-// goes at once, as always.
+// goes at once, as always. Every offer is made holding mu, and the timer
+// reads the current table holding it too: the Store keeps the table
+// offered last, so an offer of an older table must never come after one
+// of a newer (a route change offered while the timer was on its way).
 type endpointOffers struct {
 	mu    sync.Mutex
 	last  time.Time
@@ -424,8 +427,8 @@ type endpointOffers struct {
 // now offers a table and notes when.
 func (o *endpointOffers) now(store TableStore, t routing.Table) {
 	o.mu.Lock()
+	defer o.mu.Unlock()
 	o.last = time.Now()
-	o.mu.Unlock()
 	store.Offer(t)
 }
 
@@ -433,23 +436,21 @@ func (o *endpointOffers) now(store TableStore, t routing.Table) {
 // arranges for the table current then to be offered when it is.
 func (o *endpointOffers) later(c *Client, p *published) {
 	o.mu.Lock()
+	defer o.mu.Unlock()
 	if o.armed {
-		o.mu.Unlock()
 		return
 	}
 	wait := endpointOfferInterval - time.Since(o.last)
 	if wait <= 0 {
 		o.last = time.Now()
-		o.mu.Unlock()
 		c.o.Store.Offer(p.fullTable())
 		return
 	}
 	o.armed = true
-	o.mu.Unlock()
 	time.AfterFunc(wait, func() {
 		o.mu.Lock()
+		defer o.mu.Unlock()
 		o.armed, o.last = false, time.Now()
-		o.mu.Unlock()
 		c.mu.Lock()
 		cur := c.current
 		c.mu.Unlock()
