@@ -636,20 +636,16 @@ func leanIngress(ing *networkingv1.Ingress) *networkingv1.Ingress {
 	return out
 }
 
-// routedAnnotationPrefix is routing's annotation prefix ("bulkhead.io/"),
-// and legacyClassAnnotation the class annotation it reads (routing keeps
-// both to itself); TestLeanObjectsTranslateTheSame fails if a routed
-// annotation is dropped.
-var routedAnnotationPrefix = routing.AnnotationLoadBalancer[:strings.IndexByte(routing.AnnotationLoadBalancer, '/')+1]
-
-const legacyClassAnnotation = "kubernetes.io/ingress.class"
-
 // routedAnnotations are the annotations of an Ingress that translation
-// reads (routing's bulkhead.io/ annotations, unknown ones included since
-// they are reported, and the legacy class annotation): a as it is when
+// reads (those with routing.AnnotationPrefix, unknown ones included since
+// they are reported, and routing.LegacyClassAnnotation; routing says
+// there are no others, and TestLeanObjectsTranslateTheSame fails if a
+// routed annotation is dropped): a as it is when
 // that is all it holds, else a smaller copy; nil for none.
 func routedAnnotations(a map[string]string) map[string]string {
-	routed := func(k string) bool { return strings.HasPrefix(k, routedAnnotationPrefix) || k == legacyClassAnnotation }
+	routed := func(k string) bool {
+		return strings.HasPrefix(k, routing.AnnotationPrefix) || k == routing.LegacyClassAnnotation
+	}
 	n := 0
 	for k := range a {
 		if routed(k) {

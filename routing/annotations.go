@@ -16,6 +16,10 @@ import (
 // stay, with the router's defaults.
 const (
 	annotationPrefix = "bulkhead.io/"
+	// AnnotationPrefix is the prefix of every Ingress annotation
+	// translation reads, but for LegacyClassAnnotation: a cache may drop
+	// an Ingress's other annotations (they change no route).
+	AnnotationPrefix = annotationPrefix
 	// AnnotationLoadBalancer picks the balancing algorithm:
 	// "least-in-flight" (the default: power of two choices on attempts in
 	// flight) or "round-robin".

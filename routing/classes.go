@@ -13,6 +13,9 @@ const (
 	// legacyClassAnnotation predates spec.ingressClassName; we read it only
 	// when ingressClassName is unset.
 	legacyClassAnnotation = "kubernetes.io/ingress.class"
+	// LegacyClassAnnotation is the one Ingress annotation translation
+	// reads without AnnotationPrefix.
+	LegacyClassAnnotation = legacyClassAnnotation
 	// defaultClassAnnotation marks the IngressClass that Ingresses without
 	// any class belong to.
 	defaultClassAnnotation = "ingressclass.kubernetes.io/is-default-class"
