@@ -30,9 +30,9 @@ func (w *benchWriter) WriteHeader(int)             {}
 // handler that records what the upstream layer would (a route, a backend,
 // one attempt), against the same handler without it. The sink discards.
 func BenchmarkHandler(b *testing.B) {
-	routes := make([]routing.Route, 10000)
+	routes := make([]*routing.Route, 10000)
 	for i := range routes {
-		routes[i] = routing.Route{Eskip: &eskip.Route{Id: "kube_ns__web_" + string(rune('a'+i/1000%26)) + string(rune('a'+i/100%10)) + string(rune('a'+i%100/10)) + string(rune('a'+i%10))},
+		routes[i] = &routing.Route{Eskip: &eskip.Route{Id: "kube_ns__web_" + string(rune('a'+i/1000%26)) + string(rune('a'+i/100%10)) + string(rune('a'+i%100/10)) + string(rune('a'+i%10))},
 			Ingress: types.NamespacedName{Namespace: "ns", Name: "web"}}
 	}
 	routeID := routes[5000].Eskip.Id

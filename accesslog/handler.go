@@ -151,7 +151,7 @@ func (l *Logger) origin(ln *line, id string) {
 	if lo == len(rs) || rs[lo].Eskip.Id != id {
 		return
 	}
-	rt := &rs[lo]
+	rt := rs[lo]
 	switch g := rt.Gateway; {
 	case g != nil && g.Kind == "GRPCRoute":
 		ln.objectKind, ln.objectNS, ln.objectName = "grpcroute", g.HTTPRoute.Namespace, g.HTTPRoute.Name

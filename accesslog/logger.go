@@ -78,8 +78,8 @@ type Logger struct {
 	sampleBelow uint64
 	sampleAll   bool
 
-	routes atomic.Pointer[[]routing.Route] // the live table's routes, sorted by id
-	bufs   sync.Pool                       // *[]byte line buffers
+	routes atomic.Pointer[[]*routing.Route] // the live table's routes, sorted by id
+	bufs   sync.Pool                        // *[]byte line buffers
 	queue  chan *[]byte
 	kickAt int           // queued lines that make the writer start before FlushDelay
 	kick   chan struct{} // the queue is filling: write now

@@ -125,7 +125,7 @@ func serveRoutes(w http.ResponseWriter, r *http.Request, source TableSource) {
 	if wantsJSON(r) {
 		views := make([]routeView, len(t.Routes))
 		for i, rt := range t.Routes {
-			views[i] = routeView{ID: rt.Eskip.Id, Route: rt, Eskip: rt.Eskip.String()}
+			views[i] = routeView{ID: rt.Eskip.Id, Route: *rt, Eskip: rt.Eskip.String()}
 		}
 		writeJSON(w, views)
 		return
@@ -133,7 +133,7 @@ func serveRoutes(w http.ResponseWriter, r *http.Request, source TableSource) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	var b strings.Builder
 	for _, rt := range t.Routes {
-		fmt.Fprintf(&b, "// %s\n", origin(rt))
+		fmt.Fprintf(&b, "// %s\n", origin(*rt))
 		b.WriteString(eskip.Print(eskip.PrettyPrintInfo{Pretty: true}, rt.Eskip))
 		b.WriteString("\n\n")
 	}

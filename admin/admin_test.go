@@ -37,7 +37,7 @@ func (f *fakeSource) ConfirmHold() bool {
 func handler(t *testing.T, src *fakeSource, loaded bool) http.Handler {
 	t.Helper()
 	table := routing.Table{
-		Routes: []routing.Route{{
+		Routes: []*routing.Route{{
 			Eskip:   &eskip.Route{Id: "r1", Path: "/com/shop", BackendType: eskip.ShuntBackend, Shunt: true},
 			Ingress: types.NamespacedName{Namespace: "shop", Name: "web"}, Host: "shop.com", Path: "/", PathType: "Prefix",
 			Service: "web", Port: "80",

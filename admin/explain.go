@@ -355,7 +355,7 @@ func explain(req *http.Request, t routing.Table, backends []Backend, o *ExplainO
 	host := requestHost(req.Host)
 	var matching, failing []Candidate
 	for i := range t.Routes {
-		rt := &t.Routes[i]
+		rt := t.Routes[i]
 		if live != nil && rt.Eskip.Id == live.Id {
 			continue
 		}
@@ -384,11 +384,11 @@ func explain(req *http.Request, t routing.Table, backends []Backend, o *ExplainO
 }
 
 func tableRoute(t routing.Table, id string) (*routing.Route, bool) {
-	i, ok := slices.BinarySearchFunc(t.Routes, id, func(r routing.Route, id string) int { return cmp.Compare(r.Eskip.Id, id) })
+	i, ok := slices.BinarySearchFunc(t.Routes, id, func(r *routing.Route, id string) int { return cmp.Compare(r.Eskip.Id, id) })
 	if !ok {
 		return nil, false
 	}
-	return &t.Routes[i], true
+	return t.Routes[i], true
 }
 
 func hasPredicate(def *eskip.Route, name string) bool {

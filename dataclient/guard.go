@@ -147,7 +147,7 @@ func gatewayRouteRef(o *routing.GatewayOrigin) objectRef {
 
 // originRef is the object a route came from: its HTTPRoute, GRPCRoute or
 // Ingress.
-func originRef(rt routing.Route) objectRef {
+func originRef(rt *routing.Route) objectRef {
 	if rt.Gateway != nil {
 		return gatewayRouteRef(rt.Gateway)
 	}
@@ -199,7 +199,7 @@ func (s *serviceNamer) grpcNamespace(o *routing.GatewayOrigin, service string) s
 	return o.HTTPRoute.Namespace
 }
 
-func (s *serviceNamer) ref(rt routing.Route) (objectRef, bool) {
+func (s *serviceNamer) ref(rt *routing.Route) (objectRef, bool) {
 	switch {
 	case !rt.Backend.IsZero():
 		return serviceRef(rt.Backend.Namespace, rt.Backend.Service), true
@@ -264,7 +264,7 @@ type heldObject struct {
 	// routes are the served routes it kept: an Ingress's own, or those of a
 	// Service's users that had endpoints; backends the endpoints they were
 	// served with.
-	routes   []routing.Route
+	routes   []*routing.Route
 	backends []routing.Backend
 }
 
@@ -917,7 +917,7 @@ func (g *guard) keepRoutes(t routing.Table, snap *routing.Snapshot, o routing.Op
 			}
 		}
 	}
-	slices.SortFunc(routes, func(a, b routing.Route) int { return cmp.Compare(a.Eskip.Id, b.Eskip.Id) })
+	slices.SortFunc(routes, func(a, b *routing.Route) int { return cmp.Compare(a.Eskip.Id, b.Eskip.Id) })
 	slices.SortFunc(backends, func(a, b routing.Backend) int { return routing.CompareBackendKeys(a.Key, b.Key) })
 	t.Routes = routes
 	t.Backends = backends
@@ -928,7 +928,7 @@ func (g *guard) keepRoutes(t routing.Table, snap *routing.Snapshot, o routing.Op
 // is part of the path key, or the default backend's empty one), method,
 // host regexps, headers and predicates, without the weight that only
 // ranks it, and without its TrafficSegment share unless shares.
-func matchKey(rt routing.Route, shares bool) string {
+func matchKey(rt *routing.Route, shares bool) string {
 	var b strings.Builder
 	e := rt.Eskip
 	fmt.Fprintf(&b, "%s|%s|%q|%v|%v", e.Path, e.Method, e.HostRegexps, e.Headers, e.HeaderRegexps)

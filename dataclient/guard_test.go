@@ -910,7 +910,7 @@ func TestServiceNamer(t *testing.T) {
 	} {
 		n := &serviceNamer{snaps: []*routing.Snapshot{nil, snap}}
 		got := ""
-		if ref, ok := n.ref(c.rt); ok {
+		if ref, ok := n.ref(&c.rt); ok {
 			got = ref.String()
 		}
 		if got != c.want {
@@ -985,19 +985,19 @@ func TestGuardHeldHTTPRouteKeepsItsSplitAndGivesWayToALiveRoute(t *testing.T) {
 }
 
 func TestNothingRemovedSeesHTTPRoutes(t *testing.T) {
-	rt := func(name string) routing.Route {
-		return routing.Route{Gateway: &routing.GatewayOrigin{HTTPRoute: types.NamespacedName{Namespace: "ns", Name: name}}}
+	rt := func(name string) *routing.Route {
+		return &routing.Route{Gateway: &routing.GatewayOrigin{HTTPRoute: types.NamespacedName{Namespace: "ns", Name: name}}}
 	}
-	served := routing.Table{Routes: []routing.Route{rt("a"), rt("a"), rt("b")}}
+	served := routing.Table{Routes: []*routing.Route{rt("a"), rt("a"), rt("b")}}
 	for _, c := range []struct {
 		what      string
 		candidate routing.Table
 		want      bool
 	}{
 		{"the same", served, true},
-		{"one route of a gone, a still served", routing.Table{Routes: []routing.Route{rt("a"), rt("b")}}, true},
-		{"b gone", routing.Table{Routes: []routing.Route{rt("a"), rt("a")}}, false},
-		{"an Ingress named b instead", routing.Table{Routes: []routing.Route{rt("a"), {Ingress: types.NamespacedName{Namespace: "ns", Name: "b"}}}}, false},
+		{"one route of a gone, a still served", routing.Table{Routes: []*routing.Route{rt("a"), rt("b")}}, true},
+		{"b gone", routing.Table{Routes: []*routing.Route{rt("a"), rt("a")}}, false},
+		{"an Ingress named b instead", routing.Table{Routes: []*routing.Route{rt("a"), {Ingress: types.NamespacedName{Namespace: "ns", Name: "b"}}}}, false},
 	} {
 		if got := nothingRemoved(served, c.candidate); got != c.want {
 			t.Errorf("%s: nothingRemoved = %v, want %v", c.what, got, c.want)

@@ -179,7 +179,7 @@ func newShardTable(routes []*eskip.Route, version uint64, shard int) *shardTable
 // pointer) and those of next that prev does not have. Both are sorted by
 // ID; were they not, a route would at worst be counted as removed and
 // added again, never missed.
-func changedRoutes(prev, next []routing.Route) (removed, added []*eskip.Route) {
+func changedRoutes(prev, next []*routing.Route) (removed, added []*eskip.Route) {
 	i, j := 0, 0
 	for i < len(prev) || j < len(next) {
 		switch {
@@ -209,7 +209,7 @@ func changedRoutes(prev, next []routing.Route) (removed, added []*eskip.Route) {
 }
 
 // sameSlice reports whether a and b are the same slice (not only equal).
-func sameSlice(a, b []routing.Route) bool {
+func sameSlice(a, b []*routing.Route) bool {
 	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }
 

@@ -13,17 +13,17 @@ import (
 
 // hostRoutes are routes of one host each (host key "/example/<label>"),
 // plus one host-less route, which every shard holds.
-func hostRoutes(labels ...string) []routing.Route {
-	var out []routing.Route
+func hostRoutes(labels ...string) []*routing.Route {
+	var out []*routing.Route
 	for _, l := range labels {
-		out = append(out, routing.Route{Eskip: &eskip.Route{Id: "r_" + l,
+		out = append(out, &routing.Route{Eskip: &eskip.Route{Id: "r_" + l,
 			Predicates:  []*eskip.Predicate{{Name: "PathSubtree", Args: []any{"/example/" + l}}},
 			BackendType: eskip.ShuntBackend, Shunt: true}})
 	}
-	out = append(out, routing.Route{Eskip: &eskip.Route{Id: "any",
+	out = append(out, &routing.Route{Eskip: &eskip.Route{Id: "any",
 		Predicates:  []*eskip.Predicate{{Name: "PathSubtree", Args: []any{"/:parent/:label/any"}}},
 		BackendType: eskip.ShuntBackend, Shunt: true}})
-	slices.SortFunc(out, func(a, b routing.Route) int {
+	slices.SortFunc(out, func(a, b *routing.Route) int {
 		if a.Eskip.Id < b.Eskip.Id {
 			return -1
 		}
@@ -65,7 +65,9 @@ func TestShardsGetOnlyTheirChanges(t *testing.T) {
 		if r.Eskip.Id == "r_h07" {
 			cp := *r.Eskip
 			cp.Shunt, cp.BackendType, cp.Backend = false, eskip.NetworkBackend, "http://192.0.2.1"
-			changed[i].Eskip = &cp
+			rc := *r
+			rc.Eskip = &cp
+			changed[i] = &rc
 		}
 	}
 	c.mu.Lock()
@@ -92,7 +94,7 @@ func TestShardsGetOnlyTheirChanges(t *testing.T) {
 
 	// A route leaves: its shard changes, and only it.
 	before := c.current
-	without := slices.DeleteFunc(slices.Clone(c.current.table.Routes), func(r routing.Route) bool { return r.Eskip.Id == "r_h03" })
+	without := slices.DeleteFunc(slices.Clone(c.current.table.Routes), func(r *routing.Route) bool { return r.Eskip.Id == "r_h03" })
 	c.apply(routing.Table{Routes: without}, SourceAPIServer, time.Time{}, nil)
 	h03 := routing.RouteShard(&eskip.Route{Predicates: []*eskip.Predicate{{Name: "PathSubtree", Args: []any{"/example/h03"}}}}, n)
 	for s := range n {
@@ -108,7 +110,9 @@ func TestShardsGetOnlyTheirChanges(t *testing.T) {
 		if r.Eskip.Id == "any" {
 			cp := *r.Eskip
 			cp.Predicates = []*eskip.Predicate{{Name: "PathSubtree", Args: []any{"/:parent/:label/other"}}}
-			anyChanged[i].Eskip = &cp
+			rc := *r
+			rc.Eskip = &cp
+			anyChanged[i] = &rc
 		}
 	}
 	c.apply(routing.Table{Routes: anyChanged}, SourceAPIServer, time.Time{}, nil)

@@ -143,7 +143,7 @@ func TestIngressChangesTakeTheIncrementalPath(t *testing.T) {
 	}
 	hasHost := func(host string) func(routing.Table) bool {
 		return func(tab routing.Table) bool {
-			return slices.ContainsFunc(tab.Routes, func(r routing.Route) bool { return r.Host == host })
+			return slices.ContainsFunc(tab.Routes, func(r *routing.Route) bool { return r.Host == host })
 		}
 	}
 	first := await("every Ingress", func(tab routing.Table) bool { return len(tab.Routes) == n })

@@ -245,12 +245,12 @@ func idHash(parts ...string) string {
 // sortRoutes sorts by ID and makes IDs unique in the (astronomically
 // unlikely) case two origins share readable text and hash: later ones in
 // origin order get "_2", "_3", ... so the result stays deterministic.
-func sortRoutes(routes []Route) {
-	slices.SortFunc(routes, func(a, b Route) int {
-		return cmp.Or(cmp.Compare(a.Eskip.Id, b.Eskip.Id), compareOrigin(a, b))
+func sortRoutes(routes []*Route) {
+	slices.SortFunc(routes, func(a, b *Route) int {
+		return cmp.Or(cmp.Compare(a.Eskip.Id, b.Eskip.Id), compareOrigin(*a, *b))
 	})
 	if renameDuplicateIDs(routes) {
-		slices.SortFunc(routes, func(a, b Route) int { return cmp.Compare(a.Eskip.Id, b.Eskip.Id) })
+		slices.SortFunc(routes, func(a, b *Route) int { return cmp.Compare(a.Eskip.Id, b.Eskip.Id) })
 	}
 }
 
@@ -258,14 +258,16 @@ func sortRoutes(routes []Route) {
 // reports whether it renamed any (they must then be sorted again). A
 // renamed route is a copy: the original may be a Translator's, shared
 // with earlier tables, and is never modified.
-func renameDuplicateIDs(routes []Route) bool {
+func renameDuplicateIDs(routes []*Route) bool {
 	renamed := false
 	for i := 1; i < len(routes); i++ {
 		base := routes[i-1].Eskip.Id
 		for n := 2; i < len(routes) && routes[i].Eskip.Id == base; n, i = n+1, i+1 {
 			c := *routes[i].Eskip
 			c.Id = base + "_" + strconv.Itoa(n)
-			routes[i].Eskip = &c
+			r := *routes[i]
+			r.Eskip = &c
+			routes[i] = &r
 			renamed = true
 		}
 	}

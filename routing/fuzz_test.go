@@ -95,7 +95,7 @@ func checkTable(t *testing.T, s *Snapshot, o Options) {
 		if !validRouteID.MatchString(r.Eskip.Id) {
 			t.Fatalf("invalid route ID %q", r.Eskip.Id)
 		}
-		checkPredicates(t, r)
+		checkPredicates(t, *r)
 		if f := r.Eskip.Filters; len(f) == 0 || f[0].Name != RestorePathName || len(f[0].Args) != 0 {
 			t.Fatalf("%s: the first filter is not %s()", r.Eskip.Id, RestorePathName)
 		}

@@ -1471,11 +1471,13 @@ func gatewayRouteID(m *gwMatch, backendIndex int) string {
 
 // mergeGatewayRoutes returns the Ingress routes and the Gateway routes in
 // one list sorted by ID, without touching either input.
-func mergeGatewayRoutes(ingress, gateway []Route) []Route {
-	out := make([]Route, 0, len(ingress)+len(gateway))
+func mergeGatewayRoutes(ingress []*Route, gateway []Route) []*Route {
+	out := make([]*Route, 0, len(ingress)+len(gateway))
 	out = append(out, ingress...)
-	out = append(out, gateway...)
-	slices.SortStableFunc(out, func(a, b Route) int { return cmp.Compare(a.Eskip.Id, b.Eskip.Id) })
+	for i := range gateway {
+		out = append(out, &gateway[i])
+	}
+	slices.SortStableFunc(out, func(a, b *Route) int { return cmp.Compare(a.Eskip.Id, b.Eskip.Id) })
 	return out
 }
 

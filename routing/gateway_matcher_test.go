@@ -46,7 +46,7 @@ func newGatewayRouter(t *testing.T, table Table) *router {
 	}
 	r := &router{routing: rt, byID: map[string]Route{}}
 	for _, route := range table.Routes {
-		r.byID[route.Eskip.Id] = route
+		r.byID[route.Eskip.Id] = *route
 	}
 	return r
 }

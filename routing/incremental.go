@@ -594,9 +594,9 @@ func (t *Translator) translateChanged(s *Snapshot, o Options) (Table, bool) {
 	if len(lostWin)+len(wonNow) > 0 {
 		at := insertionPoints(t.winners, wonNow, compareWinners)
 		t.winners = spliceInPlace(t.winners, dropWinners, at, wonNow)
-		added := make([]Route, len(wonNow))
+		added := make([]*Route, len(wonNow))
 		for i, c := range wonNow {
-			added[i] = c.route()
+			added[i] = c.newRoute()
 		}
 		routes = splice(t.last.Routes, dropWinners, at, added)
 		for _, c := range lostWin {

@@ -105,7 +105,7 @@ func newRouter(t testing.TB, table Table) *router {
 	}
 	r := &router{routing: rt, byID: map[string]Route{}}
 	for _, route := range table.Routes {
-		r.byID[route.Eskip.Id] = route
+		r.byID[route.Eskip.Id] = *route
 	}
 	return r
 }

@@ -252,7 +252,7 @@ type Backend struct {
 
 // Table is the result of a translation.
 type Table struct {
-	Routes   []Route   // sorted by Eskip.Id
+	Routes   []*Route  // sorted by Eskip.Id; a Route is never modified once in a table, so tables share them
 	Problems []Problem // sorted, without repeats
 	// Served names every Ingress this controller serves, that is, selected
 	// by class (see doc.go), whether or not it produced routes: also those

@@ -65,7 +65,7 @@ func TestTranslateSurvivesNilFields(t *testing.T) {
 
 	var got []string
 	for _, r := range table.Routes {
-		got = append(got, describe(&r))
+		got = append(got, describe(r))
 	}
 	wantRoutes := map[string]int{
 		"default/no-http default":                                  0, // 503: backend names no service
@@ -77,9 +77,9 @@ func TestTranslateSurvivesNilFields(t *testing.T) {
 		t.Fatalf("got routes %q", got)
 	}
 	for _, r := range table.Routes {
-		n, ok := wantRoutes[describe(&r)]
-		if !ok || len(endpointsOf(table, &r)) != n {
-			t.Errorf("unexpected route %s with %d endpoints", describe(&r), len(endpointsOf(table, &r)))
+		n, ok := wantRoutes[describe(r)]
+		if !ok || len(endpointsOf(table, r)) != n {
+			t.Errorf("unexpected route %s with %d endpoints", describe(r), len(endpointsOf(table, r)))
 		}
 	}
 	reasons := map[Reason]int{}
@@ -121,10 +121,10 @@ func TestRoutablePathsAreCleanForSkipper(t *testing.T) {
 // Should two routes ever get the same ID, they get distinct ones, in an
 // order that does not depend on the input order.
 func TestSortRoutesMakesIDsUnique(t *testing.T) {
-	mk := func(id, path string) Route {
-		return Route{Eskip: &eskip.Route{Id: id}, Path: path}
+	mk := func(id, path string) *Route {
+		return &Route{Eskip: &eskip.Route{Id: id}, Path: path}
 	}
-	for _, in := range [][]Route{
+	for _, in := range [][]*Route{
 		{mk("b", "/2"), mk("b", "/1"), mk("a", "/"), mk("b", "/3"), mk("c", "/")},
 		{mk("c", "/"), mk("b", "/3"), mk("b", "/1"), mk("a", "/"), mk("b", "/2")},
 	} {

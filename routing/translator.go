@@ -174,6 +174,14 @@ func (c *claimant) route() Route {
 		DefaultBackend: c.idx < 0, Service: c.service, Port: c.port, Backend: c.backend}
 }
 
+// newRoute is c's emitted route, for a table: tables hold routes by
+// pointer, so that the next table, which has all but the few routes a
+// change touched, copies 10,000 pointers instead of 10,000 routes.
+func (c *claimant) newRoute() *Route {
+	r := c.route()
+	return &r
+}
+
 // setRoute makes r c's route; r's Ingress must be c's owner's, and the
 // default backend's route that of a claimant with idx -1.
 func (c *claimant) setRoute(r Route) {
@@ -763,7 +771,7 @@ func mergeSorted[T any](prev, add []T, keep func(T) bool, mark func(T, bool), co
 // emit puts the winning candidates in route order, ID first (as
 // sortRoutes does), and returns the routes; the previous call's slice when
 // nothing changed.
-func (t *Translator) emit(fresh []*claimant) ([]Route, bool) {
+func (t *Translator) emit(fresh []*claimant) ([]*Route, bool) {
 	gen := t.gen
 	compare := compareWinners
 	slices.SortFunc(fresh, compare)
@@ -782,13 +790,13 @@ func (t *Translator) emit(fresh []*claimant) ([]Route, bool) {
 	if !changed && t.last.Routes != nil {
 		return t.last.Routes, t.incr.renamed
 	}
-	routes := make([]Route, len(winners))
+	routes := make([]*Route, len(winners))
 	for i, c := range winners {
-		routes[i] = c.route()
+		routes[i] = c.newRoute()
 	}
 	renamed := renameDuplicateIDs(routes)
 	if renamed {
-		slices.SortFunc(routes, func(a, b Route) int { return cmp.Compare(a.Eskip.Id, b.Eskip.Id) })
+		slices.SortFunc(routes, func(a, b *Route) int { return cmp.Compare(a.Eskip.Id, b.Eskip.Id) })
 	}
 	return routes, renamed
 }
@@ -796,7 +804,7 @@ func (t *Translator) emit(fresh []*claimant) ([]Route, bool) {
 // endpoints returns the backends routes name (Backend and Gateway.Mirrors), each once, sorted, with
 // their endpoints, chosen again only for backends whose Service or slices
 // changed.
-func (t *Translator) endpoints(routes []Route, problems *[]Problem) []Backend {
+func (t *Translator) endpoints(routes []*Route, problems *[]Problem) []Backend {
 	gen := t.gen
 	var fresh []*backendEntry
 	var made map[BackendKey]*backendEntry // those the previous call's list lacks

@@ -25,7 +25,7 @@ func renderFull(t Table) string {
 	b.WriteString(renderTable(t))
 	fmt.Fprintf(&b, "// Served: %v\n", t.Served)
 	for _, r := range t.Routes {
-		meta := r
+		meta := *r
 		meta.Eskip, meta.Gateway = nil, nil
 		fmt.Fprintf(&b, "// %s: %+v\n", r.Eskip.Id, meta)
 		if r.Gateway != nil {
@@ -701,7 +701,7 @@ func TestTranslatorReusesEndpoints(t *testing.T) {
 // routes keep their IDs.
 func TestRenameDuplicateIDsCopies(t *testing.T) {
 	a, b := &eskip.Route{Id: "x"}, &eskip.Route{Id: "x"}
-	routes := []Route{{Eskip: a, Path: "/1"}, {Eskip: b, Path: "/2"}}
+	routes := []*Route{{Eskip: a, Path: "/1"}, {Eskip: b, Path: "/2"}}
 	if !renameDuplicateIDs(routes) {
 		t.Fatal("nothing renamed")
 	}

@@ -42,7 +42,7 @@ func fullTable() routing.Table {
 		{Address: "10.0.0.2:8080", Serving: true, Terminating: true},
 	}
 	return routing.Table{
-		Routes: []routing.Route{
+		Routes: []*routing.Route{
 			{
 				Eskip: &eskip.Route{
 					Id: "ing__shop__api__foo_example_com__api__exact__1a2b3c4d", Namespace: "shop", Name: "api",
@@ -165,7 +165,7 @@ func fullTable() routing.Table {
 func smallTable(n int) routing.Table {
 	id := fmt.Sprintf("r%d", n)
 	return routing.Table{
-		Routes: []routing.Route{{
+		Routes: []*routing.Route{{
 			Eskip:   &eskip.Route{Id: id, Path: "/" + id, BackendType: eskip.ShuntBackend},
 			Ingress: types.NamespacedName{Namespace: "ns", Name: id},
 		}},
@@ -176,7 +176,7 @@ func smallTable(n int) routing.Table {
 // bigTable is n routes shaped like routing's: mostly LB routes with three
 // endpoints, every tenth a 503 shunt.
 func bigTable(n int) routing.Table {
-	t := routing.Table{Routes: make([]routing.Route, n)}
+	t := routing.Table{Routes: make([]*routing.Route, n)}
 	for i := range n {
 		ns, name := fmt.Sprintf("team%03d", i/100), fmt.Sprintf("app%05d", i)
 		host := fmt.Sprintf("%s.%s.example.com", name, ns)
@@ -205,7 +205,7 @@ func bigTable(n int) routing.Table {
 			t.Backends = append(t.Backends, b)
 		}
 		r.Eskip = def
-		t.Routes[i] = r
+		t.Routes[i] = &r
 		t.Served = append(t.Served, r.Ingress)
 	}
 	return t
@@ -296,10 +296,11 @@ func requireSameTable(t *testing.T, want, got routing.Table) {
 	}
 	strip := func(tb routing.Table) routing.Table {
 		if tb.Routes != nil {
-			rs := make([]routing.Route, len(tb.Routes))
-			copy(rs, tb.Routes)
-			for i := range rs {
-				rs[i].Eskip = nil
+			rs := make([]*routing.Route, len(tb.Routes))
+			for i, r := range tb.Routes {
+				c := *r // the tables' routes are shared, never modified
+				c.Eskip = nil
+				rs[i] = &c
 			}
 			tb.Routes = rs
 		}

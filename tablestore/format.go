@@ -281,7 +281,7 @@ func encodeCached(t routing.Table, savedAt time.Time, known *encodeCache) ([][]b
 					return nil, nil, fmt.Errorf("tablestore: route %d: %w", i, err)
 				}
 			}
-			sr := storedRoute{Eskip: text, Route: r}
+			sr := storedRoute{Eskip: text, Route: *r}
 			sr.Route.Eskip = nil
 			var err error
 			if frag, err = encodeElem(sr); err != nil {
@@ -602,15 +602,18 @@ func decode(data []byte) (routing.Table, header, *CorruptError) {
 	}
 	t := p.Table.Table
 	if p.Table.Routes != nil {
-		t.Routes = make([]routing.Route, len(p.Table.Routes))
+		t.Routes = make([]*routing.Route, len(p.Table.Routes))
 	}
 	for i, sr := range p.Table.Routes {
 		r, err := parseOne(sr.Eskip)
 		if err != nil {
 			return none, header{}, corrupt(KindMalformed, err, "malformed: route %d: eskip: %v", i, err)
 		}
-		t.Routes[i] = sr.Route
-		t.Routes[i].Eskip = r
+		// Each its own: a route kept while later tables replace the
+		// others keeps nothing else of the decoded file alive.
+		rt := sr.Route
+		rt.Eskip = r
+		t.Routes[i] = &rt
 	}
 	return t, h, nil
 }

@@ -195,7 +195,7 @@ func TestEmptyTables(t *testing.T) {
 	h := newHarness(t, Options{})
 	for _, tb := range []routing.Table{
 		{},
-		{Routes: []routing.Route{}, Problems: []routing.Problem{}, Served: nil},
+		{Routes: []*routing.Route{}, Problems: []routing.Problem{}, Served: nil},
 	} {
 		if err := h.Save(tb); err != nil {
 			t.Fatal(err)
@@ -505,7 +505,7 @@ func TestEncodeSplicedEqualsWholeEncoding(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			p.Table.Routes[i] = storedRoute{Eskip: text, Route: r}
+			p.Table.Routes[i] = storedRoute{Eskip: text, Route: *r}
 			p.Table.Routes[i].Route.Eskip = nil
 		}
 		var b bytes.Buffer

@@ -179,7 +179,7 @@ func TestWriterDropsUnencodableTable(t *testing.T) {
 	stop := startWriter(h.Store, time.Hour)
 	defer stop()
 
-	h.Offer(routing.Table{Routes: []routing.Route{{}}}) // no eskip route
+	h.Offer(routing.Table{Routes: []*routing.Route{{}}}) // no eskip route
 	waitFor(t, "a failed write", func() bool { return h.writes("error") == 1 })
 	h.Offer(smallTable(1))
 	ft.waitAsked(t)
