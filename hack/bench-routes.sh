@@ -22,11 +22,17 @@ for size in $sizes; do
     bin=""
     [ "$which" = before ] && bin="$cache/bulkhead"
     echo "== $size, $which, load average: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
-    # The router's profiles (BULKHEAD_BENCH_PROFILE) go beside the
-    # results, for a look at where the time goes. 200 Ingress changes:
-    # the p99 of 50 was the slowest change but one.
-    prof="$out/prof-$size-$which"
-    mkdir -p "$prof"
+    # BENCH_PROFILE=1: the router's profiles (BULKHEAD_BENCH_PROFILE) go
+    # beside the results, for a look at where the time goes. Not by
+    # default: taking them costs the router what it measures (a CPU
+    # profile's buffers; symbolizing a heap profile reads the binary's
+    # line tables into memory, several MiB of resident pages). 200
+    # Ingress changes: the p99 of 50 was the slowest change but one.
+    prof=""
+    if [ "${BENCH_PROFILE:-0}" = 1 ]; then
+      prof="$out/prof-$size-$which"
+      mkdir -p "$prof"
+    fi
     BULKHEAD_BINARY="$bin" BULKHEAD_BENCH_PROFILE="$prof" go test -run '^$' -bench "BenchmarkRoutes${size}\$" -benchtime 200x -timeout 60m ./e2e/ \
       | tee -a /dev/stderr | grep '^BenchmarkRoutes' > "$out/$size-$which" || true
   done
