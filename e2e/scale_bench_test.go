@@ -206,6 +206,21 @@ func benchmarkRoutes(b *testing.B, n int) {
 	// Of which the binary's pages (file-backed; about 40 MiB of a
 	// 110 MB binary) and the rest (the Go heap and runtime).
 	b.ReportMetric(float64(rss["RssFile"])/(1<<20), "MiB-rss-file")
+	// And where the rest goes, as the runtime counts it at that moment:
+	// spans in use (live objects, garbage not yet collected and the free
+	// room in those spans), free spans not yet returned to the system, and
+	// the heap size the next collection starts at.
+	for _, m := range []struct{ sample, unit string }{
+		{"go_memstats_heap_alloc_bytes", "MiB-heap-alloc"},
+		{"go_memstats_heap_inuse_bytes", "MiB-heap-inuse"},
+		{"go_memstats_heap_idle_bytes", "MiB-heap-idle"},
+		{"go_memstats_heap_released_bytes", "MiB-heap-released"},
+		{"go_memstats_next_gc_bytes", "MiB-next-gc"},
+	} {
+		if v, ok := router.Metric(m.sample); ok {
+			b.ReportMetric(v/(1<<20), m.unit)
+		}
+	}
 	saveProfile(fmt.Sprintf("memstats-%d.txt", n), "/debug/pprof/heap?debug=1") // the runtime's figures at that moment
 	if profile != "" {
 		smaps, _ := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", router.Pid())) // which mappings are resident

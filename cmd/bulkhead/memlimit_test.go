@@ -47,12 +47,13 @@ func TestGCPercentFromTheLiveHeap(t *testing.T) {
 		want int
 	}{
 		{0, 100},
-		{13 << 20, 100}, // 1,000 Ingresses: Go's default
-		{24 << 20, 100},
-		{48 << 20, 50},
-		{92 << 20, 26}, // 10,000 Ingresses
-		{128 << 20, 25},
-		{1 << 30, 25}, // never below minGCPercent
+		{6 << 20, 100},
+		{12 << 20, 100}, // never above Go's default
+		{13 << 20, 92},  // 1,000 Ingresses
+		{24 << 20, 50},
+		{75 << 20, 16}, // 10,000 Ingresses
+		{120 << 20, 10},
+		{1 << 30, 10}, // never below minGCPercent
 	} {
 		if got := gcPercent(c.live); got != c.want {
 			t.Errorf("live heap %d MiB: GOGC %d, want %d", c.live>>20, got, c.want)
