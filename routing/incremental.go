@@ -80,7 +80,7 @@ func lostProblem(c, first *claimant) Problem {
 			"ingress %s, which takes precedence, already defines the default backend; this one is ignored", first.owner.ref())
 	}
 	return ingressProblem(c.owner.ref(), Conflict, "host %q path %q (%s) is already routed by %s; path ignored",
-		c.host, c.path, c.pathType, describeOwner(first.owner.ref(), c.owner.ref()))
+		c.rt.Host, c.rt.Path, c.rt.PathType, describeOwner(first.owner.ref(), c.owner.ref()))
 }
 
 // claimProblems are the problems a key's claimants contribute: the
@@ -105,7 +105,7 @@ func compareClaimants(a, b *claimant) int {
 func compareWinners(a, b *claimant) int {
 	// The IDs differ but in the astronomically rare collision: the origins
 	// are made into routes only then.
-	if c := strings.Compare(a.eskip.Id, b.eskip.Id); c != 0 {
+	if c := strings.Compare(a.rt.Eskip.Id, b.rt.Eskip.Id); c != 0 {
 		return c
 	}
 	return compareOrigin(a.route(), b.route())
@@ -497,10 +497,10 @@ func (t *Translator) translateChanged(s *Snapshot, o Options) (Table, bool) {
 	slices.SortFunc(lostWin, compareWinners)
 	slices.SortFunc(wonNow, compareWinners)
 	for i, c := range wonNow {
-		if i > 0 && wonNow[i-1].eskip.Id == c.eskip.Id {
+		if i > 0 && wonNow[i-1].rt.Eskip.Id == c.rt.Eskip.Id {
 			return Table{}, false
 		}
-		j, found := slices.BinarySearchFunc(t.winners, c.eskip.Id, func(w *claimant, id string) int { return strings.Compare(w.eskip.Id, id) })
+		j, found := slices.BinarySearchFunc(t.winners, c.rt.Eskip.Id, func(w *claimant, id string) int { return strings.Compare(w.rt.Eskip.Id, id) })
 		if found && !slices.Contains(lostWin, t.winners[j]) {
 			return Table{}, false
 		}
@@ -696,12 +696,12 @@ func (t *Translator) updateBackends(lost, won []*claimant, sliceServices map[typ
 	gen := t.gen
 	delta := map[BackendKey]int{}
 	for _, c := range lost {
-		if k := c.backend; !k.IsZero() {
+		if k := c.rt.Backend; !k.IsZero() {
 			delta[k]--
 		}
 	}
 	for _, c := range won {
-		if k := c.backend; !k.IsZero() {
+		if k := c.rt.Backend; !k.IsZero() {
 			delta[k]++
 		}
 	}

@@ -7,7 +7,6 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/zalando/skipper/eskip"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -147,14 +146,12 @@ type serviceDep struct {
 }
 
 // claimant is one validated path of an Ingress (or its default backend)
-// with its emitted route. There is one per rule of every served Ingress,
-// so nothing is kept twice: its route (route) is its skipper route and
-// origin fields but those its owner and idx give (its Ingress, whether it
-// is the default backend), and its key and inputs are read from them.
+// with its emitted route. There is one per rule of every served Ingress;
+// its route is the very one the tables hold (they share it and never
+// modify it), so nothing is kept twice, and its key and inputs are read
+// from it.
 type claimant struct {
-	eskip                                      *eskip.Route
-	host, path, pathType, vhost, service, port string
-	backend                                    BackendKey
+	rt *Route
 
 	match   pathMatch
 	problem *Problem // the backend cannot serve: the Ingress's problem when this wins
@@ -168,29 +165,22 @@ type claimant struct {
 	inRoutes bool  // in Translator.winners
 }
 
-// route is c's emitted route; c.owner must be its entry.
-func (c *claimant) route() Route {
-	return Route{Eskip: c.eskip, Ingress: c.owner.ref(), Host: c.host, Path: c.path, PathType: c.pathType, VirtualHost: c.vhost,
-		DefaultBackend: c.idx < 0, Service: c.service, Port: c.port, Backend: c.backend}
-}
+// route is c's emitted route.
+func (c *claimant) route() Route { return *c.rt }
 
 // newRoute is c's emitted route, for a table: tables hold routes by
 // pointer, so that the next table, which has all but the few routes a
-// change touched, copies 10,000 pointers instead of 10,000 routes.
-func (c *claimant) newRoute() *Route {
-	r := c.route()
-	return &r
-}
+// change touched, copies 10,000 pointers instead of 10,000 routes; the
+// claimant's is the one they hold.
+func (c *claimant) newRoute() *Route { return c.rt }
 
 // setRoute makes r c's route; r's Ingress must be c's owner's, and the
-// default backend's route that of a claimant with idx -1.
-func (c *claimant) setRoute(r Route) {
-	c.eskip, c.host, c.path, c.pathType, c.vhost = r.Eskip, r.Host, r.Path, r.PathType, r.VirtualHost
-	c.service, c.port, c.backend = r.Service, r.Port, r.Backend
-}
+// default backend's route that of a claimant with idx -1. A claimant's
+// route is set once: tables may hold it.
+func (c *claimant) setRoute(r *Route) { c.rt = r }
 
 // key is the host and path c claims (the zero key: the default backend).
-func (c *claimant) key() ruleKey { return ruleKey{vhost: c.vhost, match: c.match} }
+func (c *claimant) key() ruleKey { return ruleKey{vhost: c.rt.VirtualHost, match: c.match} }
 
 // inputs is what c's route was made of; c.owner must be its entry.
 func (c *claimant) inputs() routeInputs {
@@ -678,32 +668,34 @@ func (t *Translator) resolve(e *ingressEntry, b *networkingv1.IngressBackend) *b
 	return resolveService(key, svc)
 }
 
-func reusableRoutes(old *ingressEntry) map[routeInputs]Route {
+func reusableRoutes(old *ingressEntry) map[routeInputs]*Route {
 	if old == nil {
 		return nil
 	}
-	m := make(map[routeInputs]Route, len(old.rules)+1)
+	m := make(map[routeInputs]*Route, len(old.rules)+1)
 	if old.def != nil {
-		m[old.def.inputs()] = old.def.route()
+		m[old.def.inputs()] = old.def.rt
 	}
 	for _, c := range old.rules {
-		m[c.inputs()] = c.route()
+		m[c.inputs()] = c.rt
 	}
 	return m
 }
 
-func newClaimant(r *rule, reuse map[routeInputs]Route) *claimant {
+func newClaimant(r *rule, reuse map[routeInputs]*Route) *claimant {
 	c := &claimant{match: r.match, redirect: r.sslRedirect}
 	route, ok := reuse[inputsOf(r)]
 	switch {
 	case ok:
 	case r.isDefault:
-		route = newDefaultRoute(r)
+		rt := newDefaultRoute(r)
+		route = &rt
 	default:
-		route = newRoute(r)
+		rt := newRoute(r)
 		if r.sslRedirect {
-			addSSLRedirect(route.Eskip)
+			addSSLRedirect(rt.Eskip)
 		}
+		route = &rt
 	}
 	c.setRoute(route)
 	if !r.backend.usable() {
