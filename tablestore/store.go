@@ -208,7 +208,10 @@ func (s *Store) save(t routing.Table) (retry bool, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
-	known := s.written.load(s.path)
+	known, release := s.written.load(s.path)
+	// After the last use of known's JSON: encodeCached's parts and the
+	// cache it returns point into it, and newFileCache reads them.
+	defer release()
 	if known == nil {
 		known = &encodeCache{spansOnly: true}
 	}
