@@ -4,7 +4,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"testing"
 )
 
@@ -58,5 +60,45 @@ func TestGCPercentFromTheLiveHeap(t *testing.T) {
 		if got := gcPercent(c.live); got != c.want {
 			t.Errorf("live heap %d MiB: GOGC %d, want %d", c.live>>20, got, c.want)
 		}
+	}
+}
+
+// The GOGC follows the live heap from one collection to the next, not
+// only now and then: with 48 MiB live it goes down to give 12 MiB of
+// headroom, and back up to Go's default once that is garbage, each within
+// a few collections.
+func TestGCTunedAfterEachCollection(t *testing.T) {
+	if os.Getenv("GOGC") != "" {
+		t.Skip("GOGC is set: the operator's choice is left alone")
+	}
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	tuning.Do(tuneGC)
+	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/gc/gogc:percent"}}
+	// settles collects until the GOGC is the one for the live heap, for at
+	// most 100 collections, and returns it.
+	settles := func() (live uint64, gogc int) {
+		for range 100 {
+			runtime.GC()
+			runtime.Gosched() // the finalizer goroutine
+			metrics.Read(sample)
+			live, gogc = sample[0].Value.Uint64(), int(sample[1].Value.Uint64())
+			if gogc == gcPercent(live) {
+				return live, gogc
+			}
+		}
+		t.Fatalf("GOGC %d after 100 collections, want %d for a live heap of %d MiB", gogc, gcPercent(live), live>>20)
+		return 0, 0
+	}
+	ballast := make([]byte, 48<<20)
+	for i := range ballast {
+		ballast[i] = byte(i) // touched, so that nothing is lazily elided
+	}
+	if live, gogc := settles(); live < 48<<20 || gogc > 26 {
+		t.Errorf("with the ballast: live %d MiB, GOGC %d", live>>20, gogc)
+	}
+	runtime.KeepAlive(ballast)
+	ballast = nil
+	if live, gogc := settles(); gogc < 80 {
+		t.Errorf("without the ballast: live %d MiB, GOGC %d", live>>20, gogc)
 	}
 }
