@@ -336,6 +336,14 @@ func (g *grpcEnv) rollUnderLoad(what string, kubectl ...string) {
 		}
 	}
 	g.expectAllPods(g.h2c, after...)
+	// A quick rollout can end before the load made its minimum: keep it
+	// running on the new pods until it has, so a figure is never too
+	// small to count.
+	g.router.WaitFor(30*time.Second, "the load's minimum of 100 unary calls and 10 streams", func() bool {
+		us, _ := unary.Snapshot()
+		ss, _ := streams.Snapshot()
+		return us >= 100 && ss >= 10
+	})
 	u, s := unary.Stop(), streams.Stop()
 	g.t.Logf("%s, 3 gRPC pods: unary over h2c: %s", what, u.String())
 	g.t.Logf("%s, 3 gRPC pods: streams over TLS: %s", what, s.String())
