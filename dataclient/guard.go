@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/zalando/skipper/predicates"
-	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/types"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -259,8 +257,8 @@ type heldObject struct {
 	// The objects as last served; nil when the served table came from disk,
 	// and then routes are kept as they were instead.
 	ingress *networkingv1.Ingress
-	service *corev1.Service
-	slices  []*discoveryv1.EndpointSlice
+	service *routing.Service
+	slices  []*routing.EndpointSlice
 	// routes are the served routes it kept: an Ingress's own, or those of a
 	// Service's users that had endpoints; backends the endpoints they were
 	// served with.
@@ -607,7 +605,7 @@ func (g *guard) capture(in guardInput, ref objectRef) *heldObject {
 				}
 			}
 			for _, es := range s.EndpointSlices {
-				if es != nil && es.Namespace == ref.Namespace && es.Labels[discoveryv1.LabelServiceName] == ref.Name {
+				if es != nil && es.Namespace == ref.Namespace && es.Service == ref.Name {
 					h.slices = append(h.slices, es)
 				}
 			}
@@ -738,13 +736,12 @@ func usableServices(s *routing.Snapshot) map[objectRef]bool {
 		if es == nil {
 			continue
 		}
-		ref := serviceRef(es.Namespace, es.Labels[discoveryv1.LabelServiceName])
+		ref := serviceRef(es.Namespace, es.Service)
 		if !exists[ref] || out[ref] {
 			continue
 		}
 		for _, ep := range es.Endpoints {
-			c := ep.Conditions
-			if len(ep.Addresses) > 0 && (c.Ready == nil || *c.Ready || (c.Serving != nil && *c.Serving)) {
+			if ep.Address != "" && (ep.Ready || ep.Serving) {
 				out[ref] = true
 				break
 			}
@@ -806,8 +803,8 @@ func (g *guard) overlay(live *routing.Snapshot) *routing.Snapshot {
 		}
 	}
 	if len(replaced) > 0 {
-		eff.EndpointSlices = slices.DeleteFunc(slices.Clone(live.EndpointSlices), func(es *discoveryv1.EndpointSlice) bool {
-			return es != nil && replaced[serviceRef(es.Namespace, es.Labels[discoveryv1.LabelServiceName])]
+		eff.EndpointSlices = slices.DeleteFunc(slices.Clone(live.EndpointSlices), func(es *routing.EndpointSlice) bool {
+			return es != nil && replaced[serviceRef(es.Namespace, es.Service)]
 		})
 		for _, h := range g.heldList() {
 			if replaced[h.ref] {
@@ -886,7 +883,7 @@ func (g *guard) keepRoutes(t routing.Table, snap *routing.Snapshot, o routing.Op
 		for _, i := range resolve {
 			names[types.NamespacedName{Namespace: backends[i].Key.Namespace, Name: backends[i].Key.Service}] = true
 		}
-		svcs := map[types.NamespacedName]*corev1.Service{}
+		svcs := map[types.NamespacedName]*routing.Service{}
 		for _, svc := range snap.Services {
 			if svc == nil {
 				continue
@@ -895,12 +892,12 @@ func (g *guard) keepRoutes(t routing.Table, snap *routing.Snapshot, o routing.Op
 				svcs[n] = svc
 			}
 		}
-		own := map[types.NamespacedName][]*discoveryv1.EndpointSlice{}
+		own := map[types.NamespacedName][]*routing.EndpointSlice{}
 		for _, es := range snap.EndpointSlices {
 			if es == nil {
 				continue
 			}
-			if n := (types.NamespacedName{Namespace: es.Namespace, Name: es.Labels[discoveryv1.LabelServiceName]}); names[n] {
+			if n := (types.NamespacedName{Namespace: es.Namespace, Name: es.Service}); names[n] {
 				own[n] = append(own[n], es)
 			}
 		}

@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -24,8 +22,8 @@ import (
 type cluster struct {
 	classes   map[string]*networkingv1.IngressClass
 	ingresses map[string]*networkingv1.Ingress
-	services  map[string]*corev1.Service
-	slices    map[string]*discoveryv1.EndpointSlice
+	services  map[string]*routing.Service
+	slices    map[string]*routing.EndpointSlice
 	created   int
 	// Gateway API objects, HTTPRoutes by "namespace/name".
 	gwClasses  map[string]*gatewayv1.GatewayClass
@@ -39,8 +37,8 @@ func newCluster() *cluster {
 	c := &cluster{
 		classes:   map[string]*networkingv1.IngressClass{"bulkhead": ingressClass()},
 		ingresses: map[string]*networkingv1.Ingress{},
-		services:  map[string]*corev1.Service{},
-		slices:    map[string]*discoveryv1.EndpointSlice{},
+		services:  map[string]*routing.Service{},
+		slices:    map[string]*routing.EndpointSlice{},
 		gwClasses: map[string]*gatewayv1.GatewayClass{"bulkhead": {
 			ObjectMeta: metav1.ObjectMeta{Name: "bulkhead"},
 			Spec:       gatewayv1.GatewayClassSpec{ControllerName: routing.DefaultGatewayControllerName}}},
@@ -54,7 +52,7 @@ func newCluster() *cluster {
 
 // app adds a Service with n endpoints (10.<i>.0.x).
 func (c *cluster) app(name string, n int) {
-	c.services[name] = service(name)
+	c.services[name] = routing.NewService(service(name))
 	c.setEndpoints(name, n)
 }
 
@@ -64,7 +62,7 @@ func (c *cluster) setEndpoints(name string, n int) {
 		ips = append(ips, fmt.Sprintf("10.%d.0.%d", len(name), i+1))
 	}
 	s := slice(name, ips...)
-	c.slices[name] = s
+	c.slices[name] = routing.NewEndpointSlice(s)
 }
 
 // ing adds an Ingress for host with one path per Service.

@@ -84,14 +84,20 @@ func fatSlice(service, name string, ready, serving, terminating bool, ips ...str
 	return s
 }
 
-func leanAll[T any](t *testing.T, objs []T) []T {
-	out := make([]T, len(objs))
+func leanAll[T, L any](t *testing.T, objs []T) []L {
+	out := make([]L, len(objs))
 	for i, o := range objs {
 		l, err := lean(o)
 		if err != nil {
 			t.Fatal(err)
 		}
-		out[i] = l.(T)
+		out[i] = l.(L)
+		switch l.(type) {
+		case *routing.Service, *routing.EndpointSlice: // a transform may see an object twice
+			if again, err := lean(l); err != nil || again != l {
+				t.Fatalf("lean of a lean %T: %v, %v", l, again, err)
+			}
+		}
 	}
 	return out
 }
@@ -100,6 +106,9 @@ func leanAll[T any](t *testing.T, objs []T) []T {
 // Everything translation looks at is varied here (named and numbered
 // ports, a UDP port, ExternalName, conditions, several slices, the
 // change-trigger annotation), and the fat objects carry what clusters add.
+// Services and slices are cached as routing's forms: lean gives what
+// routing.NewService and routing.NewEndpointSlice give, with namespaces
+// interned and ports shared.
 func TestLeanObjectsTranslateTheSame(t *testing.T) {
 	rt := fatIngress("web", "web.example", "web")
 	rt.Spec.Rules[0].HTTP.Paths = append(rt.Spec.Rules[0].HTTP.Paths,
@@ -107,24 +116,31 @@ func TestLeanObjectsTranslateTheSame(t *testing.T) {
 		pathTo("/dns", "web", networkingv1.ServiceBackendPort{Name: "dns"}),
 		pathTo("/db", "db", networkingv1.ServiceBackendPort{Number: 80}),
 		pathTo("/drain", "drain", networkingv1.ServiceBackendPort{Name: "http"}))
+	kubernetes := fatService("kubernetes", corev1.ServiceTypeClusterIP)
+	kubernetes.Namespace, kubernetes.UID = metav1.NamespaceDefault, "cluster-id"
+	services := []*corev1.Service{fatService("web", corev1.ServiceTypeClusterIP), fatService("db", corev1.ServiceTypeExternalName),
+		fatService("drain", corev1.ServiceTypeClusterIP), kubernetes}
+	endpointSlices := []*discoveryv1.EndpointSlice{
+		fatSlice("web", "web-a", true, true, false, "10.0.0.1", "10.0.0.2"),
+		fatSlice("web", "web-b", false, true, true, "10.0.0.3"),
+		fatSlice("drain", "drain-a", false, true, true, "10.0.1.1"),
+		unconditioned(fatSlice("web", "web-c", true, true, false, "10.0.0.4")),
+	}
 	full := &routing.Snapshot{
 		IngressClasses: []*networkingv1.IngressClass{ingressClass()},
 		Ingresses:      []*networkingv1.Ingress{rt},
-		Services: []*corev1.Service{fatService("web", corev1.ServiceTypeClusterIP), fatService("db", corev1.ServiceTypeExternalName),
-			fatService("drain", corev1.ServiceTypeClusterIP)},
-		EndpointSlices: []*discoveryv1.EndpointSlice{
-			fatSlice("web", "web-a", true, true, false, "10.0.0.1", "10.0.0.2"),
-			fatSlice("web", "web-b", false, true, true, "10.0.0.3"),
-			fatSlice("drain", "drain-a", false, true, true, "10.0.1.1"),
-			unconditioned(fatSlice("web", "web-c", true, true, false, "10.0.0.4")),
-		},
 	}
-	kubernetes := fatService("kubernetes", corev1.ServiceTypeClusterIP)
-	kubernetes.Namespace, kubernetes.UID = metav1.NamespaceDefault, "cluster-id"
-	full.Services = append(full.Services, kubernetes)
+	for _, s := range services {
+		full.Services = append(full.Services, routing.NewService(s))
+	}
+	for _, s := range endpointSlices {
+		full.EndpointSlices = append(full.EndpointSlices, routing.NewEndpointSlice(s))
+	}
 	slim := &routing.Snapshot{
-		IngressClasses: leanAll(t, full.IngressClasses), Ingresses: leanAll(t, full.Ingresses),
-		Services: leanAll(t, full.Services), EndpointSlices: leanAll(t, full.EndpointSlices),
+		IngressClasses: leanAll[*networkingv1.IngressClass, *networkingv1.IngressClass](t, full.IngressClasses),
+		Ingresses:      leanAll[*networkingv1.Ingress, *networkingv1.Ingress](t, full.Ingresses),
+		Services:       leanAll[*corev1.Service, *routing.Service](t, services),
+		EndpointSlices: leanAll[*discoveryv1.EndpointSlice, *routing.EndpointSlice](t, endpointSlices),
 	}
 	want, got := routing.Translate(full, routing.Options{}), routing.Translate(slim, routing.Options{})
 	if eskip.Print(eskip.PrettyPrintInfo{}, want.EskipRoutes()...) != eskip.Print(eskip.PrettyPrintInfo{}, got.EskipRoutes()...) ||
@@ -137,52 +153,66 @@ func TestLeanObjectsTranslateTheSame(t *testing.T) {
 	}
 	triggered := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
 	for i, s := range slim.EndpointSlices {
+		if !reflect.DeepEqual(s, full.EndpointSlices[i]) {
+			t.Errorf("lean slice %+v, want %+v", s, full.EndpointSlices[i])
+		}
 		if got := changeTime(s); !got.Equal(triggered) {
 			t.Errorf("slice %s: change time %v, want its last-change-trigger-time %v", s.Name, got, triggered)
 		}
-		if s.ManagedFields != nil || s.Annotations != nil || s.UID != "" || s.OwnerReferences != nil || len(s.Labels) != 1 ||
-			len(s.Endpoints[0].Addresses) != 1 || s.Endpoints[0].NodeName != nil || s.Endpoints[0].TargetRef != nil {
-			t.Errorf("slice %s not lean: %+v", s.Name, s)
+		if s.Service != endpointSlices[i].Labels[discoveryv1.LabelServiceName] || s.ResourceVersion != "9" {
+			t.Errorf("slice %s: service %q, resource version %q", s.Name, s.Service, s.ResourceVersion)
 		}
+		whole := endpointSlices[i].Endpoints
 		for j, ep := range s.Endpoints {
-			whole := full.EndpointSlices[i].Endpoints[j].Conditions
-			for _, c := range [][2]*bool{{ep.Conditions.Ready, whole.Ready}, {ep.Conditions.Serving, whole.Serving},
-				{ep.Conditions.Terminating, whole.Terminating}} {
-				if (c[0] == nil) != (c[1] == nil) || c[0] != nil && (*c[0] != *c[1] || c[0] == c[1]) {
-					t.Errorf("slice %s endpoint %d: conditions %+v, want %+v in shared bools", s.Name, j, ep.Conditions, whole)
-				}
+			c := whole[j].Conditions
+			wantEP := routing.SliceEndpoint{Address: whole[j].Addresses[0], Ready: c.Ready == nil || *c.Ready,
+				Serving:     c.Serving == nil && (c.Ready == nil || *c.Ready) || c.Serving != nil && *c.Serving,
+				Terminating: c.Terminating != nil && *c.Terminating}
+			if ep != wantEP {
+				t.Errorf("slice %s endpoint %d: %+v, want %+v (of %+v)", s.Name, j, ep, wantEP, whole[j])
 			}
 		}
 	}
-	if got := changeTime(leanAll(t, []*discoveryv1.EndpointSlice{unannotated(fatSlice("web", "web-d", true, true, false, "10.0.0.5"))})[0]); got.Before(time.Now().Add(-time.Minute)) {
+	if ep := slim.EndpointSlices[1].Endpoints[0]; ep.Ready || !ep.Serving || !ep.Terminating {
+		t.Errorf("a terminating endpoint reads %+v", ep)
+	}
+	if ep := slim.EndpointSlices[3].Endpoints[0]; !ep.Ready || !ep.Serving || ep.Terminating {
+		t.Errorf("an endpoint without conditions reads %+v, want ready and serving", ep)
+	}
+	if got := changeTime(leanAll[*discoveryv1.EndpointSlice, *routing.EndpointSlice](t, []*discoveryv1.EndpointSlice{unannotated(fatSlice("web", "web-d", true, true, false, "10.0.0.5"))})[0]); got.Before(time.Now().Add(-time.Minute)) {
 		t.Errorf("a slice without a trigger time changed at %v, want now", got)
 	}
 	if a, b := slim.EndpointSlices[0].Ports, slim.EndpointSlices[1].Ports; len(a) == 0 || &a[0] != &b[0] {
 		t.Errorf("slices with the same ports do not share them: %p %p", a, b)
 	}
-	if ports := leanAll(t, []*discoveryv1.EndpointSlice{fatSlice("web", "web-e", true, true, false, "10.0.0.6")})[0].Ports; &ports[0] != &slim.EndpointSlices[0].Ports[0] {
+	if ports := leanAll[*discoveryv1.EndpointSlice, *routing.EndpointSlice](t, []*discoveryv1.EndpointSlice{fatSlice("web", "web-e", true, true, false, "10.0.0.6")})[0].Ports; &ports[0] != &slim.EndpointSlices[0].Ports[0] {
 		t.Errorf("a slice with the same ports later does not share them")
 	}
 	other := fatSlice("web", "web-f", true, true, false, "10.0.0.7")
 	*other.Ports[0].Port = 8081
-	if ports := leanAll(t, []*discoveryv1.EndpointSlice{other})[0].Ports; &ports[0] == &slim.EndpointSlices[0].Ports[0] || *ports[0].Port != 8081 {
+	if ports := leanAll[*discoveryv1.EndpointSlice, *routing.EndpointSlice](t, []*discoveryv1.EndpointSlice{other})[0].Ports; &ports[0] == &slim.EndpointSlices[0].Ports[0] || *ports[0].Port != 8081 {
 		t.Errorf("a slice with other ports shares the list of another: %+v", ports)
 	}
-	if a, b := slim.Services[0].Spec.Ports, slim.Services[1].Spec.Ports; len(a) != 3 || &a[0] != &b[0] {
+	if a, b := slim.Services[0].Ports, slim.Services[1].Ports; len(a) != 3 || &a[0] != &b[0] {
 		t.Errorf("services with the same ports do not share them: %p %p", a, b)
 	}
 	otherService := fatService("other", corev1.ServiceTypeClusterIP)
 	otherService.Spec.Ports[0].TargetPort = intstr.FromString("www")
-	if ports := leanAll(t, []*corev1.Service{otherService})[0].Spec.Ports; &ports[0] == &slim.Services[0].Spec.Ports[0] || ports[0].TargetPort.StrVal != "www" {
+	if ports := leanAll[*corev1.Service, *routing.Service](t, []*corev1.Service{otherService})[0].Ports; &ports[0] == &slim.Services[0].Ports[0] || ports[0].TargetPort.StrVal != "www" {
 		t.Errorf("a service with other ports shares the list of another: %+v", ports)
 	}
 	if ing := slim.Ingresses[0]; ing.Labels != nil || ing.UID != "" || ing.OwnerReferences != nil || ing.Finalizers != nil ||
 		ing.GenerateName != "" || ing.ManagedFields != nil || len(ing.Annotations) != 1 || ing.Status.LoadBalancer.Ingress == nil {
 		t.Errorf("ingress not lean, or without its status: %+v", ing)
 	}
-	for _, s := range slim.Services {
-		if s.Spec.Selector != nil || s.Labels != nil || s.Annotations != nil || s.Spec.ClusterIPs != nil || s.Status.LoadBalancer.Ingress != nil {
-			t.Errorf("service %s not lean: %+v", s.Name, s)
+	for i, s := range slim.Services {
+		want := *full.Services[i]
+		want.Ports = slices.Clone(want.Ports)
+		for j := range want.Ports {
+			want.Ports[j].NodePort = 0 // read by nothing here
+		}
+		if !reflect.DeepEqual(*s, want) {
+			t.Errorf("lean service %+v, want %+v", s, want)
 		}
 		if wantUID := s.Namespace == metav1.NamespaceDefault && s.Name == "kubernetes"; (s.UID != "") != wantUID {
 			t.Errorf("service %s/%s: UID %q; only default/kubernetes keeps it (clusterChanged reads it)", s.Namespace, s.Name, s.UID)

@@ -10,8 +10,6 @@ import (
 	"sync"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -171,8 +169,8 @@ func (c *Client) rebuildEndpoints(start time.Time, w *watcher, cur *published, s
 		at, _ := slices.BinarySearchFunc(cur.table.Backends, name, func(b routing.Backend, n types.NamespacedName) int {
 			return cmp.Or(strings.Compare(b.Key.Namespace, n.Namespace), strings.Compare(b.Key.Service, n.Name))
 		})
-		var svc *corev1.Service
-		var endpointSlices []*discoveryv1.EndpointSlice
+		var svc *routing.Service
+		var endpointSlices []*routing.EndpointSlice
 		for i := at; i < len(cur.table.Backends); i++ {
 			b := cur.table.Backends[i]
 			if b.Key.Namespace != name.Namespace || b.Key.Service != name.Name {
@@ -180,7 +178,7 @@ func (c *Client) rebuildEndpoints(start time.Time, w *watcher, cur *published, s
 			}
 			if i == at {
 				if obj, ok, _ := w.services.GetIndexer().GetByKey(name.String()); ok {
-					svc = obj.(*corev1.Service)
+					svc = obj.(*routing.Service)
 				}
 				endpointSlices = w.slicesForService(name.Namespace, name.Name)
 			}

@@ -3,7 +3,6 @@ package dataclient
 import (
 	"maps"
 
-	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/bulkhead-router/bulkhead/routing"
@@ -30,7 +29,7 @@ type servedObjects struct {
 	base *routing.Snapshot
 	// slices are the current slices of Services whose slices changed
 	// since base (possibly none: the Service lost them all).
-	slices map[types.NamespacedName][]*discoveryv1.EndpointSlice
+	slices map[types.NamespacedName][]*routing.EndpointSlice
 	full   *routing.Snapshot
 }
 
@@ -51,7 +50,7 @@ func (o *servedObjects) snapshot() *routing.Snapshot {
 		return o.full
 	}
 	s := *o.base
-	s.EndpointSlices = make([]*discoveryv1.EndpointSlice, 0, len(o.base.EndpointSlices)+len(o.slices))
+	s.EndpointSlices = make([]*routing.EndpointSlice, 0, len(o.base.EndpointSlices)+len(o.slices))
 	for _, es := range o.base.EndpointSlices {
 		if es != nil && o.overridden(es) {
 			continue
@@ -65,19 +64,19 @@ func (o *servedObjects) snapshot() *routing.Snapshot {
 	return o.full
 }
 
-func (o *servedObjects) overridden(es *discoveryv1.EndpointSlice) bool {
-	_, ok := o.slices[types.NamespacedName{Namespace: es.Namespace, Name: es.Labels[discoveryv1.LabelServiceName]}]
+func (o *servedObjects) overridden(es *routing.EndpointSlice) bool {
+	_, ok := o.slices[types.NamespacedName{Namespace: es.Namespace, Name: es.Service}]
 	return ok
 }
 
 // withSlices is o with the slices of services as slicesOf gives them now.
-func (o *servedObjects) withSlices(services map[types.NamespacedName]bool, slicesOf func(namespace, name string) []*discoveryv1.EndpointSlice) *servedObjects {
+func (o *servedObjects) withSlices(services map[types.NamespacedName]bool, slicesOf func(namespace, name string) []*routing.EndpointSlice) *servedObjects {
 	next := &servedObjects{base: o.base}
 	if len(o.slices)+len(services) > maxSliceOverrides {
 		next.base = o.snapshot()
-		next.slices = make(map[types.NamespacedName][]*discoveryv1.EndpointSlice, len(services))
+		next.slices = make(map[types.NamespacedName][]*routing.EndpointSlice, len(services))
 	} else {
-		next.slices = make(map[types.NamespacedName][]*discoveryv1.EndpointSlice, len(o.slices)+len(services))
+		next.slices = make(map[types.NamespacedName][]*routing.EndpointSlice, len(o.slices)+len(services))
 		maps.Copy(next.slices, o.slices)
 	}
 	for name := range services {

@@ -5,8 +5,6 @@ import (
 	"slices"
 	"testing"
 
-	discoveryv1 "k8s.io/api/discovery/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/bulkhead-router/bulkhead/routing"
@@ -18,20 +16,17 @@ import (
 // of every Service.
 func TestServedObjectsReplaceSlicesOfChangedServices(t *testing.T) {
 	const services = 600 // more than maxSliceOverrides: folds happen
-	slice := func(svc, gen int) *discoveryv1.EndpointSlice {
-		return &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{
-			Namespace: "ns", Name: fmt.Sprintf("s%d-g%d", svc, gen),
-			Labels: map[string]string{discoveryv1.LabelServiceName: fmt.Sprintf("svc%d", svc)},
-		}}
+	slice := func(svc, gen int) *routing.EndpointSlice {
+		return &routing.EndpointSlice{Namespace: "ns", Name: fmt.Sprintf("s%d-g%d", svc, gen), Service: fmt.Sprintf("svc%d", svc)}
 	}
-	current := map[string][]*discoveryv1.EndpointSlice{} // by Service name
+	current := map[string][]*routing.EndpointSlice{} // by Service name
 	base := &routing.Snapshot{}
 	for i := range services {
 		es := slice(i, 0)
-		current[fmt.Sprintf("svc%d", i)] = []*discoveryv1.EndpointSlice{es}
+		current[fmt.Sprintf("svc%d", i)] = []*routing.EndpointSlice{es}
 		base.EndpointSlices = append(base.EndpointSlices, es)
 	}
-	slicesOf := func(_, name string) []*discoveryv1.EndpointSlice { return current[name] }
+	slicesOf := func(_, name string) []*routing.EndpointSlice { return current[name] }
 	o := servedFrom(base)
 	for step := 1; step <= 3*maxSliceOverrides; step++ {
 		svc := step * 7 % services
@@ -42,7 +37,7 @@ func TestServedObjectsReplaceSlicesOfChangedServices(t *testing.T) {
 		case 1: // a second slice
 			current[name] = append(slices.Clone(current[name]), slice(svc, step))
 		default:
-			current[name] = []*discoveryv1.EndpointSlice{slice(svc, step)}
+			current[name] = []*routing.EndpointSlice{slice(svc, step)}
 		}
 		prev := o.snapshot()
 		prevNames := names(prev.EndpointSlices)
@@ -64,7 +59,7 @@ func TestServedObjectsReplaceSlicesOfChangedServices(t *testing.T) {
 	}
 }
 
-func names(list []*discoveryv1.EndpointSlice) []string {
+func names(list []*routing.EndpointSlice) []string {
 	var out []string
 	for _, es := range list {
 		out = append(out, es.Name)

@@ -4,9 +4,10 @@ import (
 	"slices"
 	"sync"
 
-	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/bulkhead-router/bulkhead/routing"
 )
 
 // sliceIndex is the names of each Service's EndpointSlices, kept by the
@@ -25,8 +26,8 @@ type sliceIndex struct {
 
 // sliceService is the Service an EndpointSlice belongs to; false when it
 // names none.
-func sliceService(es *discoveryv1.EndpointSlice) (types.NamespacedName, bool) {
-	svc := es.Labels[discoveryv1.LabelServiceName]
+func sliceService(es *routing.EndpointSlice) (types.NamespacedName, bool) {
+	svc := es.Service
 	return types.NamespacedName{Namespace: es.Namespace, Name: svc}, svc != ""
 }
 
@@ -38,7 +39,7 @@ func (x *sliceIndex) update(old, new any) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if o != nil {
-		if svc, ok := sliceService(o); ok && (n == nil || n.Labels[discoveryv1.LabelServiceName] != svc.Name) {
+		if svc, ok := sliceService(o); ok && (n == nil || n.Service != svc.Name) {
 			x.remove(svc, o.Name)
 		}
 	} else if n == nil {
@@ -87,10 +88,10 @@ func (x *sliceIndex) names(svc types.NamespacedName) []string {
 	return slices.Clip(x.byName[svc])
 }
 
-func sliceOf(obj any) *discoveryv1.EndpointSlice {
+func sliceOf(obj any) *routing.EndpointSlice {
 	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj = tomb.Obj
 	}
-	es, _ := obj.(*discoveryv1.EndpointSlice)
+	es, _ := obj.(*routing.EndpointSlice)
 	return es
 }

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
@@ -27,7 +26,7 @@ func TestSliceIndex(t *testing.T) {
 			t.Errorf("slices of %s: %v, want %v", svc, got, want)
 		}
 	}
-	a1, a2, b1 := slice("a", "10.0.0.1"), slice("a", "10.0.0.2"), slice("b", "10.0.1.1")
+	a1, a2, b1 := leanSlice(slice("a", "10.0.0.1")), leanSlice(slice("a", "10.0.0.2")), leanSlice(slice("b", "10.0.1.1"))
 	a1.Name, a2.Name, b1.Name = "a-1", "a-2", "b-1"
 	x.update(nil, a1)
 	x.update(nil, a2)
@@ -37,8 +36,8 @@ func TestSliceIndex(t *testing.T) {
 	expect("b", "b-1")
 	handedOut := x.names(types.NamespacedName{Namespace: "ns", Name: "a"})
 
-	moved := a2.DeepCopy()
-	moved.Labels[discoveryv1.LabelServiceName] = "b"
+	moved := new(*a2)
+	moved.Service = "b"
 	x.update(a2, moved)
 	expect("a", "a-1")
 	expect("b", "a-2", "b-1")

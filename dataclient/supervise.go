@@ -7,11 +7,11 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
-	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
 	"github.com/bulkhead-router/bulkhead/internal/logging"
+	"github.com/bulkhead-router/bulkhead/routing"
 )
 
 // initialSync waits for the first sync, serving the stored table meanwhile
@@ -227,7 +227,7 @@ func (c *Client) clusterChanged(ctx context.Context, w *watcher) bool {
 	if err != nil || !ok {
 		return false
 	}
-	known, ok := obj.(*corev1.Service)
+	known, ok := obj.(*routing.Service)
 	if !ok {
 		return false
 	}

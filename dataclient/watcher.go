@@ -80,8 +80,8 @@ type watcher struct {
 	// the last snapshot (under mu), so that the translator finds the few
 	// that changed without a full translation.
 	touched     map[string]map[types.NamespacedName]struct{}
-	ingressList stableList[*networkingv1.Ingress]      // under listMu
-	sliceList   stableList[*discoveryv1.EndpointSlice] // under listMu
+	ingressList stableList[*networkingv1.Ingress]  // under listMu
+	sliceList   stableList[*routing.EndpointSlice] // under listMu
 }
 
 // dirtySet is what changed since the last takeDirty: the Services whose
@@ -117,12 +117,12 @@ func (d *dirtySet) mark(kind string, obj any) {
 		(*m)[n] = true
 	}
 	switch o := obj.(type) {
-	case *discoveryv1.EndpointSlice:
+	case *routing.EndpointSlice:
 		if kind == "EndpointSlice" {
-			add(&d.services, types.NamespacedName{Namespace: o.Namespace, Name: o.Labels[discoveryv1.LabelServiceName]})
+			add(&d.services, types.NamespacedName{Namespace: o.Namespace, Name: o.Service})
 			return
 		}
-	case *corev1.Service:
+	case *routing.Service:
 		if kind == "Service" {
 			add(&d.objects, types.NamespacedName{Namespace: o.Namespace, Name: o.Name})
 			return
@@ -198,8 +198,8 @@ func (w *watcher) waitForSync(ctx context.Context) bool {
 // sliceLabel is the service-name label of an EndpointSlice, "" for
 // anything else.
 func sliceLabel(obj any) string {
-	if es, ok := obj.(*discoveryv1.EndpointSlice); ok {
-		return es.Labels[discoveryv1.LabelServiceName]
+	if es, ok := obj.(*routing.EndpointSlice); ok {
+		return es.Service
 	}
 	return ""
 }
@@ -473,10 +473,10 @@ func goneRef(obj any) (objectRef, bool) {
 		return objectRef{Kind: kindGateway, Namespace: o.Namespace, Name: o.Name}, true
 	case *gatewayv1.GatewayClass:
 		return objectRef{Kind: kindGatewayClass, Name: o.Name}, true
-	case *corev1.Service:
+	case *routing.Service:
 		return serviceRef(o.Namespace, o.Name), true
-	case *discoveryv1.EndpointSlice:
-		if svc := o.Labels[discoveryv1.LabelServiceName]; svc != "" {
+	case *routing.EndpointSlice:
+		if svc := o.Service; svc != "" {
 			return serviceRef(o.Namespace, svc), true
 		}
 	case *networkingv1.IngressClass:
@@ -507,7 +507,7 @@ func (w *watcher) snapshot() *routing.Snapshot {
 		w.listed.Ingresses = w.ingressList.update(w.ingresses.GetStore(), touched["Ingress"])
 	}
 	if stale["Service"] {
-		w.listed.Services = listOf[*corev1.Service](w.services)
+		w.listed.Services = listOf[*routing.Service](w.services)
 	}
 	if stale["EndpointSlice"] {
 		w.listed.EndpointSlices = w.sliceList.update(w.slices.GetStore(), touched["EndpointSlice"])
@@ -552,13 +552,13 @@ func listOf[T any](inf cache.SharedIndexInformer) []T {
 }
 
 // slicesForService returns the cached EndpointSlices of one Service.
-func (w *watcher) slicesForService(namespace, service string) []*discoveryv1.EndpointSlice {
+func (w *watcher) slicesForService(namespace, service string) []*routing.EndpointSlice {
 	names := w.sliceIndex.names(types.NamespacedName{Namespace: namespace, Name: service})
-	out := make([]*discoveryv1.EndpointSlice, 0, len(names))
+	out := make([]*routing.EndpointSlice, 0, len(names))
 	store := w.slices.GetStore()
 	for _, name := range names {
 		if obj, ok, _ := store.GetByKey(namespace + "/" + name); ok {
-			if es, ok := obj.(*discoveryv1.EndpointSlice); ok && es.Labels[discoveryv1.LabelServiceName] == service {
+			if es, ok := obj.(*routing.EndpointSlice); ok && es.Service == service {
 				out = append(out, es)
 			}
 		}
@@ -572,11 +572,11 @@ func (w *watcher) slicesForService(namespace, service string) []*discoveryv1.End
 // (managedFields alone are often half an object). Kept: of an Ingress,
 // its identity, generation, creation time, the annotations translation
 // reads, spec and status (see leanIngress; the status writer reads the
-// status); of a Service, its identity, type and ports (appProtocol included); of an EndpointSlice,
-// its identity, the service-name label, the last-change-trigger-time
-// (see leanSlice), address type, ports, and per endpoint its first address
-// (the one consumers may use) and conditions. A test shows translation
-// gives the same table from lean objects as from whole ones.
+// status). Services and EndpointSlices are cached as routing.Service and
+// routing.EndpointSlice, what translation reads of them (a quarter and a
+// third of the heap the stripped API objects took: BenchmarkLeanCache).
+// A test shows translation gives the same table from lean objects as from
+// whole ones.
 func lean(obj any) (any, error) {
 	switch o := obj.(type) {
 	case cache.DeletedFinalStateUnknown:
@@ -587,6 +587,8 @@ func lean(obj any) (any, error) {
 		return leanService(o), nil
 	case *discoveryv1.EndpointSlice:
 		return leanSlice(o), nil
+	case *routing.Service, *routing.EndpointSlice:
+		return o, nil // already lean: a transform may see an object twice
 	case *corev1.Namespace:
 		return leanNamespace(o), nil
 	case *corev1.Secret:
@@ -667,59 +669,25 @@ func routedAnnotations(a map[string]string) map[string]string {
 	return out
 }
 
-// leanService keeps what translation reads of a Service, and the UID of
-// default/kubernetes, which tells one cluster from another
-// (clusterChanged).
-func leanService(s *corev1.Service) *corev1.Service {
-	out := &corev1.Service{TypeMeta: s.TypeMeta, ObjectMeta: leanMeta(s.ObjectMeta)}
-	if s.Namespace == metav1.NamespaceDefault && s.Name == "kubernetes" {
-		out.UID = s.UID
-	}
-	out.Spec.Type = corev1.ServiceType(intern(string(s.Spec.Type)))
-	out.Spec.Ports = sharedServicePorts(s.Spec.Ports)
+// leanService is what translation reads of a Service (routing.Service),
+// its namespace interned and its ports shared with other Services that
+// have the same.
+func leanService(s *corev1.Service) *routing.Service {
+	out := routing.NewService(s)
+	out.Namespace = intern(out.Namespace)
+	out.Type = corev1.ServiceType(intern(string(out.Type)))
+	out.Ports = sharedServicePorts(out.Ports)
 	return out
 }
 
-// Every lean endpoint's conditions point at these: a cache of 30,000
-// endpoints holds no bool of its own.
-var conditionTrue, conditionFalse = true, false
-
-func sharedCondition(b *bool) *bool {
-	switch {
-	case b == nil:
-		return nil
-	case *b:
-		return &conditionTrue
-	}
-	return &conditionFalse
-}
-
-// leanSlice keeps what translation and the watcher read of an
-// EndpointSlice. The last-change-trigger-time annotation, read only by
-// the watcher's handler (changeTime), is kept as the lean slice's
-// SelfLink, a field nothing reads and the API server no longer fills: an
-// annotation map of its own cost each slice about 340 bytes, a fifth of
-// the lean slice.
-func leanSlice(s *discoveryv1.EndpointSlice) *discoveryv1.EndpointSlice {
-	out := &discoveryv1.EndpointSlice{TypeMeta: s.TypeMeta, ObjectMeta: leanMeta(s.ObjectMeta),
-		AddressType: discoveryv1.AddressType(intern(string(s.AddressType))), Ports: sharedPorts(s.Ports)}
-	if name, ok := s.Labels[discoveryv1.LabelServiceName]; ok {
-		out.Labels = map[string]string{discoveryv1.LabelServiceName: name}
-	}
-	out.SelfLink = s.Annotations[corev1.EndpointsLastChangeTriggerTime]
-	if len(s.Endpoints) > 0 {
-		out.Endpoints = make([]discoveryv1.Endpoint, len(s.Endpoints))
-		addresses := make([]string, len(s.Endpoints)) // one array for the slice's first addresses
-		for i, ep := range s.Endpoints {
-			e := discoveryv1.Endpoint{Conditions: discoveryv1.EndpointConditions{Ready: sharedCondition(ep.Conditions.Ready),
-				Serving: sharedCondition(ep.Conditions.Serving), Terminating: sharedCondition(ep.Conditions.Terminating)}}
-			if len(ep.Addresses) > 0 {
-				addresses[i] = ep.Addresses[0]
-				e.Addresses = addresses[i : i+1 : i+1]
-			}
-			out.Endpoints[i] = e
-		}
-	}
+// leanSlice is what translation and the watcher read of an EndpointSlice
+// (routing.EndpointSlice), its namespace and address type interned and
+// its ports shared with other slices that have the same.
+func leanSlice(s *discoveryv1.EndpointSlice) *routing.EndpointSlice {
+	out := routing.NewEndpointSlice(s)
+	out.Namespace = intern(out.Namespace)
+	out.AddressType = discoveryv1.AddressType(intern(string(out.AddressType)))
+	out.Ports = sharedPorts(out.Ports)
 	return out
 }
 
@@ -871,12 +839,8 @@ func resourceVersion(obj any) string {
 // change that triggered it; for everything else, now (the watch delivered
 // it moments ago).
 func changeTime(obj any) time.Time {
-	if s, ok := obj.(*discoveryv1.EndpointSlice); ok {
-		v := s.Annotations[corev1.EndpointsLastChangeTriggerTime]
-		if v == "" {
-			v = s.SelfLink // where leanSlice keeps it
-		}
-		if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+	if s, ok := obj.(*routing.EndpointSlice); ok {
+		if t, err := time.Parse(time.RFC3339Nano, s.ChangeTriggerTime); err == nil {
 			return t
 		}
 	}

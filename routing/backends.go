@@ -59,13 +59,13 @@ func resourceKind(ref *corev1.TypedLocalObjectReference) string {
 
 // resolveService resolves a backend naming a Service port against the
 // Service of that name (nil when there is none, or several).
-func resolveService(key serviceBackendKey, svc *corev1.Service) *backend {
+func resolveService(key serviceBackendKey, svc *Service) *backend {
 	svcRef := key.namespace + "/" + key.service
 	port := key.port()
 	if svc == nil {
 		return unusable(key.service, port, ServiceNotFound, "service %s not found", svcRef)
 	}
-	if svc.Spec.Type == corev1.ServiceTypeExternalName {
+	if svc.Type == corev1.ServiceTypeExternalName {
 		return unusable(key.service, port, ExternalNameService,
 			"service %s is of type ExternalName, which is not supported", svcRef)
 	}
@@ -125,13 +125,13 @@ func backendProtocol(appProtocol *string) string {
 // usable, RefusedEndpoint for each address the router never sends to.
 // With no Service, or no such TCP port, there are no endpoints and no
 // problem (translation reports the route's).
-func ResolveEndpoints(key BackendKey, svc *corev1.Service, endpointSlices []*discoveryv1.EndpointSlice, o Options) (Backend, []Problem) {
+func ResolveEndpoints(key BackendKey, svc *Service, endpointSlices []*EndpointSlice, o Options) (Backend, []Problem) {
 	return resolveEndpoints(key, svc, endpointSlices, newRefusal(o))
 }
 
-func resolveEndpoints(key BackendKey, svc *corev1.Service, endpointSlices []*discoveryv1.EndpointSlice, refuse refusal) (Backend, []Problem) {
+func resolveEndpoints(key BackendKey, svc *Service, endpointSlices []*EndpointSlice, refuse refusal) (Backend, []Problem) {
 	out := Backend{Key: key, Endpoints: []Endpoint{}}
-	if svc == nil || svc.Spec.Type == corev1.ServiceTypeExternalName {
+	if svc == nil || svc.Type == corev1.ServiceTypeExternalName {
 		return out, nil
 	}
 	svcPort, ok := findServicePort(svc, serviceBackendKey{namespace: key.Namespace, service: key.Service, portNumber: key.Port})
@@ -140,7 +140,7 @@ func resolveEndpoints(key BackendKey, svc *corev1.Service, endpointSlices []*dis
 	}
 	own := endpointSlices[:0:0]
 	for _, s := range endpointSlices {
-		if s != nil && s.Namespace == key.Namespace && s.Labels[discoveryv1.LabelServiceName] == key.Service {
+		if s != nil && s.Namespace == key.Namespace && s.Service == key.Service {
 			own = append(own, s)
 		}
 	}
@@ -167,8 +167,8 @@ func resolveEndpoints(key BackendKey, svc *corev1.Service, endpointSlices []*dis
 	return out, problems
 }
 
-func findServicePort(svc *corev1.Service, key serviceBackendKey) (corev1.ServicePort, bool) {
-	for _, p := range svc.Spec.Ports {
+func findServicePort(svc *Service, key serviceBackendKey) (corev1.ServicePort, bool) {
+	for _, p := range svc.Ports {
 		if protocolOrTCP(p.Protocol) != corev1.ProtocolTCP {
 			continue // HTTP cannot go to a UDP or SCTP port
 		}
@@ -179,9 +179,8 @@ func findServicePort(svc *corev1.Service, key serviceBackendKey) (corev1.Service
 	return corev1.ServicePort{}, false
 }
 
-// candidate is one endpoint address with its conditions read the
-// Kubernetes way: ready nil means ready, serving nil means as ready,
-// terminating nil means not terminating.
+// candidate is one endpoint address with its conditions (as
+// NewSliceEndpoint reads them).
 type candidate struct {
 	addr                        netip.AddrPort
 	ready, serving, terminating bool
@@ -215,7 +214,7 @@ type refusedEndpoint struct {
 // better than a 503). Refused addresses are taken out first, whatever their
 // conditions, so that a refused ready endpoint cannot hide usable
 // terminating ones; they are returned sorted, to be reported.
-func chooseEndpoints(endpointSlices []*discoveryv1.EndpointSlice, port corev1.ServicePort, refuse refusal) ([]Endpoint, []refusedEndpoint) {
+func chooseEndpoints(endpointSlices []*EndpointSlice, port corev1.ServicePort, refuse refusal) ([]Endpoint, []refusedEndpoint) {
 	all := map[netip.AddrPort]candidate{}
 	refusedAt := map[netip.AddrPort]string{}
 	for _, s := range endpointSlices {
@@ -259,7 +258,7 @@ func filterCandidates(all map[netip.AddrPort]candidate, keep func(candidate) boo
 // sliceCandidates reads the endpoints of one slice for a Service port. The
 // slice port with the Service port's name (and protocol) gives the target
 // port number; that is how named targetPorts resolve, per pod.
-func sliceCandidates(s *discoveryv1.EndpointSlice, port corev1.ServicePort) []candidate {
+func sliceCandidates(s *EndpointSlice, port corev1.ServicePort) []candidate {
 	if s.AddressType != discoveryv1.AddressTypeIPv4 && s.AddressType != discoveryv1.AddressTypeIPv6 {
 		return nil // FQDN slices, or garbage
 	}
@@ -273,21 +272,15 @@ func sliceCandidates(s *discoveryv1.EndpointSlice, port corev1.ServicePort) []ca
 		if !ok {
 			continue
 		}
-		ready := ep.Conditions.Ready == nil || *ep.Conditions.Ready
-		serving := ready
-		if ep.Conditions.Serving != nil {
-			serving = *ep.Conditions.Serving
-		}
-		terminating := ep.Conditions.Terminating != nil && *ep.Conditions.Terminating
 		out = append(out, candidate{
 			addr:  netip.AddrPortFrom(ip, target),
-			ready: ready, serving: serving, terminating: terminating,
+			ready: ep.Ready, serving: ep.Serving, terminating: ep.Terminating,
 		})
 	}
 	return out
 }
 
-func slicePort(s *discoveryv1.EndpointSlice, port corev1.ServicePort) (uint16, bool) {
+func slicePort(s *EndpointSlice, port corev1.ServicePort) (uint16, bool) {
 	for _, p := range s.Ports {
 		if p.Port == nil || *p.Port < 1 || *p.Port > 65535 {
 			continue
@@ -303,11 +296,11 @@ func slicePort(s *discoveryv1.EndpointSlice, port corev1.ServicePort) (uint16, b
 // says consumers may use; the others are fungible copies. Addresses that do
 // not parse, do not fit the slice's family, or carry an IPv6 zone are
 // skipped: they would not make a valid, unambiguous URL.
-func endpointIP(ep discoveryv1.Endpoint, family discoveryv1.AddressType) (netip.Addr, bool) {
-	if len(ep.Addresses) == 0 {
+func endpointIP(ep SliceEndpoint, family discoveryv1.AddressType) (netip.Addr, bool) {
+	if ep.Address == "" {
 		return netip.Addr{}, false
 	}
-	ip, err := netip.ParseAddr(ep.Addresses[0])
+	ip, err := netip.ParseAddr(ep.Address)
 	if err != nil || ip.Zone() != "" {
 		return netip.Addr{}, false
 	}

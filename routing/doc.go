@@ -17,7 +17,10 @@ its Backends. Routes name their backend (a Service port, BackendKey) and
 never list endpoints: an endpoint change is a change of Table.Backends
 alone, which the data client re-resolves for the Services concerned with
 ResolveEndpoints, without translating anything or touching skipper's
-matcher. The proxy handler calls
+matcher. Services and EndpointSlices come in this package's own forms
+(Service, EndpointSlice, made by NewService and NewEndpointSlice): what
+translation reads of them and nothing more, since every router caches
+every one of the cluster's (the informers store these forms). The proxy handler calls
 PrepareRequest on every request before skipper's lookup. Translate is pure:
 it uses no clients, globals, clock or logging, does not modify its input,
 gives byte-identical output for the same objects in any order, and never

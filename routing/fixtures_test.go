@@ -61,9 +61,15 @@ func parseFixture(data []byte, strict bool) (*Snapshot, Options, error) {
 		case "HeldIngress": // an Ingress the deletion guard holds (Snapshot.HeldIngresses)
 			s.HeldIngresses, err = appendDecoded(s.HeldIngresses, doc, unmarshal)
 		case "Service":
-			s.Services, err = appendDecoded(s.Services, doc, unmarshal)
+			var svc []*corev1.Service
+			if svc, err = appendDecoded(svc, doc, unmarshal); err == nil {
+				s.Services = append(s.Services, NewService(svc[0]))
+			}
 		case "EndpointSlice":
-			s.EndpointSlices, err = appendDecoded(s.EndpointSlices, doc, unmarshal)
+			var es []*discoveryv1.EndpointSlice
+			if es, err = appendDecoded(es, doc, unmarshal); err == nil {
+				s.EndpointSlices = append(s.EndpointSlices, NewEndpointSlice(es[0]))
+			}
 		case "GatewayClass":
 			s.GatewayClasses, err = appendDecoded(s.GatewayClasses, doc, unmarshal)
 		case "Gateway":
@@ -201,21 +207,17 @@ func ingressClass(name string, isDefault bool) *networkingv1.IngressClass {
 	return c
 }
 
-func service(namespace, name string, ports ...corev1.ServicePort) *corev1.Service {
-	s := &corev1.Service{Spec: corev1.ServiceSpec{Ports: ports}}
-	s.Namespace, s.Name = namespace, name
-	return s
+func service(namespace, name string, ports ...corev1.ServicePort) *Service {
+	return &Service{Namespace: namespace, Name: name, Ports: ports}
 }
 
-func endpointSlice(namespace, service, name string, port int32, addresses ...string) *discoveryv1.EndpointSlice {
-	s := &discoveryv1.EndpointSlice{
+func endpointSlice(namespace, service, name string, port int32, addresses ...string) *EndpointSlice {
+	s := &EndpointSlice{Namespace: namespace, Name: name, Service: service,
 		AddressType: discoveryv1.AddressTypeIPv4,
 		Ports:       []discoveryv1.EndpointPort{{Name: ptr("http"), Port: ptr(port)}},
 	}
-	s.Namespace, s.Name = namespace, name
-	s.Labels = map[string]string{discoveryv1.LabelServiceName: service}
 	for _, a := range addresses {
-		s.Endpoints = append(s.Endpoints, discoveryv1.Endpoint{Addresses: []string{a}})
+		s.Endpoints = append(s.Endpoints, SliceEndpoint{Address: a, Ready: true, Serving: true})
 	}
 	return s
 }

@@ -11,7 +11,6 @@ import (
 	"github.com/zalando/skipper/eskip"
 	"github.com/zalando/skipper/pathmux"
 	skrouting "github.com/zalando/skipper/routing"
-	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -395,8 +394,8 @@ func gatewayFuzzSnapshot() (*Snapshot, Options) {
 			}}}}},
 		},
 	}}
-	s.Services = []*corev1.Service{service("default", "echo", servicePort("http", 80))}
-	s.EndpointSlices = []*discoveryv1.EndpointSlice{endpointSlice("default", "echo", "echo-1", 8080, "10.0.0.1")}
+	s.Services = []*Service{service("default", "echo", servicePort("http", 80))}
+	s.EndpointSlices = []*EndpointSlice{endpointSlice("default", "echo", "echo-1", 8080, "10.0.0.1")}
 	return s, Options{GatewayPorts: []int32{80, 8080}}
 }
 

@@ -142,7 +142,7 @@ type ruleParse struct {
 
 type gatewayTranslation struct {
 	o        Options
-	service  func(types.NamespacedName) *corev1.Service
+	service  func(types.NamespacedName) *Service
 	keyPair  func(*corev1.Secret) keyPair
 	ns       map[string]*corev1.Namespace
 	grants   []*gatewayv1.ReferenceGrant
@@ -171,7 +171,7 @@ type portOwner struct {
 // translateGateway translates the Gateway API objects of s. service looks
 // a Service up by name (nil: none, or a duplicate); keyPair reads a
 // Secret's key pair (checkKeyPair, or a memory of its results).
-func translateGateway(s *Snapshot, o Options, service func(types.NamespacedName) *corev1.Service, keyPair func(*corev1.Secret) keyPair) gatewayResult {
+func translateGateway(s *Snapshot, o Options, service func(types.NamespacedName) *Service, keyPair func(*corev1.Secret) keyPair) gatewayResult {
 	if len(s.GatewayClasses) == 0 || len(s.Gateways) == 0 && len(s.HTTPRoutes) == 0 && len(s.GRPCRoutes) == 0 {
 		t := gatewayTranslation{o: o}
 		t.classStatuses(s.GatewayClasses)

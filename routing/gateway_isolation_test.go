@@ -39,8 +39,8 @@ func TestGatewayListenerIsolation(t *testing.T) {
 					Matches: []gatewayv1.HTTPRouteMatch{{Path: &gatewayv1.HTTPPathMatch{Type: &kind, Value: &prefix}}},
 					BackendRefs: []gatewayv1.HTTPBackendRef{{BackendRef: gatewayv1.BackendRef{
 						BackendObjectReference: gatewayv1.BackendObjectReference{Name: gatewayv1.ObjectName("svc-" + name), Port: &port}}}}}}}})
-		s.Services = append(s.Services, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "infra", Name: "svc-" + name},
-			Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(8080)}}}})
+		s.Services = append(s.Services, &Service{Namespace: "infra", Name: "svc-" + name,
+			Ports: []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(8080)}}})
 	}
 	s.Gateways = []*gatewayv1.Gateway{gw}
 	r := newGatewayRouter(t, Translate(s, Options{GatewayPorts: []int32{80}, PublishAddresses: []string{"192.0.2.1"}}))

@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/zalando/skipper/eskip"
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 )
 
@@ -152,7 +151,7 @@ func TestResolveEndpointsAgreesWithTranslate(t *testing.T) {
 			s, o := loadFixture(t, path)
 			table := Translate(s, o)
 			for _, want := range table.Backends {
-				var svc *corev1.Service
+				var svc *Service
 				for _, c := range s.Services {
 					if c != nil && c.Namespace == want.Key.Namespace && c.Name == want.Key.Service {
 						svc = c

@@ -14,7 +14,6 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -67,7 +66,7 @@ func TestTranslatorFollowsSecrets(t *testing.T) {
 		return &Snapshot{
 			IngressClasses: []*networkingv1.IngressClass{ingressClass("bulkhead", true)},
 			Ingresses:      []*networkingv1.Ingress{tlsIngress("shop", "shop", true, "shop-tls", "shop.example.com")},
-			Services:       []*corev1.Service{service("shop", "web", servicePort("http", 80))},
+			Services:       []*Service{service("shop", "web", servicePort("http", 80))},
 		}
 	}
 	tr := NewTranslator()
@@ -169,8 +168,8 @@ func TestSSLRedirectThroughSkipperProxy(t *testing.T) {
 	s := &Snapshot{
 		IngressClasses: []*networkingv1.IngressClass{ingressClass("bulkhead", true)},
 		Ingresses:      []*networkingv1.Ingress{tlsIngress("shop", "shop", true, "shop-tls", "shop.example.com")},
-		Services:       []*corev1.Service{service("shop", "web", servicePort("http", 80))},
-		EndpointSlices: []*discoveryv1.EndpointSlice{endpointSlice("shop", "web", "web-1", int32(p), "192.0.2.1")},
+		Services:       []*Service{service("shop", "web", servicePort("http", 80))},
+		EndpointSlices: []*EndpointSlice{endpointSlice("shop", "web", "web-1", int32(p), "192.0.2.1")},
 		Secrets:        []*corev1.Secret{secret},
 	}
 	table := Translate(s, Options{})

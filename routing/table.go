@@ -9,7 +9,6 @@ import (
 
 	"github.com/zalando/skipper/eskip"
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/types"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -20,12 +19,13 @@ import (
 const DefaultControllerName = "bulkhead.io/ingress-controller"
 
 // Snapshot is every input of a translation: plain objects, YAML/JSON-serialisable
-// (json tags), so a bug report is reproducible offline. Translate only reads it.
+// (json tags; Services and EndpointSlices read and write as the Kubernetes
+// objects), so a bug report is reproducible offline. Translate only reads it.
 type Snapshot struct {
 	IngressClasses []*networkingv1.IngressClass `json:"ingressClasses,omitempty"`
 	Ingresses      []*networkingv1.Ingress      `json:"ingresses,omitempty"`
-	Services       []*corev1.Service            `json:"services,omitempty"`
-	EndpointSlices []*discoveryv1.EndpointSlice `json:"endpointSlices,omitempty"`
+	Services       []*Service                   `json:"services,omitempty"`
+	EndpointSlices []*EndpointSlice             `json:"endpointSlices,omitempty"`
 	// HeldIngresses are Ingresses the deletion guard keeps serving after
 	// they left the cluster (or stopped being ours) in a removal it cannot
 	// explain. They are translated as served whatever their class, but lose

@@ -47,19 +47,17 @@ func TestTranslateSurvivesNilFields(t *testing.T) {
 	}}
 	nilParts.Namespace, nilParts.Name = "default", "nil-parts"
 
-	nilSlice := &discoveryv1.EndpointSlice{
+	nilSlice := &EndpointSlice{Namespace: "default", Name: "echo-nil", Service: "echo",
 		AddressType: discoveryv1.AddressTypeIPv4,
 		Ports:       []discoveryv1.EndpointPort{{}, {Name: ptr("http")}, {Name: ptr("http"), Port: ptr(int32(8080))}},
-		Endpoints:   []discoveryv1.Endpoint{{}, {Addresses: []string{"10.0.0.7"}}},
+		Endpoints:   []SliceEndpoint{{}, NewSliceEndpoint(discoveryv1.Endpoint{Addresses: []string{"10.0.0.7"}})},
 	}
-	nilSlice.Namespace, nilSlice.Name = "default", "echo-nil"
-	nilSlice.Labels = map[string]string{discoveryv1.LabelServiceName: "echo"}
 
 	s := &Snapshot{
 		IngressClasses: []*networkingv1.IngressClass{nil, ingressClass("bulkhead", true), {}},
 		Ingresses:      []*networkingv1.Ingress{nil, noHTTP, nilParts, {}},
-		Services:       []*corev1.Service{nil, service("default", "echo", servicePort("http", 80)), {}},
-		EndpointSlices: []*discoveryv1.EndpointSlice{nil, nilSlice, {}},
+		Services:       []*Service{nil, service("default", "echo", servicePort("http", 80)), {}},
+		EndpointSlices: []*EndpointSlice{nil, nilSlice, {}},
 	}
 	table := Translate(s, Options{})
 

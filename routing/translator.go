@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/types"
 )
@@ -59,10 +58,10 @@ type Translator struct {
 
 	// Indexes of the current call, kept only for their storage.
 	services     map[types.NamespacedName]serviceSlot // also counts each Service's slices
-	slicePresent map[*discoveryv1.EndpointSlice]struct{}
-	sliceGroups  map[types.NamespacedName][]*discoveryv1.EndpointSlice // built on demand
-	slicesNow    []*discoveryv1.EndpointSlice                          // the snapshot's, during a call
-	sliceScans   int                                                   // slicesOf's passes over slicesNow in this call
+	slicePresent map[*EndpointSlice]struct{}
+	sliceGroups  map[types.NamespacedName][]*EndpointSlice // built on demand
+	slicesNow    []*EndpointSlice                          // the snapshot's, during a call
+	sliceScans   int                                       // slicesOf's passes over slicesNow in this call
 	// claims are the claimants of each host and path, in precedence
 	// order (the first wins), and defaults those of the default backend;
 	// kept from one call to the next for the incremental path.
@@ -72,8 +71,8 @@ type Translator struct {
 	// problems: a call whose lists hold the same objects in the same
 	// order (a caller that lists again only what changed) indexes nothing
 	// again.
-	indexedServices []*corev1.Service
-	indexedSlices   []*discoveryv1.EndpointSlice
+	indexedServices []*Service
+	indexedSlices   []*EndpointSlice
 	serviceProblems []Problem
 
 	// The previous call's results, in their order.
@@ -102,7 +101,7 @@ func NewTranslator() *Translator {
 	return &Translator{
 		ingresses:    map[*networkingv1.Ingress]*ingressEntry{},
 		services:     map[types.NamespacedName]serviceSlot{},
-		slicePresent: map[*discoveryv1.EndpointSlice]struct{}{},
+		slicePresent: map[*EndpointSlice]struct{}{},
 		names:        map[types.NamespacedName]nameSlot{},
 		claims:       map[ruleKey]claimList{},
 	}
@@ -142,7 +141,7 @@ func (e *ingressEntry) ref() types.NamespacedName { return objectKey(e.ing.Names
 // namespace, and the object seen.
 type serviceDep struct {
 	service string
-	svc     *corev1.Service
+	svc     *Service
 }
 
 // claimant is one validated path of an Ingress (or its default backend)
@@ -227,8 +226,8 @@ func policyKey(args []string) string { return strings.Join(args, "\x00") }
 // backendEntry is the endpoints of one backend, and what they were chosen
 // from.
 type backendEntry struct {
-	svc      *corev1.Service
-	slices   []*discoveryv1.EndpointSlice
+	svc      *Service
+	slices   []*EndpointSlice
 	backend  Backend // its Key is the entry's, also before the first resolve
 	problems []Problem
 	used     uint64 // the last call a route named it
@@ -244,7 +243,7 @@ func (be *backendEntry) key() BackendKey { return be.backend.Key }
 // Services of that name (one map for both, since there is a Service for
 // nearly every set of slices).
 type serviceSlot struct {
-	svc    *corev1.Service
+	svc    *Service
 	n      int32 // Services of this name (svc is the last one)
 	slices int32 // EndpointSlices labelled with this name
 }
@@ -460,7 +459,7 @@ func sameOptions(a, b Options) bool {
 
 // indexServices indexes the Services by name; those that share a name are
 // left out, with a problem (as indexServices does).
-func (t *Translator) indexServices(services []*corev1.Service, problems *[]Problem) {
+func (t *Translator) indexServices(services []*Service, problems *[]Problem) {
 	for key, slot := range t.services {
 		slot.svc, slot.n = nil, 0
 		t.setSlot(key, slot)
@@ -491,14 +490,14 @@ func (t *Translator) setSlot(key types.NamespacedName, slot serviceSlot) {
 }
 
 // service is the Service of that name, nil when there is none or several.
-func (t *Translator) service(name types.NamespacedName) *corev1.Service {
+func (t *Translator) service(name types.NamespacedName) *Service {
 	if slot := t.services[name]; slot.n == 1 {
 		return slot.svc
 	}
 	return nil
 }
 
-func (t *Translator) indexSlices(endpointSlices []*discoveryv1.EndpointSlice) {
+func (t *Translator) indexSlices(endpointSlices []*EndpointSlice) {
 	for key, slot := range t.services {
 		slot.slices = 0
 		t.setSlot(key, slot)
@@ -516,11 +515,11 @@ func (t *Translator) indexSlices(endpointSlices []*discoveryv1.EndpointSlice) {
 	}
 }
 
-func sliceService(s *discoveryv1.EndpointSlice) (types.NamespacedName, bool) {
+func sliceService(s *EndpointSlice) (types.NamespacedName, bool) {
 	if s == nil {
 		return types.NamespacedName{}, false
 	}
-	name := s.Labels[discoveryv1.LabelServiceName]
+	name := s.Service
 	return objectKey(s.Namespace, name), name != ""
 }
 
@@ -529,19 +528,19 @@ func sliceService(s *discoveryv1.EndpointSlice) (types.NamespacedName, bool) {
 // grouping all of them. A changed Service or Ingress has one backend or
 // two to resolve again, and grouping 10,000 slices for it was 4 ms of the
 // 20 ms of a full call.
-func (t *Translator) slicesOf(name types.NamespacedName) []*discoveryv1.EndpointSlice {
+func (t *Translator) slicesOf(name types.NamespacedName) []*EndpointSlice {
 	if t.sliceGroups == nil && t.sliceScans < 4 {
 		t.sliceScans++
-		var out []*discoveryv1.EndpointSlice
+		var out []*EndpointSlice
 		for _, s := range t.slicesNow {
-			if s != nil && s.Namespace == name.Namespace && s.Labels[discoveryv1.LabelServiceName] == name.Name {
+			if s != nil && s.Namespace == name.Namespace && s.Service == name.Name {
 				out = append(out, s)
 			}
 		}
 		return out
 	}
 	if t.sliceGroups == nil {
-		t.sliceGroups = map[types.NamespacedName][]*discoveryv1.EndpointSlice{}
+		t.sliceGroups = map[types.NamespacedName][]*EndpointSlice{}
 		for _, s := range t.slicesNow {
 			if key, ok := sliceService(s); ok {
 				t.sliceGroups[key] = append(t.sliceGroups[key], s)
@@ -882,12 +881,12 @@ func (t *Translator) resolveBackend(be *backendEntry) {
 }
 
 // resolveBackendFrom chooses be's endpoints from its Service's slices.
-func (t *Translator) resolveBackendFrom(be *backendEntry, endpointSlices []*discoveryv1.EndpointSlice) {
+func (t *Translator) resolveBackendFrom(be *backendEntry, endpointSlices []*EndpointSlice) {
 	name := objectKey(be.key().Namespace, be.key().Service)
 	be.svc = t.service(name)
 	be.slices = slices.Clone(endpointSlices)
 	if be.slices == nil {
-		be.slices = []*discoveryv1.EndpointSlice{}
+		be.slices = []*EndpointSlice{}
 	}
 	be.backend, be.problems = resolveEndpoints(be.key(), be.svc, be.slices, t.refuse)
 }

@@ -12,7 +12,6 @@ import (
 
 	"github.com/zalando/skipper/eskip"
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -71,13 +70,13 @@ type cluster struct {
 	rng       *rand.Rand
 	classes   map[string]*networkingv1.IngressClass
 	ingresses map[string]*networkingv1.Ingress
-	services  map[string]*corev1.Service
-	slices    map[string]*discoveryv1.EndpointSlice
+	services  map[string]*Service
+	slices    map[string]*EndpointSlice
 	held      map[string]*networkingv1.Ingress
 	// dupIngress and dupService, when set, are a second object with the
 	// name of an existing one (DuplicateObject).
 	dupIngress *networkingv1.Ingress
-	dupService *corev1.Service
+	dupService *Service
 	opts       Options
 	// secrets are TLS Secrets "t0" and "t1" (Ingress spec.tls), each a
 	// copy of one of keyPairs.
@@ -98,8 +97,8 @@ func newCluster(seed uint64) *cluster {
 		rng:       rand.New(rand.NewPCG(seed, seed+1)),
 		classes:   map[string]*networkingv1.IngressClass{"bulkhead": ingressClass("bulkhead", true)},
 		ingresses: map[string]*networkingv1.Ingress{},
-		services:  map[string]*corev1.Service{},
-		slices:    map[string]*discoveryv1.EndpointSlice{},
+		services:  map[string]*Service{},
+		slices:    map[string]*EndpointSlice{},
 		held:      map[string]*networkingv1.Ingress{},
 		secrets:   map[string]*corev1.Secret{},
 	}
@@ -188,7 +187,7 @@ func (c *cluster) randomIngress(name string) *networkingv1.Ingress {
 	return ing
 }
 
-func (c *cluster) randomService(name string) *corev1.Service {
+func (c *cluster) randomService(name string) *Service {
 	ports := []corev1.ServicePort{servicePort("http", 80)}
 	switch c.rng.IntN(5) {
 	case 0:
@@ -200,12 +199,12 @@ func (c *cluster) randomService(name string) *corev1.Service {
 	}
 	svc := service("default", name, ports...)
 	if c.rng.IntN(10) == 0 {
-		svc.Spec.Type = corev1.ServiceTypeExternalName
+		svc.Type = corev1.ServiceTypeExternalName
 	}
 	return svc
 }
 
-func (c *cluster) randomSlice(svc, name string) *discoveryv1.EndpointSlice {
+func (c *cluster) randomSlice(svc, name string) *EndpointSlice {
 	var addrs []string
 	for range c.rng.IntN(3) {
 		addrs = append(addrs, c.pick(clusterAddresses))
@@ -214,17 +213,17 @@ func (c *cluster) randomSlice(svc, name string) *discoveryv1.EndpointSlice {
 	for i := range s.Endpoints {
 		switch c.rng.IntN(4) {
 		case 0:
-			s.Endpoints[i].Conditions = discoveryv1.EndpointConditions{Ready: ptr(false), Serving: ptr(true), Terminating: ptr(true)}
+			s.Endpoints[i].Ready, s.Endpoints[i].Serving, s.Endpoints[i].Terminating = false, true, true
 		case 1:
-			s.Endpoints[i].Conditions = discoveryv1.EndpointConditions{Ready: ptr(false)}
+			s.Endpoints[i].Ready, s.Endpoints[i].Serving = false, false
 		}
 	}
 	return s
 }
 
 func (c *cluster) putIngress(ing *networkingv1.Ingress)      { c.ingresses[ing.Name] = ing }
-func (c *cluster) putService(svc *corev1.Service)            { c.services[svc.Name] = svc }
-func (c *cluster) putSlice(s *discoveryv1.EndpointSlice)     { c.slices[s.Name] = s }
+func (c *cluster) putService(svc *Service)                   { c.services[svc.Name] = svc }
+func (c *cluster) putSlice(s *EndpointSlice)                 { c.slices[s.Name] = s }
 func (c *cluster) anyIngress() (*networkingv1.Ingress, bool) { return anyOf(c.rng, c.ingresses) }
 
 func anyOf[T any](rng *rand.Rand, m map[string]*T) (*T, bool) {
@@ -328,7 +327,7 @@ func (c *cluster) stepCase(kind int) string {
 	case 16:
 		c.dupService = nil
 		if svc, ok := anyOf(c.rng, c.services); ok && c.rng.IntN(2) == 0 {
-			c.dupService = svc.DeepCopy()
+			c.dupService = ptr(*svc)
 			return "service duplicated: " + svc.Name
 		}
 		return "no duplicate service"
@@ -641,7 +640,7 @@ func TestTranslatorReusesRoutes(t *testing.T) {
 
 	// Equal objects at new addresses (a status update, a resync).
 	s.Ingresses[7] = s.Ingresses[7].DeepCopy()
-	s.Services[7] = s.Services[7].DeepCopy()
+	s.Services[7] = ptr(*s.Services[7])
 	third := tr.Translate(s, Options{})
 	if changed, gone := changedRoutes(second, third); len(changed)+len(gone) > 0 {
 		t.Fatalf("equal objects replaced: routes %v re-emitted, %v gone", changed, gone)

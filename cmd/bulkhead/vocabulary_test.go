@@ -94,21 +94,17 @@ func TestAnnotationsSpeakUpstream(t *testing.T) {
 
 func snapshotWith(annotations map[string]string) *routing.Snapshot {
 	port := int32(8080)
-	ready := true
 	return &routing.Snapshot{
 		IngressClasses: []*networkingv1.IngressClass{{
 			ObjectMeta: metav1.ObjectMeta{Name: "bulkhead", Annotations: map[string]string{"ingressclass.kubernetes.io/is-default-class": "true"}},
 			Spec:       networkingv1.IngressClassSpec{Controller: routing.DefaultControllerName},
 		}},
-		Services: []*corev1.Service{{
-			ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "svc"},
-			Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80}}},
-		}},
-		EndpointSlices: []*discoveryv1.EndpointSlice{{
-			ObjectMeta:  metav1.ObjectMeta{Namespace: "ns", Name: "svc-a", Labels: map[string]string{discoveryv1.LabelServiceName: "svc"}},
+		Services: []*routing.Service{{Namespace: "ns", Name: "svc", Ports: []corev1.ServicePort{{Name: "http", Port: 80}}}},
+		EndpointSlices: []*routing.EndpointSlice{{
+			Namespace: "ns", Name: "svc-a", Service: "svc",
 			AddressType: discoveryv1.AddressTypeIPv4,
 			Ports:       []discoveryv1.EndpointPort{{Name: new("http"), Port: &port}},
-			Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{"10.0.0.1"}, Conditions: discoveryv1.EndpointConditions{Ready: &ready}}},
+			Endpoints:   []routing.SliceEndpoint{{Address: "10.0.0.1", Ready: true, Serving: true}},
 		}},
 		Ingresses: []*networkingv1.Ingress{{
 			ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "ing", Annotations: annotations},
