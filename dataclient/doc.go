@@ -13,8 +13,9 @@
 // is also where bulkhead keeps its last-known-good table: nothing the API
 // server does removes a route.
 //
-// The files follow the flow: watcher.go (informers, lean caches, how each
-// object left), supervise.go (start, first sync, losing and regaining the
+// The files follow the flow: watcher.go (informers, how each object left),
+// lean.go (the informers' transform: what the caches keep of an object),
+// supervise.go (start, first sync, losing and regaining the
 // API server, with gate.go between the informers and the server),
 // rebuild.go (the debounced rebuild: translation, the guard of
 // guard.go, the applied table; an endpoint-only change resolves only its
