@@ -92,7 +92,8 @@
 //
 // Either way the table is never touched while the server is away.
 //
-// The deletion guard (guard.go) holds back removals the router cannot
+// The deletion guard (guard.go: what it judges; guardcompare.go: what
+// counts as removed; guardhold.go: serving what it holds) holds back removals the router cannot
 // explain as one user's act, and nothing else: every rebuild applies all
 // additions and changes at once. It counts source objects that left (an
 // Ingress no longer served, an HTTPRoute or GRPCRoute (each a kind of its
